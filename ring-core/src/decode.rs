@@ -1,0 +1,563 @@
+//! Decoding a sub-buffer back into `(timestamp, payload)` records.
+//!
+//! [`EventIter`] walks one sub-buffer, applies time extends and absolute stamps, skips padding,
+//! and yields data events. It works over any [`PageSource`]: a byte slice (a private copy, a
+//! trace.dat page) or a [`ShmPage`] (a page of the shared mapping, read word by word through
+//! atomics so a writer or a hostile peer changing it under us cannot cause undefined behaviour).
+//! Every offset is checked before it is read: arbitrary bytes produce a [`DecodeError`], never a
+//! panic or an out-of-bounds read.
+
+use crate::format::{
+    COMMIT_LEN_MASK, COMMIT_MISSED_EVENTS, COMMIT_MISSED_STORED, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE,
+    SUBBUF_TIMESTAMP_OFFSET, TIME_DELTA_BITS, TIME_STAMP_MASK, TYPE_LEN_DATA_MAX, TYPE_LEN_PADDING,
+    TYPE_LEN_TIME_EXTEND, TYPE_LEN_TIME_STAMP, header_time_delta, header_type_len,
+};
+use crate::shm::ShmRegion;
+
+/// Where the bytes of one sub-buffer come from.
+pub trait PageSource {
+    /// What a data event's payload is handed out as.
+    type Payload<'a>
+    where
+        Self: 'a;
+
+    /// Length of the whole sub-buffer, header included.
+    fn page_len(&self) -> usize;
+    /// The `u32` at `off`; the caller guarantees `off + 4 <= page_len()` and 4-alignment.
+    fn read_u32(&self, off: usize) -> u32;
+    /// The page header `(timestamp, commit)`, with `commit` read with acquire semantics first so
+    /// the data it covers is visible.
+    fn header(&self) -> (u64, u64);
+    /// The payload bytes `off..off + len`; the caller guarantees they are inside the page.
+    fn payload(&self, off: usize, len: usize) -> Self::Payload<'_>;
+}
+
+impl PageSource for [u8] {
+    type Payload<'a> = &'a [u8];
+
+    fn page_len(&self) -> usize {
+        self.len()
+    }
+
+    fn read_u32(&self, off: usize) -> u32 {
+        u32::from_ne_bytes([self[off], self[off + 1], self[off + 2], self[off + 3]])
+    }
+
+    fn header(&self) -> (u64, u64) {
+        let word = |off: usize| -> u64 {
+            match self.get(off..off + 8) {
+                Some(b) => u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+                None => 0,
+            }
+        };
+        (word(SUBBUF_TIMESTAMP_OFFSET), word(SUBBUF_COMMIT_OFFSET))
+    }
+
+    fn payload(&self, off: usize, len: usize) -> &[u8] {
+        &self[off..off + len]
+    }
+}
+
+/// A sub-buffer inside a shared region, read through atomic loads.
+#[derive(Debug, Clone, Copy)]
+pub struct ShmPage<'a> {
+    region: &'a ShmRegion,
+    base: usize,
+    len: usize,
+}
+
+impl<'a> ShmPage<'a> {
+    /// The `len`-byte page at byte offset `base` of `region`, or `None` if it does not fit or is
+    /// not 8-aligned.
+    pub fn new(region: &'a ShmRegion, base: usize, len: usize) -> Option<Self> {
+        let fits = base % 8 == 0
+            && len % 8 == 0
+            && len >= SUBBUF_HEADER_SIZE
+            && base.checked_add(len).is_some_and(|end| end <= region.len());
+        fits.then_some(Self { region, base, len })
+    }
+
+    /// The commit word, read with acquire semantics.
+    pub fn commit(&self) -> u64 {
+        self.region.load_u64_acquire(self.base + SUBBUF_COMMIT_OFFSET)
+    }
+
+    /// The page timestamp.
+    pub fn timestamp(&self) -> u64 {
+        self.region.load_u64(self.base + SUBBUF_TIMESTAMP_OFFSET)
+    }
+
+    /// Copies the whole page into `out` (which must be exactly the page length), header words at
+    /// their own width. The copy may be torn if the page changes meanwhile.
+    pub fn copy_to(&self, out: &mut [u8]) {
+        assert_eq!(out.len(), self.len, "page copy needs a buffer of the page size");
+        let commit = self.region.load_u64(self.base + SUBBUF_COMMIT_OFFSET);
+        let ts = self.region.load_u64(self.base + SUBBUF_TIMESTAMP_OFFSET);
+        out[SUBBUF_TIMESTAMP_OFFSET..SUBBUF_TIMESTAMP_OFFSET + 8].copy_from_slice(&ts.to_ne_bytes());
+        out[SUBBUF_COMMIT_OFFSET..SUBBUF_COMMIT_OFFSET + 8].copy_from_slice(&commit.to_ne_bytes());
+        self.region.load_bytes(self.base + SUBBUF_HEADER_SIZE, &mut out[SUBBUF_HEADER_SIZE..]);
+    }
+}
+
+impl<'a> PageSource for ShmPage<'a> {
+    type Payload<'b>
+        = ShmBytes<'a>
+    where
+        Self: 'b;
+
+    fn page_len(&self) -> usize {
+        self.len
+    }
+
+    fn read_u32(&self, off: usize) -> u32 {
+        self.region.load_u32(self.base + off)
+    }
+
+    fn header(&self) -> (u64, u64) {
+        let commit = self.commit();
+        (self.timestamp(), commit)
+    }
+
+    fn payload(&self, off: usize, len: usize) -> ShmBytes<'a> {
+        ShmBytes { region: self.region, off: self.base + off, len }
+    }
+}
+
+/// Payload bytes that live in shared memory; copy them out to look at them.
+#[derive(Debug, Clone, Copy)]
+pub struct ShmBytes<'a> {
+    region: &'a ShmRegion,
+    off: usize,
+    len: usize,
+}
+
+impl ShmBytes<'_> {
+    /// Number of payload bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if there are no payload bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `out.len()` bytes (at most [`ShmBytes::len`]) from the start of the payload.
+    pub fn copy_to(&self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.len);
+        self.region.load_bytes(self.off, &mut out[..n]);
+        n
+    }
+
+    /// The payload as an owned vector.
+    #[cfg(feature = "std")]
+    pub fn to_vec(&self) -> std::vec::Vec<u8> {
+        let mut v = std::vec![0u8; self.len];
+        self.copy_to(&mut v);
+        v
+    }
+}
+
+/// Why a sub-buffer could not be decoded (past the events already returned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The buffer is smaller than a sub-buffer header.
+    #[error("sub-buffer of {0} bytes is shorter than its 16-byte header")]
+    ShortPage(usize),
+    /// `commit` claims more data than the page holds.
+    #[error("commit of {commit} bytes exceeds the {data_size}-byte data area")]
+    CommitTooLarge {
+        /// The claimed length.
+        commit: u64,
+        /// The page's data area.
+        data_size: usize,
+    },
+    /// An event header or body runs past the committed data.
+    #[error("event at data offset {0} runs past the committed data")]
+    Truncated(usize),
+    /// An event's length field is impossible.
+    #[error("event at data offset {0} has an invalid length")]
+    BadLength(usize),
+}
+
+/// Lost-event information carried in a page's `commit` flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissedEvents {
+    /// No events were lost before this page.
+    None,
+    /// Events were lost; the count was not stored.
+    Unknown,
+    /// This many events were lost before this page.
+    Count(u64),
+}
+
+/// One data event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event<T> {
+    /// Absolute timestamp, in the writer's raw clock units.
+    pub timestamp: u64,
+    /// The payload, padded with zeros to a multiple of 4 bytes (the format does not record the
+    /// exact length; event formats carry their own sizes).
+    pub payload: T,
+    /// Offset of the event's header in the data area.
+    pub offset: u32,
+    /// Offset just past the event in the data area.
+    pub end: u32,
+}
+
+/// Every kind of record in a sub-buffer, as [`EventIter::next_item`] returns them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item<T> {
+    /// A data event.
+    Event(Event<T>),
+    /// A time extend at `offset`, adding `delta` to the running time.
+    TimeExtend {
+        /// Data offset.
+        offset: u32,
+        /// Delta added.
+        delta: u64,
+    },
+    /// An absolute stamp at `offset`, setting the running time to `timestamp`.
+    TimeStamp {
+        /// Data offset.
+        offset: u32,
+        /// The reconstructed full timestamp.
+        timestamp: u64,
+    },
+    /// Null padding at `offset`: the rest of the page is empty.
+    Padding {
+        /// Data offset.
+        offset: u32,
+    },
+    /// A discarded event of `len` bytes (header included) at `offset`.
+    Discarded {
+        /// Data offset.
+        offset: u32,
+        /// Bytes skipped.
+        len: u32,
+    },
+}
+
+/// Iterator over the data events of one sub-buffer.
+#[derive(Debug)]
+pub struct EventIter<'p, P: PageSource + ?Sized> {
+    page: &'p P,
+    data_end: usize,
+    pos: usize,
+    start: usize,
+    ts: u64,
+    missed: MissedEvents,
+    failed: bool,
+}
+
+impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
+    /// Starts decoding `page` from the beginning of its data.
+    pub fn new(page: &'p P) -> Result<Self, DecodeError> {
+        Self::starting_at(page, 0)
+    }
+
+    /// Decodes `page` but yields only events at data offset `start` or later (how a consumer
+    /// resumes on a page it has partly read: the time deltas before `start` are still applied).
+    pub fn starting_at(page: &'p P, start: usize) -> Result<Self, DecodeError> {
+        let len = page.page_len();
+        if len < SUBBUF_HEADER_SIZE {
+            return Err(DecodeError::ShortPage(len));
+        }
+        let data_size = len - SUBBUF_HEADER_SIZE;
+        let (timestamp, commit) = page.header();
+        let commit_len = commit & COMMIT_LEN_MASK;
+        if commit_len > data_size as u64 {
+            return Err(DecodeError::CommitTooLarge { commit: commit_len, data_size });
+        }
+        let data_end = commit_len as usize;
+        let missed = if commit & COMMIT_MISSED_EVENTS == 0 {
+            MissedEvents::None
+        } else if commit & COMMIT_MISSED_STORED != 0 && data_end + 8 <= data_size {
+            let at = SUBBUF_HEADER_SIZE + data_end;
+            let lo = u64::from(page.read_u32(at));
+            let hi = u64::from(page.read_u32(at + 4));
+            MissedEvents::Count(if cfg!(target_endian = "little") { lo | hi << 32 } else { hi | lo << 32 })
+        } else {
+            MissedEvents::Unknown
+        };
+        Ok(Self { page, data_end, pos: 0, start, ts: timestamp, missed, failed: false })
+    }
+
+    /// Data offset just past everything decoded so far: what a consumer reports as `read`.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// The committed length this iterator decodes up to.
+    pub fn data_end(&self) -> usize {
+        self.data_end
+    }
+
+    /// Running timestamp (of the last event, or the page timestamp before the first).
+    pub fn timestamp(&self) -> u64 {
+        self.ts
+    }
+
+    /// Lost-event information from the page header.
+    pub fn missed_events(&self) -> MissedEvents {
+        self.missed
+    }
+
+    fn word(&self, data_off: usize) -> Result<u32, DecodeError> {
+        if data_off + 4 > self.data_end {
+            return Err(DecodeError::Truncated(self.pos));
+        }
+        Ok(self.page.read_u32(SUBBUF_HEADER_SIZE + data_off))
+    }
+
+    /// The next record of any kind, or `None` at the end of the committed data. Records before
+    /// the start offset are decoded (their time counts) but only data events there are skipped.
+    pub fn next_item(&mut self) -> Option<Result<Item<P::Payload<'p>>, DecodeError>> {
+        while !self.failed && self.pos < self.data_end {
+            match self.step() {
+                Ok(Some(item)) => return Some(Ok(item)),
+                Ok(None) => continue,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
+
+    /// Decodes the record at `pos`; `Ok(None)` for a data event before the start offset.
+    fn step(&mut self) -> Result<Option<Item<P::Payload<'p>>>, DecodeError> {
+        let at = self.pos;
+        let offset = at as u32;
+        let header = self.word(at)?;
+        let delta = u64::from(header_time_delta(header));
+        let (payload_off, payload_len) = match header_type_len(header) {
+            0 => {
+                let len_word = self.word(at + 4)? as usize;
+                if len_word < 4 || len_word % 4 != 0 {
+                    return Err(DecodeError::BadLength(at));
+                }
+                (at + 8, len_word - 4)
+            }
+            t @ 1..=TYPE_LEN_DATA_MAX => (at + 4, t as usize * 4),
+            TYPE_LEN_PADDING => {
+                if delta == 0 {
+                    // A null event: the rest of the page is empty.
+                    self.pos = self.data_end;
+                    return Ok(Some(Item::Padding { offset }));
+                }
+                // A discarded event; libtraceevent still applies its delta.
+                let len = self.word(at + 4)? as usize;
+                if len % 4 != 0 || len == 0 {
+                    return Err(DecodeError::BadLength(at));
+                }
+                let end = at.checked_add(4 + len).ok_or(DecodeError::BadLength(at))?;
+                if end > self.data_end {
+                    return Err(DecodeError::Truncated(at));
+                }
+                self.ts = self.ts.wrapping_add(delta);
+                self.pos = end;
+                return Ok(Some(Item::Discarded { offset, len: (4 + len) as u32 }));
+            }
+            TYPE_LEN_TIME_EXTEND => {
+                let high = u64::from(self.word(at + 4)?);
+                let delta = high << TIME_DELTA_BITS | delta;
+                self.ts = self.ts.wrapping_add(delta);
+                self.pos = at + 8;
+                return Ok(Some(Item::TimeExtend { offset, delta }));
+            }
+            _ => {
+                debug_assert_eq!(header_type_len(header), TYPE_LEN_TIME_STAMP);
+                let high = u64::from(self.word(at + 4)?);
+                self.ts = fix_absolute_stamp(high << TIME_DELTA_BITS | delta, self.ts);
+                self.pos = at + 8;
+                return Ok(Some(Item::TimeStamp { offset, timestamp: self.ts }));
+            }
+        };
+        let end = payload_off.checked_add(payload_len).ok_or(DecodeError::BadLength(at))?;
+        if end > self.data_end {
+            return Err(DecodeError::Truncated(at));
+        }
+        self.ts = self.ts.wrapping_add(delta);
+        self.pos = end;
+        if at < self.start {
+            return Ok(None);
+        }
+        Ok(Some(Item::Event(Event {
+            timestamp: self.ts,
+            payload: self.page.payload(SUBBUF_HEADER_SIZE + payload_off, payload_len),
+            offset,
+            end: end as u32,
+        })))
+    }
+}
+
+/// Rebuilds a full timestamp from an absolute stamp's 59 bits and the running time, as the
+/// kernel's `rb_fix_abs_ts` does: the high bits come from the running time, and a stamp that
+/// would go backwards has crossed a 2^59 boundary.
+pub fn fix_absolute_stamp(stamp: u64, running: u64) -> u64 {
+    let high = running & !TIME_STAMP_MASK;
+    if high == 0 {
+        return stamp;
+    }
+    let full = stamp | high;
+    if full < running { full.wrapping_add(TIME_STAMP_MASK + 1) } else { full }
+}
+
+impl<'p, P: PageSource + ?Sized> Iterator for EventIter<'p, P> {
+    type Item = Result<Event<P::Payload<'p>>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.next_item()? {
+                Ok(Item::Event(event)) => return Some(Ok(event)),
+                Ok(_) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{TIME_DELTA_MAX, TimeRecord, header_word};
+    use std::vec::Vec;
+
+    /// Builds a page from a list of words after the header.
+    fn page(ts: u64, commit: u64, words: &[u32], size: usize) -> Vec<u8> {
+        let mut p = std::vec![0u8; size];
+        p[0..8].copy_from_slice(&ts.to_ne_bytes());
+        p[8..16].copy_from_slice(&commit.to_ne_bytes());
+        for (i, w) in words.iter().enumerate() {
+            p[16 + 4 * i..20 + 4 * i].copy_from_slice(&w.to_ne_bytes());
+        }
+        p
+    }
+
+    #[test]
+    fn decodes_small_large_extend_absolute_and_padding() {
+        let ext = TimeRecord::Extend(TIME_DELTA_MAX + 10).words();
+        let abs = TimeRecord::Absolute(5_000_000_000).words();
+        let words = [
+            header_word(1, 0), 0xaaaa_aaaa,                 // small, delta 0
+            header_word(2, 3), 1, 2,                        // small, delta 3
+            ext[0], ext[1], header_word(1, 0), 7,           // time extend then event
+            header_word(0, 1), 4 + 120, // large: array[0] = payload + 4
+        ];
+        let mut all: Vec<u32> = words.to_vec();
+        all.extend(core::iter::repeat_n(0x11u32, 30));
+        all.extend_from_slice(&[abs[0], abs[1], header_word(1, 2), 9]);
+        all.extend_from_slice(&[header_word(TYPE_LEN_PADDING, 0), 0]);
+        let commit = (all.len() * 4) as u64;
+        let p = page(100, commit, &all, 16 + all.len() * 4 + 16);
+        let events: Vec<_> = EventIter::new(p.as_slice()).unwrap().map(Result::unwrap).collect();
+        let ts: Vec<u64> = events.iter().map(|e| e.timestamp).collect();
+        let big = 100 + 3 + TIME_DELTA_MAX + 10 + 1;
+        assert_eq!(ts, [100, 103, 103 + TIME_DELTA_MAX + 10, big, 5_000_000_002]);
+        assert_eq!(events[1].payload, &[1, 0, 0, 0, 2, 0, 0, 0]);
+        assert_eq!(events[3].payload.len(), 120);
+        assert_eq!(events[4].payload, &9u32.to_ne_bytes());
+    }
+
+    #[test]
+    fn resumes_at_an_offset_with_the_right_time() {
+        let words = [header_word(1, 5), 1, header_word(1, 7), 2];
+        let p = page(10, 16, &words, 64);
+        let mut it = EventIter::starting_at(p.as_slice(), 8).unwrap();
+        let e = it.next().unwrap().unwrap();
+        assert_eq!((e.timestamp, e.offset, e.payload), (22, 8, &2u32.to_ne_bytes()[..]));
+        assert!(it.next().is_none());
+        assert_eq!(it.position(), 16);
+    }
+
+    #[test]
+    fn raw_items_show_time_records_and_padding() {
+        let ext = TimeRecord::Extend(1 << 30).words();
+        let abs = TimeRecord::Absolute(77).words();
+        let words = [ext[0], ext[1], header_word(1, 0), 1, abs[0], abs[1], header_word(TYPE_LEN_PADDING, 0), 4];
+        let p = page(0, 32, &words, 64);
+        let mut it = EventIter::new(p.as_slice()).unwrap();
+        let mut items = Vec::new();
+        while let Some(item) = it.next_item() {
+            items.push(item.unwrap());
+        }
+        assert_eq!(items[0], Item::TimeExtend { offset: 0, delta: 1 << 30 });
+        assert!(matches!(items[1], Item::Event(Event { timestamp: 0x4000_0000, offset: 8, .. })));
+        assert_eq!(items[2], Item::TimeStamp { offset: 16, timestamp: 77 });
+        assert_eq!(items[3], Item::Padding { offset: 24 });
+        assert_eq!(items.len(), 4);
+    }
+
+    #[test]
+    fn null_padding_ends_the_page_and_position_reaches_commit() {
+        let words = [header_word(1, 0), 1, header_word(TYPE_LEN_PADDING, 0), 36];
+        let p = page(0, 48, &words, 64);
+        let mut it = EventIter::new(p.as_slice()).unwrap();
+        assert!(it.next().unwrap().is_ok());
+        assert!(it.next().is_none());
+        assert_eq!(it.position(), 48);
+    }
+
+    #[test]
+    fn discarded_events_are_skipped_but_their_delta_counts() {
+        let words = [header_word(TYPE_LEN_PADDING, 4), 8, 0, header_word(1, 1), 3];
+        let p = page(0, 20, &words, 64);
+        let e: Vec<_> = EventIter::new(p.as_slice()).unwrap().map(Result::unwrap).collect();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].timestamp, 5);
+    }
+
+    #[test]
+    fn missed_event_flags_are_reported() {
+        let mut p = page(0, 8, &[header_word(1, 0), 1], 64);
+        assert!(crate::format::mark_missed_events(&mut p, 42));
+        let it = EventIter::new(p.as_slice()).unwrap();
+        assert_eq!(it.missed_events(), MissedEvents::Count(42));
+        assert_eq!(it.data_end(), 8);
+    }
+
+    #[test]
+    fn malformed_pages_are_errors_not_panics() {
+        assert_eq!(EventIter::new(&[0u8; 8][..]).err(), Some(DecodeError::ShortPage(8)));
+        let p = page(0, 1000, &[], 64);
+        assert!(matches!(EventIter::new(p.as_slice()), Err(DecodeError::CommitTooLarge { .. })));
+        // type_len 2 claims 8 bytes but only 4 are committed.
+        let p = page(0, 8, &[header_word(2, 0), 1], 64);
+        let r: Vec<_> = EventIter::new(p.as_slice()).unwrap().collect();
+        assert_eq!(r, [Err(DecodeError::Truncated(0))]);
+        // type_len 0 with a length word of 2.
+        let p = page(0, 8, &[header_word(0, 0), 2], 64);
+        let r: Vec<_> = EventIter::new(p.as_slice()).unwrap().collect();
+        assert_eq!(r, [Err(DecodeError::BadLength(0))]);
+        // time extend cut in half.
+        let p = page(0, 4, &[header_word(TYPE_LEN_TIME_EXTEND, 0)], 64);
+        let r: Vec<_> = EventIter::new(p.as_slice()).unwrap().collect();
+        assert_eq!(r, [Err(DecodeError::Truncated(0))]);
+    }
+
+    #[test]
+    fn absolute_stamps_take_high_bits_from_the_running_time() {
+        let base = 3u64 << 59;
+        assert_eq!(fix_absolute_stamp(5, base + 1), base + 5);
+        // Going backwards within the 59-bit window means the window wrapped.
+        assert_eq!(fix_absolute_stamp(5, base + 100), base + (1 << 59) + 5);
+        assert_eq!(fix_absolute_stamp(5, 3), 5);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300), start in 0usize..300) {
+            if let Ok(it) = EventIter::starting_at(bytes.as_slice(), start) {
+                let mut last = 0;
+                for e in it.flatten() {
+                    proptest::prop_assert!(e.end as usize <= bytes.len());
+                    proptest::prop_assert!(e.offset as usize >= last);
+                    proptest::prop_assert!(e.offset as usize >= start);
+                    last = e.end as usize;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Errors of ring-core.
+
+/// A buffer geometry or the memory handed over for it is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GeometryError {
+    /// Sub-buffer sizes must be powers of two.
+    #[error("sub-buffer size {0} is not a power of two")]
+    SubBufSizeNotPowerOfTwo(u32),
+    /// Sub-buffer size outside the supported range.
+    #[error("sub-buffer size {0} is outside 32..=16777216 bytes")]
+    SubBufSizeOutOfRange(u32),
+    /// Fewer than three sub-buffers (reader page plus two ring pages).
+    #[error("{0} sub-buffers given, at least 3 are needed (the reader page and two in the ring)")]
+    TooFewSubBufs(u32),
+    /// More sub-buffers than ids can name, or more bytes than the address space holds.
+    #[error("{0} sub-buffers is too many")]
+    TooManySubBufs(u32),
+    /// The meta region is smaller than the geometry needs.
+    #[error("meta area of {got} bytes given, {need} needed")]
+    MetaTooSmall {
+        /// Bytes needed.
+        need: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The sub-buffer region is smaller than the geometry needs.
+    #[error("sub-buffer area of {got} bytes given, {need} needed")]
+    DataTooSmall {
+        /// Bytes needed.
+        need: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The link array does not have one entry per sub-buffer.
+    #[error("{got} sub-buffer links given for {need} sub-buffers")]
+    LinkCount {
+        /// Links needed.
+        need: usize,
+        /// Links given.
+        got: usize,
+    },
+    /// A read-only region was given where the producer must write.
+    #[error("the producer needs writable memory")]
+    ReadOnly,
+}
+
+/// A write could not be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The payload does not fit in one sub-buffer.
+    #[error("payload of {len} bytes exceeds the {max}-byte maximum")]
+    TooLarge {
+        /// Payload length asked for.
+        len: usize,
+        /// Largest payload this buffer accepts.
+        max: usize,
+    },
+    /// A nested write's payload does not fit in the staging lane.
+    #[error("nested write of {len} bytes exceeds the {max}-byte staging lane")]
+    NestedTooLarge {
+        /// Payload length asked for.
+        len: usize,
+        /// Largest nested payload.
+        max: usize,
+    },
+    /// Tracing is disabled on this buffer.
+    #[error("tracing is disabled")]
+    Disabled,
+    /// The event was dropped (counted in `dropped`): the ring is full in producer/consumer mode,
+    /// a nested writer's staging lane is full, or nesting is deeper than supported.
+    #[error("event dropped: buffer full")]
+    Dropped,
+    /// A write into a reservation went past its payload.
+    #[error("write of {len} bytes at {offset} past a {size}-byte reservation")]
+    OutOfBounds {
+        /// Offset asked for.
+        offset: usize,
+        /// Bytes asked for.
+        len: usize,
+        /// Size of the reservation.
+        size: usize,
+    },
+}
+
+/// A reader-page swap could not be performed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SwapError {
+    /// Another swap on this CPU is in progress, or the head kept moving under us; try again.
+    #[error("another reader is swapping this CPU's reader page, or the writer kept moving the head; retry")]
+    Busy,
+    /// The consumer claims to have read more than the reader page holds.
+    #[error("read {read} exceeds the {commit} bytes committed on the reader page")]
+    ReadPastCommit {
+        /// Bytes the consumer claimed.
+        read: u32,
+        /// Bytes committed on the reader page.
+        commit: u32,
+    },
+}

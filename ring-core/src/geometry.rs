@@ -1,0 +1,157 @@
+//! Sizes of one CPU's buffer and where things are in its memory.
+
+use crate::error::GeometryError;
+use crate::format::{DataLayout, SMALL_DATA_MAX, SUBBUF_HEADER_SIZE};
+use crate::meta::meta_area_size;
+
+/// How the writer behaves when the ring is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// Flight recorder: the writer pushes the head forward and the oldest page is lost
+    /// (counted in `overrun` and `pages_lost`).
+    #[default]
+    Overwrite,
+    /// Producer/consumer: the writer drops the new event (counted in `dropped`).
+    Drop,
+}
+
+/// Sub-buffer size and count of one CPU's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Geometry {
+    subbuf_size: u32,
+    nr_subbufs: u32,
+}
+
+impl Geometry {
+    /// The kernel's default sub-buffer size.
+    pub const DEFAULT_SUBBUF_SIZE: u32 = 4096;
+    /// Smallest sub-buffer size accepted (only useful for tests and models).
+    pub const MIN_SUBBUF_SIZE: u32 = 32;
+    /// Largest sub-buffer size accepted (`commit` keeps lengths in 30 bits).
+    pub const MAX_SUBBUF_SIZE: u32 = 1 << 24;
+    /// Fewest sub-buffers: the reader page plus two in the ring.
+    pub const MIN_SUBBUFS: u32 = 3;
+    /// Most sub-buffers (ids live in 30 bits of a link word).
+    pub const MAX_SUBBUFS: u32 = 1 << 30;
+
+    /// Validates a geometry: `subbuf_size` a power of two within bounds, at least 3 sub-buffers.
+    pub fn new(subbuf_size: u32, nr_subbufs: u32) -> Result<Self, GeometryError> {
+        if !subbuf_size.is_power_of_two() {
+            return Err(GeometryError::SubBufSizeNotPowerOfTwo(subbuf_size));
+        }
+        if !(Self::MIN_SUBBUF_SIZE..=Self::MAX_SUBBUF_SIZE).contains(&subbuf_size) {
+            return Err(GeometryError::SubBufSizeOutOfRange(subbuf_size));
+        }
+        if nr_subbufs < Self::MIN_SUBBUFS {
+            return Err(GeometryError::TooFewSubBufs(nr_subbufs));
+        }
+        if nr_subbufs > Self::MAX_SUBBUFS {
+            return Err(GeometryError::TooManySubBufs(nr_subbufs));
+        }
+        u64::from(subbuf_size)
+            .checked_mul(u64::from(nr_subbufs))
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or(GeometryError::TooManySubBufs(nr_subbufs))?;
+        Ok(Self { subbuf_size, nr_subbufs })
+    }
+
+    /// Bytes per sub-buffer, header included.
+    #[inline]
+    pub const fn subbuf_size(&self) -> u32 {
+        self.subbuf_size
+    }
+
+    /// Sub-buffers, reader page included.
+    #[inline]
+    pub const fn nr_subbufs(&self) -> u32 {
+        self.nr_subbufs
+    }
+
+    /// Ring slots (sub-buffers minus the reader page).
+    #[inline]
+    pub const fn nr_slots(&self) -> u32 {
+        self.nr_subbufs - 1
+    }
+
+    /// Bytes of event data a sub-buffer holds.
+    #[inline]
+    pub const fn data_size(&self) -> u32 {
+        self.subbuf_size - SUBBUF_HEADER_SIZE as u32
+    }
+
+    /// Bytes of the meta area.
+    #[inline]
+    pub const fn meta_size(&self) -> usize {
+        meta_area_size(self.nr_slots())
+    }
+
+    /// Bytes of the sub-buffer array.
+    #[inline]
+    pub const fn data_len(&self) -> usize {
+        self.subbuf_size as usize * self.nr_subbufs as usize
+    }
+
+    /// Byte offset of sub-buffer `id` in the sub-buffer array.
+    #[inline]
+    pub const fn subbuf_offset(&self, id: u32) -> usize {
+        id as usize * self.subbuf_size as usize
+    }
+
+    /// Largest payload one event can carry (it must fit in an empty page).
+    pub const fn max_payload(&self) -> usize {
+        let data = self.data_size() as usize;
+        // Small payloads take a 4-byte header, large ones (type_len 0) 8; payloads are stored
+        // rounded up to 4.
+        let small = (data - 4) & !3;
+        let large = (data - 8) & !3;
+        if small <= SMALL_DATA_MAX {
+            small
+        } else if large > SMALL_DATA_MAX {
+            large
+        } else {
+            SMALL_DATA_MAX
+        }
+    }
+
+    /// Layout of an event with `len` payload bytes, if it fits in a sub-buffer.
+    #[inline]
+    pub const fn layout(&self, len: usize) -> Option<DataLayout> {
+        match DataLayout::for_payload(len) {
+            Some(l) if l.size <= self.data_size() => Some(l),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Geometry {
+    /// 4 KiB sub-buffers, 256 of them (1 MiB per CPU).
+    fn default() -> Self {
+        Self { subbuf_size: Self::DEFAULT_SUBBUF_SIZE, nr_subbufs: 256 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_sizes() {
+        assert_eq!(Geometry::new(4000, 4), Err(GeometryError::SubBufSizeNotPowerOfTwo(4000)));
+        assert_eq!(Geometry::new(16, 4), Err(GeometryError::SubBufSizeOutOfRange(16)));
+        assert_eq!(Geometry::new(1 << 25, 4), Err(GeometryError::SubBufSizeOutOfRange(1 << 25)));
+        assert_eq!(Geometry::new(4096, 2), Err(GeometryError::TooFewSubBufs(2)));
+        let g = Geometry::new(4096, 3).unwrap();
+        assert_eq!((g.nr_slots(), g.data_size(), g.data_len(), g.subbuf_offset(2)), (2, 4080, 12288, 8192));
+        assert_eq!(g.meta_size(), 4096);
+    }
+
+    #[test]
+    fn largest_payload_fits_exactly() {
+        for size in [32u32, 64, 128, 256, 4096, 65536] {
+            let g = Geometry::new(size, 3).unwrap();
+            let max = g.max_payload();
+            assert!(g.layout(max).is_some(), "{size}");
+            assert!(g.layout(max + 1).is_none(), "{size}");
+        }
+    }
+}

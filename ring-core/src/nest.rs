@@ -1,0 +1,407 @@
+//! Nested writers: a write started while another write on the same CPU is open.
+//!
+//! A signal handler (or, in a kernel, an interrupt) can fire in the middle of a write and write
+//! itself. The outermost context owns the ring; a nested context never touches it. Instead it
+//! stages its event in the staging lane of its nesting level, and the outermost context moves
+//! staged events into the ring, in timestamp order, right after its own event when it commits:
+//!
+//! ```text
+//!  depth 0  reserve ─── fill ──────────────── commit ─ flush lanes ─ depth=0 ─ recheck
+//!  depth 1              └─ write → lane[0] ─┘            │
+//!  depth 2                    └─ write → lane[1]          └─ lane[0], lane[1] → ring
+//! ```
+//!
+//! Why this shape: reserving ring space with plain loads and stores is only safe if nothing
+//! else reserves between the load and the store. Giving the ring a single writer context at any
+//! time makes the fast path free of read-modify-write instructions (the reason the writer costs a
+//! few nanoseconds), and each lane has one producer (the contexts at its depth, which run one
+//! after another) and one consumer (the outermost context), so lanes need no read-modify-write
+//! either. Nested events become visible when the outermost write commits ("only the outermost
+//! commit publishes"), after the event they interrupted, with their own timestamps (clamped so
+//! time never goes backwards in the buffer).
+//!
+//! A lane holds [`LANE_WORDS`] words; a nested event that does not fit in an empty lane is
+//! refused ([`WriteError::NestedTooLarge`]), one that does not fit in what is left is dropped and
+//! counted, and so are writes nested deeper than [`NEST_LEVELS`]. To keep lost-event reports
+//! exact, the flush closes the tail page before accounting such drops, so the gap falls on a page
+//! boundary like every other loss.
+
+use crate::buffer::CpuBuffer;
+use crate::clock::Clock;
+use crate::error::WriteError;
+use crate::format::DataLayout;
+use crate::sync::{AtomicU32, AtomicU64, Ordering, signal_fence};
+
+/// Nesting levels with a staging lane (writes nested deeper are dropped and counted).
+pub const NEST_LEVELS: usize = if cfg!(loom) { 1 } else { 4 };
+/// Words (4 bytes) per staging lane.
+pub const LANE_WORDS: usize = if cfg!(loom) { 16 } else { 512 };
+/// Words of a staged record before its payload: timestamp (2) and payload length (1).
+const RECORD_HEADER_WORDS: u32 = 3;
+/// Largest payload a nested write can carry.
+pub const NESTED_MAX_PAYLOAD: usize = (LANE_WORDS - RECORD_HEADER_WORDS as usize) * 4;
+
+// Ordering for everything in this file: Relaxed plus `signal_fence`. A lane is only used by the
+// contexts of one CPU, which interrupt each other but never run in parallel; an interrupting
+// context runs to completion, so compiler barriers are the only ordering needed.
+
+/// One nesting level's staging ring. Positions are free-running word counters.
+#[derive(Debug)]
+pub(crate) struct NestLane {
+    words: [AtomicU32; LANE_WORDS],
+    /// Next word the flusher reads (flusher-owned).
+    head: AtomicU32,
+    /// Next word a writer at this level fills (owned by this level's writers).
+    tail: AtomicU32,
+    /// Events this level dropped (owned by this level's writers).
+    dropped: AtomicU64,
+    /// How much of `dropped` the flusher has accounted (flusher-owned).
+    folded: AtomicU64,
+}
+
+impl NestLane {
+    fn new() -> Self {
+        Self {
+            words: core::array::from_fn(|_| AtomicU32::new(0)),
+            head: AtomicU32::new(0),
+            tail: AtomicU32::new(0),
+            dropped: AtomicU64::new(0),
+            folded: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    fn word(&self, pos: u32) -> &AtomicU32 {
+        &self.words[pos as usize % LANE_WORDS]
+    }
+
+    fn timestamp_at(&self, pos: u32) -> u64 {
+        u64::from(self.word(pos).load(Ordering::Relaxed)) | u64::from(self.word(pos + 1).load(Ordering::Relaxed)) << 32
+    }
+
+    /// Stores `bytes` into the payload of the record at `pos`, starting `offset` bytes in.
+    pub(crate) fn store_payload(&self, pos: u32, offset: usize, bytes: &[u8]) {
+        let start = (pos.wrapping_add(RECORD_HEADER_WORDS)) as usize * 4 + offset;
+        for (i, b) in bytes.iter().enumerate() {
+            let at = start + i;
+            let word = self.word((at / 4) as u32);
+            let mut w = word.load(Ordering::Relaxed).to_ne_bytes();
+            w[at % 4] = *b;
+            word.store(u32::from_ne_bytes(w), Ordering::Relaxed);
+        }
+    }
+
+    fn store_payload_words(&self, pos: u32, bytes: &[u8]) {
+        for (i, chunk) in bytes.chunks(4).enumerate() {
+            let mut w = [0u8; 4];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.word(pos.wrapping_add(RECORD_HEADER_WORDS + i as u32)).store(u32::from_ne_bytes(w), Ordering::Relaxed);
+        }
+    }
+}
+
+/// The staging lanes of one CPU.
+#[derive(Debug)]
+pub(crate) struct NestLanes {
+    lanes: [NestLane; NEST_LEVELS],
+    /// Writes nested deeper than `NEST_LEVELS` (contexts of different depths may race on it, so it
+    /// is the one read-modify-write here).
+    overflow: AtomicU64,
+    /// How much of `overflow` the flusher has accounted.
+    overflow_folded: AtomicU64,
+}
+
+impl NestLanes {
+    pub(crate) fn new() -> Self {
+        Self {
+            lanes: core::array::from_fn(|_| NestLane::new()),
+            overflow: AtomicU64::new(0),
+            overflow_folded: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        for lane in &self.lanes {
+            lane.head.store(0, Ordering::Relaxed);
+            lane.tail.store(0, Ordering::Relaxed);
+            lane.dropped.store(0, Ordering::Relaxed);
+            lane.folded.store(0, Ordering::Relaxed);
+        }
+        self.overflow.store(0, Ordering::Relaxed);
+        self.overflow_folded.store(0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn lane(&self, level: usize) -> &NestLane {
+        &self.lanes[level]
+    }
+}
+
+/// A record reserved in a staging lane.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LaneSpot {
+    pub level: usize,
+    pub pos: u32,
+    pub words: u32,
+    /// Depth the nested context found (restored when it ends).
+    pub depth: u32,
+}
+
+impl<C: Clock> CpuBuffer<'_, C> {
+    /// Reserves a staged record for a nested context at `depth` (>= 1). On error the context is
+    /// already closed.
+    pub(crate) fn nested_reserve(&self, depth: u32, layout: DataLayout, len: usize) -> Result<LaneSpot, WriteError> {
+        let level = depth as usize - 1;
+        if level >= NEST_LEVELS {
+            self.lanes.overflow.fetch_add(1, Ordering::Relaxed);
+            self.w.nest_pending.store(1, Ordering::Relaxed);
+            self.leave_nested(depth);
+            return Err(WriteError::Dropped);
+        }
+        let words = RECORD_HEADER_WORDS + layout.stored_len / 4;
+        if words as usize > LANE_WORDS {
+            self.leave_nested(depth);
+            return Err(WriteError::NestedTooLarge { len, max: NESTED_MAX_PAYLOAD });
+        }
+        let ts = self.clock.now();
+        let lane = self.lanes.lane(level);
+        let head = lane.head.load(Ordering::Relaxed);
+        let tail = lane.tail.load(Ordering::Relaxed);
+        if tail.wrapping_sub(head) + words > LANE_WORDS as u32 {
+            lane.dropped.store(lane.dropped.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            signal_fence();
+            self.w.nest_pending.store(1, Ordering::Relaxed);
+            self.leave_nested(depth);
+            return Err(WriteError::Dropped);
+        }
+        lane.word(tail).store(ts as u32, Ordering::Relaxed);
+        lane.word(tail.wrapping_add(1)).store((ts >> 32) as u32, Ordering::Relaxed);
+        lane.word(tail.wrapping_add(2)).store(len as u32, Ordering::Relaxed);
+        lane.word(tail.wrapping_add(words - 1)).store(0, Ordering::Relaxed);
+        Ok(LaneSpot { level, pos: tail, words, depth })
+    }
+
+    /// Publishes a staged record to the flusher and closes the nested context.
+    pub(crate) fn nested_commit(&self, spot: &LaneSpot) {
+        let lane = self.lanes.lane(spot.level);
+        signal_fence();
+        lane.tail.store(spot.pos.wrapping_add(spot.words), Ordering::Relaxed);
+        signal_fence();
+        self.w.nest_pending.store(1, Ordering::Relaxed);
+        self.leave_nested(spot.depth);
+    }
+
+    /// Stages a whole nested event.
+    pub(crate) fn nested_write(&self, depth: u32, layout: DataLayout, payload: &[u8]) -> Result<(), WriteError> {
+        let spot = self.nested_reserve(depth, layout, payload.len())?;
+        self.lanes.lane(spot.level).store_payload_words(spot.pos, payload);
+        self.nested_commit(&spot);
+        Ok(())
+    }
+
+    /// Ends the outermost writing context: moves staged nested events into the ring, then drops
+    /// the depth to 0, and goes round again if a nested writer slipped in before that.
+    #[inline]
+    pub(crate) fn end_outer(&self) {
+        loop {
+            signal_fence();
+            if self.w.nest_pending.load(Ordering::Relaxed) != 0 {
+                self.flush_lanes();
+            }
+            signal_fence();
+            self.w.depth.store(0, Ordering::Relaxed);
+            signal_fence();
+            // A nested writer that ran between the flush and the store above staged an event
+            // nobody would flush; one that runs after the store is itself outermost.
+            if self.w.nest_pending.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            self.w.depth.store(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves every staged record into the ring in timestamp order and accounts nested drops.
+    /// Runs in the outermost context with the depth still raised.
+    #[cold]
+    fn flush_lanes(&self) {
+        loop {
+            self.w.nest_pending.store(0, Ordering::Relaxed);
+            signal_fence();
+            while let Some(level) = self.oldest_staged() {
+                let lane = self.lanes.lane(level);
+                let head = lane.head.load(Ordering::Relaxed);
+                let ts = lane.timestamp_at(head);
+                let len = lane.word(head.wrapping_add(2)).load(Ordering::Relaxed) as usize;
+                // The length was validated when staged; a corrupt one (a misbehaving nested
+                // context) cannot get past `layout_for` and discards the lane's content.
+                let words = match self.layout_for(len) {
+                    Ok(layout) => {
+                        // A refused reservation was already counted as dropped by `ring_reserve`.
+                        if let Ok(spot) = self.ring_reserve(ts, layout) {
+                            for i in 0..spot.stored_len / 4 {
+                                let from = head.wrapping_add(RECORD_HEADER_WORDS + i);
+                                let v = lane.word(from).load(Ordering::Relaxed);
+                                self.data.store_u32(spot.payload_at + 4 * i as usize, v, Ordering::Relaxed);
+                            }
+                            self.ring_commit(&spot);
+                        }
+                        RECORD_HEADER_WORDS + layout.stored_len / 4
+                    }
+                    Err(_) => lane.tail.load(Ordering::Relaxed).wrapping_sub(head),
+                };
+                signal_fence();
+                lane.head.store(head.wrapping_add(words), Ordering::Relaxed);
+            }
+            self.fold_nested_drops();
+            signal_fence();
+            if self.w.nest_pending.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+        }
+    }
+
+    /// The level whose oldest staged record has the smallest timestamp.
+    fn oldest_staged(&self) -> Option<usize> {
+        let mut best: Option<(usize, u64)> = None;
+        for level in 0..NEST_LEVELS {
+            let lane = self.lanes.lane(level);
+            let head = lane.head.load(Ordering::Relaxed);
+            if head == lane.tail.load(Ordering::Relaxed) {
+                continue;
+            }
+            signal_fence();
+            let ts = lane.timestamp_at(head);
+            if best.is_none_or(|(_, t)| ts < t) {
+                best = Some((level, ts));
+            }
+        }
+        best.map(|(level, _)| level)
+    }
+
+    /// Adds drops counted by nested contexts to `dropped`, closing the tail page first so the
+    /// gap in sequence numbers falls on a page boundary.
+    fn fold_nested_drops(&self) {
+        let mut newly = 0;
+        for level in 0..NEST_LEVELS {
+            let lane = self.lanes.lane(level);
+            let dropped = lane.dropped.load(Ordering::Relaxed);
+            newly += dropped - lane.folded.load(Ordering::Relaxed);
+            lane.folded.store(dropped, Ordering::Relaxed);
+        }
+        let overflow = self.lanes.overflow.load(Ordering::Relaxed);
+        newly += overflow - self.lanes.overflow_folded.load(Ordering::Relaxed);
+        self.lanes.overflow_folded.store(overflow, Ordering::Relaxed);
+        if newly == 0 {
+            return;
+        }
+        // Even an empty tail page is closed: its sequence range must not straddle the gap.
+        self.close_page();
+        self.add_dropped(newly);
+    }
+}
+
+#[cfg(all(test, feature = "std", not(loom)))]
+mod tests {
+    use super::*;
+    use crate::test_support::{buffer, drain, seq_payload};
+    use crate::{Mode, Reservation};
+    use std::vec::Vec;
+
+    #[test]
+    fn nested_events_follow_the_event_they_interrupted() {
+        let buf = buffer(4096, 4, Mode::Overwrite);
+        let clock = buf.clock();
+        let mut outer = buf.reserve(4).unwrap();
+        clock.advance(10);
+        buf.write(&seq_payload(1, 0)).unwrap(); // "interrupt" at depth 1
+        clock.advance(10);
+        let mut inner = buf.reserve(4).unwrap(); // depth 1 again
+        clock.advance(5);
+        buf.write(&seq_payload(2, 0)).unwrap(); // depth 2
+        inner.write_at(0, &3u32.to_ne_bytes()).unwrap();
+        inner.commit();
+        // Nothing is visible until the outermost commit.
+        assert_eq!(buf.stats().entries, 0);
+        outer.write_at(0, &0u32.to_ne_bytes()).unwrap();
+        outer.commit();
+        let got = drain(&buf);
+        // Time order: outer (1000), seq 1 (1010), inner reservation (1020), seq 2 (1025).
+        assert_eq!(got.seqs(), [0, 1, 3, 2]);
+        let ts: Vec<u64> = got.events.iter().map(|e| e.0).collect();
+        assert_eq!(ts, [1000, 1010, 1020, 1025]);
+        assert_eq!(buf.w.depth.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn discarded_nested_reservations_leave_nothing() {
+        let buf = buffer(4096, 4, Mode::Overwrite);
+        let outer = buf.reserve(4).unwrap();
+        let inner: Reservation<'_, '_, _> = buf.reserve(8).unwrap();
+        inner.discard();
+        buf.write(&seq_payload(5, 0)).unwrap();
+        drop(outer); // discards the outer event
+        assert_eq!(drain(&buf).seqs(), [5]);
+    }
+
+    #[test]
+    fn full_lanes_drop_and_count_at_a_page_boundary() {
+        let buf = buffer(4096, 8, Mode::Overwrite);
+        buf.write(&seq_payload(0, 0)).unwrap();
+        let outer = buf.reserve(4).unwrap();
+        let per_record = 3 + 1;
+        let fits = LANE_WORDS / per_record;
+        let mut results = Vec::new();
+        for seq in 1..=(fits as u32 + 3) {
+            results.push(buf.write(&seq_payload(seq, 0)));
+        }
+        assert!(results[..fits].iter().all(Result::is_ok));
+        assert!(results[fits..].iter().all(|r| *r == Err(WriteError::Dropped)));
+        drop(outer);
+        assert_eq!(buf.stats().dropped, 3);
+        buf.write(&seq_payload(999, 0)).unwrap();
+        let got = drain(&buf);
+        assert_eq!(got.events.len(), 1 + fits + 1);
+        // The drop shows up as a loss right before the first event after it.
+        assert_eq!(got.lost, [(fits + 1, 3)]);
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_lanes_is_dropped_and_counted() {
+        let buf = buffer(4096, 4, Mode::Overwrite);
+        let mut held = Vec::new();
+        for _ in 0..=NEST_LEVELS {
+            held.push(buf.reserve(4).unwrap());
+        }
+        assert_eq!(buf.write(b"deep"), Err(WriteError::Dropped));
+        while let Some(r) = held.pop() {
+            r.commit();
+        }
+        let s = buf.stats();
+        assert_eq!((s.entries, s.dropped), (NEST_LEVELS as u64 + 1, 1));
+    }
+
+    #[test]
+    fn nested_events_larger_than_a_lane_are_refused() {
+        let buf = buffer(8192, 4, Mode::Overwrite);
+        let outer = buf.reserve(4).unwrap();
+        assert_eq!(
+            buf.write(&std::vec![0; NESTED_MAX_PAYLOAD + 1]),
+            Err(WriteError::NestedTooLarge { len: NESTED_MAX_PAYLOAD + 1, max: NESTED_MAX_PAYLOAD })
+        );
+        buf.write(&std::vec![1; NESTED_MAX_PAYLOAD]).unwrap();
+        outer.commit();
+        assert_eq!(drain(&buf).events.len(), 2);
+    }
+
+    #[test]
+    fn nested_writes_in_drop_mode_are_dropped_when_the_ring_is_full() {
+        let buf = buffer(64, 3, Mode::Drop); // 2 ring pages of 2 events
+        let outer = buf.reserve(16).unwrap();
+        for seq in 0..6 {
+            buf.write(&seq_payload(seq, 12)).unwrap(); // staged: lanes are not the ring
+        }
+        outer.commit();
+        let s = buf.stats();
+        assert_eq!((s.entries, s.dropped), (4, 3));
+        assert_eq!(drain(&buf).seqs()[1..], [0, 1, 2]);
+    }
+}

@@ -1,0 +1,407 @@
+//! The audited module for memory shared with another party.
+//!
+//! The meta area and the sub-buffers are written by the producer while consumers (threads here,
+//! or other processes through a mapping) read them, and a hostile peer may scribble on them. Such
+//! memory is never turned into a `&[u8]` or `&T`: every access goes through [`ShmRegion`], which
+//! performs one atomic load or store per field, at that field's own width (mixed-size accesses to
+//! the same bytes never race), after a bounds and alignment check. Values read here are untrusted
+//! until the caller validates them.
+//!
+//! Two rules keep this sound with Rust's memory model:
+//! - Loads a consumer performs are `Relaxed`, followed by an acquire fence where acquire semantics
+//!   are needed. Relaxed word-sized loads are the atomic operations Rust permits on read-only
+//!   memory, which is how consumers map the buffers.
+//! - Stores only happen through a region built for writing ([`ShmRegion::read_only`] is false).
+//!
+//! Under `--cfg loom` the region is an owned array of loom `AtomicU32` words so the model checker
+//! sees every shared access; a 64-bit field is then two 32-bit words (high word stored first, low
+//! word carrying the ordering), which is exact for every 64-bit field ring-core writes because
+//! none of them is read for synchronisation through its high half.
+
+use crate::sync::{AtomicU32, Ordering, fence};
+#[cfg(not(loom))]
+use crate::sync::AtomicU64;
+#[cfg(not(loom))]
+use core::ptr::NonNull;
+
+/// Alignment every region must have (the widest field is a `u64`).
+pub const SHM_ALIGN: usize = 8;
+
+/// A byte range of shared memory accessed only through atomics.
+pub struct ShmRegion {
+    #[cfg(not(loom))]
+    base: NonNull<u8>,
+    #[cfg(loom)]
+    words: alloc::boxed::Box<[AtomicU32]>,
+    len: usize,
+    read_only: bool,
+    #[cfg(all(feature = "std", not(loom)))]
+    owned: bool,
+}
+
+// SAFETY: every access to the region's bytes is an atomic operation performed through `&self`,
+// so sharing the handle between threads cannot create a data race.
+unsafe impl Send for ShmRegion {}
+// SAFETY: as above; there is no unsynchronised interior state besides the atomically accessed bytes.
+unsafe impl Sync for ShmRegion {}
+
+impl core::fmt::Debug for ShmRegion {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ShmRegion")
+            .field("len", &self.len)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+impl ShmRegion {
+    /// Wraps `len` bytes at `base` for reading and writing.
+    ///
+    /// # Safety
+    /// - `base` is aligned to [`SHM_ALIGN`] and valid for reads and writes of `len` bytes for as long
+    ///   as this region, or anything built on it, exists;
+    /// - within this process those bytes are accessed only atomically (through regions like this
+    ///   one) while the region exists; other processes may do as they like.
+    #[cfg(not(loom))]
+    pub unsafe fn from_raw_parts(base: NonNull<u8>, len: usize) -> Self {
+        assert_eq!(base.as_ptr() as usize % SHM_ALIGN, 0, "shared region must be 8-byte aligned");
+        Self {
+            base,
+            len,
+            read_only: false,
+            #[cfg(feature = "std")]
+            owned: false,
+        }
+    }
+
+    /// Wraps `len` bytes at `base` that this process may only read (a `PROT_READ` mapping).
+    ///
+    /// # Safety
+    /// As [`ShmRegion::from_raw_parts`], except that `base` need only be valid for reads.
+    #[cfg(not(loom))]
+    pub unsafe fn from_raw_parts_read_only(base: NonNull<u8>, len: usize) -> Self {
+        // SAFETY: the caller upholds the contract of `from_raw_parts` minus writability, and the
+        // region never stores because `read_only` is set below.
+        let mut region = unsafe { Self::from_raw_parts(base, len) };
+        region.read_only = true;
+        region
+    }
+
+    /// Allocates a zeroed region of `len` bytes on the heap, owned by the returned value.
+    #[cfg(all(feature = "std", not(loom)))]
+    pub fn alloc_zeroed(len: usize) -> Self {
+        let layout = Self::heap_layout(len);
+        // SAFETY: the layout has a non-zero size (heap_layout rounds up to at least 8 bytes).
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(base) = NonNull::new(ptr) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: freshly allocated, aligned to SHM_ALIGN, `len` bytes, reached only through
+        // this region until it is dropped (which frees it).
+        let mut region = unsafe { Self::from_raw_parts(base, len) };
+        region.owned = true;
+        region
+    }
+
+    /// Allocates a zeroed region of `len` bytes as loom words.
+    #[cfg(loom)]
+    pub fn alloc_zeroed(len: usize) -> Self {
+        let words = (0..len.div_ceil(4)).map(|_| AtomicU32::new(0)).collect();
+        Self { words, len, read_only: false }
+    }
+
+    #[cfg(all(feature = "std", not(loom)))]
+    fn heap_layout(len: usize) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(len.max(SHM_ALIGN).next_multiple_of(SHM_ALIGN), SHM_ALIGN)
+            .expect("shared region size overflows a Layout")
+    }
+
+    /// Length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the region has no bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True if this process may only read the region.
+    #[inline]
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// True if a field of `width` bytes at `off` lies inside the region and is naturally aligned.
+    #[inline]
+    pub fn fits(&self, off: usize, width: usize) -> bool {
+        off % width == 0 && off.checked_add(width).is_some_and(|end| end <= self.len)
+    }
+
+    #[inline]
+    #[track_caller]
+    fn check(&self, off: usize, width: usize) {
+        assert!(
+            self.fits(off, width),
+            "shared-memory access of {width} bytes at {off} outside region of {} bytes",
+            self.len
+        );
+    }
+
+    #[inline]
+    #[track_caller]
+    fn check_store(&self, off: usize, width: usize) {
+        assert!(!self.read_only, "store to a read-only shared region");
+        self.check(off, width);
+    }
+
+    #[cfg(not(loom))]
+    #[inline]
+    fn word32(&self, off: usize) -> &AtomicU32 {
+        // SAFETY: `check` (done by every caller) proved `off..off + 4` in bounds and 4-aligned
+        // (the base is 8-aligned); the constructor's contract makes the bytes valid for the
+        // region's lifetime and accessed only atomically, at this width, within this process.
+        unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(off).cast()) }
+    }
+
+    #[cfg(not(loom))]
+    #[inline]
+    fn word64(&self, off: usize) -> &AtomicU64 {
+        // SAFETY: as in `word32`, for an 8-byte, 8-aligned field.
+        unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(off).cast()) }
+    }
+
+    #[cfg(loom)]
+    #[inline]
+    fn word32(&self, off: usize) -> &AtomicU32 {
+        &self.words[off / 4]
+    }
+
+    /// Relaxed load of the `u32` at `off`. Panics if the field is outside the region.
+    #[inline]
+    #[track_caller]
+    pub fn load_u32(&self, off: usize) -> u32 {
+        self.check(off, 4);
+        self.word32(off).load(Ordering::Relaxed)
+    }
+
+    /// Load of the `u32` at `off` with acquire semantics (a relaxed load, then an acquire fence).
+    #[inline]
+    #[track_caller]
+    pub fn load_u32_acquire(&self, off: usize) -> u32 {
+        let v = self.load_u32(off);
+        fence(Ordering::Acquire);
+        v
+    }
+
+    /// Relaxed load of the `u64` at `off` (8-aligned). Panics if outside the region.
+    #[inline]
+    #[track_caller]
+    pub fn load_u64(&self, off: usize) -> u64 {
+        self.check(off, 8);
+        #[cfg(not(loom))]
+        {
+            self.word64(off).load(Ordering::Relaxed)
+        }
+        #[cfg(loom)]
+        {
+            let lo = self.word32(off).load(Ordering::Relaxed);
+            let hi = self.word32(off + 4).load(Ordering::Relaxed);
+            (u64::from(hi) << 32) | u64::from(lo)
+        }
+    }
+
+    /// Load of the `u64` at `off` with acquire semantics (a relaxed load, then an acquire fence).
+    #[inline]
+    #[track_caller]
+    pub fn load_u64_acquire(&self, off: usize) -> u64 {
+        let v = self.load_u64(off);
+        fence(Ordering::Acquire);
+        v
+    }
+
+    /// Store of the `u32` at `off` with `order` (`Relaxed` or `Release`).
+    #[inline]
+    #[track_caller]
+    pub fn store_u32(&self, off: usize, v: u32, order: Ordering) {
+        self.check_store(off, 4);
+        self.word32(off).store(v, order);
+    }
+
+    /// Store of the `u64` at `off` with `order` (`Relaxed` or `Release`).
+    #[inline]
+    #[track_caller]
+    pub fn store_u64(&self, off: usize, v: u64, order: Ordering) {
+        self.check_store(off, 8);
+        #[cfg(not(loom))]
+        self.word64(off).store(v, order);
+        #[cfg(loom)]
+        {
+            self.word32(off + 4).store((v >> 32) as u32, Ordering::Relaxed);
+            self.word32(off).store(v as u32, order);
+        }
+    }
+
+    /// Atomic add to the `u32` at `off`, returning the previous value.
+    #[inline]
+    #[track_caller]
+    pub fn fetch_add_u32(&self, off: usize, v: u32, order: Ordering) -> u32 {
+        self.check_store(off, 4);
+        self.word32(off).fetch_add(v, order)
+    }
+
+    /// Atomically replaces the `u32` at `off` with `f(old)`, retrying on contention.
+    #[inline]
+    #[track_caller]
+    pub fn update_u32(&self, off: usize, order: Ordering, f: impl Fn(u32) -> u32) -> u32 {
+        self.check_store(off, 4);
+        let word = self.word32(off);
+        let mut old = word.load(Ordering::Relaxed);
+        loop {
+            match word.compare_exchange_weak(old, f(old), order, Ordering::Relaxed) {
+                Ok(prev) => return prev,
+                Err(now) => old = now,
+            }
+        }
+    }
+
+    /// Stores `bytes` at `off` (4-aligned) as whole native-endian words, zero-filling the tail of
+    /// the last word. Writes `bytes.len().div_ceil(4) * 4` bytes.
+    #[inline]
+    #[track_caller]
+    pub fn store_bytes(&self, off: usize, bytes: &[u8]) {
+        let padded = bytes.len().next_multiple_of(4);
+        if padded == 0 {
+            return;
+        }
+        self.check_store(off, 4);
+        self.check(off + padded - 4, 4);
+        let mut chunks = bytes.chunks_exact(4);
+        let mut at = off;
+        for chunk in &mut chunks {
+            let word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            self.word32(at).store(word, Ordering::Relaxed);
+            at += 4;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 4];
+            last[..rest.len()].copy_from_slice(rest);
+            self.word32(at).store(u32::from_ne_bytes(last), Ordering::Relaxed);
+        }
+    }
+
+    /// Stores `bytes` at an arbitrary offset `off`, merging partial words at both ends with the
+    /// bytes already there. Only the party that owns those bytes may call this.
+    #[track_caller]
+    pub fn store_bytes_unaligned(&self, off: usize, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let end = off.checked_add(bytes.len()).expect("offset overflow");
+        let first = off & !3;
+        let last = (end - 1) & !3;
+        self.check_store(first, 4);
+        self.check(last, 4);
+        let mut word_at = first;
+        while word_at <= last {
+            let mut word = self.word32(word_at).load(Ordering::Relaxed).to_ne_bytes();
+            for (i, b) in word.iter_mut().enumerate() {
+                let at = word_at + i;
+                if (off..end).contains(&at) {
+                    *b = bytes[at - off];
+                }
+            }
+            self.word32(word_at).store(u32::from_ne_bytes(word), Ordering::Relaxed);
+            word_at += 4;
+        }
+    }
+
+    /// Copies `out.len()` bytes starting at `off` (4-aligned) into `out` with relaxed word loads.
+    /// The copy may be torn if the bytes change meanwhile; callers validate it afterwards.
+    #[inline]
+    #[track_caller]
+    pub fn load_bytes(&self, off: usize, out: &mut [u8]) {
+        if out.is_empty() {
+            return;
+        }
+        let padded = out.len().next_multiple_of(4);
+        self.check(off, 4);
+        self.check(off + padded - 4, 4);
+        let mut at = off;
+        let mut chunks = out.chunks_exact_mut(4);
+        for chunk in &mut chunks {
+            chunk.copy_from_slice(&self.word32(at).load(Ordering::Relaxed).to_ne_bytes());
+            at += 4;
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let word = self.word32(at).load(Ordering::Relaxed).to_ne_bytes();
+            let n = rest.len();
+            rest.copy_from_slice(&word[..n]);
+        }
+    }
+}
+
+#[cfg(all(feature = "std", not(loom)))]
+impl Drop for ShmRegion {
+    fn drop(&mut self) {
+        if self.owned {
+            // SAFETY: `owned` regions come from `alloc_zeroed` with exactly this layout, and no
+            // access can follow because we hold the region by value.
+            unsafe { std::alloc::dealloc(self.base.as_ptr(), Self::heap_layout(self.len)) };
+        }
+    }
+}
+
+#[cfg(all(test, feature = "std", not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip_and_bounds() {
+        let r = ShmRegion::alloc_zeroed(64);
+        r.store_u32(4, 0xdead_beef, Ordering::Relaxed);
+        r.store_u64(8, u64::MAX - 1, Ordering::Release);
+        assert_eq!(r.load_u32(4), 0xdead_beef);
+        assert_eq!(r.load_u64_acquire(8), u64::MAX - 1);
+        assert!(r.fits(60, 4));
+        assert!(!r.fits(62, 4));
+        assert!(!r.fits(60, 8));
+        assert!(!r.fits(usize::MAX - 1, 4));
+        assert_eq!(r.fetch_add_u32(0, 3, Ordering::Relaxed), 0);
+        assert_eq!(r.update_u32(0, Ordering::Relaxed, |v| (v + 1) % 4), 3);
+        assert_eq!(r.load_u32(0), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside region")]
+    fn out_of_bounds_panics_instead_of_reading() {
+        let r = ShmRegion::alloc_zeroed(16);
+        r.load_u32(16);
+    }
+
+    #[test]
+    fn byte_copies_pad_and_merge() {
+        let r = ShmRegion::alloc_zeroed(32);
+        r.store_bytes(0, &[1, 2, 3, 4, 5]);
+        let mut out = [0u8; 8];
+        r.load_bytes(0, &mut out);
+        assert_eq!(out, [1, 2, 3, 4, 5, 0, 0, 0]);
+        r.store_bytes_unaligned(6, &[9, 9, 9]);
+        let mut out = [0u8; 11];
+        r.load_bytes(0, &mut out);
+        assert_eq!(out, [1, 2, 3, 4, 5, 0, 9, 9, 9, 0, 0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "read-only")]
+    fn read_only_regions_refuse_stores() {
+        let owner = ShmRegion::alloc_zeroed(16);
+        // SAFETY: `owner` outlives `view` and is only accessed atomically.
+        let view = unsafe { ShmRegion::from_raw_parts_read_only(owner.base, 16) };
+        view.store_u32(0, 1, Ordering::Relaxed);
+    }
+}

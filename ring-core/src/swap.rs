@@ -1,0 +1,335 @@
+//! Swapping the reader page with the head page (the producer side of GET_READER_PAGE).
+
+use crate::buffer::CpuBuffer;
+use crate::clock::Clock;
+use crate::error::SwapError;
+use crate::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET};
+use crate::link::{LinkWord, SubBufLink};
+use crate::meta::off;
+use crate::sync::{Ordering, spin_hint};
+
+/// What a swap did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwapStatus {
+    /// The old reader page went back into the ring; `id` is a new reader page, read from 0.
+    Swapped,
+    /// The reader page still has unread committed data; keep reading it from `read`.
+    Unread,
+    /// Everything committed on the reader page was read, but the writer is still writing on it
+    /// (the ring holds nothing else); read again when `commit` grows.
+    WriterOnPage,
+}
+
+/// The reader page after a swap request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReaderUpdate {
+    /// What happened.
+    pub status: SwapStatus,
+    /// Sub-buffer id of the reader page.
+    pub id: u32,
+    /// Bytes of its data already consumed: resume decoding here.
+    pub read: u32,
+    /// Events lost between the previous reader page and this one (only non-zero when swapped).
+    pub lost_events: u64,
+}
+
+/// Most head-search steps before giving up with [`SwapError::Busy`] (the writer would have to push
+/// the head past us this many times).
+fn max_steps(nr_slots: u32) -> u32 {
+    4 * nr_slots + 16
+}
+
+impl<C: Clock> CpuBuffer<'_, C> {
+    /// Accounts `read` bytes of the current reader page as consumed and, if that was all of it,
+    /// exchanges the reader page with the head page of the ring.
+    ///
+    /// Callable from any thread while this CPU's writer runs: it never waits for the writer. One
+    /// swapper at a time per CPU; a concurrent call gets [`SwapError::Busy`].
+    pub fn swap_reader_page(&self, read: u32) -> Result<ReaderUpdate, SwapError> {
+        // Ordering: Acquire pairs with the Release in `SwapLock::drop`, so each swapper sees the
+        // swapper state the previous one left.
+        if self.sw.lock.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            return Err(SwapError::Busy);
+        }
+        let _unlock = SwapLock(self);
+        self.swap_locked(read)
+    }
+
+    fn swap_locked(&self, read: u32) -> Result<ReaderUpdate, SwapError> {
+        // Ordering: Relaxed for swapper state (protected by the lock).
+        let reader = self.sw.reader.load(Ordering::Relaxed);
+        let page = self.geo.subbuf_offset(reader);
+        // Ordering: acquire load of commit, pairing with the writer's Release store, in case the
+        // writer is on the reader page.
+        let commit = (self.data.load_u64_acquire(page + SUBBUF_COMMIT_OFFSET) & COMMIT_LEN_MASK) as u32;
+        if read > commit {
+            return Err(SwapError::ReadPastCommit { read, commit });
+        }
+        // Ordering: Release so a consumer that acquires `reader.id` sees this too.
+        self.meta.store_u32(off::READER_READ, read, Ordering::Release);
+        if read < commit {
+            return Ok(ReaderUpdate { status: SwapStatus::Unread, id: reader, read, lost_events: 0 });
+        }
+        // Ordering: Acquire pairs with the writer's Release store of `tail` in `enter_page`: if
+        // the writer has left the reader page we see that page's final end_seq/entries, and the
+        // first_seq of every page it entered before its current one.
+        if self.w.tail.load(Ordering::Acquire) == reader {
+            return Ok(ReaderUpdate { status: SwapStatus::WriterOnPage, id: reader, read, lost_events: 0 });
+        }
+        self.take_head(reader)
+    }
+
+    /// Splices the (consumed) reader page into the ring in place of the head page and makes the
+    /// head page the reader page.
+    fn take_head(&self, reader: u32) -> Result<ReaderUpdate, SwapError> {
+        let slots = self.geo.nr_slots();
+        let mut prev = self.sw.hint.load(Ordering::Relaxed);
+        let mut prev_slot = self.sw.hint_slot.load(Ordering::Relaxed);
+        let reader_link = &self.links[reader as usize];
+        for _ in 0..max_steps(slots) {
+            let link = &self.links[prev as usize];
+            let next = link.load_next();
+            if next.is_update() {
+                self.help_push(link, next);
+                continue;
+            }
+            if !next.is_head() {
+                prev = next.id();
+                prev_slot = (prev_slot + 1) % slots;
+                continue;
+            }
+            let head = next.id();
+            let after_head = self.links[head as usize].load_next().id();
+            // The reader page will sit where the head is and point at the new head. Nobody else
+            // looks at the reader page's link until the CAS below publishes it.
+            let reader_next = reader_link.load_next().replaced(after_head, true);
+            // Ordering: Relaxed; published by the AcqRel CAS below.
+            reader_link.store_next(reader_next, Ordering::Relaxed);
+            if link.cas_next(next, next.replaced(reader, false)).is_err() {
+                // The writer pushed the head (overwrite) or is pushing it: look again from here.
+                spin_hint();
+                continue;
+            }
+            let slot = (prev_slot + 1) % slots;
+            return Ok(self.finish_swap(reader, head, slot));
+        }
+        Err(SwapError::Busy)
+    }
+
+    /// Bookkeeping after `head` (in `slot`) became the reader page and `old` took its slot.
+    fn finish_swap(&self, old: u32, head: u32, slot: u32) -> ReaderUpdate {
+        self.advance_head_slot();
+        // Non-consuming readers: the slot now names the old reader page; bump cnt after changing
+        // the id (Release pairs with the reader's Acquire load of cnt) so a reader that copied the
+        // previous page under this slot discards the copy.
+        self.meta.store_u32(off::data_index_id(slot), old, Ordering::Relaxed);
+        self.meta.fetch_add_u32(off::data_index_cnt(slot), 1, Ordering::Release);
+        // Ordering: Relaxed for swapper-owned state (under the lock).
+        self.sw.hint.store(old, Ordering::Relaxed);
+        self.sw.hint_slot.store(slot, Ordering::Relaxed);
+        self.sw.reader.store(head, Ordering::Relaxed);
+        // Sequence numbers: the old reader page ended at end_seq, the new one starts at first_seq;
+        // everything in between was overwritten or dropped. Ordering: Relaxed; made visible by
+        // the Acquire of `tail` (old page, new page entered before the tail we saw) or of the link
+        // CAS (a head reached by a push).
+        let old_link = &self.links[old as usize];
+        let lost = self.links[head as usize]
+            .first_seq
+            .load(Ordering::Relaxed)
+            .saturating_sub(old_link.end_seq.load(Ordering::Relaxed));
+        let read = self.sw.read.load(Ordering::Relaxed) + u64::from(old_link.entries.load(Ordering::Relaxed));
+        self.sw.read.store(read, Ordering::Relaxed);
+        let swaps = self.sw.swaps.load(Ordering::Relaxed) + 1;
+        self.sw.swaps.store(swaps, Ordering::Relaxed);
+        self.meta.store_u64(off::READER_LOST_EVENTS, lost, Ordering::Relaxed);
+        self.meta.store_u32(off::READER_READ, 0, Ordering::Relaxed);
+        self.meta.store_u64(off::READ, read, Ordering::Relaxed);
+        // Ordering: Release; a consumer acquiring the reader id or the swap count sees the fields
+        // above.
+        self.meta.store_u32(off::READER_ID, head, Ordering::Release);
+        self.meta.store_u64(off::EXT_SWAPS, swaps, Ordering::Release);
+        ReaderUpdate { status: SwapStatus::Swapped, id: head, read: 0, lost_events: lost }
+    }
+
+    /// Finishes a head push the writer started on `link` (seen carrying UPDATE as `claimed`):
+    /// makes the page after the pushed one the head, then clears UPDATE. Both steps are
+    /// compare-and-swaps the writer also attempts; whoever is second fails harmlessly.
+    fn help_push(&self, link: &SubBufLink, claimed: LinkWord) {
+        let victim = claimed.id();
+        // Ordering: Acquire pairs with the writer's Release store of `push_next`. If the value
+        // read belongs to a later push, the writer's clearing of `claimed` happened before it and
+        // the re-check below sees the link changed; otherwise the value is this push's.
+        let victim_next = LinkWord::from_raw(self.w.push_next.load(Ordering::Acquire));
+        if link.load_next() != claimed {
+            return;
+        }
+        let _ = self.links[victim as usize].cas_next(victim_next, victim_next.as_head());
+        let _ = link.cas_next(claimed, claimed.as_plain());
+    }
+}
+
+/// Releases the swap lock when dropped.
+struct SwapLock<'b, 'a, C: Clock>(&'b CpuBuffer<'a, C>);
+
+impl<C: Clock> Drop for SwapLock<'_, '_, C> {
+    fn drop(&mut self) {
+        // Ordering: Release pairs with the Acquire in `swap_reader_page`.
+        self.0.sw.lock.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, feature = "std", not(loom)))]
+mod tests {
+    use super::*;
+    use crate::test_support::{Drained, buffer, drain_from, seq_payload};
+    use crate::{Cursor, EventIter, Mode};
+    use std::vec::Vec;
+
+    fn commit_of(buf: &CpuBuffer<'_, crate::ManualClock>, id: u32) -> u32 {
+        (buf.view().page(id).unwrap().commit() & COMMIT_LEN_MASK) as u32
+    }
+
+    fn seqs_on(buf: &CpuBuffer<'_, crate::ManualClock>, id: u32, from: u32) -> Vec<u32> {
+        let page = buf.view().page(id).unwrap();
+        EventIter::starting_at(&page, from as usize)
+            .unwrap()
+            .map(|e| {
+                let mut b = [0u8; 4];
+                e.unwrap().payload.copy_to(&mut b);
+                u32::from_ne_bytes(b)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn swapping_an_empty_buffer_hands_out_the_empty_writer_page() {
+        let buf = buffer(64, 4, Mode::Overwrite);
+        let first = buf.swap_reader_page(0).unwrap();
+        assert_eq!(first, ReaderUpdate { status: SwapStatus::Swapped, id: 1, read: 0, lost_events: 0 });
+        // The writer is still on page 1, which is now the reader page.
+        let again = buf.swap_reader_page(0).unwrap();
+        assert_eq!(again.status, SwapStatus::WriterOnPage);
+        assert_eq!(buf.view().meta().reader().id, 1);
+        assert_eq!(buf.stats().swaps, 1);
+    }
+
+    #[test]
+    fn partial_reads_keep_the_page_and_overlong_reads_are_refused() {
+        let buf = buffer(4096, 4, Mode::Overwrite);
+        for seq in 0..3 {
+            buf.write(&seq_payload(seq, 4)).unwrap();
+        }
+        let up = buf.swap_reader_page(0).unwrap();
+        assert_eq!(up.status, SwapStatus::Swapped);
+        let commit = commit_of(&buf, up.id);
+        assert_eq!(commit, 36);
+        let kept = buf.swap_reader_page(12).unwrap();
+        assert_eq!((kept.status, kept.id, kept.read), (SwapStatus::Unread, up.id, 12));
+        assert_eq!(buf.view().meta().reader().read, 12);
+        assert_eq!(seqs_on(&buf, up.id, 12), [1, 2]);
+        assert_eq!(buf.swap_reader_page(commit + 4), Err(SwapError::ReadPastCommit { read: commit + 4, commit }));
+    }
+
+    #[test]
+    fn writer_on_the_swapped_head_keeps_writing_into_the_reader_page() {
+        let buf = buffer(64, 4, Mode::Overwrite);
+        buf.write(&seq_payload(0, 0)).unwrap();
+        let up = buf.swap_reader_page(0).unwrap();
+        assert_eq!((up.status, up.id), (SwapStatus::Swapped, 1));
+        assert_eq!(commit_of(&buf, 1), 8);
+        // The writer is on the reader page: the consumer sees commit grow.
+        buf.write(&seq_payload(1, 0)).unwrap();
+        assert_eq!(commit_of(&buf, 1), 16);
+        assert_eq!(buf.swap_reader_page(8).unwrap().status, SwapStatus::Unread);
+        assert_eq!(seqs_on(&buf, 1, 8), [1]);
+        assert_eq!(buf.swap_reader_page(16).unwrap().status, SwapStatus::WriterOnPage);
+        // Fill the reader page; the writer then moves to the new head (page 2) without a push.
+        for seq in 2..7 {
+            buf.write(&seq_payload(seq, 0)).unwrap();
+        }
+        assert_eq!(buf.stats().pages_lost, 0);
+        assert_eq!(seqs_on(&buf, 1, 16), [2, 3, 4, 5]);
+        let next = buf.swap_reader_page(commit_of(&buf, 1)).unwrap();
+        assert_eq!((next.status, next.id, next.lost_events), (SwapStatus::Swapped, 2, 0));
+        assert_eq!(seqs_on(&buf, 2, 0), [6]);
+        assert_eq!(buf.stats().read, 6);
+    }
+
+    #[test]
+    fn swap_takes_the_head_not_the_writer_page() {
+        let buf = buffer(64, 5, Mode::Drop); // 4 ring pages of 2 events
+        for seq in 0..5 {
+            buf.write(&seq_payload(seq, 12)).unwrap();
+        }
+        let up = buf.swap_reader_page(0).unwrap();
+        assert_eq!(up.id, 1);
+        assert_eq!(seqs_on(&buf, 1, 0), [0, 1]);
+        // The consumed page 0 went into slot 0; data_index says so and its cnt moved.
+        let meta = buf.view().meta();
+        assert_eq!((meta.slot_id(0), meta.slot_cnt(0)), (Some(0), Some(1)));
+        assert_eq!(meta.head_slot(), 1);
+        let up = buf.swap_reader_page(commit_of(&buf, 1)).unwrap();
+        assert_eq!(up.id, 2);
+        assert_eq!(seqs_on(&buf, 2, 0), [2, 3]);
+        assert_eq!(buf.stats().read, 2);
+    }
+
+    #[test]
+    fn lost_events_equal_the_gaps_in_overwrite_mode() {
+        let buf = buffer(64, 4, Mode::Overwrite);
+        let mut cursor = Cursor::default();
+        let mut got = Drained::default();
+        let mut seq = 0;
+        for round in 0..50 {
+            for _ in 0..(round % 9) {
+                buf.write(&seq_payload(seq, 12)).unwrap();
+                seq += 1;
+            }
+            drain_from(&buf, &mut cursor, &mut got);
+        }
+        let seqs = got.seqs();
+        let mut expected_next = 0;
+        let mut lost = got.lost.iter().peekable();
+        for (i, &s) in seqs.iter().enumerate() {
+            let gap = lost.next_if(|(at, _)| *at == i).map_or(0, |(_, n)| *n);
+            assert_eq!(u64::from(s - expected_next), gap, "gap before event {i} (seq {s})");
+            expected_next = s + 1;
+        }
+        let s = buf.stats();
+        assert_eq!(s.overrun, got.total_lost());
+        assert_eq!(s.entries, u64::from(seq));
+        assert_eq!(u64::from(seq), seqs.len() as u64 + s.overrun);
+    }
+
+    #[test]
+    fn a_second_swapper_is_told_busy() {
+        let buf = buffer(64, 4, Mode::Overwrite);
+        buf.sw.lock.store(true, Ordering::Relaxed);
+        assert_eq!(buf.swap_reader_page(0), Err(SwapError::Busy));
+        buf.sw.lock.store(false, Ordering::Relaxed);
+        assert!(buf.swap_reader_page(0).is_ok());
+    }
+
+    #[test]
+    fn a_swapper_finishes_a_push_the_writer_left_half_done() {
+        let buf = buffer(64, 4, Mode::Overwrite);
+        for seq in 0..6 {
+            buf.write(&seq_payload(seq, 12)).unwrap(); // fills all 3 ring pages
+        }
+        // Play the writer's first push steps by hand: claim the head (page 1) from page 3.
+        let tail = &buf.links[3];
+        let next = tail.load_next();
+        assert!(next.is_head() && next.id() == 1);
+        let victim_next = buf.links[1].load_next();
+        buf.w.push_next.store(victim_next.raw(), Ordering::Release);
+        tail.cas_next(next, next.as_update()).unwrap();
+        // The writer is "preempted" here. A swap must still succeed, taking page 2 (the head the
+        // push makes) and repairing both links.
+        let up = buf.swap_reader_page(0).unwrap();
+        assert_eq!((up.status, up.id), (SwapStatus::Swapped, 2));
+        assert!(!buf.links[3].load_next().is_update());
+        assert_eq!(buf.links[1].load_next().id(), 0, "page 0 was spliced in after page 1");
+        assert!(buf.links[0].load_next().is_head());
+        assert_eq!(up.lost_events, 2, "the claimed page's events count as lost");
+    }
+}

@@ -1,0 +1,30 @@
+//! The one place ring-core takes its atomics from.
+//!
+//! Normal builds use `core::sync::atomic`; `--cfg loom` builds use loom's instrumented types so
+//! the model checker sees every access (the same switch tokio uses). Everything else in the crate
+//! imports atomics from here, never from `core` directly.
+
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
+
+/// Orders this context against a signal handler or interrupt that runs on the same thread.
+///
+/// Nested writers (see [`crate::nest`]) run to completion inside the context they interrupt, so a
+/// compiler barrier is all the ordering they need; loom has no notion of signal handlers, so under
+/// loom this is the same compiler barrier.
+#[inline(always)]
+pub(crate) fn signal_fence() {
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+}
+
+/// Tells the CPU (or loom's scheduler) that we are spinning on another party.
+#[inline(always)]
+pub(crate) fn spin_hint() {
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
