@@ -2,7 +2,7 @@
 
 use crate::clock::Clock;
 use crate::error::GeometryError;
-use crate::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_TIMESTAMP_OFFSET};
+use crate::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE, SUBBUF_TIMESTAMP_OFFSET};
 use crate::geometry::{Geometry, Mode};
 use crate::link::{LinkWord, SubBufLink};
 use crate::meta::{MetaPage, off};
@@ -52,8 +52,11 @@ pub(crate) struct WriterState {
     pub tail: AtomicU32,
     /// Ring slot of `tail` (the slot it was in when the writer moved onto it).
     pub slot: AtomicU32,
-    /// Bytes used in the tail page's data area; `data_size` once the page is closed.
+    /// Bytes used in the tail page's data area; `PAGE_CLOSED` once the page is closed.
     pub off: AtomicU32,
+    /// Byte offset, in the sub-buffer array, of the tail page's data area. Only ever holds the
+    /// data-area offset of a real sub-buffer (the fast path relies on it for its bounds).
+    pub page_data: AtomicU64,
     /// Timestamp of the last event written.
     pub last_ts: AtomicU64,
     /// Events committed.
@@ -190,6 +193,7 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
                 tail: AtomicU32::new(1),
                 slot: AtomicU32::new(0),
                 off: AtomicU32::new(0),
+                page_data: AtomicU64::new(0),
                 last_ts: AtomicU64::new(0),
                 entries: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
@@ -240,6 +244,7 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
         w.tail.store(1, Ordering::Relaxed);
         w.slot.store(0, Ordering::Relaxed);
         w.off.store(0, Ordering::Relaxed);
+        w.page_data.store((self.geo.subbuf_offset(1) + SUBBUF_HEADER_SIZE) as u64, Ordering::Relaxed);
         w.last_ts.store(0, Ordering::Relaxed);
         for c in [&w.entries, &w.dropped, &w.overrun, &w.pages_lost, &w.pages_touched, &w.page_entries_base] {
             c.store(0, Ordering::Relaxed);

@@ -133,8 +133,8 @@ pub const META_BASE_LEN: usize = size_of::<TraceBufferMeta>();
 pub const META_EXT_OFFSET: usize = META_BASE_LEN;
 /// Offset of `data_index[0]`.
 pub const DATA_INDEX_OFFSET: usize = META_EXT_OFFSET + size_of::<MetaExt>();
-/// Granule of the meta area size.
-pub const META_PAGE_GRANULE: usize = 4096;
+/// Granule of the meta area size (a page; tiny under loom so models stay small).
+pub const META_PAGE_GRANULE: usize = if cfg!(loom) { 8 } else { 4096 };
 
 /// `meta_struct_len` for a ring of `nr_slots` slots.
 pub const fn meta_struct_len(nr_slots: u32) -> usize {

@@ -198,24 +198,33 @@ impl<C: Clock> CpuBuffer<'_, C> {
         Ok(())
     }
 
-    /// Ends the outermost writing context: moves staged nested events into the ring, then drops
-    /// the depth to 0, and goes round again if a nested writer slipped in before that.
-    #[inline]
+    /// Ends the outermost writing context: drops the depth to 0, then, if nested writers staged
+    /// anything meanwhile, raises it again and moves their events into the ring.
+    ///
+    /// Checking after the depth is 0 is enough: a nested writer can only stage while the depth is
+    /// raised, and once it is 0 an interrupting writer is itself outermost and flushes.
+    #[inline(always)]
     pub(crate) fn end_outer(&self) {
+        signal_fence();
+        self.w.depth.store(0, Ordering::Relaxed);
+        signal_fence();
+        if self.w.nest_pending.load(Ordering::Relaxed) != 0 {
+            self.end_outer_flushing();
+        }
+    }
+
+    #[cold]
+    fn end_outer_flushing(&self) {
         loop {
+            self.w.depth.store(1, Ordering::Relaxed);
             signal_fence();
-            if self.w.nest_pending.load(Ordering::Relaxed) != 0 {
-                self.flush_lanes();
-            }
+            self.flush_lanes();
             signal_fence();
             self.w.depth.store(0, Ordering::Relaxed);
             signal_fence();
-            // A nested writer that ran between the flush and the store above staged an event
-            // nobody would flush; one that runs after the store is itself outermost.
             if self.w.nest_pending.load(Ordering::Relaxed) == 0 {
                 return;
             }
-            self.w.depth.store(1, Ordering::Relaxed);
         }
     }
 

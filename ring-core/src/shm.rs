@@ -244,6 +244,51 @@ impl ShmRegion {
         }
     }
 
+    /// Store of the `u32` at `off` without the bounds check, for the writer's fast path.
+    ///
+    /// # Safety
+    /// `off` is 4-aligned, `off + 4 <= self.len()`, and the region is writable.
+    #[inline(always)]
+    pub unsafe fn store_u32_unchecked(&self, off: usize, v: u32, order: Ordering) {
+        debug_assert!(self.fits(off, 4) && !self.read_only);
+        self.word32(off).store(v, order);
+    }
+
+    /// Store of the `u64` at `off` without the bounds check, for the writer's fast path.
+    ///
+    /// # Safety
+    /// `off` is 8-aligned, `off + 8 <= self.len()`, and the region is writable.
+    #[inline(always)]
+    pub unsafe fn store_u64_unchecked(&self, off: usize, v: u64, order: Ordering) {
+        debug_assert!(self.fits(off, 8) && !self.read_only);
+        #[cfg(not(loom))]
+        self.word64(off).store(v, order);
+        #[cfg(loom)]
+        {
+            self.word32(off + 4).store((v >> 32) as u32, Ordering::Relaxed);
+            self.word32(off).store(v as u32, order);
+        }
+    }
+
+    /// [`ShmRegion::store_bytes`] without the bounds check, for the writer's fast path.
+    ///
+    /// # Safety
+    /// `off` is 4-aligned, `off + bytes.len().next_multiple_of(4) <= self.len()`, and the region
+    /// is writable.
+    #[inline(always)]
+    pub unsafe fn store_bytes_unchecked(&self, off: usize, bytes: &[u8]) {
+        debug_assert!(bytes.is_empty() || self.fits(off + bytes.len().next_multiple_of(4) - 4, 4));
+        let (words, rest) = bytes.as_chunks::<4>();
+        for (i, word) in words.iter().enumerate() {
+            self.word32(off + 4 * i).store(u32::from_ne_bytes(*word), Ordering::Relaxed);
+        }
+        if !rest.is_empty() {
+            let mut last = [0u8; 4];
+            last[..rest.len()].copy_from_slice(rest);
+            self.word32(off + 4 * words.len()).store(u32::from_ne_bytes(last), Ordering::Relaxed);
+        }
+    }
+
     /// Atomic add to the `u32` at `off`, returning the previous value.
     #[inline]
     #[track_caller]
@@ -278,14 +323,12 @@ impl ShmRegion {
         }
         self.check_store(off, 4);
         self.check(off + padded - 4, 4);
-        let mut chunks = bytes.chunks_exact(4);
+        let (words, rest) = bytes.as_chunks::<4>();
         let mut at = off;
-        for chunk in &mut chunks {
-            let word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-            self.word32(at).store(word, Ordering::Relaxed);
+        for word in words {
+            self.word32(at).store(u32::from_ne_bytes(*word), Ordering::Relaxed);
             at += 4;
         }
-        let rest = chunks.remainder();
         if !rest.is_empty() {
             let mut last = [0u8; 4];
             last[..rest.len()].copy_from_slice(rest);
@@ -331,12 +374,11 @@ impl ShmRegion {
         self.check(off, 4);
         self.check(off + padded - 4, 4);
         let mut at = off;
-        let mut chunks = out.chunks_exact_mut(4);
-        for chunk in &mut chunks {
-            chunk.copy_from_slice(&self.word32(at).load(Ordering::Relaxed).to_ne_bytes());
+        let (words, rest) = out.as_chunks_mut::<4>();
+        for word in words {
+            *word = self.word32(at).load(Ordering::Relaxed).to_ne_bytes();
             at += 4;
         }
-        let rest = chunks.into_remainder();
         if !rest.is_empty() {
             let word = self.word32(at).load(Ordering::Relaxed).to_ne_bytes();
             let n = rest.len();

@@ -9,8 +9,8 @@ use crate::buffer::CpuBuffer;
 use crate::clock::Clock;
 use crate::error::WriteError;
 use crate::format::{
-    DataLayout, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE, SUBBUF_TIMESTAMP_OFFSET, TIME_EVENT_SIZE, TimeEncoding,
-    TimeRecord, closing_padding, header_word, time_encoding,
+    DataLayout, SMALL_DATA_MAX, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE, SUBBUF_TIMESTAMP_OFFSET, TIME_DELTA_MAX,
+    TIME_EVENT_SIZE, TimeEncoding, TimeRecord, closing_padding, header_word, time_encoding,
 };
 use crate::geometry::Mode;
 use crate::meta::off;
@@ -42,19 +42,97 @@ impl<C: Clock> CpuBuffer<'_, C> {
     /// in [`Mode::Drop`] with a full ring, or for a nested write whose staging lane is full.
     #[inline]
     pub fn write(&self, payload: &[u8]) -> Result<(), WriteError> {
+        let len = payload.len();
+        if len == 0 || len > SMALL_DATA_MAX {
+            return self.write_general(payload);
+        }
+        let w = &self.w;
+        // Ordering: Relaxed plus signal fences for writer-owned state throughout (see `enter`).
+        let depth = w.depth.load(Ordering::Relaxed);
+        w.depth.store(depth.wrapping_add(1), Ordering::Relaxed);
+        signal_fence();
+        if depth != 0 || !w.enabled.load(Ordering::Relaxed) {
+            return self.write_entered(depth, payload);
+        }
+        let ts = self.clock.now();
+        let last = w.last_ts.load(Ordering::Relaxed);
+        let off = w.off.load(Ordering::Relaxed);
+        let stored = (len as u32 + 3) & !3;
+        let size = 4 + stored;
+        let delta = ts.wrapping_sub(last);
+        // The common case: not the first event of the page, the delta fits in the header, the
+        // event fits on the page. Anything else takes the general path.
+        if off == 0 || delta > TIME_DELTA_MAX || u64::from(off) + u64::from(size) > u64::from(self.geo.data_size()) {
+            return self.write_outer(ts, payload);
+        }
+        let data = w.page_data.load(Ordering::Relaxed) as usize;
+        let at = data + off as usize;
+        // SAFETY: `page_data` only ever holds the data-area offset of a sub-buffer, so
+        // `data - 8` is that page's 8-aligned commit word and `data + data_size` is within the
+        // sub-buffer array; `off + size <= data_size` was checked above and `off` is a multiple of
+        // 4, so the header word and the `stored` payload bytes at `at + 4` are inside the page.
+        unsafe {
+            self.data.store_u32_unchecked(at, header_word(stored / 4, delta as u32), Ordering::Relaxed);
+            self.data.store_bytes_unchecked(at + 4, payload);
+            // Ordering: Release, as in `ring_commit`.
+            self.data.store_u64_unchecked(data - 8, u64::from(off + size), Ordering::Release);
+        }
+        w.off.store(off + size, Ordering::Relaxed);
+        w.last_ts.store(ts, Ordering::Relaxed);
+        self.count_entry();
+        self.end_outer();
+        Ok(())
+    }
+
+    /// `write` for payloads the fast path does not handle (empty, or large enough for a
+    /// `type_len` 0 event).
+    #[cold]
+    fn write_general(&self, payload: &[u8]) -> Result<(), WriteError> {
         let layout = self.layout_for(payload.len())?;
         let depth = self.enter()?;
         if depth != 0 {
             return self.nested_write(depth, layout, payload);
         }
-        let ts = self.clock.now();
-        let res = self.ring_reserve(ts, layout);
+        self.write_outer(self.clock.now(), payload)
+    }
+
+    /// `write` after the depth was raised, for a nested or disabled writer.
+    #[cold]
+    fn write_entered(&self, depth: u32, payload: &[u8]) -> Result<(), WriteError> {
+        if !self.w.enabled.load(Ordering::Relaxed) {
+            self.leave(depth);
+            return Err(WriteError::Disabled);
+        }
+        let layout = self.layout_for(payload.len()).inspect_err(|_| self.leave(depth))?;
+        self.nested_write(depth, layout, payload)
+    }
+
+    /// The general outermost write (depth already raised): any page move, time record or size.
+    #[cold]
+    fn write_outer(&self, ts: u64, payload: &[u8]) -> Result<(), WriteError> {
+        let res = self.layout_for(payload.len()).and_then(|layout| self.ring_reserve(ts, layout));
         if let Ok(spot) = &res {
             self.data.store_bytes(spot.payload_at, payload);
             self.ring_commit(spot);
         }
         self.end_outer();
         res.map(|_| ())
+    }
+
+    /// Closes a writing context that found the depth at `depth` (0: the outermost).
+    fn leave(&self, depth: u32) {
+        if depth == 0 { self.end_outer() } else { self.leave_nested(depth) }
+    }
+
+    /// Counts one committed event.
+    #[inline(always)]
+    fn count_entry(&self) {
+        // Ordering: Relaxed; writer-owned counter, mirrored to the meta area for statistics.
+        let entries = self.w.entries.load(Ordering::Relaxed) + 1;
+        self.w.entries.store(entries, Ordering::Relaxed);
+        // SAFETY: the meta region holds at least the base structure (checked at construction);
+        // `ENTRIES` is an 8-aligned field of it.
+        unsafe { self.meta.store_u64_unchecked(off::ENTRIES, entries, Ordering::Relaxed) };
     }
 
     /// Layout of a `len`-byte event, or [`WriteError::TooLarge`].
@@ -75,11 +153,7 @@ impl<C: Clock> CpuBuffer<'_, C> {
         signal_fence();
         // Ordering: Relaxed; `enabled` is advisory.
         if !self.w.enabled.load(Ordering::Relaxed) {
-            if depth == 0 {
-                self.end_outer();
-            } else {
-                self.leave_nested(depth);
-            }
+            self.leave(depth);
             return Err(WriteError::Disabled);
         }
         Ok(depth)
@@ -152,11 +226,7 @@ impl<C: Clock> CpuBuffer<'_, C> {
         // the time record and (for a first event) the page timestamp are visible to whoever sees
         // the new commit.
         self.data.store_u64(page + SUBBUF_COMMIT_OFFSET, u64::from(spot.end), Ordering::Release);
-        // Ordering: Relaxed; writer-owned counter, mirrored to the meta area for consumers'
-        // statistics.
-        let entries = self.w.entries.load(Ordering::Relaxed) + 1;
-        self.w.entries.store(entries, Ordering::Relaxed);
-        self.publish_counter(off::ENTRIES, entries);
+        self.count_entry();
     }
 
     /// Undoes an uncommitted reservation. Nothing else wrote to the ring since it was made
@@ -288,6 +358,7 @@ impl<C: Clock> CpuBuffer<'_, C> {
         self.links[id as usize].first_seq.store(self.seq(), Ordering::Relaxed);
         w.page_entries_base.store(w.entries.load(Ordering::Relaxed), Ordering::Relaxed);
         w.off.store(0, Ordering::Relaxed);
+        w.page_data.store((page + SUBBUF_HEADER_SIZE) as u64, Ordering::Relaxed);
         w.slot.store(slot, Ordering::Relaxed);
         let touched = w.pages_touched.load(Ordering::Relaxed) + 1;
         w.pages_touched.store(touched, Ordering::Relaxed);
