@@ -1,6 +1,7 @@
 //! One CPU's buffer: the shared memory, the writer-private links, and the writer and swapper state.
 
 use crate::clock::Clock;
+use crate::doorbell::{Doorbell, NoDoorbell};
 use crate::error::GeometryError;
 use crate::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE, SUBBUF_TIMESTAMP_OFFSET};
 use crate::geometry::{Geometry, Mode};
@@ -8,6 +9,7 @@ use crate::link::{LinkWord, SubBufLink};
 use crate::meta::{MetaPage, off};
 use crate::nest::NestLanes;
 use crate::shm::ShmRegion;
+use crate::sync::local::{AtomicBool as LocalBool, AtomicU32 as LocalU32, AtomicU64 as LocalU64};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::view::SharedView;
 
@@ -40,38 +42,42 @@ impl core::ops::Deref for Links<'_> {
 }
 
 /// Writer state. Written only by the CPU's writer (the outermost context, see [`crate::nest`]);
-/// `tail` and `push_next` are also read by swappers.
+/// `tail` and `push_next` are also read by swappers, so only they are tracked atomics under loom
+/// (the rest are [`crate::sync::local`]).
 #[derive(Debug)]
 pub(crate) struct WriterState {
     /// Nesting depth of open reservations on this CPU; 0 means no writer is active.
-    pub depth: AtomicU32,
+    pub depth: LocalU32,
     /// Set by nested writers when they stage an event or drop one.
-    pub nest_pending: AtomicU32,
-    pub enabled: AtomicBool,
+    pub nest_pending: LocalU32,
+    pub enabled: LocalBool,
     /// Sub-buffer the writer is on.
     pub tail: AtomicU32,
     /// Ring slot of `tail` (the slot it was in when the writer moved onto it).
-    pub slot: AtomicU32,
+    pub slot: LocalU32,
     /// Bytes used in the tail page's data area; `PAGE_CLOSED` once the page is closed.
-    pub off: AtomicU32,
+    pub off: LocalU32,
     /// Byte offset, in the sub-buffer array, of the tail page's data area. Only ever holds the
     /// data-area offset of a real sub-buffer (the fast path relies on it for its bounds).
-    pub page_data: AtomicU64,
+    pub page_data: LocalU64,
     /// Timestamp of the last event written.
-    pub last_ts: AtomicU64,
+    pub last_ts: LocalU64,
     /// Events committed.
-    pub entries: AtomicU64,
+    pub entries: LocalU64,
     /// Events dropped.
-    pub dropped: AtomicU64,
+    pub dropped: LocalU64,
     /// Events lost to overwrite.
-    pub overrun: AtomicU64,
-    pub pages_lost: AtomicU64,
-    pub pages_touched: AtomicU64,
+    pub overrun: LocalU64,
+    pub pages_lost: LocalU64,
+    pub pages_touched: LocalU64,
     /// `entries` when the writer moved onto the tail page.
-    pub page_entries_base: AtomicU64,
+    pub page_entries_base: LocalU64,
     /// During a head push: the pushed page's `next` word as seen before the push, so a swapper can
     /// finish the push for a preempted writer.
     pub push_next: AtomicU64,
+    /// Doorbell arming: 0 when no consumer waits, else its watermark in full pages plus one
+    /// (see [`crate::doorbell`]).
+    pub doorbell: AtomicU32,
 }
 
 /// Swapper state, only touched while holding `lock`.
@@ -87,6 +93,12 @@ pub(crate) struct SwapperState {
     /// Events consumed (entries of reader pages given back).
     pub read: AtomicU64,
     pub swaps: AtomicU64,
+    /// Ring slot of the head page, moved by the writer (push) and swappers; `ext.head_slot` is a
+    /// published copy (see `advance_head_slot`).
+    pub head_slot: AtomicU32,
+    /// The last even value of the meta area's `reader_seq` (the swapper's own copy, so a corrupted
+    /// meta area cannot confuse it).
+    pub reader_seq: AtomicU32,
 }
 
 /// One CPU's trace buffer: a ring of sub-buffers plus a reader page, in shared memory, with a
@@ -95,7 +107,7 @@ pub(crate) struct SwapperState {
 /// Create one per CPU with [`CpuBuffer::new`] over memory handed to it (the hypervisor case), or
 /// [`CpuBuffer::with_heap`] (std). Write with [`CpuBuffer::write`] or [`CpuBuffer::reserve`];
 /// consume with [`CpuBuffer::swap_reader_page`] and [`CpuBuffer::view`].
-pub struct CpuBuffer<'a, C: Clock> {
+pub struct CpuBuffer<'a, C: Clock, D: Doorbell = NoDoorbell> {
     pub(crate) geo: Geometry,
     pub(crate) mode: Mode,
     pub(crate) meta: ShmRegion,
@@ -105,9 +117,10 @@ pub struct CpuBuffer<'a, C: Clock> {
     pub(crate) w: WriterState,
     pub(crate) sw: SwapperState,
     pub(crate) lanes: NestLanes,
+    pub(crate) doorbell: D,
 }
 
-impl<C: Clock> core::fmt::Debug for CpuBuffer<'_, C> {
+impl<C: Clock, D: Doorbell> core::fmt::Debug for CpuBuffer<'_, C, D> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("CpuBuffer").field("geometry", &self.geo).field("mode", &self.mode).finish_non_exhaustive()
     }
@@ -141,14 +154,16 @@ pub struct Stats {
 impl Stats {
     /// Events committed but neither consumed nor overwritten.
     pub fn in_buffer(&self) -> u64 {
+        debug_assert!(self.read + self.overrun <= self.entries, "accounting drifted: {self:?}");
         self.entries.saturating_sub(self.read + self.overrun)
     }
 }
 
 impl<'a, C: Clock> CpuBuffer<'a, C> {
     /// Builds a buffer over `meta` (the meta area) and `data` (the sub-buffer array), with one
-    /// writer-private link per sub-buffer in `links`. Initialises all of it: the meta area, every
-    /// sub-buffer header, the ring.
+    /// writer-private link per sub-buffer in `links` (extra links are left unused). Initialises all of it: the meta area, every
+    /// sub-buffer header, the ring. It has no doorbell; add one with
+    /// [`CpuBuffer::with_doorbell`].
     pub fn new(
         config: Config,
         meta: ShmRegion,
@@ -167,6 +182,64 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
         clock: C,
     ) -> Result<Self, GeometryError> {
         let geo = config.geometry;
+        Self::check(geo, &meta, &data, links.len())?;
+        let buf = Self {
+            geo,
+            mode: config.mode,
+            meta,
+            data,
+            links,
+            clock,
+            w: WriterState {
+                depth: LocalU32::new(0),
+                nest_pending: LocalU32::new(0),
+                enabled: LocalBool::new(true),
+                tail: AtomicU32::new(1),
+                slot: LocalU32::new(0),
+                off: LocalU32::new(0),
+                page_data: LocalU64::new(0),
+                last_ts: LocalU64::new(0),
+                entries: LocalU64::new(0),
+                dropped: LocalU64::new(0),
+                overrun: LocalU64::new(0),
+                pages_lost: LocalU64::new(0),
+                pages_touched: LocalU64::new(0),
+                page_entries_base: LocalU64::new(0),
+                push_next: AtomicU64::new(0),
+                doorbell: AtomicU32::new(0),
+            },
+            sw: SwapperState {
+                lock: AtomicBool::new(false),
+                reader: AtomicU32::new(0),
+                hint: AtomicU32::new(0),
+                hint_slot: AtomicU32::new(0),
+                read: AtomicU64::new(0),
+                swaps: AtomicU64::new(0),
+                head_slot: AtomicU32::new(0),
+                reader_seq: AtomicU32::new(0),
+            },
+            lanes: NestLanes::new(),
+            doorbell: NoDoorbell,
+        };
+        buf.init_ring();
+        Ok(buf)
+    }
+}
+
+impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
+    /// The same buffer, waking waiting consumers through `doorbell` (see [`crate::doorbell`]).
+    pub fn with_doorbell<E: Doorbell>(self, doorbell: E) -> CpuBuffer<'a, C, E> {
+        let Self { geo, mode, meta, data, links, clock, w, sw, lanes, doorbell: _ } = self;
+        CpuBuffer { geo, mode, meta, data, links, clock, w, sw, lanes, doorbell }
+    }
+
+    /// The doorbell.
+    pub fn doorbell(&self) -> &D {
+        &self.doorbell
+    }
+
+    /// Whether a buffer of geometry `geo` can be built over these regions and links.
+    fn check(geo: Geometry, meta: &ShmRegion, data: &ShmRegion, links: usize) -> Result<(), GeometryError> {
         if meta.read_only() || data.read_only() {
             return Err(GeometryError::ReadOnly);
         }
@@ -176,49 +249,17 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
         if data.len() < geo.data_len() {
             return Err(GeometryError::DataTooSmall { need: geo.data_len(), got: data.len() });
         }
-        if links.len() != geo.nr_subbufs() as usize {
-            return Err(GeometryError::LinkCount { need: geo.nr_subbufs() as usize, got: links.len() });
+        if links < geo.nr_subbufs() as usize {
+            return Err(GeometryError::LinkCount { need: geo.nr_subbufs() as usize, got: links });
         }
-        let buf = Self {
-            geo,
-            mode: config.mode,
-            meta,
-            data,
-            links,
-            clock,
-            w: WriterState {
-                depth: AtomicU32::new(0),
-                nest_pending: AtomicU32::new(0),
-                enabled: AtomicBool::new(true),
-                tail: AtomicU32::new(1),
-                slot: AtomicU32::new(0),
-                off: AtomicU32::new(0),
-                page_data: AtomicU64::new(0),
-                last_ts: AtomicU64::new(0),
-                entries: AtomicU64::new(0),
-                dropped: AtomicU64::new(0),
-                overrun: AtomicU64::new(0),
-                pages_lost: AtomicU64::new(0),
-                pages_touched: AtomicU64::new(0),
-                page_entries_base: AtomicU64::new(0),
-                push_next: AtomicU64::new(0),
-            },
-            sw: SwapperState {
-                lock: AtomicBool::new(false),
-                reader: AtomicU32::new(0),
-                hint: AtomicU32::new(0),
-                hint_slot: AtomicU32::new(0),
-                read: AtomicU64::new(0),
-                swaps: AtomicU64::new(0),
-            },
-            lanes: NestLanes::new(),
-        };
-        buf.init_ring();
-        Ok(buf)
+        Ok(())
     }
 
     /// Puts the ring, the meta area and every counter in their initial state.
     fn init_ring(&self) {
+        // Ordering: Relaxed throughout. This runs at construction (before the buffer is shared)
+        // or from `reset(&mut self)`, so nothing runs concurrently; whoever receives the buffer
+        // afterwards synchronises with this thread by the means that handed it over.
         let n = self.geo.nr_subbufs();
         let last = n - 1;
         self.meta_page().init(self.geo.meta_size() as u32, self.geo.subbuf_size(), n);
@@ -241,6 +282,7 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
         let w = &self.w;
         w.depth.store(0, Ordering::Relaxed);
         w.nest_pending.store(0, Ordering::Relaxed);
+        w.doorbell.store(0, Ordering::Relaxed);
         w.tail.store(1, Ordering::Relaxed);
         w.slot.store(0, Ordering::Relaxed);
         w.off.store(0, Ordering::Relaxed);
@@ -254,6 +296,8 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
         self.sw.hint_slot.store(self.geo.nr_slots() - 1, Ordering::Relaxed);
         self.sw.read.store(0, Ordering::Relaxed);
         self.sw.swaps.store(0, Ordering::Relaxed);
+        self.sw.head_slot.store(0, Ordering::Relaxed);
+        self.sw.reader_seq.store(0, Ordering::Relaxed);
         self.lanes.reset();
     }
 
@@ -292,7 +336,11 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
 
     /// The consumer's view of this buffer's shared memory.
     pub fn view(&self) -> SharedView<'_> {
-        SharedView::from_trusted(MetaPage::new(&self.meta).expect("meta size checked at construction"), &self.data, self.geo)
+        SharedView::from_trusted(
+            MetaPage::new(&self.meta).expect("meta size checked at construction"),
+            &self.data,
+            self.geo,
+        )
     }
 
     /// The meta area.
@@ -325,15 +373,36 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
     /// store of the private mirror's new value).
     #[inline]
     pub(crate) fn publish_counter(&self, field: usize, value: u64) {
+        // Ordering: Relaxed; a statistic, read on its own, ordering nothing else.
         self.meta.store_u64(field, value, Ordering::Relaxed);
     }
 
-    /// Advances `ext.head_slot` by one (the head moved one slot: a push or a swap).
+    /// Advances the head slot by one (the head moved one slot: a push or a swap) and publishes it
+    /// in `ext.head_slot`.
+    ///
+    /// The writer (pushing the head) and a swapper (taking it) both move it, so the count is kept
+    /// in private memory, where a host scribbling on the meta area can neither stall the writer
+    /// in a compare-and-swap loop nor feed it an out-of-range value; the meta area only receives
+    /// copies. Each mover stores its value, then checks with a compare-and-swap that the counter
+    /// has not moved meanwhile, and stores again if it has: the other mover's update either
+    /// reads-from that check (so its own later store lands after ours) or moved the counter
+    /// before it (and we store its value). The last value stored is therefore the newest.
     pub(crate) fn advance_head_slot(&self) {
         let slots = self.geo.nr_slots();
-        // Ordering: Release, so a snapshot reader that sees the new head slot (Acquire) also sees
-        // the page changes that made the old head invalid.
-        self.meta.update_u32(off::EXT_HEAD_SLOT, Ordering::Release, |s| (s + 1) % slots);
+        // Ordering: AcqRel on the private counter orders the two movers' updates and checks (see
+        // above). Release on the meta store: a snapshot reader that sees the new head slot
+        // (Acquire) also sees the page changes that made the old head invalid.
+        let mut now =
+            match self.sw.head_slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some((s + 1) % slots)) {
+                Ok(prev) | Err(prev) => (prev + 1) % slots,
+            };
+        loop {
+            self.meta.store_u32(off::EXT_HEAD_SLOT, now, Ordering::Release);
+            match self.sw.head_slot.compare_exchange(now, now, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(moved) => now = moved,
+            }
+        }
     }
 }
 
@@ -344,7 +413,72 @@ impl<C: Clock> CpuBuffer<'static, C> {
         let geo = config.geometry;
         let meta = ShmRegion::alloc_zeroed(geo.meta_size());
         let data = ShmRegion::alloc_zeroed(geo.data_len());
-        let links = (0..geo.nr_subbufs()).map(|_| SubBufLink::new()).collect();
-        Self::build(config, meta, data, Links::Owned(links), clock)
+        Self::with_own_links(config, meta, data, clock)
+    }
+
+    /// Builds a buffer over `meta` and `data` (shared memory the caller mapped), with its
+    /// writer-private links on the heap. See [`CpuBuffer::new`].
+    pub fn with_own_links(config: Config, meta: ShmRegion, data: ShmRegion, clock: C) -> Result<Self, GeometryError> {
+        let links = (0..config.geometry.nr_subbufs()).map(|_| SubBufLink::new()).collect();
+        Self::with_links(config, meta, data, links, clock).map_err(|(e, _)| e)
+    }
+
+    /// Builds a buffer whose writer-private links are `links` (at least one per sub-buffer; the
+    /// rest are unused), moved in without allocating: a caller that must not allocate once
+    /// running (a hypervisor) allocates them at start and gets them back with
+    /// [`CpuBuffer::into_links`], or with the error if the buffer cannot be built.
+    #[allow(clippy::type_complexity)]
+    pub fn with_links(
+        config: Config,
+        meta: ShmRegion,
+        data: ShmRegion,
+        links: std::boxed::Box<[SubBufLink]>,
+        clock: C,
+    ) -> Result<Self, (GeometryError, std::boxed::Box<[SubBufLink]>)> {
+        if let Err(e) = Self::check(config.geometry, &meta, &data, links.len()) {
+            return Err((e, links));
+        }
+        Ok(Self::build(config, meta, data, Links::Owned(links), clock).expect("checked just above"))
+    }
+}
+
+#[cfg(feature = "std")]
+impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
+    /// Takes the buffer apart and returns its writer-private links if it owned them
+    /// ([`CpuBuffer::with_links`], [`CpuBuffer::with_heap`]), `None` if it borrowed them.
+    pub fn into_links(self) -> Option<std::boxed::Box<[SubBufLink]>> {
+        match self.links {
+            Links::Owned(links) => Some(links),
+            Links::Borrowed(_) => None,
+        }
+    }
+}
+
+#[cfg(all(test, feature = "std", not(loom)))]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+
+    #[test]
+    fn links_move_in_and_out_without_reallocating() {
+        let geometry = Geometry::new(64, 4).unwrap();
+        let pool: std::boxed::Box<[SubBufLink]> = (0..16).map(|_| SubBufLink::new()).collect();
+        let at = pool.as_ptr();
+        let config = Config { geometry, mode: Mode::Overwrite };
+        let make = |links| {
+            let meta = ShmRegion::alloc_zeroed(geometry.meta_size());
+            let data = ShmRegion::alloc_zeroed(geometry.data_len());
+            CpuBuffer::with_links(config, meta, data, links, ManualClock::new(1))
+        };
+        let buf = make(pool).unwrap();
+        buf.write(b"event").unwrap();
+        assert_eq!(buf.stats().entries, 1);
+        let back = buf.into_links().expect("owned links come back");
+        assert_eq!((back.len(), back.as_ptr()), (16, at), "the same allocation, extra links included");
+        let short: std::boxed::Box<[SubBufLink]> = (0..3).map(|_| SubBufLink::new()).collect();
+        let short_at = short.as_ptr();
+        let (error, back) = make(short).expect_err("too few links");
+        assert_eq!(error, GeometryError::LinkCount { need: 4, got: 3 });
+        assert_eq!(back.as_ptr(), short_at, "the links come back with the error");
     }
 }

@@ -70,8 +70,8 @@ impl<'a> ShmPage<'a> {
     /// The `len`-byte page at byte offset `base` of `region`, or `None` if it does not fit or is
     /// not 8-aligned.
     pub fn new(region: &'a ShmRegion, base: usize, len: usize) -> Option<Self> {
-        let fits = base % 8 == 0
-            && len % 8 == 0
+        let fits = base.is_multiple_of(8)
+            && len.is_multiple_of(8)
             && len >= SUBBUF_HEADER_SIZE
             && base.checked_add(len).is_some_and(|end| end <= region.len());
         fits.then_some(Self { region, base, len })
@@ -88,10 +88,15 @@ impl<'a> ShmPage<'a> {
     }
 
     /// Copies the whole page into `out` (which must be exactly the page length), header words at
-    /// their own width. The copy may be torn if the page changes meanwhile.
+    /// their own width. `commit` is read first, with acquire semantics, so every event it covers
+    /// is complete in the copy unless the page was rewritten meanwhile (which only a `cnt` check,
+    /// see [`crate::snapshot`], can tell).
+    ///
+    /// # Panics
+    /// If `out` is not exactly one page long (a caller bug: the page size is known beforehand).
     pub fn copy_to(&self, out: &mut [u8]) {
         assert_eq!(out.len(), self.len, "page copy needs a buffer of the page size");
-        let commit = self.region.load_u64(self.base + SUBBUF_COMMIT_OFFSET);
+        let commit = self.commit();
         let ts = self.region.load_u64(self.base + SUBBUF_TIMESTAMP_OFFSET);
         out[SUBBUF_TIMESTAMP_OFFSET..SUBBUF_TIMESTAMP_OFFSET + 8].copy_from_slice(&ts.to_ne_bytes());
         out[SUBBUF_COMMIT_OFFSET..SUBBUF_COMMIT_OFFSET + 8].copy_from_slice(&commit.to_ne_bytes());
@@ -178,6 +183,9 @@ pub enum DecodeError {
     /// An event's length field is impossible.
     #[error("event at data offset {0} has an invalid length")]
     BadLength(usize),
+    /// `commit` is not a multiple of 4 (events are 4-byte aligned).
+    #[error("commit of {0} bytes is not 4-byte aligned")]
+    MisalignedCommit(u64),
 }
 
 /// Lost-event information carried in a page's `commit` flags.
@@ -269,6 +277,9 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
         if commit_len > data_size as u64 {
             return Err(DecodeError::CommitTooLarge { commit: commit_len, data_size });
         }
+        if !commit_len.is_multiple_of(4) {
+            return Err(DecodeError::MisalignedCommit(commit_len));
+        }
         let data_end = commit_len as usize;
         let missed = if commit & COMMIT_MISSED_EVENTS == 0 {
             MissedEvents::None
@@ -335,7 +346,7 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
         let (payload_off, payload_len) = match header_type_len(header) {
             0 => {
                 let len_word = self.word(at + 4)? as usize;
-                if len_word < 4 || len_word % 4 != 0 {
+                if len_word < 4 || !len_word.is_multiple_of(4) {
                     return Err(DecodeError::BadLength(at));
                 }
                 (at + 8, len_word - 4)
@@ -349,7 +360,7 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
                 }
                 // A discarded event; libtraceevent still applies its delta.
                 let len = self.word(at + 4)? as usize;
-                if len % 4 != 0 || len == 0 {
+                if !len.is_multiple_of(4) || len == 0 {
                     return Err(DecodeError::BadLength(at));
                 }
                 let end = at.checked_add(4 + len).ok_or(DecodeError::BadLength(at))?;
@@ -440,6 +451,7 @@ mod tests {
     fn decodes_small_large_extend_absolute_and_padding() {
         let ext = TimeRecord::Extend(TIME_DELTA_MAX + 10).words();
         let abs = TimeRecord::Absolute(5_000_000_000).words();
+        #[rustfmt::skip]
         let words = [
             header_word(1, 0), 0xaaaa_aaaa,                 // small, delta 0
             header_word(2, 3), 1, 2,                        // small, delta 3
@@ -527,6 +539,10 @@ mod tests {
         let p = page(0, 8, &[header_word(2, 0), 1], 64);
         let r: Vec<_> = EventIter::new(p.as_slice()).unwrap().collect();
         assert_eq!(r, [Err(DecodeError::Truncated(0))]);
+        // A commit that is not a multiple of 4, with a stored lost count.
+        let flags = crate::format::COMMIT_MISSED_EVENTS | crate::format::COMMIT_MISSED_STORED;
+        let p = page(0, 5 | flags, &[header_word(1, 0), 1], 64);
+        assert_eq!(EventIter::new(p.as_slice()).err(), Some(DecodeError::MisalignedCommit(5)));
         // type_len 0 with a length word of 2.
         let p = page(0, 8, &[header_word(0, 0), 2], 64);
         let r: Vec<_> = EventIter::new(p.as_slice()).unwrap().collect();
@@ -546,7 +562,43 @@ mod tests {
         assert_eq!(fix_absolute_stamp(5, 3), 5);
     }
 
+    /// Under Miri: few cases (each is slow there) and no regression file (no file system).
+    fn proptest_config() -> proptest::test_runner::Config {
+        let mut config = proptest::test_runner::Config::default();
+        if cfg!(miri) {
+            config.cases = 24;
+            config.failure_persistence = None;
+        }
+        config
+    }
+
     proptest::proptest! {
+        #![proptest_config(proptest_config())]
+        /// The same arbitrary bytes, read from shared memory (the path consumers take), decode
+        /// exactly as they do from a slice, and never panic either.
+        #[test]
+        fn arbitrary_shared_pages_decode_like_slices(
+            words in proptest::collection::vec(proptest::num::u32::ANY, 4..80),
+            commit in proptest::num::u64::ANY,
+            start in 0usize..300,
+        ) {
+            let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+            bytes.truncate(bytes.len() & !7);
+            // Bias the commit towards plausible lengths, flags included, misaligned ones too.
+            let commit = commit & (crate::format::COMMIT_MISSED_EVENTS | crate::format::COMMIT_MISSED_STORED | 0x1ff);
+            bytes[8..16].copy_from_slice(&commit.to_ne_bytes());
+            let region = crate::shm::ShmRegion::alloc_zeroed(bytes.len());
+            region.store_bytes(0, &bytes);
+            let shm = ShmPage::new(&region, 0, bytes.len()).unwrap();
+            let from_shm = EventIter::starting_at(&shm, start).map(|it| {
+                (it.missed_events(), it.map(|e| e.map(|e| (e.timestamp, e.offset, e.payload.to_vec()))).collect::<Vec<_>>())
+            });
+            let from_slice = EventIter::starting_at(bytes.as_slice(), start).map(|it| {
+                (it.missed_events(), it.map(|e| e.map(|e| (e.timestamp, e.offset, e.payload.to_vec()))).collect::<Vec<_>>())
+            });
+            proptest::prop_assert_eq!(from_shm, from_slice);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300), start in 0usize..300) {
             if let Ok(it) = EventIter::starting_at(bytes.as_slice(), start) {

@@ -89,19 +89,20 @@
 //!
 //! ## Non-consuming reads
 //!
-//! [`SharedView::copy_slot`] copies a ring page between two reads of its slot's `data_index[].cnt`
-//! (acquire load, copy, acquire fence, load). The writer bumps `cnt` and issues a release fence
-//! before it touches a page it moves onto; a swap bumps it after putting another page in the
-//! slot. A changed `cnt` means the copy may be torn: it is discarded and reported.
+//! [`SharedView::copy_slot`] copies a ring page and validates the copy with the slot's
+//! `data_index[].cnt`, which the writer uses as a seqlock when it moves onto the page (odd while
+//! it resets the page, even once done), and with the `swaps` counter (a page only re-enters the
+//! ring through a swap). A torn copy is discarded and reported; see [`snapshot`].
 //!
 //! ## Who writes what
 //!
 //! | memory | written by | read by |
 //! |---|---|---|
 //! | page bytes, `commit`, `timestamp` | writer | consumers (acquire on `commit`) |
-//! | meta counters `entries overrun dropped pages_*`, `tail_slot` | writer | anyone |
+//! | meta counters `overrun dropped pages_*`, `tail_slot`; `entries` when leaving a page | writer | anyone |
 //! | meta `reader.*`, `read`, `swaps` | swapper | consumers |
-//! | meta `head_slot`, `data_index[].cnt` | writer and swapper (atomic RMW) | snapshot readers |
+//! | meta `head_slot` | writer and swapper (atomic RMW) | snapshot readers |
+//! | meta `data_index[].cnt` | writer (seqlock) | snapshot readers |
 //! | meta `data_index[].id` | swapper | snapshot readers |
 //! | links (`next`, sequence ranges) | writer; swapper via CAS | writer, swapper |
 //!
@@ -121,6 +122,7 @@ mod buffer;
 pub mod clock;
 pub mod consume;
 pub mod decode;
+pub mod doorbell;
 mod error;
 pub mod format;
 mod geometry;
@@ -138,19 +140,20 @@ mod view;
 mod writer;
 
 pub use buffer::{Config, CpuBuffer, Stats};
-pub use clock::{Clock, CounterClock, ManualClock};
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub use clock::CycleClock;
 #[cfg(feature = "std")]
 pub use clock::MonotonicClock;
-pub use consume::{Consumed, ConsumeError, Cursor};
+pub use clock::{Clock, CounterClock, ManualClock};
+pub use consume::{ConsumeError, Consumed, Cursor};
 pub use decode::{DecodeError, Event, EventIter, Item, MissedEvents, PageSource, ShmBytes, ShmPage};
+pub use doorbell::{Doorbell, NoDoorbell};
 pub use error::{GeometryError, SwapError, WriteError};
 pub use geometry::{Geometry, Mode};
 pub use link::SubBufLink;
 pub use reservation::Reservation;
 pub use shm::ShmRegion;
-pub use snapshot::{SlotCopy, SlotRead, SnapshotError};
+pub use snapshot::{ReaderCopy, SlotCopy, SlotRead, SnapshotError};
 #[cfg(feature = "std")]
 pub use snapshot::{Snapshot, SnapshotPage};
 pub use swap::{ReaderUpdate, SwapStatus};

@@ -105,10 +105,7 @@ impl SubBufLink {
     /// link it lost to.
     #[inline]
     pub(crate) fn cas_next(&self, old: LinkWord, new: LinkWord) -> Result<(), LinkWord> {
-        self.next
-            .compare_exchange(old.0, new.0, Ordering::AcqRel, Ordering::Acquire)
-            .map(|_| ())
-            .map_err(LinkWord)
+        self.next.compare_exchange(old.0, new.0, Ordering::AcqRel, Ordering::Acquire).map(|_| ()).map_err(LinkWord)
     }
 
     /// Plain store, for a link nobody else can be looking at (a page outside the ring, or set-up).

@@ -42,7 +42,9 @@ pub struct TraceBufferMeta {
     pub reader: MetaReader,
     /// Flags; [`META_FLAG_HYPTRACE_EXT`] marks the extension.
     pub flags: u64,
-    /// Events committed since the last reset.
+    /// Events committed since the last reset, as of the last time the writer left a page: it
+    /// lags the true count by at most the events on the writer's current page, so
+    /// `read + overrun <= entries` always holds.
     pub entries: u64,
     /// Events lost to overwrite.
     pub overrun: u64,
@@ -90,13 +92,27 @@ pub struct MetaExt {
     /// Ring slot of the head page (oldest unread), advanced by the writer (overwrite) and by
     /// swaps; a hint for non-consuming readers, validated through `data_index[].cnt`.
     pub head_slot: u32,
-    /// Ring slot of the page the writer is on.
+    /// Ring slot of the page the writer is on (the slot it had when the writer moved onto it).
     pub tail_slot: u32,
+    /// Sub-buffer id of the page the writer is on. Equal to `reader.id` when the writer is on the
+    /// reader page, and then the ring holds nothing unread.
+    pub tail_id: u32,
+    /// Byte offset in the meta area of `first_seq[nr_subbufs]`: per sub-buffer id, the sequence
+    /// number (events handed to the writer before it, dropped ones included) of the first event
+    /// on that sub-buffer, written when the writer moves onto it inside the slot's `cnt` seqlock.
+    /// Lets a reader without the producer (post-mortem) count the events lost between two pages.
+    pub seq_offset: u32,
+    /// Seqlock of the reader page, written by swappers: odd from just before a swap hands the
+    /// reader page back to the writer until the new reader page is published, even otherwise.
+    /// A non-consuming copy of the reader page is valid if it was even and unchanged across it.
+    pub reader_seq: u32,
     /// Reserved, zero.
-    pub _reserved: u64,
+    pub _reserved0: u32,
+    /// Reserved, zero.
+    pub _reserved1: u64,
 }
 
-const _: () = assert!(size_of::<MetaExt>() == 48);
+const _: () = assert!(size_of::<MetaExt>() == 64);
 const _: () = assert!(offset_of!(MetaExt, magic) == 0);
 const _: () = assert!(offset_of!(MetaExt, version) == 4);
 const _: () = assert!(offset_of!(MetaExt, nr_slots) == 8);
@@ -105,15 +121,21 @@ const _: () = assert!(offset_of!(MetaExt, dropped) == 16);
 const _: () = assert!(offset_of!(MetaExt, swaps) == 24);
 const _: () = assert!(offset_of!(MetaExt, head_slot) == 32);
 const _: () = assert!(offset_of!(MetaExt, tail_slot) == 36);
+const _: () = assert!(offset_of!(MetaExt, tail_id) == 40);
+const _: () = assert!(offset_of!(MetaExt, seq_offset) == 44);
+const _: () = assert!(offset_of!(MetaExt, reader_seq) == 48);
+const _: () = assert!(offset_of!(MetaExt, _reserved0) == 52);
+const _: () = assert!(offset_of!(MetaExt, _reserved1) == 56);
 
 /// One `data_index[]` entry: which sub-buffer sits in a ring slot, and how often the writer moved
-/// onto that slot (or a swap replaced its sub-buffer).
+/// onto that slot.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct DataIndex {
     /// Sub-buffer id in this slot.
     pub id: u32,
-    /// Change counter, bumped before the page in this slot is rewritten.
+    /// Seqlock counter of the writer: odd while it resets the page in this slot, even otherwise;
+    /// it grows by 2 every time the writer moves onto the slot.
     pub cnt: u32,
 }
 
@@ -133,12 +155,22 @@ pub const META_BASE_LEN: usize = size_of::<TraceBufferMeta>();
 pub const META_EXT_OFFSET: usize = META_BASE_LEN;
 /// Offset of `data_index[0]`.
 pub const DATA_INDEX_OFFSET: usize = META_EXT_OFFSET + size_of::<MetaExt>();
+// docs/abi.md fixes these for version 1 of the extension.
+const _: () = assert!(META_EXT_OFFSET == 80 && DATA_INDEX_OFFSET == 144);
+const _: () = assert!(META_EXT_MAGIC == 0x5450_5948);
+
 /// Granule of the meta area size (a page; tiny under loom so models stay small).
 pub const META_PAGE_GRANULE: usize = if cfg!(loom) { 8 } else { 4096 };
 
-/// `meta_struct_len` for a ring of `nr_slots` slots.
-pub const fn meta_struct_len(nr_slots: u32) -> usize {
+/// Offset of `first_seq[0]` for a ring of `nr_slots` slots (right after `data_index[]`).
+pub const fn seq_offset(nr_slots: u32) -> usize {
     DATA_INDEX_OFFSET + nr_slots as usize * size_of::<DataIndex>()
+}
+
+/// `meta_struct_len` for a ring of `nr_slots` slots: the base, the extension, `data_index[]` and
+/// `first_seq[]` (one per sub-buffer, `nr_slots + 1`).
+pub const fn meta_struct_len(nr_slots: u32) -> usize {
+    seq_offset(nr_slots) + (nr_slots as usize + 1) * size_of::<u64>()
 }
 
 /// Bytes of meta area needed for `nr_slots` slots (a multiple of 4096).
@@ -150,7 +182,9 @@ macro_rules! base_off {
     ($($f:tt).+) => { offset_of!(TraceBufferMeta, $($f).+) };
 }
 macro_rules! ext_off {
-    ($f:ident) => { META_EXT_OFFSET + offset_of!(MetaExt, $f) };
+    ($f:ident) => {
+        META_EXT_OFFSET + offset_of!(MetaExt, $f)
+    };
 }
 
 /// Byte offsets of every meta field, for the one module that turns them into accesses.
@@ -198,6 +232,12 @@ pub mod off {
     pub const EXT_HEAD_SLOT: usize = ext_off!(head_slot);
     /// `ext.tail_slot`.
     pub const EXT_TAIL_SLOT: usize = ext_off!(tail_slot);
+    /// `ext.tail_id`.
+    pub const EXT_TAIL_ID: usize = ext_off!(tail_id);
+    /// `ext.seq_offset`.
+    pub const EXT_SEQ_OFFSET: usize = ext_off!(seq_offset);
+    /// `ext.reader_seq`.
+    pub const EXT_READER_SEQ: usize = ext_off!(reader_seq);
 
     /// `data_index[slot].id`.
     pub const fn data_index_id(slot: u32) -> usize {
@@ -248,6 +288,7 @@ impl<'a> MetaPage<'a> {
 
     /// Writes the static fields and zeroes the rest (producer, before anyone reads).
     pub(crate) fn init(&self, meta_page_size: u32, subbuf_size: u32, nr_subbufs: u32) {
+        // Ordering: Relaxed throughout; see `CpuBuffer::init_ring`, the only caller.
         let r = self.region;
         let nr_slots = nr_subbufs - 1;
         r.store_u32(off::META_PAGE_SIZE, meta_page_size, Ordering::Relaxed);
@@ -269,8 +310,14 @@ impl<'a> MetaPage<'a> {
         r.store_u64(off::EXT_SWAPS, 0, Ordering::Relaxed);
         r.store_u32(off::EXT_HEAD_SLOT, 0, Ordering::Relaxed);
         r.store_u32(off::EXT_TAIL_SLOT, 0, Ordering::Relaxed);
-        let reserved = META_EXT_OFFSET + offset_of!(MetaExt, _reserved);
-        r.store_u64(reserved, 0, Ordering::Relaxed);
+        r.store_u32(off::EXT_TAIL_ID, 1, Ordering::Relaxed);
+        r.store_u32(off::EXT_SEQ_OFFSET, seq_offset(nr_slots) as u32, Ordering::Relaxed);
+        r.store_u32(off::EXT_READER_SEQ, 0, Ordering::Relaxed);
+        r.store_u32(META_EXT_OFFSET + offset_of!(MetaExt, _reserved0), 0, Ordering::Relaxed);
+        r.store_u64(META_EXT_OFFSET + offset_of!(MetaExt, _reserved1), 0, Ordering::Relaxed);
+        for id in 0..nr_subbufs {
+            r.store_u64(seq_offset(nr_slots) + id as usize * size_of::<u64>(), 0, Ordering::Relaxed);
+        }
         for slot in 0..nr_slots {
             // Slot i starts out holding sub-buffer i + 1; sub-buffer 0 is the first reader page.
             r.store_u32(off::data_index_id(slot), slot + 1, Ordering::Relaxed);
@@ -334,6 +381,14 @@ impl<'a> MetaPage<'a> {
     pub fn tail_slot(&self) -> u32 {
         self.region.load_u32_acquire(off::EXT_TAIL_SLOT)
     }
+    /// `ext.tail_id`, with acquire semantics.
+    pub fn tail_id(&self) -> u32 {
+        self.region.load_u32_acquire(off::EXT_TAIL_ID)
+    }
+    /// `ext.reader_seq`, with acquire semantics.
+    pub fn reader_seq(&self) -> u32 {
+        self.region.load_u32_acquire(off::EXT_READER_SEQ)
+    }
     /// `ext.swaps`, with acquire semantics.
     pub fn swaps(&self) -> u64 {
         self.region.load_u64_acquire(off::EXT_SWAPS)
@@ -348,6 +403,11 @@ impl<'a> MetaPage<'a> {
         let at = off::data_index_id(slot);
         self.region.fits(at, 4).then(|| self.region.load_u32(at))
     }
+    /// `first_seq[id]`, or `None` if it lies outside the area (or `seq_offset` is corrupt).
+    pub fn first_seq(&self, id: u32) -> Option<u64> {
+        let at = (self.region.load_u32(off::EXT_SEQ_OFFSET) as usize).checked_add(id as usize * size_of::<u64>())?;
+        self.region.fits(at, 8).then(|| self.region.load_u64(at))
+    }
 }
 
 #[cfg(all(test, feature = "std", not(loom)))]
@@ -356,10 +416,10 @@ mod tests {
 
     #[test]
     fn sizes_round_up_to_pages() {
-        assert_eq!(meta_struct_len(2), 128 + 16);
+        assert_eq!(meta_struct_len(2), 144 + 16 + 24);
         assert_eq!(meta_area_size(2), 4096);
-        assert_eq!(meta_area_size(496), 4096);
-        assert_eq!(meta_area_size(497), 8192);
+        assert_eq!(meta_area_size(246), 4096);
+        assert_eq!(meta_area_size(247), 8192);
     }
 
     #[test]
@@ -371,11 +431,13 @@ mod tests {
         region.load_bytes(0, &mut bytes);
         let base = TraceBufferMeta::read_from_prefix(&bytes).unwrap().0;
         assert_eq!(base.meta_page_size, 4096);
-        assert_eq!(base.meta_struct_len as usize, DATA_INDEX_OFFSET + 24);
+        assert_eq!(base.meta_struct_len as usize, DATA_INDEX_OFFSET + 24 + 32);
         assert_eq!((base.subbuf_size, base.nr_subbufs, base.reader.id), (4096, 4, 0));
         assert!(meta.has_extension());
         assert_eq!(meta.slot_id(2), Some(3));
         assert_eq!(meta.slot_cnt(2), Some(0));
         assert_eq!(meta.slot_id(100_000), None);
+        assert_eq!(meta.first_seq(3), Some(0));
+        assert_eq!(meta.first_seq(4_000), None);
     }
 }

@@ -28,9 +28,11 @@
 
 use crate::buffer::CpuBuffer;
 use crate::clock::Clock;
+use crate::doorbell::Doorbell;
 use crate::error::WriteError;
 use crate::format::DataLayout;
-use crate::sync::{AtomicU32, AtomicU64, Ordering, signal_fence};
+use crate::sync::local::{AtomicU32, AtomicU64};
+use crate::sync::{Ordering, signal_fence};
 
 /// Nesting levels with a staging lane (writes nested deeper are dropped and counted).
 pub const NEST_LEVELS: usize = if cfg!(loom) { 1 } else { 4 };
@@ -146,7 +148,7 @@ pub(crate) struct LaneSpot {
     pub depth: u32,
 }
 
-impl<C: Clock> CpuBuffer<'_, C> {
+impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     /// Reserves a staged record for a nested context at `depth` (>= 1). On error the context is
     /// already closed.
     pub(crate) fn nested_reserve(&self, depth: u32, layout: DataLayout, len: usize) -> Result<LaneSpot, WriteError> {

@@ -2,6 +2,7 @@
 
 use crate::buffer::CpuBuffer;
 use crate::clock::Clock;
+use crate::doorbell::{Doorbell, NoDoorbell};
 use crate::error::WriteError;
 use crate::nest::LaneSpot;
 use crate::sync::Ordering;
@@ -20,26 +21,30 @@ enum Target {
 /// discards the event (nothing is recorded or counted).
 ///
 /// Payload bytes not written are zero in the last word and unspecified before it.
+///
+/// An outermost reservation keeps this CPU's writing context open: `mem::forget`ting it instead
+/// of committing or dropping it leaves every later write on the CPU nested (staged, then dropped
+/// when the lanes fill) until [`CpuBuffer::reset`].
 #[must_use = "a reservation records nothing until it is committed"]
-pub struct Reservation<'b, 'a, C: Clock> {
-    buf: &'b CpuBuffer<'a, C>,
+pub struct Reservation<'b, 'a, C: Clock, D: Doorbell = NoDoorbell> {
+    buf: &'b CpuBuffer<'a, C, D>,
     target: Target,
     len: usize,
     finished: bool,
 }
 
-impl<C: Clock> core::fmt::Debug for Reservation<'_, '_, C> {
+impl<C: Clock, D: Doorbell> core::fmt::Debug for Reservation<'_, '_, C, D> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Reservation").field("len", &self.len).field("target", &self.target).finish()
     }
 }
 
-impl<'a, C: Clock> CpuBuffer<'a, C> {
+impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
     /// Reserves room for an event of `len` payload bytes, stamped now.
     ///
     /// Reservations may nest (a signal handler reserving while the code it interrupted holds one):
     /// see [`crate::nest`]. Commit them innermost first.
-    pub fn reserve(&self, len: usize) -> Result<Reservation<'_, 'a, C>, WriteError> {
+    pub fn reserve(&self, len: usize) -> Result<Reservation<'_, 'a, C, D>, WriteError> {
         let layout = self.layout_for(len)?;
         let depth = self.enter()?;
         let target = if depth != 0 {
@@ -48,7 +53,8 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
             let ts = self.clock.now();
             match self.ring_reserve(ts, layout) {
                 Ok(spot) => {
-                    // Zero the last payload word so padding bytes are deterministic.
+                    // Zero the last payload word so padding bytes are deterministic. Ordering:
+                    // Relaxed; published by the Release store of `commit` at commit time.
                     let last = spot.payload_at + spot.stored_len as usize - 4;
                     self.data.store_u32(last, 0, Ordering::Relaxed);
                     Target::Ring(spot)
@@ -63,7 +69,7 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
     }
 }
 
-impl<C: Clock> Reservation<'_, '_, C> {
+impl<C: Clock, D: Doorbell> Reservation<'_, '_, C, D> {
     /// Payload bytes reserved.
     pub fn len(&self) -> usize {
         self.len
@@ -82,7 +88,7 @@ impl<C: Clock> Reservation<'_, '_, C> {
         }
         match self.target {
             Target::Ring(spot) => {
-                if offset % 4 == 0 {
+                if offset.is_multiple_of(4) {
                     let whole = bytes.len() & !3;
                     self.buf.data.store_bytes(spot.payload_at + offset, &bytes[..whole]);
                     self.buf.data.store_bytes_unaligned(spot.payload_at + offset + whole, &bytes[whole..]);
@@ -127,7 +133,7 @@ impl<C: Clock> Reservation<'_, '_, C> {
     }
 }
 
-impl<C: Clock> Drop for Reservation<'_, '_, C> {
+impl<C: Clock, D: Doorbell> Drop for Reservation<'_, '_, C, D> {
     fn drop(&mut self) {
         self.finish_discard();
     }

@@ -13,14 +13,18 @@
 //!   memory, which is how consumers map the buffers.
 //! - Stores only happen through a region built for writing ([`ShmRegion::read_only`] is false).
 //!
+//! Consumers reading a read-only mapping load 64-bit fields with one atomic load, which Rust
+//! guarantees to be a plain load only where 64-bit atomics are native: consuming from read-only
+//! memory is supported on 64-bit targets (x86-64, arm64). The writer has no such limit.
+//!
 //! Under `--cfg loom` the region is an owned array of loom `AtomicU32` words so the model checker
 //! sees every shared access; a 64-bit field is then two 32-bit words (high word stored first, low
 //! word carrying the ordering), which is exact for every 64-bit field ring-core writes because
 //! none of them is read for synchronisation through its high half.
 
-use crate::sync::{AtomicU32, Ordering, fence};
 #[cfg(not(loom))]
 use crate::sync::AtomicU64;
+use crate::sync::{AtomicU32, Ordering, fence};
 #[cfg(not(loom))]
 use core::ptr::NonNull;
 
@@ -47,10 +51,7 @@ unsafe impl Sync for ShmRegion {}
 
 impl core::fmt::Debug for ShmRegion {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ShmRegion")
-            .field("len", &self.len)
-            .field("read_only", &self.read_only)
-            .finish()
+        f.debug_struct("ShmRegion").field("len", &self.len).field("read_only", &self.read_only).finish()
     }
 }
 
@@ -93,9 +94,7 @@ impl ShmRegion {
         let layout = Self::heap_layout(len);
         // SAFETY: the layout has a non-zero size (heap_layout rounds up to at least 8 bytes).
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        let Some(base) = NonNull::new(ptr) else {
-            std::alloc::handle_alloc_error(layout)
-        };
+        let Some(base) = NonNull::new(ptr) else { std::alloc::handle_alloc_error(layout) };
         // SAFETY: freshly allocated, aligned to SHM_ALIGN, `len` bytes, reached only through
         // this region until it is dropped (which frees it).
         let mut region = unsafe { Self::from_raw_parts(base, len) };
@@ -137,7 +136,7 @@ impl ShmRegion {
     /// True if a field of `width` bytes at `off` lies inside the region and is naturally aligned.
     #[inline]
     pub fn fits(&self, off: usize, width: usize) -> bool {
-        off % width == 0 && off.checked_add(width).is_some_and(|end| end <= self.len)
+        off.is_multiple_of(width) && off.checked_add(width).is_some_and(|end| end <= self.len)
     }
 
     #[inline]
@@ -157,25 +156,37 @@ impl ShmRegion {
         self.check(off, width);
     }
 
+    /// The `u32` at `off` as an atomic.
+    ///
+    /// # Safety
+    /// `off` is 4-aligned and `off + 4 <= self.len()`.
     #[cfg(not(loom))]
     #[inline]
-    fn word32(&self, off: usize) -> &AtomicU32 {
-        // SAFETY: `check` (done by every caller) proved `off..off + 4` in bounds and 4-aligned
-        // (the base is 8-aligned); the constructor's contract makes the bytes valid for the
-        // region's lifetime and accessed only atomically, at this width, within this process.
+    unsafe fn word32(&self, off: usize) -> &AtomicU32 {
+        // SAFETY: the caller puts `off..off + 4` inside the region and 4-aligned (the base is
+        // 8-aligned); the constructor's contract makes the bytes valid for the region's lifetime
+        // and accessed only atomically, at this width, within this process.
         unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(off).cast()) }
     }
 
+    /// The `u64` at `off` as an atomic.
+    ///
+    /// # Safety
+    /// `off` is 8-aligned and `off + 8 <= self.len()`.
     #[cfg(not(loom))]
     #[inline]
-    fn word64(&self, off: usize) -> &AtomicU64 {
+    unsafe fn word64(&self, off: usize) -> &AtomicU64 {
         // SAFETY: as in `word32`, for an 8-byte, 8-aligned field.
         unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(off).cast()) }
     }
 
+    /// The `u32` at `off` (loom: an element of the word array, bounds-checked anyway).
+    ///
+    /// # Safety
+    /// As the non-loom version.
     #[cfg(loom)]
     #[inline]
-    fn word32(&self, off: usize) -> &AtomicU32 {
+    unsafe fn word32(&self, off: usize) -> &AtomicU32 {
         &self.words[off / 4]
     }
 
@@ -184,7 +195,8 @@ impl ShmRegion {
     #[track_caller]
     pub fn load_u32(&self, off: usize) -> u32 {
         self.check(off, 4);
-        self.word32(off).load(Ordering::Relaxed)
+        // SAFETY: `check` proved the field inside the region and aligned.
+        unsafe { self.word32(off) }.load(Ordering::Relaxed)
     }
 
     /// Load of the `u32` at `off` with acquire semantics (a relaxed load, then an acquire fence).
@@ -203,10 +215,12 @@ impl ShmRegion {
         self.check(off, 8);
         #[cfg(not(loom))]
         {
-            self.word64(off).load(Ordering::Relaxed)
+            // SAFETY: `check` proved the 8-byte field inside the region and aligned.
+            unsafe { self.word64(off) }.load(Ordering::Relaxed)
         }
+        // SAFETY: `check` proved the 8-byte field inside the region and aligned.
         #[cfg(loom)]
-        {
+        unsafe {
             let lo = self.word32(off).load(Ordering::Relaxed);
             let hi = self.word32(off + 4).load(Ordering::Relaxed);
             (u64::from(hi) << 32) | u64::from(lo)
@@ -227,7 +241,8 @@ impl ShmRegion {
     #[track_caller]
     pub fn store_u32(&self, off: usize, v: u32, order: Ordering) {
         self.check_store(off, 4);
-        self.word32(off).store(v, order);
+        // SAFETY: `check_store` proved the field inside the region and aligned.
+        unsafe { self.word32(off) }.store(v, order);
     }
 
     /// Store of the `u64` at `off` with `order` (`Relaxed` or `Release`).
@@ -235,13 +250,8 @@ impl ShmRegion {
     #[track_caller]
     pub fn store_u64(&self, off: usize, v: u64, order: Ordering) {
         self.check_store(off, 8);
-        #[cfg(not(loom))]
-        self.word64(off).store(v, order);
-        #[cfg(loom)]
-        {
-            self.word32(off + 4).store((v >> 32) as u32, Ordering::Relaxed);
-            self.word32(off).store(v as u32, order);
-        }
+        // SAFETY: `check_store` proved the 8-byte field inside the region and aligned.
+        unsafe { self.store_u64_unchecked(off, v, order) }
     }
 
     /// Store of the `u32` at `off` without the bounds check, for the writer's fast path.
@@ -251,7 +261,8 @@ impl ShmRegion {
     #[inline(always)]
     pub unsafe fn store_u32_unchecked(&self, off: usize, v: u32, order: Ordering) {
         debug_assert!(self.fits(off, 4) && !self.read_only);
-        self.word32(off).store(v, order);
+        // SAFETY: the caller's contract is `word32`'s.
+        unsafe { self.word32(off) }.store(v, order);
     }
 
     /// Store of the `u64` at `off` without the bounds check, for the writer's fast path.
@@ -262,9 +273,13 @@ impl ShmRegion {
     pub unsafe fn store_u64_unchecked(&self, off: usize, v: u64, order: Ordering) {
         debug_assert!(self.fits(off, 8) && !self.read_only);
         #[cfg(not(loom))]
-        self.word64(off).store(v, order);
+        // SAFETY: the caller's contract covers the 8 bytes at `off`.
+        unsafe {
+            self.word64(off).store(v, order);
+        }
+        // SAFETY: the caller's contract covers the 8 bytes at `off`.
         #[cfg(loom)]
-        {
+        unsafe {
             self.word32(off + 4).store((v >> 32) as u32, Ordering::Relaxed);
             self.word32(off).store(v as u32, order);
         }
@@ -279,35 +294,16 @@ impl ShmRegion {
     pub unsafe fn store_bytes_unchecked(&self, off: usize, bytes: &[u8]) {
         debug_assert!(bytes.is_empty() || self.fits(off + bytes.len().next_multiple_of(4) - 4, 4));
         let (words, rest) = bytes.as_chunks::<4>();
-        for (i, word) in words.iter().enumerate() {
-            self.word32(off + 4 * i).store(u32::from_ne_bytes(*word), Ordering::Relaxed);
-        }
-        if !rest.is_empty() {
-            let mut last = [0u8; 4];
-            last[..rest.len()].copy_from_slice(rest);
-            self.word32(off + 4 * words.len()).store(u32::from_ne_bytes(last), Ordering::Relaxed);
-        }
-    }
-
-    /// Atomic add to the `u32` at `off`, returning the previous value.
-    #[inline]
-    #[track_caller]
-    pub fn fetch_add_u32(&self, off: usize, v: u32, order: Ordering) -> u32 {
-        self.check_store(off, 4);
-        self.word32(off).fetch_add(v, order)
-    }
-
-    /// Atomically replaces the `u32` at `off` with `f(old)`, retrying on contention.
-    #[inline]
-    #[track_caller]
-    pub fn update_u32(&self, off: usize, order: Ordering, f: impl Fn(u32) -> u32) -> u32 {
-        self.check_store(off, 4);
-        let word = self.word32(off);
-        let mut old = word.load(Ordering::Relaxed);
-        loop {
-            match word.compare_exchange_weak(old, f(old), order, Ordering::Relaxed) {
-                Ok(prev) => return prev,
-                Err(now) => old = now,
+        // SAFETY: every word written lies in `off..off + bytes.len().next_multiple_of(4)`, which
+        // the caller's contract puts inside the region, 4-aligned.
+        unsafe {
+            for (i, word) in words.iter().enumerate() {
+                self.word32(off + 4 * i).store(u32::from_ne_bytes(*word), Ordering::Relaxed);
+            }
+            if !rest.is_empty() {
+                let mut last = [0u8; 4];
+                last[..rest.len()].copy_from_slice(rest);
+                self.word32(off + 4 * words.len()).store(u32::from_ne_bytes(last), Ordering::Relaxed);
             }
         }
     }
@@ -323,17 +319,9 @@ impl ShmRegion {
         }
         self.check_store(off, 4);
         self.check(off + padded - 4, 4);
-        let (words, rest) = bytes.as_chunks::<4>();
-        let mut at = off;
-        for word in words {
-            self.word32(at).store(u32::from_ne_bytes(*word), Ordering::Relaxed);
-            at += 4;
-        }
-        if !rest.is_empty() {
-            let mut last = [0u8; 4];
-            last[..rest.len()].copy_from_slice(rest);
-            self.word32(at).store(u32::from_ne_bytes(last), Ordering::Relaxed);
-        }
+        // SAFETY: the checks above put the first and last word, and so every word between, inside
+        // the region and 4-aligned.
+        unsafe { self.store_bytes_unchecked(off, bytes) }
     }
 
     /// Stores `bytes` at an arbitrary offset `off`, merging partial words at both ends with the
@@ -350,14 +338,16 @@ impl ShmRegion {
         self.check(last, 4);
         let mut word_at = first;
         while word_at <= last {
-            let mut word = self.word32(word_at).load(Ordering::Relaxed).to_ne_bytes();
+            // SAFETY: `first..=last` are 4-aligned words the checks above put inside the region.
+            let atom = unsafe { self.word32(word_at) };
+            let mut word = atom.load(Ordering::Relaxed).to_ne_bytes();
             for (i, b) in word.iter_mut().enumerate() {
                 let at = word_at + i;
                 if (off..end).contains(&at) {
                     *b = bytes[at - off];
                 }
             }
-            self.word32(word_at).store(u32::from_ne_bytes(word), Ordering::Relaxed);
+            atom.store(u32::from_ne_bytes(word), Ordering::Relaxed);
             word_at += 4;
         }
     }
@@ -375,14 +365,18 @@ impl ShmRegion {
         self.check(off + padded - 4, 4);
         let mut at = off;
         let (words, rest) = out.as_chunks_mut::<4>();
-        for word in words {
-            *word = self.word32(at).load(Ordering::Relaxed).to_ne_bytes();
-            at += 4;
-        }
-        if !rest.is_empty() {
-            let word = self.word32(at).load(Ordering::Relaxed).to_ne_bytes();
-            let n = rest.len();
-            rest.copy_from_slice(&word[..n]);
+        // SAFETY: the checks above put the first and last word, and so every word between, inside
+        // the region and 4-aligned.
+        unsafe {
+            for word in words {
+                *word = self.word32(at).load(Ordering::Relaxed).to_ne_bytes();
+                at += 4;
+            }
+            if !rest.is_empty() {
+                let word = self.word32(at).load(Ordering::Relaxed).to_ne_bytes();
+                let n = rest.len();
+                rest.copy_from_slice(&word[..n]);
+            }
         }
     }
 }
@@ -413,9 +407,6 @@ mod tests {
         assert!(!r.fits(62, 4));
         assert!(!r.fits(60, 8));
         assert!(!r.fits(usize::MAX - 1, 4));
-        assert_eq!(r.fetch_add_u32(0, 3, Ordering::Relaxed), 0);
-        assert_eq!(r.update_u32(0, Ordering::Relaxed, |v| (v + 1) % 4), 3);
-        assert_eq!(r.load_u32(0), 0);
     }
 
     #[test]

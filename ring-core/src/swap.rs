@@ -2,11 +2,12 @@
 
 use crate::buffer::CpuBuffer;
 use crate::clock::Clock;
+use crate::doorbell::Doorbell;
 use crate::error::SwapError;
 use crate::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET};
 use crate::link::{LinkWord, SubBufLink};
 use crate::meta::off;
-use crate::sync::{Ordering, spin_hint};
+use crate::sync::{Ordering, fence, spin_hint};
 
 /// What a swap did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +40,7 @@ fn max_steps(nr_slots: u32) -> u32 {
     4 * nr_slots + 16
 }
 
-impl<C: Clock> CpuBuffer<'_, C> {
+impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     /// Accounts `read` bytes of the current reader page as consumed and, if that was all of it,
     /// exchanges the reader page with the head page of the ring.
     ///
@@ -58,9 +59,15 @@ impl<C: Clock> CpuBuffer<'_, C> {
     fn swap_locked(&self, read: u32) -> Result<ReaderUpdate, SwapError> {
         // Ordering: Relaxed for swapper state (protected by the lock).
         let reader = self.sw.reader.load(Ordering::Relaxed);
+        // The tail first: if the writer has left the reader page, the Acquire here (pairing with
+        // the Release store of `tail` in `enter_page`) makes that page's final commit, end_seq and
+        // entries visible, and the first_seq of every page entered before the current tail. Read
+        // the other way round, the writer could commit one more event on the reader page and
+        // leave it between the two loads, and the swap would hand it back unread.
+        let writer_on_reader = self.w.tail.load(Ordering::Acquire) == reader;
         let page = self.geo.subbuf_offset(reader);
-        // Ordering: acquire load of commit, pairing with the writer's Release store, in case the
-        // writer is on the reader page.
+        // Ordering: acquire load of commit, pairing with the writer's Release store, for the
+        // case where the writer is still on the reader page.
         let commit = (self.data.load_u64_acquire(page + SUBBUF_COMMIT_OFFSET) & COMMIT_LEN_MASK) as u32;
         if read > commit {
             return Err(SwapError::ReadPastCommit { read, commit });
@@ -70,10 +77,7 @@ impl<C: Clock> CpuBuffer<'_, C> {
         if read < commit {
             return Ok(ReaderUpdate { status: SwapStatus::Unread, id: reader, read, lost_events: 0 });
         }
-        // Ordering: Acquire pairs with the writer's Release store of `tail` in `enter_page`: if
-        // the writer has left the reader page we see that page's final end_seq/entries, and the
-        // first_seq of every page it entered before its current one.
-        if self.w.tail.load(Ordering::Acquire) == reader {
+        if writer_on_reader {
             return Ok(ReaderUpdate { status: SwapStatus::WriterOnPage, id: reader, read, lost_events: 0 });
         }
         self.take_head(reader)
@@ -83,9 +87,27 @@ impl<C: Clock> CpuBuffer<'_, C> {
     /// head page the reader page.
     fn take_head(&self, reader: u32) -> Result<ReaderUpdate, SwapError> {
         let slots = self.geo.nr_slots();
+        // Ordering: Relaxed; swapper-owned state, ordered between swappers by the lock.
         let mut prev = self.sw.hint.load(Ordering::Relaxed);
         let mut prev_slot = self.sw.hint_slot.load(Ordering::Relaxed);
         let reader_link = &self.links[reader as usize];
+        // What the consumer is giving back, read now: once the CAS below splices the page into the
+        // ring the writer may enter it at once (in drop mode it is often waiting right there) and
+        // overwrite its sequence range and entry count with the next lap's. Until then the page
+        // is the swapper's alone. Ordering: Relaxed; the writer wrote these when it left the page,
+        // before the Release store of `tail` that `swap_locked` acquired.
+        let given_back = GivenBack {
+            end_seq: reader_link.end_seq.load(Ordering::Relaxed),
+            entries: reader_link.entries.load(Ordering::Relaxed),
+        };
+        // Non-consuming readers of the reader page: it may go back to the writer from the CAS on,
+        // so `reader_seq` turns odd before it (the Release fence orders the odd value before the
+        // CAS, and so before any write the writer makes to the page after following it) and even
+        // again once the new reader page is published (`end_reader_update`).
+        // Ordering: Relaxed for the swapper's own copy (under the lock).
+        let reader_seq = self.sw.reader_seq.load(Ordering::Relaxed);
+        self.meta.store_u32(off::EXT_READER_SEQ, reader_seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
         for _ in 0..max_steps(slots) {
             let link = &self.links[prev as usize];
             let next = link.load_next();
@@ -111,33 +133,47 @@ impl<C: Clock> CpuBuffer<'_, C> {
                 continue;
             }
             let slot = (prev_slot + 1) % slots;
-            return Ok(self.finish_swap(reader, head, slot));
+            let update = self.finish_swap(reader, given_back, head, slot);
+            self.end_reader_update(reader_seq);
+            return Ok(update);
         }
+        self.end_reader_update(reader_seq);
         Err(SwapError::Busy)
     }
 
-    /// Bookkeeping after `head` (in `slot`) became the reader page and `old` took its slot.
-    fn finish_swap(&self, old: u32, head: u32, slot: u32) -> ReaderUpdate {
+    /// Makes `reader_seq` even again after a swap attempt that made it odd.
+    fn end_reader_update(&self, before: u32) {
+        let after = before.wrapping_add(2);
+        // Ordering: Release; a reader that sees the even value sees the reader fields published
+        // before it. Relaxed for the swapper's own copy (under the lock).
+        self.meta.store_u32(off::EXT_READER_SEQ, after, Ordering::Release);
+        self.sw.reader_seq.store(after, Ordering::Relaxed);
+    }
+
+    /// Bookkeeping after `head` (in `slot`) became the reader page and `old`, whose content is
+    /// summed up in `given_back`, took its slot.
+    fn finish_swap(&self, old: u32, given_back: GivenBack, head: u32, slot: u32) -> ReaderUpdate {
         self.advance_head_slot();
-        // Non-consuming readers: the slot now names the old reader page; bump cnt after changing
-        // the id (Release pairs with the reader's Acquire load of cnt) so a reader that copied the
-        // previous page under this slot discards the copy.
+        // The slot now names the old reader page. Ordering: Relaxed; non-consuming readers do not
+        // trust this id alone: a copy of the slot is validated by its `cnt` (the writer bumps it
+        // before rewriting whatever page is there) and a whole snapshot by `reader_seq`, odd
+        // since before the CAS and made even (Release) after this store.
         self.meta.store_u32(off::data_index_id(slot), old, Ordering::Relaxed);
-        self.meta.fetch_add_u32(off::data_index_cnt(slot), 1, Ordering::Release);
         // Ordering: Relaxed for swapper-owned state (under the lock).
         self.sw.hint.store(old, Ordering::Relaxed);
         self.sw.hint_slot.store(slot, Ordering::Relaxed);
-        self.sw.reader.store(head, Ordering::Relaxed);
+        // Ordering: Release, for `full_pages` on another thread (Acquire), which then also sees
+        // the meta fields stored before this.
+        self.sw.reader.store(head, Ordering::Release);
         // Sequence numbers: the old reader page ended at end_seq, the new one starts at first_seq;
-        // everything in between was overwritten or dropped. Ordering: Relaxed; made visible by
-        // the Acquire of `tail` (old page, new page entered before the tail we saw) or of the link
-        // CAS (a head reached by a push).
-        let old_link = &self.links[old as usize];
-        let lost = self.links[head as usize]
-            .first_seq
-            .load(Ordering::Relaxed)
-            .saturating_sub(old_link.end_seq.load(Ordering::Relaxed));
-        let read = self.sw.read.load(Ordering::Relaxed) + u64::from(old_link.entries.load(Ordering::Relaxed));
+        // everything in between was overwritten or dropped. The new reader page is out of the
+        // ring, so the writer cannot re-enter it and its first_seq stays put. Ordering: Relaxed;
+        // made visible by the Acquire of `tail` (a page entered before the tail we saw) or of the
+        // link load that found the head (a head reached by a push).
+        let first_seq = self.links[head as usize].first_seq.load(Ordering::Relaxed);
+        debug_assert!(first_seq >= given_back.end_seq, "new reader page {head} starts before page {old} ended");
+        let lost = first_seq.saturating_sub(given_back.end_seq);
+        let read = self.sw.read.load(Ordering::Relaxed) + u64::from(given_back.entries);
         self.sw.read.store(read, Ordering::Relaxed);
         let swaps = self.sw.swaps.load(Ordering::Relaxed) + 1;
         self.sw.swaps.store(swaps, Ordering::Relaxed);
@@ -168,10 +204,19 @@ impl<C: Clock> CpuBuffer<'_, C> {
     }
 }
 
-/// Releases the swap lock when dropped.
-struct SwapLock<'b, 'a, C: Clock>(&'b CpuBuffer<'a, C>);
+/// What a reader page held when the consumer gave it back.
+#[derive(Debug, Clone, Copy)]
+struct GivenBack {
+    /// Sequence number just past its last event.
+    end_seq: u64,
+    /// Events on it (now consumed).
+    entries: u32,
+}
 
-impl<C: Clock> Drop for SwapLock<'_, '_, C> {
+/// Releases the swap lock when dropped.
+struct SwapLock<'b, 'a, C: Clock, D: Doorbell>(&'b CpuBuffer<'a, C, D>);
+
+impl<C: Clock, D: Doorbell> Drop for SwapLock<'_, '_, C, D> {
     fn drop(&mut self) {
         // Ordering: Release pairs with the Acquire in `swap_reader_page`.
         self.0.sw.lock.store(false, Ordering::Release);
@@ -266,7 +311,7 @@ mod tests {
         assert_eq!(seqs_on(&buf, 1, 0), [0, 1]);
         // The consumed page 0 went into slot 0; data_index says so and its cnt moved.
         let meta = buf.view().meta();
-        assert_eq!((meta.slot_id(0), meta.slot_cnt(0)), (Some(0), Some(1)));
+        assert_eq!(meta.slot_id(0), Some(0));
         assert_eq!(meta.head_slot(), 1);
         let up = buf.swap_reader_page(commit_of(&buf, 1)).unwrap();
         assert_eq!(up.id, 2);
@@ -331,5 +376,39 @@ mod tests {
         assert_eq!(buf.links[1].load_next().id(), 0, "page 0 was spliced in after page 1");
         assert!(buf.links[0].load_next().is_head());
         assert_eq!(up.lost_events, 2, "the claimed page's events count as lost");
+    }
+
+    /// In a hypervisor the host can write the meta area at any time. Scribbling over every word of
+    /// it between writes and swaps must not panic the writer or the swapper, nor change what the
+    /// consumer is handed or the accounting: they keep their own state privately.
+    #[test]
+    fn a_scribbled_meta_area_cannot_upset_the_writer_or_the_swapper() {
+        let buf = buffer(64, 4, Mode::Overwrite);
+        let scribble = |round: u32| {
+            let len = buf.meta.len();
+            for (i, at) in (crate::meta::META_BASE_LEN..len).step_by(4).enumerate() {
+                let junk = [u32::MAX, 0x8000_0001, round.wrapping_mul(2_654_435_761), 7][i % 4];
+                buf.meta.store_u32(at, junk, Ordering::Relaxed);
+            }
+        };
+        let mut cursor = Cursor::default();
+        let mut got = Drained::default();
+        let mut seq = 0;
+        for round in 0..40 {
+            for _ in 0..(round % 7) {
+                scribble(round);
+                buf.write(&seq_payload(seq, 12)).unwrap();
+                seq += 1;
+            }
+            scribble(round);
+            drain_from(&buf, &mut cursor, &mut got);
+        }
+        let seqs = got.seqs();
+        assert_eq!(*seqs.last().unwrap(), seq - 1);
+        assert!(seqs.windows(2).all(|w| w[1] > w[0]));
+        let s = buf.stats();
+        assert_eq!(s.overrun, got.total_lost());
+        assert_eq!(u64::from(seq), seqs.len() as u64 + s.overrun);
+        assert!(buf.full_pages() <= buf.geometry().nr_slots());
     }
 }

@@ -10,6 +10,19 @@ pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 
+/// Atomics for state that only one CPU's own writing contexts touch: the writer's bookkeeping
+/// (depth, offsets, counters), the nested-write staging lanes and the per-CPU counter clock.
+///
+/// Those contexts interrupt each other but never run in parallel, so these words never race with
+/// another thread; other threads only read the counters as statistics. They stay `core` atomics
+/// even under loom: the model checker gains nothing from interleaving accesses no other thread
+/// makes, and each tracked access multiplies the schedules it must explore. Anything another
+/// thread reads to synchronise (the tail id, the links, shared memory) uses the tracked types
+/// above.
+pub(crate) mod local {
+    pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+}
+
 /// Orders this context against a signal handler or interrupt that runs on the same thread.
 ///
 /// Nested writers (see [`crate::nest`]) run to completion inside the context they interrupt, so a

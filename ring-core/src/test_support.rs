@@ -33,10 +33,14 @@ impl Drained {
 pub(crate) fn drain_from(buf: &CpuBuffer<'_, ManualClock>, cursor: &mut Cursor, out: &mut Drained) {
     let view = buf.view();
     cursor
-        .drain(&view, |read| buf.swap_reader_page(read), |item| match item {
-            Consumed::Lost(n) => out.lost.push((out.events.len(), n)),
-            Consumed::Event(e) => out.events.push((e.timestamp, e.payload.to_vec())),
-        })
+        .drain(
+            &view,
+            |read| buf.swap_reader_page(read),
+            |item| match item {
+                Consumed::Lost(n) => out.lost.push((out.events.len(), n)),
+                Consumed::Event(e) => out.events.push((e.timestamp, e.payload.to_vec())),
+            },
+        )
         .unwrap();
 }
 

@@ -8,7 +8,9 @@
 use crate::decode::ShmPage;
 use crate::error::GeometryError;
 use crate::geometry::Geometry;
-use crate::meta::{MetaPage, META_EXT_MAGIC, META_EXT_VERSION, DATA_INDEX_OFFSET, meta_struct_len};
+use crate::meta::{
+    DATA_INDEX_OFFSET, META_BASE_LEN, META_EXT_MAGIC, META_FLAG_HYPTRACE_EXT, MetaPage, meta_struct_len,
+};
 use crate::shm::ShmRegion;
 
 /// Why a meta area cannot be used.
@@ -20,9 +22,9 @@ pub enum ViewError {
     /// The geometry in the meta area is invalid or does not fit the regions.
     #[error("meta area describes an unusable buffer: {0}")]
     Geometry(#[from] GeometryError),
-    /// The hyptrace extension is missing or of another version.
-    #[error("meta area lacks the hyptrace extension (magic {magic:#x}, version {version})")]
-    NoExtension {
+    /// The meta area announces the hyptrace extension but it is of another version or broken.
+    #[error("meta area has a hyptrace extension of unknown kind (magic {magic:#x}, version {version})")]
+    BadExtension {
         /// Magic found.
         magic: u32,
         /// Version found.
@@ -34,45 +36,61 @@ pub enum ViewError {
 }
 
 /// Read-only access to one CPU's buffer through its shared memory.
+///
+/// Works on hyptrace's meta areas and on the Linux kernel's (the 80-byte `trace_buffer_meta`
+/// without the extension): consuming reads need only the base; non-consuming reads through
+/// `data_index[]` ([`crate::snapshot`]) need the extension ([`SharedView::has_extension`]).
 #[derive(Debug, Clone, Copy)]
 pub struct SharedView<'r> {
     meta: MetaPage<'r>,
     data: &'r ShmRegion,
     geo: Geometry,
+    extension: bool,
 }
 
 impl<'r> SharedView<'r> {
     /// Validates the meta area in `meta` against the sub-buffer array in `data`.
     pub fn new(meta: &'r ShmRegion, data: &'r ShmRegion) -> Result<Self, ViewError> {
         let page = MetaPage::new(meta).ok_or(ViewError::MetaTooShort(meta.len()))?;
-        if !page.has_extension() {
-            let r = page.region();
-            return Err(ViewError::NoExtension {
-                magic: r.load_u32(crate::meta::off::EXT_MAGIC),
-                version: r.load_u32(crate::meta::off::EXT_VERSION),
-            });
-        }
-        debug_assert_eq!(META_EXT_MAGIC, u32::from_le_bytes(*b"HYPT"));
-        let _ = META_EXT_VERSION;
         let geo = Geometry::new(page.subbuf_size(), page.nr_subbufs())?;
-        if page.nr_slots() != geo.nr_slots() {
-            return Err(ViewError::Inconsistent("nr_slots is not nr_subbufs - 1"));
-        }
-        if page.meta_struct_len() as usize != meta_struct_len(geo.nr_slots()) {
-            return Err(ViewError::Inconsistent("meta_struct_len does not match nr_subbufs"));
-        }
-        if meta.len() < geo.meta_size() {
-            return Err(GeometryError::MetaTooSmall { need: geo.meta_size(), got: meta.len() }.into());
-        }
+        let r = page.region();
+        let magic = r.load_u32(crate::meta::off::EXT_MAGIC);
+        let announced = page.flags() & META_FLAG_HYPTRACE_EXT != 0 || magic == META_EXT_MAGIC;
+        let extension = if announced {
+            if !page.has_extension() {
+                return Err(ViewError::BadExtension { magic, version: r.load_u32(crate::meta::off::EXT_VERSION) });
+            }
+            if page.nr_slots() != geo.nr_slots() {
+                return Err(ViewError::Inconsistent("nr_slots is not nr_subbufs - 1"));
+            }
+            if page.meta_struct_len() as usize != meta_struct_len(geo.nr_slots()) {
+                return Err(ViewError::Inconsistent("meta_struct_len does not match nr_subbufs"));
+            }
+            if meta.len() < geo.meta_size() {
+                return Err(GeometryError::MetaTooSmall { need: geo.meta_size(), got: meta.len() }.into());
+            }
+            true
+        } else {
+            if (page.meta_struct_len() as usize) < META_BASE_LEN {
+                return Err(ViewError::Inconsistent("meta_struct_len is shorter than trace_buffer_meta"));
+            }
+            false
+        };
         if data.len() < geo.data_len() {
             return Err(GeometryError::DataTooSmall { need: geo.data_len(), got: data.len() }.into());
         }
-        Ok(Self { meta: page, data, geo })
+        Ok(Self { meta: page, data, geo, extension })
+    }
+
+    /// True if the meta area carries the hyptrace extension (`data_index[]`, tail and head slots),
+    /// which non-consuming reads need; a kernel meta page has only the base.
+    pub fn has_extension(&self) -> bool {
+        self.extension
     }
 
     /// A view over regions the caller built itself with this geometry.
     pub(crate) fn from_trusted(meta: MetaPage<'r>, data: &'r ShmRegion, geo: Geometry) -> Self {
-        Self { meta, data, geo }
+        Self { meta, data, geo, extension: true }
     }
 
     /// The geometry.
@@ -91,5 +109,57 @@ impl<'r> SharedView<'r> {
             return None;
         }
         ShmPage::new(self.data, self.geo.subbuf_offset(id), self.geo.subbuf_size() as usize)
+    }
+}
+
+#[cfg(all(test, feature = "std", not(loom)))]
+mod tests {
+    use super::*;
+    use crate::meta::{TraceBufferMeta, off};
+    use crate::snapshot::SnapshotError;
+    use crate::sync::Ordering;
+    use zerocopy::IntoBytes;
+
+    /// A meta page as the kernel fills it: the 80-byte base, zeros after.
+    fn kernel_meta(nr_subbufs: u32) -> ShmRegion {
+        let region = ShmRegion::alloc_zeroed(4096);
+        let base = TraceBufferMeta {
+            meta_page_size: 4096,
+            meta_struct_len: 80,
+            subbuf_size: 4096,
+            nr_subbufs,
+            entries: 16,
+            ..Default::default()
+        };
+        region.store_bytes(0, base.as_bytes());
+        region
+    }
+
+    #[test]
+    fn a_kernel_meta_page_gives_a_consuming_view_without_snapshots() {
+        let meta = kernel_meta(4);
+        let data = ShmRegion::alloc_zeroed(4 * 4096);
+        let view = SharedView::new(&meta, &data).unwrap();
+        assert!(!view.has_extension());
+        assert_eq!(view.geometry().nr_subbufs(), 4);
+        assert!(view.page(3).is_some() && view.page(4).is_none());
+        assert_eq!(view.meta().counters().entries, 16);
+        assert_eq!(view.snapshot().err(), Some(SnapshotError::NoExtension));
+        assert_eq!(view.copy_slot(0, &mut [0; 4096]).err(), Some(SnapshotError::NoExtension));
+    }
+
+    #[test]
+    fn broken_meta_pages_are_refused() {
+        let data = ShmRegion::alloc_zeroed(4 * 4096);
+        let meta = kernel_meta(4);
+        meta.store_u64(off::FLAGS, META_FLAG_HYPTRACE_EXT, Ordering::Relaxed);
+        assert_eq!(SharedView::new(&meta, &data).err(), Some(ViewError::BadExtension { magic: 0, version: 0 }));
+        let meta = kernel_meta(2);
+        assert_eq!(SharedView::new(&meta, &data).err(), Some(ViewError::Geometry(GeometryError::TooFewSubBufs(2))));
+        let meta = kernel_meta(5);
+        assert!(matches!(SharedView::new(&meta, &data), Err(ViewError::Geometry(GeometryError::DataTooSmall { .. }))));
+        let meta = kernel_meta(4);
+        meta.store_u32(off::META_STRUCT_LEN, 40, Ordering::Relaxed);
+        assert!(matches!(SharedView::new(&meta, &data), Err(ViewError::Inconsistent(_))));
     }
 }

@@ -7,13 +7,14 @@
 
 use crate::buffer::CpuBuffer;
 use crate::clock::Clock;
+use crate::doorbell::Doorbell;
 use crate::error::WriteError;
 use crate::format::{
     DataLayout, SMALL_DATA_MAX, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE, SUBBUF_TIMESTAMP_OFFSET, TIME_DELTA_MAX,
     TIME_EVENT_SIZE, TimeEncoding, TimeRecord, closing_padding, header_word, time_encoding,
 };
 use crate::geometry::Mode;
-use crate::meta::off;
+use crate::meta::{off, seq_offset};
 use crate::sync::{Ordering, fence, signal_fence};
 
 /// `WriterState::off` value of a page the writer has closed (padding written, counters recorded).
@@ -35,7 +36,7 @@ pub(crate) struct RingSpot {
     pub undo_ts: u64,
 }
 
-impl<C: Clock> CpuBuffer<'_, C> {
+impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     /// Records one event carrying `payload` (padded with zeros to a multiple of 4 bytes).
     ///
     /// Returns [`WriteError::Dropped`] if the event was dropped (and counted), which only happens
@@ -51,8 +52,11 @@ impl<C: Clock> CpuBuffer<'_, C> {
         let depth = w.depth.load(Ordering::Relaxed);
         w.depth.store(depth.wrapping_add(1), Ordering::Relaxed);
         signal_fence();
-        if depth != 0 || !w.enabled.load(Ordering::Relaxed) {
-            return self.write_entered(depth, payload);
+        // Ordering: Relaxed; `enabled` is advisory. It is read once: the decision below and in
+        // `write_entered` must agree, whatever another thread stores meanwhile.
+        let enabled = w.enabled.load(Ordering::Relaxed);
+        if depth != 0 || !enabled {
+            return self.write_entered(depth, enabled, payload);
         }
         let ts = self.clock.now();
         let last = w.last_ts.load(Ordering::Relaxed);
@@ -98,11 +102,12 @@ impl<C: Clock> CpuBuffer<'_, C> {
 
     /// `write` after the depth was raised, for a nested or disabled writer.
     #[cold]
-    fn write_entered(&self, depth: u32, payload: &[u8]) -> Result<(), WriteError> {
-        if !self.w.enabled.load(Ordering::Relaxed) {
+    fn write_entered(&self, depth: u32, enabled: bool, payload: &[u8]) -> Result<(), WriteError> {
+        if !enabled {
             self.leave(depth);
             return Err(WriteError::Disabled);
         }
+        debug_assert_ne!(depth, 0, "an enabled outermost write takes the fast path");
         let layout = self.layout_for(payload.len()).inspect_err(|_| self.leave(depth))?;
         self.nested_write(depth, layout, payload)
     }
@@ -112,7 +117,13 @@ impl<C: Clock> CpuBuffer<'_, C> {
     fn write_outer(&self, ts: u64, payload: &[u8]) -> Result<(), WriteError> {
         let res = self.layout_for(payload.len()).and_then(|layout| self.ring_reserve(ts, layout));
         if let Ok(spot) = &res {
-            self.data.store_bytes(spot.payload_at, payload);
+            if payload.is_empty() {
+                // An empty payload still takes one word; make it zeros, not stale bytes.
+                // Ordering: Relaxed; published by the Release store of `commit` in `ring_commit`.
+                self.data.store_u32(spot.payload_at, 0, Ordering::Relaxed);
+            } else {
+                self.data.store_bytes(spot.payload_at, payload);
+            }
             self.ring_commit(spot);
         }
         self.end_outer();
@@ -124,15 +135,14 @@ impl<C: Clock> CpuBuffer<'_, C> {
         if depth == 0 { self.end_outer() } else { self.leave_nested(depth) }
     }
 
-    /// Counts one committed event.
+    /// Counts one committed event. The meta area's copy of `entries` is refreshed when the writer
+    /// leaves the page ([`CpuBuffer::close_page`]), not here: one more store per event costs about
+    /// a fifth of a small write, and the kernel too refreshes its meta page only now and then.
     #[inline(always)]
     fn count_entry(&self) {
-        // Ordering: Relaxed; writer-owned counter, mirrored to the meta area for statistics.
+        // Ordering: Relaxed; writer-owned counter.
         let entries = self.w.entries.load(Ordering::Relaxed) + 1;
         self.w.entries.store(entries, Ordering::Relaxed);
-        // SAFETY: the meta region holds at least the base structure (checked at construction);
-        // `ENTRIES` is an 8-aligned field of it.
-        unsafe { self.meta.store_u64_unchecked(off::ENTRIES, entries, Ordering::Relaxed) };
     }
 
     /// Layout of a `len`-byte event, or [`WriteError::TooLarge`].
@@ -284,6 +294,7 @@ impl<C: Clock> CpuBuffer<'_, C> {
         }
         let link = &self.links[tail as usize];
         let entries = w.entries.load(Ordering::Relaxed);
+        self.publish_counter(off::ENTRIES, entries);
         link.end_seq.store(self.seq(), Ordering::Relaxed);
         link.entries.store((entries - w.page_entries_base.load(Ordering::Relaxed)) as u32, Ordering::Relaxed);
         w.off.store(PAGE_CLOSED, Ordering::Relaxed);
@@ -347,15 +358,23 @@ impl<C: Clock> CpuBuffer<'_, C> {
         let w = &self.w;
         // Ordering (this function): Relaxed for writer-owned state unless noted.
         let slot = (w.slot.load(Ordering::Relaxed) + 1) % self.geo.nr_slots();
-        // Seqlock write side for non-consuming readers: the cnt bump is ordered before every
-        // change to the page by the Release fence, which pairs with the Acquire fence a reader
-        // issues between copying the page and re-reading cnt. A swapper may bump the same cnt
-        // (when it splices a page into this slot), hence the read-modify-write.
-        self.meta.fetch_add_u32(off::data_index_cnt(slot), 1, Ordering::Relaxed);
+        // Seqlock for non-consuming readers (see `crate::snapshot`): `cnt` is odd while the page
+        // is reset. The Release fence orders the odd value before the reset (pairing with the
+        // Acquire fence a reader issues after copying); the Release store of the even value
+        // publishes the reset (pairing with the reader's Acquire load of `cnt`), so a reader that
+        // sees an even `cnt` never sees the previous lap's `commit`. Only the writer writes `cnt`.
+        let cnt_at = off::data_index_cnt(slot);
+        let cnt = self.meta.load_u32(cnt_at);
+        self.meta.store_u32(cnt_at, cnt.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         let page = self.geo.subbuf_offset(id);
+        let first_seq = self.seq();
         self.data.store_u64(page + SUBBUF_COMMIT_OFFSET, 0, Ordering::Relaxed);
-        self.links[id as usize].first_seq.store(self.seq(), Ordering::Relaxed);
+        // Published for post-mortem readers inside the seqlock window, so a copy validated by
+        // `cnt` carries the page's own first_seq.
+        self.meta.store_u64(seq_offset(self.geo.nr_slots()) + id as usize * 8, first_seq, Ordering::Relaxed);
+        self.meta.store_u32(cnt_at, cnt.wrapping_add(2), Ordering::Release);
+        self.links[id as usize].first_seq.store(first_seq, Ordering::Relaxed);
         w.page_entries_base.store(w.entries.load(Ordering::Relaxed), Ordering::Relaxed);
         w.off.store(0, Ordering::Relaxed);
         w.page_data.store((page + SUBBUF_HEADER_SIZE) as u64, Ordering::Relaxed);
@@ -363,11 +382,13 @@ impl<C: Clock> CpuBuffer<'_, C> {
         let touched = w.pages_touched.load(Ordering::Relaxed) + 1;
         w.pages_touched.store(touched, Ordering::Relaxed);
         self.publish_counter(off::PAGES_TOUCHED, touched);
-        // Ordering: Release; a snapshot reader acquiring the tail slot sees the page reset.
+        // Ordering: Release; a snapshot reader acquiring the tail slot or id sees the page reset.
         self.meta.store_u32(off::EXT_TAIL_SLOT, slot, Ordering::Release);
+        self.meta.store_u32(off::EXT_TAIL_ID, id, Ordering::Release);
         // Ordering: Release; a swapper that acquires this tail sees the reset above, this page's
         // first_seq, and the previous page's end_seq/entries written by `close_page`.
         w.tail.store(id, Ordering::Release);
+        self.check_doorbell();
     }
 }
 
@@ -563,6 +584,20 @@ mod tests {
     }
 
     #[test]
+    fn a_write_that_saw_tracing_disabled_stays_refused_if_it_is_enabled_meanwhile() {
+        let buf = buffer(4096, 4, Mode::Overwrite);
+        buf.set_enabled(false);
+        // Replays `write` having read `enabled == false` at depth 0, with another thread turning
+        // tracing back on before the refusal path runs.
+        buf.w.depth.store(1, crate::sync::Ordering::Relaxed);
+        buf.set_enabled(true);
+        assert_eq!(buf.write_entered(0, false, b"x"), Err(WriteError::Disabled));
+        assert_eq!(buf.w.depth.load(crate::sync::Ordering::Relaxed), 0, "the context was closed");
+        buf.write(b"y").unwrap();
+        assert_eq!(drain(&buf).events.len(), 1);
+    }
+
+    #[test]
     fn reset_empties_everything() {
         let mut buf = buffer(64, 4, Mode::Overwrite);
         for seq in 0..10 {
@@ -578,6 +613,17 @@ mod tests {
     }
 
     #[test]
+    fn meta_entries_are_published_when_the_writer_leaves_a_page() {
+        let buf = buffer(64, 4, Mode::Overwrite); // two 20-byte events per page
+        buf.write(&seq_payload(0, 12)).unwrap();
+        buf.write(&seq_payload(1, 12)).unwrap();
+        assert_eq!(buf.view().meta().counters().entries, 0, "nothing published mid-page");
+        buf.write(&seq_payload(2, 12)).unwrap();
+        assert_eq!(buf.view().meta().counters().entries, 2, "the page left holds two");
+        assert_eq!(buf.stats().entries, 3, "the writer's own count is exact");
+    }
+
+    #[test]
     fn meta_counters_follow_the_writer() {
         let buf = buffer(64, 4, Mode::Drop);
         for seq in 0..8 {
@@ -585,7 +631,10 @@ mod tests {
         }
         let m = buf.view().meta().counters();
         let s = buf.stats();
-        assert_eq!((m.entries, m.dropped, m.overrun, m.pages_touched), (s.entries, s.dropped, s.overrun, s.pages_touched));
+        assert_eq!(
+            (m.entries, m.dropped, m.overrun, m.pages_touched),
+            (s.entries, s.dropped, s.overrun, s.pages_touched)
+        );
         assert_eq!(buf.view().meta().tail_slot(), 2);
     }
 }

@@ -24,10 +24,25 @@ pub struct ModelEvent {
 #[derive(Debug, Clone, Default)]
 struct Page {
     events: Vec<ModelEvent>,
+    /// The last event is an open (not yet committed) reservation.
+    open_last: bool,
     used: u32,
     closed: bool,
     first_seq: u64,
     end_seq: u64,
+}
+
+impl Page {
+    fn committed(&self) -> &[ModelEvent] {
+        &self.events[..self.events.len() - usize::from(self.open_last)]
+    }
+}
+
+/// A payload as a reader decodes it: zero-padded to a multiple of 4 bytes, at least 4.
+pub fn padded(payload: &[u8]) -> Vec<u8> {
+    let mut p = payload.to_vec();
+    p.resize(payload.len().max(1).next_multiple_of(4), 0);
+    p
 }
 
 /// Something a consumer is shown.
@@ -59,7 +74,7 @@ struct Staged {
     ts: u64,
     level: usize,
     order: u64,
-    event: ModelEvent,
+    payload: Vec<u8>,
 }
 
 /// An open reservation in the model.
@@ -102,6 +117,8 @@ pub enum WriteOutcome {
     Dropped,
     /// Refused: too large for a nested staging lane.
     NestedTooLarge,
+    /// Refused: too large for a sub-buffer.
+    TooLarge,
 }
 
 impl Oracle {
@@ -205,17 +222,20 @@ impl Oracle {
         };
         let page = self.tail();
         page.used += if page.used == 0 { size } else { need };
-        page.events.push(ModelEvent { ts: t, payload: payload.to_vec() });
+        page.events.push(ModelEvent { ts: t, payload: padded(payload) });
         self.last_ts = t;
         Some((undo_used, undo_ts))
     }
 
     fn lane_record_words(len: usize) -> usize {
-        3 + len.max(1).next_multiple_of(4) / 4
+        3 + len.max(1).div_ceil(4)
     }
 
     /// A whole write (`reserve` + `commit`) of `payload` at time `ts`.
     pub fn write(&mut self, ts: u64, payload: &[u8]) -> WriteOutcome {
+        if self.geo.layout(payload.len()).is_none() {
+            return WriteOutcome::TooLarge;
+        }
         if let Some(level) = self.nested_level() {
             return self.stage(level, ts, payload);
         }
@@ -249,12 +269,15 @@ impl Oracle {
         }
         self.lane_words[level] += words;
         self.order += 1;
-        self.staged.push(Staged { ts, level, order: self.order, event: ModelEvent { ts, payload: payload.to_vec() } });
+        self.staged.push(Staged { ts, level, order: self.order, payload: payload.to_vec() });
         WriteOutcome::Ok
     }
 
     /// Opens a reservation of `payload` at time `ts` (its bytes are what will be committed).
     pub fn open(&mut self, ts: u64, payload: &[u8]) -> WriteOutcome {
+        if self.geo.layout(payload.len()).is_none() {
+            return WriteOutcome::TooLarge;
+        }
         if let Some(level) = self.nested_level() {
             if level >= NEST_LEVELS {
                 self.lane_drops += 1;
@@ -273,6 +296,7 @@ impl Oracle {
         }
         match self.ring_reserve(ts, payload) {
             Some((undo_used, undo_ts)) => {
+                self.tail().open_last = true;
                 self.open.push(Open::Ring { undo_used, undo_ts });
                 WriteOutcome::Ok
             }
@@ -292,6 +316,7 @@ impl Oracle {
                 }
             }
             Open::Ring { undo_used, undo_ts } => {
+                self.tail().open_last = false;
                 if commit {
                     self.stats.entries += 1;
                 } else {
@@ -310,7 +335,7 @@ impl Oracle {
         let mut staged = std::mem::take(&mut self.staged);
         staged.sort_by_key(|s| (s.ts, s.level, s.order));
         for s in staged {
-            if self.ring_reserve(s.ts, &s.event.payload).is_some() {
+            if self.ring_reserve(s.ts, &s.payload).is_some() {
                 self.stats.entries += 1;
             }
         }
@@ -322,19 +347,32 @@ impl Oracle {
         }
     }
 
-    /// Unread events on the reader page.
-    pub fn reader_unread(&self) -> &[ModelEvent] {
-        &self.reader.events[self.consumed..]
+    /// A consumer reads up to `k` events: from the reader page, swapping for the next page each
+    /// time the current one is used up, and reporting losses as it goes.
+    pub fn read(&mut self, k: usize) -> Vec<Seen> {
+        let mut out = Vec::new();
+        let mut remaining = k;
+        loop {
+            let available = &self.reader.committed()[self.consumed..];
+            let take = available.len().min(remaining);
+            out.extend(available[..take].iter().cloned().map(Seen::Event));
+            self.consumed += take;
+            remaining -= take;
+            if let Some(lost) = self.swap() {
+                if lost > 0 {
+                    out.push(Seen::Lost(lost));
+                }
+                if remaining > 0 {
+                    continue;
+                }
+            }
+            return out;
+        }
     }
 
-    /// The consumer read `n` more events of the reader page.
-    pub fn consume(&mut self, n: usize) {
-        self.consumed = (self.consumed + n).min(self.reader.events.len());
-    }
-
-    /// A swap request after the consumer read what `consume` recorded. Returns the lost count if
-    /// the reader page changed, `None` if it was kept.
-    pub fn swap(&mut self) -> Option<u64> {
+    /// A swap request after the consumer read `consumed` events. Returns the lost count if the
+    /// reader page changed, `None` if it was kept.
+    fn swap(&mut self) -> Option<u64> {
         self.reported = self.consumed;
         if self.consumed < self.reader.events.len() || self.writer_on_reader {
             return None;
@@ -353,9 +391,9 @@ impl Oracle {
     /// What a non-consuming snapshot shows: the reader page from the last reported position, then
     /// the ring.
     pub fn snapshot(&self) -> Vec<ModelEvent> {
-        let mut out: Vec<ModelEvent> = self.reader.events[self.reported..].to_vec();
+        let mut out: Vec<ModelEvent> = self.reader.committed()[self.reported..].to_vec();
         for page in &self.ring {
-            out.extend(page.events.iter().cloned());
+            out.extend(page.committed().iter().cloned());
         }
         out
     }

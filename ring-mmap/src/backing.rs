@@ -1,0 +1,302 @@
+//! The memory behind one CPU's buffer: a sealed memfd (default) or a file in a directory.
+//!
+//! A CPU's file holds its meta area followed by its sub-buffers ([`CpuLayout`]). The producer
+//! maps it read-write once; consumers get a file descriptor opened read-only, so they can only map
+//! it read-only. A memfd is moreover sealed (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE |
+//! F_SEAL_SEAL`) right after the producer mapped it: its size can never change (a consumer's
+//! mapping can never hit `SIGBUS`) and no new writable mapping or `write()` is possible, even
+//! through a read-write descriptor. Files in a directory cannot be sealed; they exist so that
+//! other tools and a post-mortem reader can open them by name.
+
+use crate::error::Error;
+use memmap2::{MmapOptions, MmapRaw};
+use ring_core::{Geometry, ShmRegion};
+use rustix::fs::{Mode, OFlags, SealFlags};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+/// Where the producer puts its buffers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Backing {
+    /// Anonymous sealed memfds, reachable only through the control socket.
+    #[default]
+    Memfd,
+    /// Files `cpu0`, `cpu1`, ... in this directory (created if missing), which outlive the producer.
+    Dir(PathBuf),
+}
+
+/// Where things are in one CPU's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuLayout {
+    /// Sub-buffer size and count.
+    pub geometry: Geometry,
+}
+
+impl CpuLayout {
+    /// Bytes of the meta area at the start of the file (a multiple of 4096).
+    pub fn meta_size(&self) -> usize {
+        self.geometry.meta_size()
+    }
+
+    /// Bytes of the whole file.
+    pub fn file_size(&self) -> usize {
+        self.meta_size() + self.geometry.data_len()
+    }
+}
+
+/// Name of CPU `cpu`'s file in a [`Backing::Dir`] directory.
+pub fn cpu_file_name(cpu: u32) -> String {
+    format!("cpu{cpu}")
+}
+
+/// One CPU's file, mapped read-write by the producer.
+#[derive(Debug)]
+pub struct CpuBacking {
+    map: MmapRaw,
+    file: File,
+    read_only: OwnedFd,
+    layout: CpuLayout,
+}
+
+impl CpuBacking {
+    /// Creates CPU `cpu`'s file (zero-filled) and maps it.
+    pub fn create(backing: &Backing, cpu: u32, layout: CpuLayout) -> Result<Self, Error> {
+        let size = layout.file_size();
+        let (file, read_only, sealed) = match backing {
+            Backing::Memfd => {
+                let fd = rustix::fs::memfd_create(
+                    format!("hyptrace-cpu{cpu}"),
+                    rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+                )
+                .map_err(|e| Error::io("memfd_create", e))?;
+                (File::from(fd), None, true)
+            }
+            Backing::Dir(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::path("creating", dir, e))?;
+                let path = dir.join(cpu_file_name(cpu));
+                let fd = rustix::fs::open(
+                    &path,
+                    OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| Error::path("creating", &path, e.into()))?;
+                let ro = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|e| Error::path("opening", &path, e.into()))?;
+                (File::from(fd), Some(ro), false)
+            }
+        };
+        file.set_len(size as u64).map_err(|e| Error::Io { what: "sizing a buffer file", source: e })?;
+        let map = MmapOptions::new()
+            .len(size)
+            .map_raw(&file)
+            .map_err(|e| Error::Io { what: "mapping a buffer", source: e })?;
+        if sealed {
+            // After this nobody can resize the memfd or map it writable again; our mapping stays.
+            rustix::fs::fcntl_add_seals(
+                &file,
+                SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE | SealFlags::SEAL,
+            )
+            .map_err(|e| Error::io("sealing a memfd", e))?;
+        }
+        let read_only = match read_only {
+            Some(fd) => fd,
+            // A second, read-only open file description of the memfd, for consumers.
+            None => rustix::fs::open(
+                format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)),
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| Error::io("reopening a memfd read-only", e))?,
+        };
+        Ok(Self { map, file, read_only, layout })
+    }
+
+    /// The address of the producer's read-write mapping (meta area first). Access it only
+    /// through [`ShmRegion`]s (see [`CpuBacking::regions`]).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// The file's layout.
+    pub fn layout(&self) -> CpuLayout {
+        self.layout
+    }
+
+    /// A read-only descriptor of the file, to hand to consumers.
+    pub fn read_only_fd(&self) -> BorrowedFd<'_> {
+        self.read_only.as_fd()
+    }
+
+    /// The read-write descriptor (never handed out).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The meta area and the sub-buffer array as shared regions.
+    ///
+    /// # Safety
+    /// The regions point into this mapping: they (and anything built on them) must be dropped
+    /// before `self`, and this process must access those bytes only through such regions.
+    pub unsafe fn regions(&self) -> (ShmRegion, ShmRegion) {
+        let base = NonNull::new(self.map.as_mut_ptr()).expect("mmap never returns null");
+        let meta_size = self.layout.meta_size();
+        // SAFETY: the mapping is page-aligned, read-write, `file_size` bytes long and lives as long
+        // as `self`, which the caller keeps alive beyond the regions; the caller promises to
+        // access it only through regions. The data region starts `meta_size` bytes in (a multiple
+        // of 4096, so 8-aligned) and ends at the end of the mapping.
+        unsafe {
+            let data = base.add(meta_size);
+            (
+                ShmRegion::from_raw_parts(base, meta_size),
+                ShmRegion::from_raw_parts(data, self.layout.geometry.data_len()),
+            )
+        }
+    }
+}
+
+/// A CPU's file mapped read-only by a consumer.
+#[derive(Debug)]
+pub struct ReadOnlyMapping {
+    meta: ShmRegion,
+    data: ShmRegion,
+    // Declared last: dropped after the regions that point into it.
+    _map: MmapRaw,
+}
+
+impl ReadOnlyMapping {
+    /// Maps `len` bytes of `fd` read-only and splits them at `meta_size` into the meta area and
+    /// the sub-buffer array. Refuses files shorter than `len` (a mapping past the end of a file
+    /// faults on access) and memfds that a producer could still shrink.
+    pub fn new(fd: BorrowedFd<'_>, len: usize, meta_size: usize) -> Result<Self, Error> {
+        if !meta_size.is_multiple_of(4096) || meta_size > len {
+            return Err(Error::Protocol(format!("meta area of {meta_size} bytes in a {len}-byte file")));
+        }
+        let stat = rustix::fs::fstat(fd).map_err(|e| Error::io("fstat of a buffer", e))?;
+        if (stat.st_size as u64) < len as u64 {
+            return Err(Error::Protocol(format!("buffer file has {} bytes, {len} expected", stat.st_size)));
+        }
+        // A memfd must be sealed against shrinking. A regular file (a `--dir` buffer) cannot be
+        // sealed, on tmpfs it even reports F_SEAL_SEAL alone: its producer is trusted not to
+        // truncate it. Only the name tells the two apart.
+        if is_memfd(fd) {
+            let seals = rustix::fs::fcntl_get_seals(fd).map_err(|e| Error::io("F_GET_SEALS", e))?;
+            if !seals.contains(SealFlags::SHRINK) {
+                return Err(Error::Protocol("the buffer memfd can still be shrunk (F_SEAL_SHRINK missing)".into()));
+            }
+        }
+        Self::map_device(fd, len, meta_size)
+    }
+
+    /// Maps `len` bytes of `fd` read-only without looking at the file's size or seals: for a
+    /// device file whose mapping the kernel itself sizes and never shrinks (tracefs
+    /// `trace_pipe_raw`, whose size reads as 0).
+    pub fn map_device(fd: BorrowedFd<'_>, len: usize, meta_size: usize) -> Result<Self, Error> {
+        if !meta_size.is_multiple_of(4096) || meta_size > len {
+            return Err(Error::Protocol(format!("meta area of {meta_size} bytes in a {len}-byte mapping")));
+        }
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw_read_only(&fd)
+            .map_err(|e| Error::Io { what: "mapping a buffer read-only", source: e })?;
+        let base = NonNull::new(map.as_ptr().cast_mut()).expect("mmap never returns null");
+        // SAFETY: the mapping is page-aligned, `len` bytes, readable, and owned by the returned
+        // value, which drops the regions before it; `meta_size <= len` was checked and is a
+        // multiple of 4096. This process only reads these bytes, through the regions.
+        let (meta, data) = unsafe {
+            (
+                ShmRegion::from_raw_parts_read_only(base, meta_size),
+                ShmRegion::from_raw_parts_read_only(base.add(meta_size), len - meta_size),
+            )
+        };
+        Ok(Self { meta, data, _map: map })
+    }
+
+    /// The meta area.
+    pub fn meta(&self) -> &ShmRegion {
+        &self.meta
+    }
+
+    /// The sub-buffer array.
+    pub fn data(&self) -> &ShmRegion {
+        &self.data
+    }
+}
+
+/// True if `fd` is a memfd (its `/proc/self/fd` link reads `/memfd:NAME (deleted)`).
+fn is_memfd(fd: BorrowedFd<'_>) -> bool {
+    let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    std::fs::read_link(link).is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"/memfd:"))
+}
+
+/// Opens CPU `cpu`'s file in a [`Backing::Dir`] directory read-only (post-mortem reading).
+pub fn open_cpu_file(dir: &Path, cpu: u32) -> Result<OwnedFd, Error> {
+    let path = dir.join(cpu_file_name(cpu));
+    rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::path("opening", &path, e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> CpuLayout {
+        CpuLayout { geometry: Geometry::new(4096, 4).unwrap() }
+    }
+
+    #[test]
+    fn memfds_are_sealed_and_handed_out_read_only() {
+        let b = CpuBacking::create(&Backing::Memfd, 0, layout()).unwrap();
+        assert_eq!(b.file().metadata().unwrap().len(), 4096 + 4 * 4096);
+        let seals = rustix::fs::fcntl_get_seals(b.file()).unwrap();
+        assert!(seals.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE | SealFlags::SEAL));
+        // Even the read-write descriptor can no longer be mapped writable.
+        assert!(MmapOptions::new().len(4096).map_raw(b.file()).is_err());
+        // The consumer's descriptor maps read-only only.
+        assert!(MmapOptions::new().len(4096).map_raw(&b.read_only_fd()).is_err());
+        let ro = ReadOnlyMapping::new(b.read_only_fd(), layout().file_size(), 4096).unwrap();
+        // SAFETY: `b` outlives the regions, which are the only accessors in this process.
+        let (meta, _data) = unsafe { b.regions() };
+        meta.store_u32(0, 0xfeed, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(ro.meta().load_u32(0), 0xfeed, "the consumer sees the producer's writes");
+    }
+
+    #[test]
+    fn files_in_a_directory_are_read_only_for_consumers() {
+        let dir = tempfile::tempdir().unwrap();
+        let backing = Backing::Dir(dir.path().join("bufs"));
+        let b = CpuBacking::create(&backing, 3, layout()).unwrap();
+        let path = dir.path().join("bufs").join("cpu3");
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, layout().file_size());
+        let fd = open_cpu_file(&dir.path().join("bufs"), 3).unwrap();
+        assert!(MmapOptions::new().len(4096).map_raw(&fd).is_err());
+        assert!(ReadOnlyMapping::new(fd.as_fd(), layout().file_size(), 4096).is_ok());
+        drop(b);
+    }
+
+    #[test]
+    fn files_on_tmpfs_are_accepted_though_they_report_a_seal() {
+        // /dev/shm is tmpfs: its regular files report F_SEAL_SEAL and can never be sealed.
+        let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("SKIPPED: no /dev/shm here");
+            return;
+        };
+        let b = CpuBacking::create(&Backing::Dir(dir.path().to_path_buf()), 0, layout()).unwrap();
+        let seals = rustix::fs::fcntl_get_seals(b.read_only_fd());
+        assert!(seals.is_ok_and(|s| !s.contains(SealFlags::SHRINK)), "tmpfs files report seals without SHRINK");
+        assert!(!is_memfd(b.read_only_fd()));
+        assert!(ReadOnlyMapping::new(b.read_only_fd(), layout().file_size(), 4096).is_ok());
+    }
+
+    #[test]
+    fn short_files_and_bad_layouts_are_refused() {
+        let b = CpuBacking::create(&Backing::Memfd, 0, layout()).unwrap();
+        let size = layout().file_size();
+        assert!(matches!(ReadOnlyMapping::new(b.read_only_fd(), size + 4096, 4096), Err(Error::Protocol(_))));
+        assert!(matches!(ReadOnlyMapping::new(b.read_only_fd(), size, 100), Err(Error::Protocol(_))));
+        let unsealed = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::ALLOW_SEALING).unwrap();
+        rustix::fs::ftruncate(&unsealed, size as u64).unwrap();
+        assert!(matches!(ReadOnlyMapping::new(unsealed.as_fd(), size, 4096), Err(Error::Protocol(_))));
+    }
+}

@@ -1,0 +1,293 @@
+//! The consumer's end of the control socket.
+//!
+//! [`Connection::connect`] does the `HELLO` handshake and checks what the producer describes;
+//! [`Connection::open_cpu`] receives a CPU's buffer and doorbell descriptors and maps the buffer
+//! read-only. Every answer is validated ([`crate::wire`]) before use. A producer that stops
+//! answering is reported as [`Error::Timeout`] (the connection is then unusable: answers could
+//! arrive out of step), one that went away as [`Error::Hangup`].
+
+use crate::backing::ReadOnlyMapping;
+use crate::error::Error;
+use crate::wire::{
+    ClockBody, CpuBody, HelloBody, MAX_FDS, MAX_RESPONSE, Op, PROTOCOL_VERSION, Request, ResponseHeader, StatsBody,
+    parse_body, status,
+};
+use parking_lot::Mutex;
+use ring_core::Geometry;
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendFlags,
+    SocketAddrUnix, SocketFlags, SocketType,
+};
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use zerocopy::IntoBytes;
+
+/// How long a request may wait for its answer.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client polls for an answer before it sleeps, by default. An answer from a producer
+/// that is awake comes within a few microseconds; sleeping instead costs a wakeup, tens of
+/// microseconds on a virtual machine (see `server::DEFAULT_SPIN`).
+pub const DEFAULT_ANSWER_SPIN: Duration = Duration::from_micros(100);
+
+/// Most CPUs a producer may describe.
+pub const MAX_CPUS: u32 = 4096;
+
+/// The events to poll [`Connection::hangup_fd`] for.
+pub const HANGUP_POLL: rustix::event::PollFlags = rustix::event::PollFlags::RDHUP;
+
+/// True if `revents` of a poll on [`Connection::hangup_fd`] mean the producer has gone.
+pub fn is_hangup(revents: rustix::event::PollFlags) -> bool {
+    use rustix::event::PollFlags;
+    revents.intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL)
+}
+
+/// An answer: its header, body and attached descriptors.
+#[derive(Debug)]
+pub struct Answer {
+    /// The header.
+    pub header: ResponseHeader,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Descriptors received with it.
+    pub fds: Vec<OwnedFd>,
+}
+
+#[derive(Debug)]
+struct Socket {
+    fd: OwnedFd,
+    /// Set after a timeout or a malformed answer: later answers could be out of step.
+    broken: bool,
+    /// How long to poll for an answer before sleeping.
+    spin: Duration,
+}
+
+/// A connection to a producer's control socket.
+#[derive(Debug)]
+pub struct Connection {
+    socket: Mutex<Socket>,
+    /// A second descriptor of the socket, to poll for hangup without holding the lock.
+    hangup: OwnedFd,
+    hello: HelloBody,
+    geometry: Geometry,
+    path: PathBuf,
+}
+
+impl Connection {
+    /// Connects to the producer serving `path` and does the handshake.
+    pub fn connect(path: &Path) -> Result<Arc<Self>, Error> {
+        let addr = SocketAddrUnix::new(path).map_err(|e| Error::path("socket path", path, e.into()))?;
+        let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
+            .map_err(|e| Error::io("socket", e))?;
+        rustix::net::connect(&fd, &addr).map_err(|e| Error::path("connecting to", path, e.into()))?;
+        rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv, Some(ANSWER_TIMEOUT))
+            .map_err(|e| Error::io("SO_RCVTIMEO", e))?;
+        let socket = Mutex::new(Socket { fd, broken: false, spin: DEFAULT_ANSWER_SPIN });
+        let answer = call(&socket, Request::new(Op::Hello, 0, u64::from(PROTOCOL_VERSION)), true)?;
+        let hello: HelloBody = parse_body(&answer.body)?;
+        if answer.header.status != status::OK || hello.version != PROTOCOL_VERSION {
+            return Err(Error::Protocol(format!(
+                "producer speaks protocol version {}, this consumer {PROTOCOL_VERSION}",
+                hello.version
+            )));
+        }
+        let geometry = check_hello(&hello)?;
+        let hangup = socket.lock().fd.try_clone().map_err(|e| Error::Io { what: "dup", source: e })?;
+        Ok(Arc::new(Self { socket, hangup, hello, geometry, path: path.to_path_buf() }))
+    }
+
+    /// Sets how long to poll for an answer before sleeping (0: sleep at once).
+    pub fn set_answer_spin(&self, spin: Duration) {
+        self.socket.lock().spin = spin;
+    }
+
+    /// What the producer exports.
+    pub fn hello(&self) -> &HelloBody {
+        &self.hello
+    }
+
+    /// The per-CPU buffers' geometry.
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The socket, to poll for hangup with [`HANGUP_POLL`]: it reports `POLLRDHUP`/`POLLHUP` when
+    /// the producer goes away. Do not poll it for `POLLIN`: while another thread waits for an
+    /// answer on this shared connection, the socket is readable without any hangup.
+    pub fn hangup_fd(&self) -> BorrowedFd<'_> {
+        self.hangup.as_fd()
+    }
+
+    /// Sends a request and returns its answer; a negative status is [`Error::Refused`].
+    pub fn call(&self, op: Op, cpu: u32, arg: u64) -> Result<Answer, Error> {
+        call(&self.socket, Request::new(op, cpu, arg), false)
+    }
+
+    /// Sends a raw message and returns the raw answer, status unchecked (for tests of the server's
+    /// handling of malformed input).
+    pub fn call_raw(&self, message: &[u8], op: Op) -> Result<Answer, Error> {
+        let mut socket = self.socket.lock();
+        send(&socket.fd, message)?;
+        receive(&mut socket, op)
+    }
+
+    /// CPU `cpu`'s counters, as the producer sees them.
+    pub fn stats(&self, cpu: u32) -> Result<StatsBody, Error> {
+        Ok(parse_body(&self.call(Op::Stats, cpu, 0)?.body)?)
+    }
+
+    /// The raw-clock-to-nanoseconds conversion.
+    pub fn clock(&self) -> Result<ClockBody, Error> {
+        Ok(parse_body(&self.call(Op::Clock, 0, 0)?.body)?)
+    }
+
+    /// The event-format descriptions, fetched in chunks.
+    pub fn formats(&self) -> Result<Vec<u8>, Error> {
+        let len = usize::try_from(self.hello.formats_len)
+            .map_err(|_| Error::Protocol("formats length does not fit in memory".into()))?;
+        let mut out = Vec::with_capacity(len.min(1 << 24));
+        while out.len() < len {
+            let chunk = self.call(Op::Formats, 0, out.len() as u64)?.body;
+            if chunk.is_empty() {
+                return Err(Error::Protocol(format!("formats end at {} of {len} bytes", out.len())));
+            }
+            out.extend_from_slice(&chunk[..chunk.len().min(len - out.len())]);
+        }
+        Ok(out)
+    }
+
+    /// Receives CPU `cpu`'s buffer and doorbell and maps the buffer read-only.
+    pub fn open_cpu(self: &Arc<Self>, cpu: u32) -> Result<crate::socket_cpu::SocketCpu, Error> {
+        let mut answer = self.call(Op::GetCpu, cpu, 0)?;
+        let body: CpuBody = parse_body(&answer.body)?;
+        if answer.fds.len() != 2 || body.file_size != self.hello.cpu_file_size {
+            return Err(Error::Protocol(format!(
+                "GET_CPU answered {} descriptors for a {}-byte file",
+                answer.fds.len(),
+                body.file_size
+            )));
+        }
+        let doorbell = answer.fds.pop().expect("two descriptors");
+        let file = answer.fds.pop().expect("two descriptors");
+        let mapping =
+            ReadOnlyMapping::new(file.as_fd(), self.hello.cpu_file_size as usize, self.hello.meta_page_size as usize)?;
+        crate::socket_cpu::SocketCpu::new(self.clone(), cpu, mapping, doorbell)
+    }
+}
+
+/// Checks a producer's description: a valid geometry and consistent sizes.
+fn check_hello(hello: &HelloBody) -> Result<Geometry, Error> {
+    if hello.nr_cpus == 0 || hello.nr_cpus > MAX_CPUS {
+        return Err(Error::Protocol(format!("producer describes {} CPUs", hello.nr_cpus)));
+    }
+    if hello.mode > 1 {
+        return Err(Error::Protocol(format!("unknown buffer mode {}", hello.mode)));
+    }
+    let geometry = Geometry::new(hello.subbuf_size, hello.nr_subbufs)?;
+    let meta = hello.meta_page_size as usize;
+    let expected = (meta as u64).checked_add(geometry.data_len() as u64);
+    if !meta.is_multiple_of(4096) || meta < geometry.meta_size() || expected != Some(hello.cpu_file_size) {
+        return Err(Error::Protocol(format!(
+            "inconsistent sizes: meta {meta}, file {}, {} x {} sub-buffers",
+            hello.cpu_file_size, hello.nr_subbufs, hello.subbuf_size
+        )));
+    }
+    Ok(geometry)
+}
+
+fn call(socket: &Mutex<Socket>, req: Request, accept_refusal: bool) -> Result<Answer, Error> {
+    let op = Op::from_u32(req.op).expect("requests are built from an Op");
+    let mut socket = socket.lock();
+    if socket.broken {
+        return Err(Error::Protocol("the connection is out of step after an earlier failure".into()));
+    }
+    send(&socket.fd, req.as_bytes())?;
+    let answer = receive(&mut socket, op)?;
+    if answer.header.cpu != req.cpu {
+        socket.broken = true;
+        return Err(Error::Protocol(format!("answer for cpu {} to a request for cpu {}", answer.header.cpu, req.cpu)));
+    }
+    if answer.header.status < 0 && !accept_refusal {
+        return Err(Error::Refused { op, cpu: req.cpu, status: answer.header.status });
+    }
+    Ok(answer)
+}
+
+fn send(fd: &OwnedFd, message: &[u8]) -> Result<(), Error> {
+    loop {
+        match rustix::net::sendmsg(
+            fd,
+            &[IoSlice::new(message)],
+            &mut SendAncillaryBuffer::default(),
+            SendFlags::NOSIGNAL,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            Err(Errno::PIPE | Errno::CONNRESET | Errno::NOTCONN) => return Err(Error::Hangup),
+            Err(e) => return Err(Error::io("sending a request", e)),
+        }
+    }
+}
+
+fn receive(socket: &mut Socket, op: Op) -> Result<Answer, Error> {
+    let mut buf = vec![0u8; MAX_RESPONSE];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let spin_until = std::time::Instant::now() + socket.spin;
+    let got = loop {
+        let spinning = std::time::Instant::now() < spin_until;
+        let flags = if spinning { RecvFlags::DONTWAIT } else { RecvFlags::empty() };
+        match rustix::net::recvmsg(
+            &socket.fd,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC | RecvFlags::TRUNC | flags,
+        ) {
+            Ok(msg) => break msg,
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) if spinning => std::hint::spin_loop(),
+            Err(Errno::AGAIN) => {
+                socket.broken = true;
+                return Err(Error::Timeout(op));
+            }
+            Err(Errno::CONNRESET) => return Err(Error::Hangup),
+            Err(e) => return Err(Error::io("receiving an answer", e)),
+        }
+    };
+    // Take ownership of every descriptor received, so none leaks whatever happens next.
+    let mut fds = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    if got.bytes == 0 {
+        return Err(Error::Hangup);
+    }
+    if got.bytes > buf.len() {
+        socket.broken = true;
+        return Err(Error::Protocol(format!("answer of {} bytes exceeds the maximum", got.bytes)));
+    }
+    let parsed = ResponseHeader::parse(&buf[..got.bytes], op);
+    let (header, body) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            socket.broken = true;
+            return Err(e.into());
+        }
+    };
+    if header.nr_fds as usize != fds.len() {
+        return Err(Error::Protocol(format!("answer announces {} descriptors, {} came", header.nr_fds, fds.len())));
+    }
+    Ok(Answer { header, body: body.to_vec(), fds })
+}

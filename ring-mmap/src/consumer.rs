@@ -1,0 +1,251 @@
+//! Consuming one CPU's buffer, the same way whether it is hyptrace's ([`crate::SocketCpu`]) or the
+//! Linux kernel's ([`crate::KernelCpu`]).
+//!
+//! A [`CpuSource`] is a mapped buffer plus its GET_READER_PAGE: hand it how far the current reader
+//! page was read, get back the reader page to read next. [`Consumer`] keeps that position and
+//! decodes each reader page from it up to the page's `commit`, zero-copy from the read-only
+//! mapping: events come out as [`ShmBytes`] views that copy their bytes out on request, never as
+//! `&[u8]` into memory the writer may still be writing.
+
+use crate::error::Error;
+use ring_core::{Event, EventIter, MissedEvents, SharedView, ShmBytes};
+use std::time::Duration;
+
+/// Events lost before a reader page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lost {
+    /// None.
+    None,
+    /// This many.
+    Count(u64),
+    /// Some, count unknown (a kernel page with no room to store it).
+    Unknown,
+}
+
+/// The reader page to read next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReaderPage {
+    /// Its sub-buffer id.
+    pub id: u32,
+    /// Data offset to decode from.
+    pub start: u32,
+    /// True if this is a new reader page (the previous one went back to the producer).
+    pub swapped: bool,
+    /// Events lost between the previous reader page and this one.
+    pub lost: Lost,
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wakeup {
+    /// Data to read (or a doorbell to check).
+    Ready,
+    /// The timeout passed.
+    TimedOut,
+    /// The producer has gone; what it committed can still be read from the mapping.
+    Hangup,
+}
+
+/// One CPU's buffer, mapped, with its GET_READER_PAGE.
+pub trait CpuSource {
+    /// The CPU.
+    fn cpu(&self) -> u32;
+    /// The mapped buffer (validated again on every call: the producer may be hostile).
+    fn view(&self) -> Result<SharedView<'_>, Error>;
+    /// Gives back `read` bytes of the current reader page as consumed; answers the page to read.
+    fn get_reader_page(&mut self, read: u32) -> Result<ReaderPage, Error>;
+    /// Waits until at least `pages` finished pages are ready (0 counts as 1), the timeout passes,
+    /// or the producer goes away.
+    fn wait(&mut self, pages: u32, timeout: Option<Duration>) -> Result<Wakeup, Error>;
+    /// Prepares a wait on several CPUs at once: arms the wakeup for `pages` finished pages and
+    /// returns true if they are ready already (then do not wait). Otherwise poll
+    /// [`CpuSource::wait_fd`] for readability.
+    fn arm(&mut self, pages: u32) -> Result<bool, Error>;
+    /// The descriptor that becomes readable when an armed wakeup fires.
+    fn wait_fd(&self) -> std::os::fd::BorrowedFd<'_>;
+}
+
+/// What a consumer is shown, in order.
+#[derive(Debug)]
+pub enum Record<'a> {
+    /// Events were lost here.
+    Lost(Lost),
+    /// An event, in place in the mapping.
+    Event(Event<ShmBytes<'a>>),
+}
+
+/// What one [`Consumer::read_page`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRead {
+    /// The reader page.
+    pub page: ReaderPage,
+    /// Events handed over.
+    pub events: u64,
+    /// Bytes of the page's data read so far.
+    pub read: u32,
+}
+
+/// A consuming reader of one CPU.
+#[derive(Debug)]
+pub struct Consumer<S: CpuSource> {
+    source: S,
+    /// Bytes of the current reader page consumed (what the next GET_READER_PAGE gives back).
+    read: u32,
+    /// The current reader page, once there is one.
+    page: Option<u32>,
+    /// Sequence number of the next event (hyptrace buffers publish each page's first one).
+    next_seq: Option<u64>,
+}
+
+impl<S: CpuSource> Consumer<S> {
+    /// Starts consuming `source`, resuming where a previous consumer left its reader page (the
+    /// meta area's `reader.id` and `reader.read`).
+    pub fn new(source: S) -> Result<Self, Error> {
+        let reader = source.view()?.meta().reader();
+        Ok(Self { source, read: reader.read, page: None, next_seq: None })
+    }
+
+    /// The source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// The source, mutably.
+    pub fn source_mut(&mut self) -> &mut S {
+        &mut self.source
+    }
+
+    /// The current reader page and how much of it was read.
+    pub fn position(&self) -> (Option<u32>, u32) {
+        (self.page, self.read)
+    }
+
+    /// Sequence number (events handed to the writer before it, dropped ones included) of the
+    /// next event this consumer will see, when the buffer publishes sequence numbers (hyptrace's
+    /// do, the kernel's do not).
+    pub fn next_seq(&self) -> Option<u64> {
+        self.next_seq
+    }
+
+    /// One GET_READER_PAGE, then every event of the reader page from where reading stands to
+    /// its `commit`, handed to `sink` (a [`Record::Lost`] first if events were lost before it).
+    pub fn read_page(&mut self, mut sink: impl FnMut(Record<'_>)) -> Result<PageRead, Error> {
+        let page = self.source.get_reader_page(self.read)?;
+        let new_page = page.swapped || self.page != Some(page.id);
+        self.page = Some(page.id);
+        self.read = page.start;
+        if page.lost != Lost::None {
+            sink(Record::Lost(page.lost));
+        }
+        let cpu = self.source.cpu();
+        let view = self.source.view()?;
+        let shm = view.page(page.id).ok_or(Error::Protocol(format!("reader page {} does not exist", page.id)))?;
+        let mut events = EventIter::starting_at(&shm, page.start as usize).map_err(|error| Error::Malformed {
+            cpu,
+            id: page.id,
+            error,
+        })?;
+        if new_page {
+            // The page's first_seq is stable while it is the reader page.
+            let before = match page.start {
+                0 => 0,
+                start => EventIter::new(&shm)
+                    .into_iter()
+                    .flatten()
+                    .map_while(Result::ok)
+                    .take_while(|e| e.offset < start)
+                    .count(),
+            };
+            self.next_seq =
+                view.has_extension().then(|| view.meta().first_seq(page.id)).flatten().map(|f| f + before as u64);
+        }
+        let mut count = 0;
+        for event in &mut events {
+            match event {
+                Ok(event) => {
+                    count += 1;
+                    sink(Record::Event(event));
+                }
+                Err(error) => {
+                    // Skip the rest of a malformed page so the consumer can move on.
+                    self.read = events.data_end() as u32;
+                    return Err(Error::Malformed { cpu, id: page.id, error });
+                }
+            }
+        }
+        self.read = (events.position() as u32).max(page.start);
+        self.next_seq = self.next_seq.map(|s| s + count);
+        Ok(PageRead { page, events: count, read: self.read })
+    }
+
+    /// Reads everything available now: reader pages until the producer has nothing new.
+    /// Returns the number of events handed to `sink`.
+    pub fn drain(&mut self, mut sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
+        let mut total = 0;
+        loop {
+            let before = (self.page, self.read);
+            let got = self.read_page(&mut sink)?;
+            total += got.events;
+            if !got.page.swapped && (self.page, self.read) == before {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// After the producer has gone ([`Wakeup::Hangup`], [`Error::Hangup`]): reads everything it
+    /// committed that this consumer has not read, straight from the mapping (which no longer
+    /// changes): the rest of the reader page, then the ring from its head to where the writer
+    /// stopped, with the events lost between pages reported from the pages' sequence numbers.
+    /// Needs hyptrace's meta extension (not available on kernel buffers, which do not crash).
+    pub fn drain_remaining(&mut self, mut sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
+        let cpu = self.source.cpu();
+        let view = self.source.view()?;
+        let reader = view.meta().reader();
+        // If the producer swapped for us but died before answering, its reader page is newer than
+        // ours and was not read at all; ours had been read to its end (or it would not swap).
+        let start = match self.page {
+            Some(page) if page == reader.id => self.read,
+            Some(_) => 0,
+            None => reader.read,
+        };
+        let snap = view.snapshot_quiescent(start)?;
+        let mut total = 0;
+        // Each remaining page's first unread event is compared with the one expected next: what
+        // lies between was lost (overwritten, or dropped with the ring full).
+        for copy in &snap.pages {
+            if let (Some(expected), Some(first)) = (self.next_seq, copy.start_seq())
+                && first > expected
+            {
+                sink(Record::Lost(Lost::Count(first - expected)));
+            }
+            self.next_seq = copy.end_seq();
+            // Decoded from the mapping itself, so events come out as the live path gives them.
+            let page = view.page(copy.id).ok_or(Error::Protocol(format!("page {} does not exist", copy.id)))?;
+            let events = EventIter::starting_at(&page, copy.start as usize).map_err(|error| Error::Malformed {
+                cpu,
+                id: copy.id,
+                error,
+            })?;
+            for event in events {
+                let event = event.map_err(|error| Error::Malformed { cpu, id: copy.id, error })?;
+                total += 1;
+                sink(Record::Event(event));
+            }
+        }
+        Ok(total)
+    }
+
+    /// Waits for data (see [`CpuSource::wait`]).
+    pub fn wait(&mut self, pages: u32, timeout: Option<Duration>) -> Result<Wakeup, Error> {
+        self.source.wait(pages, timeout)
+    }
+}
+
+/// Lost-event information from a kernel page's `commit` flags.
+pub fn lost_from_page(missed: MissedEvents) -> Lost {
+    match missed {
+        MissedEvents::None => Lost::None,
+        MissedEvents::Count(n) => Lost::Count(n),
+        MissedEvents::Unknown => Lost::Unknown,
+    }
+}

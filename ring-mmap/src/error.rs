@@ -1,0 +1,88 @@
+//! Errors of ring-mmap.
+
+use crate::wire::{Op, WireError};
+use std::path::{Path, PathBuf};
+
+/// What can go wrong producing, serving or consuming a shared buffer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file or socket path could not be used.
+    #[error("{what} {}: {source}", path.display())]
+    Path {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The peer sent something that does not follow the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A message was malformed.
+    #[error("malformed message: {0}")]
+    Wire(#[from] WireError),
+    /// The producer refused a request.
+    #[error("producer refused {op:?} for cpu {cpu}: {}", std::io::Error::from_raw_os_error(-status))]
+    Refused {
+        /// The request.
+        op: Op,
+        /// Its CPU.
+        cpu: u32,
+        /// The negative errno it answered.
+        status: i32,
+    },
+    /// The producer has gone (its socket closed).
+    #[error("the producer has gone away")]
+    Hangup,
+    /// The producer did not answer in time.
+    #[error("the producer did not answer {0:?} in time")]
+    Timeout(Op),
+    /// The buffer's memory does not describe a usable buffer.
+    #[error("unusable buffer: {0}")]
+    View(#[from] ring_core::ViewError),
+    /// A reader page did not decode.
+    #[error("reader page {id} of cpu {cpu} is malformed: {error}")]
+    Malformed {
+        /// CPU.
+        cpu: u32,
+        /// Sub-buffer id.
+        id: u32,
+        /// What was wrong.
+        error: ring_core::DecodeError,
+    },
+    /// The buffer cannot do this (e.g. a non-consuming snapshot of a kernel buffer).
+    #[error(transparent)]
+    Snapshot(#[from] ring_core::SnapshotError),
+    /// The producer's buffers could not be built.
+    #[error(transparent)]
+    Geometry(#[from] ring_core::GeometryError),
+}
+
+impl Error {
+    pub(crate) fn io(what: &'static str, errno: rustix::io::Errno) -> Self {
+        Error::Io { what, source: errno.into() }
+    }
+
+    pub(crate) fn path(what: &'static str, path: &Path, source: std::io::Error) -> Self {
+        Error::Path { what, path: path.to_path_buf(), source }
+    }
+
+    /// The errno of a refused request, if this is one.
+    pub fn refused_errno(&self) -> Option<i32> {
+        match self {
+            Error::Refused { status, .. } => Some(-status),
+            _ => None,
+        }
+    }
+}

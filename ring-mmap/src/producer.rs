@@ -1,0 +1,191 @@
+//! The producer side: what the control socket serves ([`Producer`]), and [`ShmProducer`], per-CPU
+//! ring-core buffers living in shared files, written by threads of this process.
+//!
+//! A simulated hypervisor implements [`Producer`] itself: there the buffers live in memory the
+//! host donated, and swaps go through hypercalls.
+
+use crate::backing::{Backing, CpuBacking, CpuLayout};
+use crate::doorbell::EventFdDoorbell;
+use crate::error::Error;
+use crate::wire::{ClockBody, HelloBody, PROTOCOL_VERSION, StatsBody, WaitBody};
+use parking_lot::Mutex;
+use ring_core::{Clock, Config, CpuBuffer, Mode, ReaderUpdate, SwapError};
+use std::os::fd::BorrowedFd;
+
+/// What the control socket needs from a producer. The server checks `cpu < nr_cpus()` before
+/// calling any per-CPU method.
+pub trait Producer: Send + Sync {
+    /// Number of CPUs.
+    fn nr_cpus(&self) -> u32;
+    /// Layout and sizes, for `HELLO`.
+    fn hello(&self) -> HelloBody;
+    /// CPU `cpu`'s buffer file (read-only descriptor) and doorbell eventfd.
+    fn cpu_fds(&self, cpu: u32) -> (BorrowedFd<'_>, BorrowedFd<'_>);
+    /// GET_READER_PAGE: [`CpuBuffer::swap_reader_page`] on CPU `cpu`.
+    fn swap_reader_page(&self, cpu: u32, read: u32) -> Result<ReaderUpdate, SwapError>;
+    /// CPU `cpu`'s counters.
+    fn stats(&self, cpu: u32) -> StatsBody;
+    /// Arms CPU `cpu`'s doorbell ([`CpuBuffer::arm_doorbell`]).
+    fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody;
+    /// Withdraws an arming (its consumer left).
+    fn disarm_doorbell(&self, cpu: u32);
+    /// The event-format descriptions consumers decode events with.
+    fn formats(&self) -> &[u8];
+    /// The raw-clock-to-nanoseconds conversion.
+    fn clock(&self) -> ClockBody;
+}
+
+/// How to build a [`ShmProducer`].
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Number of per-CPU buffers.
+    pub nr_cpus: u32,
+    /// Geometry and mode of each.
+    pub buffer: Config,
+    /// Where their memory lives.
+    pub backing: Backing,
+    /// Event-format descriptions to publish (opaque to ring-mmap).
+    pub formats: Vec<u8>,
+}
+
+/// The identity clock conversion: raw timestamps are nanoseconds.
+pub const IDENTITY_CLOCK: ClockBody = ClockBody { mult: 1, shift: 0, epoch_raw: 0, epoch_ns: 0 };
+
+struct ProducerCpu<C: Clock> {
+    buffer: CpuBuffer<'static, C, EventFdDoorbell>,
+    // Declared after `buffer`, which points into it, so that it is dropped after it.
+    backing: CpuBacking,
+}
+
+/// Per-CPU buffers in shared files, for writers in this process.
+pub struct ShmProducer<C: Clock> {
+    cpus: Vec<ProducerCpu<C>>,
+    config: ProducerConfig,
+    clock: Mutex<ClockBody>,
+}
+
+impl<C: Clock> core::fmt::Debug for ShmProducer<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ShmProducer").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl<C: Clock> ShmProducer<C> {
+    /// Creates the buffers; `clock(cpu)` gives each CPU's clock.
+    pub fn new(config: ProducerConfig, mut clock: impl FnMut(u32) -> C) -> Result<Self, Error> {
+        if config.nr_cpus == 0 {
+            return Err(Error::Protocol("a producer needs at least one CPU".into()));
+        }
+        let layout = CpuLayout { geometry: config.buffer.geometry };
+        let mut cpus = Vec::with_capacity(config.nr_cpus as usize);
+        for cpu in 0..config.nr_cpus {
+            let backing = CpuBacking::create(&config.backing, cpu, layout)?;
+            // SAFETY: the regions go into `buffer`, stored next to `backing` in a `ProducerCpu`
+            // whose field order drops `buffer` first; ring-core accesses them only atomically.
+            let (meta, data) = unsafe { backing.regions() };
+            let buffer = CpuBuffer::with_own_links(config.buffer, meta, data, clock(cpu))?
+                .with_doorbell(EventFdDoorbell::new()?);
+            cpus.push(ProducerCpu { buffer, backing });
+        }
+        if let Backing::Dir(dir) = &config.backing {
+            let path = dir.join("formats");
+            std::fs::write(&path, &config.formats).map_err(|e| Error::path("writing", &path, e))?;
+        }
+        Ok(Self { cpus, config, clock: Mutex::new(IDENTITY_CLOCK) })
+    }
+
+    /// CPU `cpu`'s buffer, to write events into. Panics if there is no such CPU.
+    pub fn cpu(&self, cpu: u32) -> &CpuBuffer<'static, C, EventFdDoorbell> {
+        &self.cpus[cpu as usize].buffer
+    }
+
+    /// All CPUs' buffers, in CPU order.
+    pub fn cpus(&self) -> impl ExactSizeIterator<Item = &CpuBuffer<'static, C, EventFdDoorbell>> {
+        self.cpus.iter().map(|c| &c.buffer)
+    }
+
+    /// Publishes a new raw-clock conversion.
+    pub fn set_clock(&self, clock: ClockBody) {
+        *self.clock.lock() = clock;
+    }
+
+    fn buffer(&self, cpu: u32) -> &CpuBuffer<'static, C, EventFdDoorbell> {
+        &self.cpus[cpu as usize].buffer
+    }
+}
+
+impl<C: Clock + Send + Sync> Producer for ShmProducer<C> {
+    fn nr_cpus(&self) -> u32 {
+        self.config.nr_cpus
+    }
+
+    fn hello(&self) -> HelloBody {
+        let layout = CpuLayout { geometry: self.config.buffer.geometry };
+        hello_body(self.config.nr_cpus, self.config.buffer, layout, self.config.formats.len())
+    }
+
+    fn cpu_fds(&self, cpu: u32) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+        let c = &self.cpus[cpu as usize];
+        (c.backing.read_only_fd(), c.buffer.doorbell().fd())
+    }
+
+    fn swap_reader_page(&self, cpu: u32, read: u32) -> Result<ReaderUpdate, SwapError> {
+        self.buffer(cpu).swap_reader_page(read)
+    }
+
+    fn stats(&self, cpu: u32) -> StatsBody {
+        let b = self.buffer(cpu);
+        stats_body(b.stats(), b.full_pages())
+    }
+
+    fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody {
+        let b = self.buffer(cpu);
+        let ready = b.arm_doorbell(pages);
+        WaitBody { ready: u32::from(ready), full_pages: b.full_pages() }
+    }
+
+    fn disarm_doorbell(&self, cpu: u32) {
+        self.buffer(cpu).disarm_doorbell();
+    }
+
+    fn formats(&self) -> &[u8] {
+        &self.config.formats
+    }
+
+    fn clock(&self) -> ClockBody {
+        *self.clock.lock()
+    }
+}
+
+/// The `HELLO` answer for `nr_cpus` buffers of `buffer`'s geometry and mode laid out as `layout`.
+pub fn hello_body(nr_cpus: u32, buffer: Config, layout: CpuLayout, formats_len: usize) -> HelloBody {
+    let geometry = buffer.geometry;
+    HelloBody {
+        version: PROTOCOL_VERSION,
+        nr_cpus,
+        mode: match buffer.mode {
+            Mode::Overwrite => 0,
+            Mode::Drop => 1,
+        },
+        subbuf_size: geometry.subbuf_size(),
+        nr_subbufs: geometry.nr_subbufs(),
+        meta_page_size: layout.meta_size() as u32,
+        cpu_file_size: layout.file_size() as u64,
+        formats_len: formats_len as u64,
+        _reserved: 0,
+    }
+}
+
+/// The `STATS` answer for a buffer's counters.
+pub fn stats_body(s: ring_core::Stats, full_pages: u32) -> StatsBody {
+    StatsBody {
+        entries: s.entries,
+        overrun: s.overrun,
+        dropped: s.dropped,
+        read: s.read,
+        pages_lost: s.pages_lost,
+        pages_touched: s.pages_touched,
+        swaps: s.swaps,
+        full_pages: u64::from(full_pages),
+    }
+}

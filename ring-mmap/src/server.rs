@@ -1,0 +1,403 @@
+//! The producer's control socket: a `SOCK_SEQPACKET` Unix socket served by one thread.
+//!
+//! The socket file is created mode 0600 and every peer's credentials (`SO_PEERCRED`) must carry
+//! the producer's effective uid. Requests are answered in order, one message each
+//! ([`crate::wire`]). Nothing a peer sends can stop the server: malformed messages get an
+//! `EPROTO` answer, unknown operations `ENOTTY`, bad arguments `EINVAL`; a peer that does not read
+//! its answers, or hangs up, is dropped; the others keep being served.
+//!
+//! One client at a time consumes a CPU (swaps its reader page, arms its doorbell): the first to
+//! do so owns it until it disconnects; others get `EBUSY`. Any client may map a CPU's buffer
+//! read-only for non-consuming snapshots. When the server stops (or its process dies) every
+//! client's socket reaches end of file: that is the consumers' hangup.
+
+use crate::error::Error;
+use crate::producer::Producer;
+use crate::wire::{CpuBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, status};
+use ring_core::{SwapError, SwapStatus};
+use rustix::event::{EventfdFlags, PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+    SocketAddrUnix, SocketFlags, SocketType,
+};
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use zerocopy::IntoBytes;
+
+/// Most clients served at once; more are refused at accept.
+pub const MAX_CLIENTS: usize = 64;
+
+/// How long the server keeps polling without sleeping after it served a request, by default.
+///
+/// Consumers ask for pages in bursts while they drain. Waking a sleeping thread costs tens of
+/// microseconds on a virtual machine (about 50 µs on the 2-core VM of `docs/perf.md`), far more
+/// than serving a request, so staying awake briefly for the next request of a burst cuts the
+/// round trip several-fold. An idle producer never spins: the window only follows a request.
+pub const DEFAULT_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// How a server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Keep polling without sleeping this long after serving a request (0: always sleep).
+    pub spin: std::time::Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self { spin: DEFAULT_SPIN }
+    }
+}
+
+/// The socket path used when none is given: `$XDG_RUNTIME_DIR/hyptrace.sock`, or
+/// `/tmp/hyptrace-<euid>/hyptrace.sock` (in a directory only this user may enter).
+pub fn default_socket_path() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("hyptrace.sock"),
+        _ => PathBuf::from(format!("/tmp/hyptrace-{}", rustix::process::geteuid().as_raw())).join("hyptrace.sock"),
+    }
+}
+
+/// A running control-socket server. Stops (and removes its socket file) when dropped.
+#[derive(Debug)]
+pub struct Server {
+    path: PathBuf,
+    stop: OwnedFd,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `path` (replacing a stale socket file, refusing one another producer serves) and
+    /// serves `producer` on a new thread.
+    pub fn start(path: &Path, producer: Arc<dyn Producer>) -> Result<Self, Error> {
+        Self::start_with(path, producer, ServerOptions::default())
+    }
+
+    /// [`Server::start`] with explicit options.
+    pub fn start_with(path: &Path, producer: Arc<dyn Producer>, options: ServerOptions) -> Result<Self, Error> {
+        let listener = bind(path)?;
+        let stop = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+            .map_err(|e| Error::io("eventfd", e))?;
+        let stop_rx = stop.try_clone().map_err(|e| Error::Io { what: "dup", source: e })?;
+        let thread = std::thread::Builder::new()
+            .name("hyptrace-socket".into())
+            .spawn(move || Serve::new(listener, stop_rx, producer, options).run())
+            .map_err(|e| Error::Io { what: "spawning the server thread", source: e })?;
+        Ok(Self { path: path.to_path_buf(), stop, thread: Some(thread) })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = rustix::io::write(&self.stop, &1u64.to_ne_bytes());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Creates, binds and listens on the socket at `path`.
+fn bind(path: &Path) -> Result<OwnedFd, Error> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        prepare_dir(parent, path == default_socket_path())?;
+    }
+    let addr = SocketAddrUnix::new(path).map_err(|e| Error::path("socket path", path, e.into()))?;
+    if path.exists() {
+        let probe = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
+            .map_err(|e| Error::io("socket", e))?;
+        match rustix::net::connect(&probe, &addr) {
+            Ok(()) => {
+                return Err(Error::path("serving", path, std::io::Error::from(std::io::ErrorKind::AddrInUse)));
+            }
+            // Nobody listens: a socket file left by a producer that died.
+            Err(Errno::CONNREFUSED) => std::fs::remove_file(path).map_err(|e| Error::path("removing", path, e))?,
+            Err(e) => return Err(Error::path("probing", path, e.into())),
+        }
+    }
+    let sock = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| Error::io("socket", e))?;
+    rustix::net::bind(&sock, &addr).map_err(|e| Error::path("binding", path, e.into()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::path("chmod", path, e))?;
+    rustix::net::listen(&sock, 16).map_err(|e| Error::path("listening on", path, e.into()))?;
+    Ok(sock)
+}
+
+/// Creates the socket's directory (mode 0700) if missing. The default directory, when it
+/// exists, must belong to us and be closed to others, or someone could swap the socket.
+fn prepare_dir(dir: &Path, is_default: bool) -> Result<(), Error> {
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            let euid = rustix::process::geteuid().as_raw();
+            if is_default && (meta.uid() != euid || meta.mode() & 0o077 != 0) {
+                return Err(Error::path(
+                    "refusing socket directory (not ours or open to others)",
+                    dir,
+                    std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                ));
+            }
+            Ok(())
+        }
+        Err(_) => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::path("creating", dir, e))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::path("chmod", dir, e))
+        }
+    }
+}
+
+struct Client {
+    fd: OwnedFd,
+    id: u64,
+}
+
+/// The server loop's state.
+struct Serve {
+    listener: OwnedFd,
+    stop: OwnedFd,
+    producer: Arc<dyn Producer>,
+    clients: Vec<Client>,
+    next_id: u64,
+    /// The client consuming each CPU.
+    owners: Vec<Option<u64>>,
+    euid: u32,
+    options: ServerOptions,
+}
+
+/// What to send back: status, body, file descriptors.
+struct Answer<'p> {
+    status: i32,
+    body: Vec<u8>,
+    fds: Vec<BorrowedFd<'p>>,
+}
+
+impl<'p> Answer<'p> {
+    fn status(status: i32) -> Self {
+        Self { status, body: Vec::new(), fds: Vec::new() }
+    }
+
+    fn body(body: &(impl IntoBytes + zerocopy::Immutable)) -> Self {
+        Self { status: status::OK, body: body.as_bytes().to_vec(), fds: Vec::new() }
+    }
+}
+
+impl Serve {
+    fn new(listener: OwnedFd, stop: OwnedFd, producer: Arc<dyn Producer>, options: ServerOptions) -> Self {
+        let owners = vec![None; producer.nr_cpus() as usize];
+        let euid = rustix::process::geteuid().as_raw();
+        Self { listener, stop, producer, clients: Vec::new(), next_id: 1, owners, euid, options }
+    }
+
+    fn run(mut self) {
+        // Until when to poll without sleeping (see `ServerOptions::spin`).
+        let mut awake_until: Option<std::time::Instant> = None;
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        loop {
+            let mut fds = Vec::with_capacity(2 + self.clients.len());
+            fds.push(PollFd::new(&self.stop, PollFlags::IN));
+            fds.push(PollFd::new(&self.listener, PollFlags::IN));
+            fds.extend(self.clients.iter().map(|c| PollFd::new(&c.fd, PollFlags::IN)));
+            let spinning = awake_until.is_some_and(|t| std::time::Instant::now() < t);
+            match rustix::event::poll(&mut fds, spinning.then_some(&zero)) {
+                Ok(0) if spinning => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                Ok(_) | Err(Errno::INTR) => {}
+                // Out of memory for the poll set; back off instead of spinning.
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+            let ready: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
+            drop(fds);
+            if !self.options.spin.is_zero() && ready[2..].iter().any(|r| r.intersects(PollFlags::IN)) {
+                awake_until = Some(std::time::Instant::now() + self.options.spin);
+            }
+            if !ready[0].is_empty() {
+                return;
+            }
+            if !ready[1].is_empty() {
+                self.accept();
+            }
+            // Serve one message per ready client per round, so none can starve the others.
+            let mut gone = Vec::new();
+            for (i, revents) in ready[2..].iter().enumerate() {
+                if revents.intersects(PollFlags::IN) {
+                    if !self.serve_one(i) {
+                        gone.push(i);
+                    }
+                } else if revents.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) {
+                    gone.push(i);
+                }
+            }
+            for i in gone.into_iter().rev() {
+                self.drop_client(i);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let fd = match rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
+                Ok(fd) => fd,
+                Err(Errno::INTR) => continue,
+                // EAGAIN: nothing more to accept; anything else (EMFILE, ...) leaves it queued.
+                Err(_) => return,
+            };
+            let same_user = rustix::net::sockopt::socket_peercred(&fd).is_ok_and(|cred| cred.uid.as_raw() == self.euid);
+            if !same_user || self.clients.len() >= MAX_CLIENTS {
+                continue; // dropping `fd` closes the connection
+            }
+            self.clients.push(Client { fd, id: self.next_id });
+            self.next_id += 1;
+        }
+    }
+
+    fn drop_client(&mut self, i: usize) {
+        let client = self.clients.swap_remove(i);
+        for (cpu, owner) in self.owners.iter_mut().enumerate() {
+            if *owner == Some(client.id) {
+                *owner = None;
+                self.producer.disarm_doorbell(cpu as u32);
+            }
+        }
+    }
+
+    /// Reads and answers one message of client `i`. False if the client must be dropped.
+    fn serve_one(&mut self, i: usize) -> bool {
+        let mut buf = [0u8; 64];
+        // No room for ancillary data: descriptors a client sends are discarded by the kernel.
+        let mut no_fds = RecvAncillaryBuffer::default();
+        let got = rustix::net::recvmsg(
+            &self.clients[i].fd,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut no_fds,
+            RecvFlags::TRUNC | RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+        );
+        let len = match got {
+            Ok(msg) if msg.bytes == 0 => return false, // end of file
+            Ok(msg) => msg.bytes,
+            Err(Errno::AGAIN | Errno::INTR) => return true,
+            Err(_) => return false,
+        };
+        // A message longer than the buffer was truncated; `len` still says how long it was, so it
+        // fails `Request::parse`'s size check below.
+        let bytes = &buf[..len.min(buf.len())];
+        let producer = self.producer.clone();
+        let (req, answer) = match Request::parse(bytes) {
+            Ok(req) if len == size_of::<Request>() => {
+                let answer = answer(&*producer, &mut self.owners, self.clients[i].id, &req);
+                (req, answer)
+            }
+            _ => (echo_of(bytes), Answer::status(status::EPROTO)),
+        };
+        send_answer(self.clients[i].fd.as_fd(), &req, &answer)
+    }
+}
+
+/// Answers a well-formed request of `client`.
+fn answer<'p>(producer: &'p dyn Producer, owners: &mut [Option<u64>], client: u64, req: &Request) -> Answer<'p> {
+    let Some(op) = Op::from_u32(req.op) else {
+        return Answer::status(status::ENOTTY);
+    };
+    let cpu_ok = req.cpu < producer.nr_cpus();
+    match op {
+        Op::Hello => {
+            let hello = producer.hello();
+            let mut answer = Answer::body(&hello);
+            if req.arg != u64::from(hello.version) {
+                answer.status = status::EPROTO;
+            }
+            answer
+        }
+        Op::Clock => Answer::body(&producer.clock()),
+        Op::Formats => {
+            let formats = producer.formats();
+            match usize::try_from(req.arg).ok().filter(|&at| at <= formats.len()) {
+                Some(at) => Answer {
+                    status: status::OK,
+                    body: formats[at..].iter().take(MAX_BODY).copied().collect(),
+                    fds: Vec::new(),
+                },
+                None => Answer::status(status::EINVAL),
+            }
+        }
+        _ if !cpu_ok => Answer::status(status::EINVAL),
+        Op::GetCpu => {
+            let (file, doorbell) = producer.cpu_fds(req.cpu);
+            let mut answer = Answer::body(&CpuBody { file_size: producer.hello().cpu_file_size, _reserved: 0 });
+            answer.fds = vec![file, doorbell];
+            answer
+        }
+        Op::Stats => Answer::body(&producer.stats(req.cpu)),
+        Op::GetReaderPage | Op::Wait => {
+            let owner = &mut owners[req.cpu as usize];
+            if owner.is_some_and(|o| o != client) {
+                return Answer::status(status::EBUSY);
+            }
+            *owner = Some(client);
+            if op == Op::Wait {
+                let pages = u32::try_from(req.arg).unwrap_or(u32::MAX);
+                return Answer::body(&producer.arm_doorbell(req.cpu, pages));
+            }
+            let Ok(read) = u32::try_from(req.arg) else {
+                return Answer::status(status::EINVAL);
+            };
+            match producer.swap_reader_page(req.cpu, read) {
+                Ok(update) => Answer::body(&ReaderBody {
+                    id: update.id,
+                    read: update.read,
+                    lost_events: update.lost_events,
+                    swap_status: match update.status {
+                        SwapStatus::Swapped => 0,
+                        SwapStatus::Unread => 1,
+                        SwapStatus::WriterOnPage => 2,
+                    },
+                    _reserved: 0,
+                }),
+                Err(SwapError::Busy) => Answer::status(status::EBUSY),
+                Err(SwapError::ReadPastCommit { .. }) => Answer::status(status::EINVAL),
+            }
+        }
+    }
+}
+
+/// The op and cpu to echo in the answer to a malformed message (what of them could be read).
+fn echo_of(bytes: &[u8]) -> Request {
+    let word = |at: usize| bytes.get(at..at + 4).map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    Request { magic: word(0), op: word(4), cpu: word(8), _reserved0: 0, arg: 0, _reserved1: 0 }
+}
+
+/// Sends one answer. False if the client must be dropped (gone, or not reading its answers).
+fn send_answer(fd: BorrowedFd<'_>, req: &Request, answer: &Answer<'_>) -> bool {
+    debug_assert!(answer.body.len() <= MAX_BODY && answer.fds.len() <= MAX_FDS);
+    let header = ResponseHeader::answer(req, answer.status, answer.body.len(), answer.fds.len());
+    let iov = [IoSlice::new(header.as_bytes()), IoSlice::new(&answer.body)];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !answer.fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&answer.fds)) {
+        return false;
+    }
+    loop {
+        match rustix::net::sendmsg(fd, &iov, &mut control, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+            Ok(_) => return true,
+            Err(Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The control socket and the read-only mapping, in one process: a producer with its server
+//! thread, and a consumer connecting to it.
+
+use ring_core::{Config, Geometry, ManualClock, Mode};
+use ring_mmap::wire::Op;
+use ring_mmap::{Backing, Connection, Consumer, CpuSource, Lost, ProducerConfig, Record, Server, ShmProducer, Wakeup};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn producer(mode: Mode, formats: &[u8]) -> Arc<ShmProducer<ManualClock>> {
+    let config = ProducerConfig {
+        nr_cpus: 2,
+        buffer: Config { geometry: Geometry::new(4096, 4).unwrap(), mode },
+        backing: Backing::Memfd,
+        formats: formats.to_vec(),
+    };
+    Arc::new(ShmProducer::new(config, |cpu| ManualClock::new(u64::from(cpu) * 1000)).unwrap())
+}
+
+fn seq(record: &Record<'_>) -> Option<u32> {
+    match record {
+        Record::Event(e) => {
+            let mut b = [0u8; 4];
+            e.payload.copy_to(&mut b);
+            Some(u32::from_ne_bytes(b))
+        }
+        Record::Lost(_) => None,
+    }
+}
+
+#[test]
+fn a_consumer_reads_what_the_producer_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let formats: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+    let prod = producer(Mode::Drop, &formats);
+    let server = Server::start(&dir.path().join("sock"), prod.clone()).unwrap();
+    let conn = Connection::connect(server.path()).unwrap();
+    assert_eq!(conn.hello().nr_cpus, 2);
+    assert_eq!(conn.formats().unwrap(), formats, "formats arrive whole, in chunks");
+    assert_eq!(conn.clock().unwrap().mult, 1);
+
+    for i in 0..500u32 {
+        prod.cpu(1).write(&i.to_ne_bytes()).unwrap();
+    }
+    let mut consumer = Consumer::new(conn.open_cpu(1).unwrap()).unwrap();
+    let mut seqs = Vec::new();
+    let n = consumer.drain(|r| seqs.extend(seq(&r))).unwrap();
+    assert_eq!(n, 500);
+    assert_eq!(seqs, (0..500).collect::<Vec<_>>());
+    let stats = conn.stats(1).unwrap();
+    assert_eq!((stats.entries, stats.dropped, stats.overrun), (500, 0, 0));
+    assert_eq!(conn.stats(0).unwrap().entries, 0);
+}
+
+#[test]
+fn losses_are_reported_where_they_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let prod = producer(Mode::Overwrite, b"");
+    let server = Server::start(&dir.path().join("sock"), prod.clone()).unwrap();
+    let conn = Connection::connect(server.path()).unwrap();
+    for i in 0..5000u32 {
+        prod.cpu(0).write(&i.to_ne_bytes()).unwrap();
+    }
+    let mut consumer = Consumer::new(conn.open_cpu(0).unwrap()).unwrap();
+    let mut lost = 0;
+    let mut seqs = Vec::new();
+    consumer
+        .drain(|r| match r {
+            Record::Lost(Lost::Count(n)) => lost += n,
+            other => seqs.extend(seq(&other)),
+        })
+        .unwrap();
+    assert_eq!(u64::from(seqs[0]), lost, "everything before the first survivor was reported lost");
+    assert_eq!(*seqs.last().unwrap(), 4999);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
+    assert_eq!(conn.stats(0).unwrap().overrun, lost);
+}
+
+#[test]
+fn waiting_consumers_are_woken_by_the_doorbell() {
+    let dir = tempfile::tempdir().unwrap();
+    let prod = producer(Mode::Overwrite, b"");
+    let server = Server::start(&dir.path().join("sock"), prod.clone()).unwrap();
+    let conn = Connection::connect(server.path()).unwrap();
+    let mut consumer = Consumer::new(conn.open_cpu(0).unwrap()).unwrap();
+    prod.cpu(0).write(b"x").unwrap();
+    consumer.drain(|_| {}).unwrap();
+    assert_eq!(consumer.wait(1, Some(Duration::from_millis(50))).unwrap(), Wakeup::TimedOut);
+    let writer = {
+        let prod = prod.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            for _ in 0..1000 {
+                prod.cpu(0).write(&[0; 16]).unwrap(); // several pages
+            }
+        })
+    };
+    assert_eq!(consumer.wait(1, Some(Duration::from_secs(10))).unwrap(), Wakeup::Ready);
+    writer.join().unwrap();
+    assert!(consumer.drain(|_| {}).unwrap() > 0);
+}
+
+#[test]
+fn stopping_the_server_is_a_hangup() {
+    let dir = tempfile::tempdir().unwrap();
+    let prod = producer(Mode::Overwrite, b"");
+    let server = Server::start(&dir.path().join("sock"), prod.clone()).unwrap();
+    let conn = Connection::connect(server.path()).unwrap();
+    let mut cpu = conn.open_cpu(0).unwrap();
+    drop(server);
+    assert_eq!(cpu.wait(1, Some(Duration::from_secs(10))).unwrap(), Wakeup::Hangup);
+    assert!(matches!(cpu.get_reader_page(0), Err(ring_mmap::Error::Hangup)));
+    assert!(matches!(conn.call(Op::Stats, 0, 0), Err(ring_mmap::Error::Hangup)));
+}

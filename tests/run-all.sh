@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs every check hyptrace has, the way CI does, and prints one summary line per part.
+#
+#   bash tests/run-all.sh            # everything
+#   PROPTEST_CASES=1000 HYPTRACE_STRESS_MS=500 bash tests/run-all.sh    # a quicker pass
+#
+# Needs: the stable toolchain with clippy and rustfmt, the x86_64-unknown-none target, and a
+# nightly toolchain with miri and rust-src (.ci/run installs all of them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PROPTEST_CASES="${PROPTEST_CASES:-10000}"
+export HYPTRACE_STRESS_MS="${HYPTRACE_STRESS_MS:-3000}"
+export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+summary=()
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+
+# Runs a part, keeps its output in $log/NAME.log, shows the output if it fails.
+part() {
+    local name=$1
+    shift
+    local start=$SECONDS
+    echo "== $name: $*" >&2
+    if ! "$@" >"$log/$name.log" 2>&1; then
+        cat "$log/$name.log" >&2
+        echo "FAILED: $name" >&2
+        exit 1
+    fi
+    summary+=("$(printf '%-8s ok  %4ss  %s' "$name" $((SECONDS - start)) "$(summarize "$name")")")
+}
+
+# One line about what a part did, from its log.
+summarize() {
+    local f="$log/$1.log"
+    case $1 in
+        tests)
+            local passed
+            passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$f" | awk '{s += $4} END {print s + 0}')
+            echo "$passed tests passed (proptest model: $PROPTEST_CASES cases; stress: ${HYPTRACE_STRESS_MS} ms per mode)"
+            # Headline figures, and any test that could not run here (it says why).
+            grep -E '^(stress |SKIPPED|kernel overwrite|C consumer|killed producer|drop mode cpu|overwrite mode cpu)' "$f" \
+                | sed 's/^/           /' || true
+            ;;
+        loom) echo "$(grep -Eo 'test result: ok\. [0-9]+ passed' "$f" | awk '{print $4}') loom models: every schedule with up to $LOOM_MAX_PREEMPTIONS preemptions explored" ;;
+        miri) echo "$(grep -Eo 'test result: ok\. [0-9]+ passed' "$f" | awk '{s += $4} END {print s + 0}') ring-core unit tests clean under Miri" ;;
+        no_std) echo "ring-core builds for x86_64-unknown-none without std" ;;
+        lint) echo "rustfmt clean, clippy clean with -D warnings" ;;
+    esac
+}
+
+part lint bash -c 'cargo fmt --all -- --check && cargo clippy --workspace --all-targets --profile ci -- -D warnings'
+part no_std cargo build -p ring-core --no-default-features --target x86_64-unknown-none
+part tests cargo test --workspace --profile ci -- --nocapture
+part loom env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+    cargo test --profile ci -p hyptrace-tests --test loom_ring
+part miri env MIRIFLAGS="-Zmiri-strict-provenance" CARGO_TARGET_DIR=target/miri \
+    cargo +nightly miri test -p ring-core
+
+echo
+echo "hyptrace test summary"
+printf '%s\n' "${summary[@]}"
