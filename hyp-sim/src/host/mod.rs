@@ -1,0 +1,267 @@
+//! The host: the untrusted domain. It owns the RAM the hypervisor traces into, donates it with
+//! the `LOAD` hypercall, keeps the hypervisor's clock calibrated, and exports the buffers to
+//! consumers in other processes as a [`ring_mmap::Producer`] (GET_READER_PAGE becomes the
+//! `SWAP_READER` hypercall). It reaches the hypervisor only through [`Host::hvc`].
+
+pub mod clock;
+
+use crate::events;
+use crate::hyp::desc::{CpuDesc, DESC_MAGIC, DESC_VERSION, DescHeader, MAX_DESC_BYTES};
+use crate::hyp::{HvcRet, Hyp, call};
+use crate::platform::{Platform, PlatformBuilder};
+use clock::ClockSync;
+use parking_lot::Mutex;
+use ring_core::{Config, Mode, ReaderUpdate, SwapError, SwapStatus};
+use ring_mmap::backing::{Backing, CpuLayout};
+use ring_mmap::producer::{IDENTITY_CLOCK, Producer, hello_body};
+use ring_mmap::wire::{ClockBody, HelloBody, StatsBody, WaitBody};
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::time::Duration;
+use zerocopy::IntoBytes;
+
+/// How the host sets up tracing.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Physical CPUs (one buffer each).
+    pub nr_cpus: u32,
+    /// Geometry and mode of each buffer.
+    pub buffer: Config,
+    /// Where buffer memory lives (memfds, or files in a directory).
+    pub backing: Backing,
+}
+
+/// Why the host could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A hypercall failed.
+    #[error("hypercall {call} failed: {}", std::io::Error::from_raw_os_error(-*code as i32))]
+    Hypercall {
+        /// Which.
+        call: &'static str,
+        /// The negative errno it returned.
+        code: i64,
+    },
+    /// The machine could not be set up.
+    #[error("setting up the machine: {0}")]
+    Platform(#[from] std::io::Error),
+    /// Buffer memory could not be created.
+    #[error(transparent)]
+    Memory(#[from] ring_mmap::Error),
+}
+
+/// The host.
+#[derive(Debug)]
+pub struct Host {
+    platform: Arc<Platform>,
+    hyp: Arc<Hyp>,
+    config: HostConfig,
+    /// RAM region of each CPU's buffer file.
+    buffers: Vec<usize>,
+    /// RAM region the host writes hypercall descriptors in.
+    scratch: usize,
+    formats: Vec<u8>,
+    clock: Mutex<ClockSync>,
+}
+
+/// Most sub-buffers per CPU the hypervisor is booted to handle.
+pub const HYP_MAX_SUBBUFS: u32 = 4096;
+
+impl Host {
+    /// Builds the machine (RAM for each CPU's buffer, scratch memory), boots the hypervisor,
+    /// donates the buffers (`LOAD`), calibrates the trace clock (`UPDATE_CLOCK`) and turns tracing
+    /// on (`ENABLE`).
+    pub fn boot(config: HostConfig) -> Result<Self, HostError> {
+        let layout = CpuLayout { geometry: config.buffer.geometry };
+        let mut builder = PlatformBuilder::new(config.nr_cpus);
+        let buffers = (0..config.nr_cpus)
+            .map(|cpu| builder.buffer(&config.backing, cpu, layout))
+            .collect::<Result<Vec<_>, _>>()?;
+        let scratch = builder.anon(MAX_DESC_BYTES)?;
+        let platform = Arc::new(builder.build()?);
+        let hyp = Arc::new(Hyp::boot(platform.clone(), HYP_MAX_SUBBUFS));
+        let host = Self {
+            platform,
+            hyp,
+            config,
+            buffers,
+            scratch,
+            formats: events::formats_blob(),
+            clock: Mutex::new(ClockSync::start(Duration::from_millis(20))),
+        };
+        let (addr, len) = host.write_descriptor();
+        host.call("LOAD", call::LOAD, [addr, len, 0, 0])?;
+        let params = host.clock.lock().params();
+        host.call(
+            "UPDATE_CLOCK",
+            call::UPDATE_CLOCK,
+            [params.mult.into(), params.shift.into(), params.epoch_ns, params.epoch_raw],
+        )?;
+        host.set_tracing(true)?;
+        Ok(host)
+    }
+
+    /// The hypervisor (the vCPUs run in it; the host itself only uses [`Host::hvc`]).
+    pub fn hyp(&self) -> &Arc<Hyp> {
+        &self.hyp
+    }
+
+    /// The machine.
+    pub fn platform(&self) -> &Arc<Platform> {
+        &self.platform
+    }
+
+    /// The host's configuration.
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// A hypercall.
+    pub fn hvc(&self, call: u64, args: [u64; 4]) -> HvcRet {
+        self.hyp.hvc(call, args)
+    }
+
+    /// A hypercall that must succeed.
+    fn call(&self, name: &'static str, call: u64, args: [u64; 4]) -> Result<HvcRet, HostError> {
+        let ret = self.hvc(call, args);
+        if ret.status < 0 {
+            return Err(HostError::Hypercall { call: name, code: ret.status });
+        }
+        Ok(ret)
+    }
+
+    /// Writes the load descriptor for the host's buffers into scratch RAM; returns its address
+    /// and length.
+    pub fn write_descriptor(&self) -> (u64, u64) {
+        let geometry = self.config.buffer.geometry;
+        let header = DescHeader {
+            magic: DESC_MAGIC,
+            version: DESC_VERSION,
+            nr_cpus: self.config.nr_cpus,
+            subbuf_size: geometry.subbuf_size(),
+            nr_subbufs: geometry.nr_subbufs(),
+            mode: match self.config.buffer.mode {
+                Mode::Overwrite => 0,
+                Mode::Drop => 1,
+            },
+            _reserved: 0,
+        };
+        let mut bytes = header.as_bytes().to_vec();
+        let meta_len = geometry.meta_size() as u64;
+        for (cpu, &region) in self.buffers.iter().enumerate() {
+            let base = self.platform.region(region).base();
+            let d = CpuDesc {
+                cpu: cpu as u32,
+                _reserved: 0,
+                meta_addr: base,
+                meta_len,
+                data_addr: base + meta_len,
+                data_len: geometry.data_len() as u64,
+            };
+            bytes.extend_from_slice(d.as_bytes());
+        }
+        let scratch = self.platform.region(self.scratch);
+        scratch.shm().store_bytes(0, &bytes);
+        (scratch.base(), bytes.len() as u64)
+    }
+
+    /// Turns tracing on or off.
+    pub fn set_tracing(&self, on: bool) -> Result<(), HostError> {
+        self.call("ENABLE", call::ENABLE, [u64::from(on), 0, 0, 0]).map(|_| ())
+    }
+
+    /// Recalibrates the trace clock and hands the new parameters to the hypervisor. Returns the
+    /// drift measured before the update, in ns (hypervisor minus host).
+    pub fn recalibrate_clock(&self) -> Result<i64, HostError> {
+        let (params, drift) = self.clock.lock().recalibrate();
+        let args = [params.mult.into(), params.shift.into(), params.epoch_ns, params.epoch_raw];
+        self.call("UPDATE_CLOCK", call::UPDATE_CLOCK, args)?;
+        Ok(drift)
+    }
+
+    /// (largest drift, last drift, recalibrations) of the trace clock, drifts in ns.
+    pub fn clock_report(&self) -> (i64, i64, u64) {
+        self.clock.lock().report()
+    }
+
+    /// CPU `cpu`'s exact counters (three `STATS` hypercalls), and events discarded while its
+    /// buffer was busy.
+    pub fn cpu_stats(&self, cpu: u32) -> Result<(StatsBody, u64), HostError> {
+        let group = |g: u64| self.call("STATS", call::STATS, [u64::from(cpu), g, 0, 0]).map(|r| r.ret);
+        let ([entries, overrun, dropped], [read, pages_lost, pages_touched], [swaps, full_pages, discarded]) =
+            (group(0)?, group(1)?, group(2)?);
+        let stats = StatsBody { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages };
+        Ok((stats, discarded))
+    }
+
+    /// The committed-data length of CPU `cpu`'s current reader page, read from the host's own
+    /// view of the shared meta area and page (for error reports only).
+    fn reader_commit(&self, cpu: u32) -> u32 {
+        let shm = self.platform.region(self.buffers[cpu as usize]).shm();
+        let geometry = self.config.buffer.geometry;
+        let reader = shm.load_u32(ring_core::meta::off::READER_ID);
+        if reader >= geometry.nr_subbufs() {
+            return 0;
+        }
+        let page = geometry.meta_size() + geometry.subbuf_offset(reader);
+        (shm.load_u64(page + ring_core::format::SUBBUF_COMMIT_OFFSET) & ring_core::format::COMMIT_LEN_MASK) as u32
+    }
+}
+
+impl Producer for Host {
+    fn nr_cpus(&self) -> u32 {
+        self.config.nr_cpus
+    }
+
+    fn hello(&self) -> HelloBody {
+        let layout = CpuLayout { geometry: self.config.buffer.geometry };
+        hello_body(self.config.nr_cpus, self.config.buffer, layout, self.formats.len())
+    }
+
+    fn cpu_fds(&self, cpu: u32) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+        let file = self.platform.region(self.buffers[cpu as usize]).read_only_fd().expect("buffer regions are files");
+        (file, self.platform.irq(cpu).fd())
+    }
+
+    fn swap_reader_page(&self, cpu: u32, read: u32) -> Result<ReaderUpdate, SwapError> {
+        let ret = self.hvc(call::SWAP_READER, [u64::from(cpu), u64::from(read), 0, 0]);
+        let status = match ret.status {
+            0 => SwapStatus::Swapped,
+            1 => SwapStatus::Unread,
+            2 => SwapStatus::WriterOnPage,
+            code if code == crate::hyp::HypError::BadArgument.code() => {
+                return Err(SwapError::ReadPastCommit { read, commit: self.reader_commit(cpu) });
+            }
+            // Busy, or the buffers are being reloaded: the consumer retries.
+            _ => return Err(SwapError::Busy),
+        };
+        let [id, read, lost_events] = ret.ret;
+        Ok(ReaderUpdate { status, id: id as u32, read: read as u32, lost_events })
+    }
+
+    fn stats(&self, cpu: u32) -> StatsBody {
+        self.cpu_stats(cpu).map(|(s, _)| s).unwrap_or_default()
+    }
+
+    fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody {
+        let ret = self.hvc(call::ARM_DOORBELL, [u64::from(cpu), u64::from(pages), 0, 0]);
+        // Not loaded: say ready, so the consumer asks and learns it directly.
+        if ret.status < 0 {
+            return WaitBody { ready: 1, full_pages: 0 };
+        }
+        WaitBody { ready: ret.ret[0] as u32, full_pages: ret.ret[1] as u32 }
+    }
+
+    fn disarm_doorbell(&self, cpu: u32) {
+        let _ = self.hvc(call::DISARM_DOORBELL, [u64::from(cpu), 0, 0, 0]);
+    }
+
+    fn formats(&self) -> &[u8] {
+        &self.formats
+    }
+
+    fn clock(&self) -> ClockBody {
+        // The hypervisor stamps events in the host's nanoseconds already.
+        IDENTITY_CLOCK
+    }
+}

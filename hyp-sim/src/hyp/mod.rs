@@ -1,0 +1,541 @@
+//! The hypervisor: the trusted domain. It records its own events into per-CPU ring buffers in
+//! pages the host donates, and takes orders from the host only through [`Hyp::hvc`], a hypercall:
+//! a call number and four register-sized arguments in, a status and three results out.
+//!
+//! Rules it keeps, as a real hypervisor must towards an untrusted host:
+//! - **No allocation after boot.** Everything it needs (per-CPU state, the writer-private ring
+//!   links for the largest buffers it accepts) is allocated in [`Hyp::boot`]; loading moves the
+//!   preallocated links into the buffers and unloading moves them back.
+//! - **No lock shared with the host.** Per-CPU state is a small state machine of atomics: the
+//!   hypervisor's writer and the host's calls on a CPU count themselves in `users`; loading,
+//!   unloading and resetting a CPU switch its state to `BUSY` and wait only for the users already
+//!   inside to leave.
+//! - **Every host input validated, no panic on any.** The load descriptor is copied out of host
+//!   memory before it is checked ([`desc`]); every argument is range-checked; a failure is a
+//!   negative errno ([`HypError`]).
+//! - **Only donated memory is touched**, through regions built from validated ranges.
+
+pub mod clock;
+pub mod desc;
+pub mod error;
+
+use crate::events::{EVENTS, HypEvent, MAX_PAYLOAD};
+use crate::guest::{self, GuestExit};
+use crate::platform::Platform;
+use clock::{ClockParams, HypClock};
+use desc::{Load, MAX_DESC_BYTES};
+pub use error::HypError;
+use ring_core::{Clock, Config, CpuBuffer, Doorbell, ShmRegion, SubBufLink, SwapError, SwapStatus};
+use std::cell::UnsafeCell;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+/// Hypercall numbers.
+pub mod call {
+    /// `LOAD(desc_addr, desc_len)`: take the donated pages the descriptor names and set up a buffer
+    /// per CPU in them.
+    pub const LOAD: u64 = 1;
+    /// `UNLOAD()`: tear the buffers down and give the pages back.
+    pub const UNLOAD: u64 = 2;
+    /// `ENABLE(on)`: start (1) or stop (0) tracing.
+    pub const ENABLE: u64 = 3;
+    /// `ENABLE_EVENT(id, on)`: record (1) or ignore (0) event `id`.
+    pub const ENABLE_EVENT: u64 = 4;
+    /// `SWAP_READER(cpu, read)`: GET_READER_PAGE on `cpu`; status 0/1/2 (swapped / kept with
+    /// unread data / kept, writer on it), results `[id, read, lost_events]`.
+    pub const SWAP_READER: u64 = 5;
+    /// `RESET(cpu)`: empty `cpu`'s buffer.
+    pub const RESET: u64 = 6;
+    /// `UPDATE_CLOCK(mult, shift, epoch_ns, epoch_raw)`.
+    pub const UPDATE_CLOCK: u64 = 7;
+    /// `STATS(cpu, group)`: three counters per group: 0 `[entries, overrun, dropped]`,
+    /// 1 `[read, pages_lost, pages_touched]`, 2 `[swaps, full_pages, discarded]`.
+    pub const STATS: u64 = 8;
+    /// `ARM_DOORBELL(cpu, pages)`: results `[ready, full_pages, 0]`.
+    pub const ARM_DOORBELL: u64 = 9;
+    /// `DISARM_DOORBELL(cpu)`.
+    pub const DISARM_DOORBELL: u64 = 10;
+}
+
+/// What a hypercall returns: a status (0 or more: success; negative: an errno) and three result
+/// registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HvcRet {
+    /// Status.
+    pub status: i64,
+    /// Results.
+    pub ret: [u64; 3],
+}
+
+impl HvcRet {
+    fn ok(status: i64, ret: [u64; 3]) -> Self {
+        Self { status, ret }
+    }
+}
+
+/// The clock the hypervisor's buffers stamp events with.
+#[derive(Debug, Clone)]
+pub struct TraceClock(Arc<HypClock>);
+
+impl Clock for TraceClock {
+    #[inline]
+    fn now(&self) -> u64 {
+        self.0.now()
+    }
+}
+
+/// A CPU's doorbell: its interrupt line to the host.
+#[derive(Debug, Clone)]
+pub struct IrqDoorbell {
+    platform: Arc<Platform>,
+    cpu: u32,
+}
+
+impl Doorbell for IrqDoorbell {
+    fn ring(&self) {
+        ring_core::Doorbell::ring(self.platform.irq(self.cpu));
+    }
+}
+
+/// A hypervisor trace buffer.
+pub type HypBuffer = CpuBuffer<'static, TraceClock, IrqDoorbell>;
+
+/// Per-CPU states.
+mod state {
+    /// No buffer.
+    pub const EMPTY: u32 = 0;
+    /// A buffer, in use.
+    pub const LOADED: u32 = 1;
+    /// Being set up, torn down or reset: no new users.
+    pub const BUSY: u32 = 2;
+}
+
+/// Global load states.
+mod load_state {
+    pub const UNLOADED: u32 = 0;
+    pub const LOADING: u32 = 1;
+    pub const LOADED: u32 = 2;
+    pub const UNLOADING: u32 = 3;
+}
+
+/// One CPU's tracing state.
+struct HypCpu {
+    state: AtomicU32,
+    /// Writers and host calls currently using `buffer`.
+    users: AtomicU32,
+    /// Events the writer skipped because the buffer was being reset or torn down.
+    discarded: AtomicU64,
+    buffer: UnsafeCell<Option<HypBuffer>>,
+    /// The preallocated links while no buffer holds them.
+    links: UnsafeCell<Option<Box<[SubBufLink]>>>,
+}
+
+// SAFETY: the two UnsafeCells follow one protocol: `buffer` is read (shared) only by users that
+// counted themselves in `users` and then saw `state == LOADED`; it and `links` are written only by
+// the one caller that moved `state` to BUSY (by a compare-and-swap from LOADED, or from EMPTY under
+// the global LOADING/UNLOADING state) and then waited for `users` to drop to zero. Those SeqCst
+// accesses order every user's access before the writer's and after the previous one's.
+unsafe impl Sync for HypCpu {}
+
+/// A user's pass to a CPU's buffer; leaving drops it.
+struct CpuUse<'a> {
+    cpu: &'a HypCpu,
+}
+
+impl CpuUse<'_> {
+    fn buffer(&self) -> &HypBuffer {
+        // SAFETY: a CpuUse exists only between `users` counting us in and out while the state
+        // was LOADED, during which the buffer is present and only read (see `HypCpu`).
+        unsafe { (*self.cpu.buffer.get()).as_ref() }.expect("a loaded CPU has a buffer")
+    }
+}
+
+impl Drop for CpuUse<'_> {
+    fn drop(&mut self) {
+        // Ordering: Release, so our accesses to the buffer happen before whatever the waiter in
+        // `quiesce` does after seeing the count drop (it loads with SeqCst).
+        self.cpu.users.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl HypCpu {
+    fn new(links: Box<[SubBufLink]>) -> Self {
+        Self {
+            state: AtomicU32::new(state::EMPTY),
+            users: AtomicU32::new(0),
+            discarded: AtomicU64::new(0),
+            buffer: UnsafeCell::new(None),
+            links: UnsafeCell::new(Some(links)),
+        }
+    }
+
+    /// Enters as a user if the CPU has a buffer.
+    fn enter(&self) -> Option<CpuUse<'_>> {
+        // Ordering: SeqCst on both sides of a Dekker pair with `quiesce` (state store, users
+        // load): either we see the state change and leave, or it sees our count and waits.
+        self.users.fetch_add(1, Ordering::SeqCst);
+        if self.state.load(Ordering::SeqCst) == state::LOADED {
+            Some(CpuUse { cpu: self })
+        } else {
+            self.users.fetch_sub(1, Ordering::Release);
+            None
+        }
+    }
+
+    /// After `state` was set to BUSY: waits until no user is inside.
+    fn quiesce(&self) {
+        // Ordering: SeqCst, see `enter`. The users inside are a writer in the middle of one event
+        // or a host call in the middle of one swap: a short wait.
+        while self.users.load(Ordering::SeqCst) != 0 {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Claims a LOADED CPU for exclusive work (reset, unload): `false` if it is not loaded or
+    /// someone else holds it.
+    fn claim_loaded(&self) -> Result<(), HypError> {
+        // Ordering: SeqCst, as the state store of the Dekker pair in `enter`.
+        match self.state.compare_exchange(state::LOADED, state::BUSY, Ordering::SeqCst, Ordering::Relaxed) {
+            Ok(_) => {
+                self.quiesce();
+                Ok(())
+            }
+            Err(state::EMPTY) => Err(HypError::NotLoaded),
+            Err(_) => Err(HypError::Busy),
+        }
+    }
+
+    /// Ends exclusive work with the CPU in `to`.
+    fn release(&self, to: u32) {
+        // Ordering: Release, so users that see the new state (SeqCst load) see the work done.
+        self.state.store(to, Ordering::Release);
+    }
+}
+
+/// The hypervisor.
+pub struct Hyp {
+    platform: Arc<Platform>,
+    clock: Arc<HypClock>,
+    cpus: Box<[HypCpu]>,
+    links_per_cpu: u32,
+    load: AtomicU32,
+    enabled: AtomicBool,
+    /// Bit `id` set: event `id` is recorded.
+    events: AtomicU64,
+}
+
+impl core::fmt::Debug for Hyp {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Hyp").field("cpus", &self.cpus.len()).field("links_per_cpu", &self.links_per_cpu).finish()
+    }
+}
+
+impl Hyp {
+    /// Boots on `platform`, able to take buffers of up to `links_per_cpu` sub-buffers per CPU.
+    /// All the memory the hypervisor will ever need is allocated here.
+    pub fn boot(platform: Arc<Platform>, links_per_cpu: u32) -> Self {
+        let cpus = (0..platform.nr_cpus())
+            .map(|_| HypCpu::new((0..links_per_cpu).map(|_| SubBufLink::new()).collect()))
+            .collect();
+        let all_events = EVENTS.iter().fold(0u64, |m, e| m | 1 << e.id);
+        Self {
+            platform,
+            clock: Arc::new(HypClock::default()),
+            cpus,
+            links_per_cpu,
+            load: AtomicU32::new(load_state::UNLOADED),
+            enabled: AtomicBool::new(false),
+            events: AtomicU64::new(all_events),
+        }
+    }
+
+    /// The hypervisor's trace clock (the writer side reads it; the host only through hypercalls).
+    pub fn clock(&self) -> &HypClock {
+        &self.clock
+    }
+
+    /// Records `event` on `cpu`, for the vCPU `pid`: the hypervisor's own tracing, called from
+    /// its exit handlers. Never fails: an event it cannot record is counted (dropped by the ring
+    /// buffer, or discarded while the CPU's buffer is reset or torn down).
+    pub fn trace(&self, cpu: u32, pid: i32, event: &HypEvent<'_>) {
+        // Ordering: Relaxed; tracing switches are advisory, an event racing a switch may or may
+        // not be recorded.
+        if !self.enabled.load(Ordering::Relaxed) || self.events.load(Ordering::Relaxed) & (1 << event.id()) == 0 {
+            return;
+        }
+        let Some(c) = self.cpus.get(cpu as usize) else { return };
+        let mut payload = [0u8; MAX_PAYLOAD];
+        let len = event.encode(pid, &mut payload);
+        match c.enter() {
+            // A full ring in drop mode is counted by the buffer itself.
+            Some(using) => {
+                let _ = using.buffer().write(&payload[..len]);
+            }
+            None if c.state.load(Ordering::Relaxed) == state::BUSY => {
+                // Ordering: Relaxed; a statistic.
+                c.discarded.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {}
+        }
+    }
+
+    /// The exit handler: exit `n` of the vCPU running on physical CPU `cpu` enters the hypervisor,
+    /// which records `hyp_enter`, what the exit was, and `hyp_exit`.
+    pub fn handle_exit(&self, cpu: u32, n: u64, exit: &GuestExit) {
+        let pid = i32::try_from(cpu).unwrap_or(-1);
+        self.trace(cpu, pid, &HypEvent::Enter);
+        match *exit {
+            GuestExit::Hcall { id, args } => self.trace(cpu, pid, &HypEvent::HostHcall { id, args }),
+            GuestExit::Smc { func_id, forwarded } => self.trace(cpu, pid, &HypEvent::HostSmc { func_id, forwarded }),
+            GuestExit::MemAbort { esr, addr } => self.trace(cpu, pid, &HypEvent::HostMemAbort { esr, addr }),
+            GuestExit::Printk => {
+                let mut text = [0u8; 64];
+                let msg = guest::printk_message(cpu, n, &mut text);
+                self.trace(cpu, pid, &HypEvent::Printk(msg));
+            }
+        }
+        self.trace(cpu, pid, &HypEvent::Exit);
+    }
+
+    /// A hypercall from the host. Any call number and arguments are accepted: unknown calls and
+    /// bad arguments get a negative errno, never a panic.
+    pub fn hvc(&self, call: u64, args: [u64; 4]) -> HvcRet {
+        match self.dispatch(call, args) {
+            Ok(ret) => ret,
+            Err(e) => HvcRet { status: e.code(), ret: [0; 3] },
+        }
+    }
+
+    fn dispatch(&self, call: u64, [a0, a1, a2, a3]: [u64; 4]) -> Result<HvcRet, HypError> {
+        match call {
+            call::LOAD => self.load(a0, a1).map(|()| HvcRet::ok(0, [0; 3])),
+            call::UNLOAD => self.unload().map(|()| HvcRet::ok(0, [0; 3])),
+            call::ENABLE => {
+                let on = flag(a0)?;
+                // Ordering: Relaxed, see `trace`.
+                self.enabled.store(on, Ordering::Relaxed);
+                Ok(HvcRet::ok(0, [0; 3]))
+            }
+            call::ENABLE_EVENT => {
+                let id = u16::try_from(a0).ok().filter(|id| crate::events::by_id(*id).is_some());
+                let bit = 1u64 << id.ok_or(HypError::BadArgument)?;
+                // Ordering: Relaxed, see `trace`.
+                if flag(a1)? {
+                    self.events.fetch_or(bit, Ordering::Relaxed);
+                } else {
+                    self.events.fetch_and(!bit, Ordering::Relaxed);
+                }
+                Ok(HvcRet::ok(0, [0; 3]))
+            }
+            call::SWAP_READER => {
+                let read = u32::try_from(a1).map_err(|_| HypError::BadArgument)?;
+                let using = self.cpu(a0)?.enter().ok_or(HypError::NotLoaded)?;
+                match using.buffer().swap_reader_page(read) {
+                    Ok(up) => {
+                        let status = match up.status {
+                            SwapStatus::Swapped => 0,
+                            SwapStatus::Unread => 1,
+                            SwapStatus::WriterOnPage => 2,
+                        };
+                        Ok(HvcRet::ok(status, [u64::from(up.id), u64::from(up.read), up.lost_events]))
+                    }
+                    Err(SwapError::Busy) => Err(HypError::Busy),
+                    Err(SwapError::ReadPastCommit { .. }) => Err(HypError::BadArgument),
+                }
+            }
+            call::RESET => {
+                let c = self.cpu(a0)?;
+                c.claim_loaded()?;
+                // SAFETY: `claim_loaded` made us the CPU's only accessor (state BUSY, no users).
+                if let Some(buffer) = unsafe { (*c.buffer.get()).as_mut() } {
+                    buffer.reset();
+                }
+                c.release(state::LOADED);
+                Ok(HvcRet::ok(0, [0; 3]))
+            }
+            call::UPDATE_CLOCK => {
+                let (mult, shift) = (u32::try_from(a0), u32::try_from(a1));
+                let (Ok(mult), Ok(shift)) = (mult, shift) else { return Err(HypError::BadArgument) };
+                if mult == 0 || shift > 63 {
+                    return Err(HypError::BadArgument);
+                }
+                let params = ClockParams { mult, shift, epoch_ns: a2, epoch_raw: a3 };
+                if !self.clock.update(params) {
+                    return Err(HypError::Busy);
+                }
+                Ok(HvcRet::ok(0, [0; 3]))
+            }
+            call::STATS => {
+                let c = self.cpu(a0)?;
+                let using = c.enter().ok_or(HypError::NotLoaded)?;
+                let s = using.buffer().stats();
+                // Ordering: Relaxed; a statistic.
+                let discarded = c.discarded.load(Ordering::Relaxed);
+                let ret = match a1 {
+                    0 => [s.entries, s.overrun, s.dropped],
+                    1 => [s.read, s.pages_lost, s.pages_touched],
+                    2 => [s.swaps, u64::from(using.buffer().full_pages()), discarded],
+                    _ => return Err(HypError::BadArgument),
+                };
+                Ok(HvcRet::ok(0, ret))
+            }
+            call::ARM_DOORBELL => {
+                let pages = u32::try_from(a1).unwrap_or(u32::MAX);
+                let using = self.cpu(a0)?.enter().ok_or(HypError::NotLoaded)?;
+                let ready = using.buffer().arm_doorbell(pages);
+                Ok(HvcRet::ok(0, [u64::from(ready), u64::from(using.buffer().full_pages()), 0]))
+            }
+            call::DISARM_DOORBELL => {
+                let using = self.cpu(a0)?.enter().ok_or(HypError::NotLoaded)?;
+                using.buffer().disarm_doorbell();
+                Ok(HvcRet::ok(0, [0; 3]))
+            }
+            _ => Err(HypError::UnknownCall),
+        }
+    }
+
+    fn cpu(&self, cpu: u64) -> Result<&HypCpu, HypError> {
+        usize::try_from(cpu).ok().and_then(|c| self.cpus.get(c)).ok_or(HypError::BadArgument)
+    }
+
+    fn load(&self, desc_addr: u64, desc_len: u64) -> Result<(), HypError> {
+        // Ordering: Acquire pairs with the Release that ended the previous load or unload.
+        match self.load.compare_exchange(
+            load_state::UNLOADED,
+            load_state::LOADING,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {}
+            Err(load_state::LOADED) => return Err(HypError::AlreadyLoaded),
+            Err(_) => return Err(HypError::Busy),
+        }
+        let result = self.load_from(desc_addr, desc_len);
+        let end = if result.is_ok() { load_state::LOADED } else { load_state::UNLOADED };
+        // Ordering: Release, see above.
+        self.load.store(end, Ordering::Release);
+        result
+    }
+
+    fn load_from(&self, desc_addr: u64, desc_len: u64) -> Result<(), HypError> {
+        let len = usize::try_from(desc_len).ok().filter(|&l| l <= MAX_DESC_BYTES).ok_or(HypError::DescSize)?;
+        let region = self.platform.find(desc_addr, desc_len).ok_or(HypError::DescOutsideRam)?;
+        if !desc_addr.is_multiple_of(8) {
+            return Err(HypError::Misaligned);
+        }
+        // Copy first: the host could change its memory while we check it.
+        let mut copy = [0u8; MAX_DESC_BYTES];
+        region.shm().load_bytes((desc_addr - region.base()) as usize, &mut copy[..len]);
+        let load = desc::validate(&copy[..len], &self.platform, self.links_per_cpu)?;
+        for i in 0..load.nr_cpus {
+            if let Err(e) = self.load_cpu(&load, i) {
+                for done in &load.cpus[..i] {
+                    self.unload_cpu(&self.cpus[done.cpu as usize]);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets up the buffer of the `i`th CPU of a validated descriptor.
+    fn load_cpu(&self, load: &Load, i: usize) -> Result<(), HypError> {
+        let d = &load.cpus[i];
+        let c = &self.cpus[d.cpu as usize];
+        // Ordering: SeqCst, as `claim_loaded`. A CPU is EMPTY here (the last unload emptied all);
+        // BUSY keeps users out while we write its cells.
+        if c.state.compare_exchange(state::EMPTY, state::BUSY, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+            return Err(HypError::Busy);
+        }
+        c.quiesce();
+        let region = |addr: u64, len: u64| {
+            let ptr = NonNull::new(addr as *mut u8).expect("validated addresses lie in RAM, never at 0");
+            // SAFETY: `validate` put `addr..addr + len` inside one platform RAM region (page
+            // aligned, so 8-aligned), and the platform, which keeps that memory mapped, lives as
+            // long as `self.platform`, longer than the buffer. Within this process that memory is
+            // only accessed atomically: by the host through its own ShmRegions, by us through
+            // these.
+            unsafe { ShmRegion::from_raw_parts(ptr, len as usize) }
+        };
+        // SAFETY: we hold the CPU BUSY with no users: its cells are ours.
+        let links = unsafe { (*c.links.get()).take() }.expect("an EMPTY CPU holds its links");
+        let config = Config { geometry: load.geometry, mode: load.mode };
+        let built = CpuBuffer::with_links(
+            config,
+            region(d.meta_addr, d.meta_len),
+            region(d.data_addr, d.data_len),
+            links,
+            TraceClock(self.clock.clone()),
+        );
+        let buffer = match built {
+            Ok(b) => b.with_doorbell(IrqDoorbell { platform: self.platform.clone(), cpu: d.cpu }),
+            Err((error, links)) => {
+                // `validate` checked everything the buffer needs, so this does not happen; if it
+                // did, the CPU gets its links back and stays empty.
+                // SAFETY: as above.
+                unsafe { *c.links.get() = Some(links) };
+                c.release(state::EMPTY);
+                return Err(match error {
+                    ring_core::GeometryError::MetaTooSmall { .. } => HypError::MetaSize,
+                    ring_core::GeometryError::DataTooSmall { .. } => HypError::DataSize,
+                    _ => HypError::SubBufCount,
+                });
+            }
+        };
+        // SAFETY: as above.
+        unsafe { *c.buffer.get() = Some(buffer) };
+        // Ordering: Relaxed; a fresh buffer starts a fresh count.
+        c.discarded.store(0, Ordering::Relaxed);
+        c.release(state::LOADED);
+        Ok(())
+    }
+
+    fn unload(&self) -> Result<(), HypError> {
+        // Ordering: Acquire/Release as in `load`.
+        match self.load.compare_exchange(
+            load_state::LOADED,
+            load_state::UNLOADING,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {}
+            Err(load_state::UNLOADED) => return Err(HypError::NotLoaded),
+            Err(_) => return Err(HypError::Busy),
+        }
+        for c in self.cpus.iter() {
+            self.unload_cpu(c);
+        }
+        self.load.store(load_state::UNLOADED, Ordering::Release);
+        Ok(())
+    }
+
+    /// Tears a CPU's buffer down (if it has one) and takes its links back.
+    fn unload_cpu(&self, c: &HypCpu) {
+        // Ordering: SeqCst, as `claim_loaded`. Only load and unload touch EMPTY CPUs, and they
+        // are serialised by the global load state; a concurrent RESET holds the CPU BUSY briefly.
+        loop {
+            match c.state.compare_exchange(state::LOADED, state::BUSY, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(state::EMPTY) => return,
+                Err(_) => std::hint::spin_loop(),
+            }
+        }
+        c.quiesce();
+        // SAFETY: we hold the CPU BUSY with no users: its cells are ours.
+        let buffer = unsafe { (*c.buffer.get()).take() };
+        let links = buffer.and_then(HypBuffer::into_links);
+        // SAFETY: as above.
+        unsafe { *c.links.get() = links };
+        c.release(state::EMPTY);
+    }
+}
+
+/// A 0/1 flag argument.
+fn flag(v: u64) -> Result<bool, HypError> {
+    match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(HypError::BadArgument),
+    }
+}

@@ -1,0 +1,176 @@
+//! `hyp-sim`: runs the simulated hypervisor and exports its trace buffers.
+#![forbid(unsafe_code)]
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use hyp_sim::host::{Host, HostConfig};
+use hyp_sim::vcpu::{self, Workload};
+use ring_core::{Config, Geometry, Mode};
+use ring_mmap::{Backing, Server, default_socket_path};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ModeArg {
+    /// Flight recorder: when the ring is full the oldest page is overwritten (and counted).
+    Overwrite,
+    /// Producer/consumer: when the ring is full new events are dropped (and counted).
+    Drop,
+}
+
+/// A simulated hypervisor that traces its own events (hyp_enter, hyp_exit, host_hcall,
+/// host_smc, host_mem_abort, hyp_printk) into per-CPU ring buffers in memory the host donated,
+/// and a host that exports those buffers to consumers in other processes (zero-copy, through a
+/// Unix control socket and read-only mappings). Read them with `trace-reader`.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Simulated physical CPUs, one vCPU thread and one buffer each [default: all cores]
+    #[arg(long)]
+    cpus: Option<u32>,
+    /// Guest exits per second per vCPU, each recording three events; 0 runs as fast as possible
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// How long the guests run, in seconds; 0 runs until Ctrl-C
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// What happens when a buffer is full
+    #[arg(long, value_enum, default_value = "overwrite")]
+    mode: ModeArg,
+    /// Bytes per sub-buffer (a power of two, at least 4096)
+    #[arg(long, default_value_t = 4096)]
+    subbuf_size: u32,
+    /// Sub-buffers per CPU, the reader page included (at least 3)
+    #[arg(long, default_value_t = 64)]
+    nr_subbufs: u32,
+    /// Control socket path [default: $XDG_RUNTIME_DIR/hyptrace.sock or /tmp/hyptrace-<uid>/hyptrace.sock]
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Keep the buffers in files cpu0, cpu1, ... in this directory (they outlive the run)
+    /// instead of anonymous sealed memory
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// After the guests stop, keep serving up to this many seconds while consumers drain
+    #[arg(long, default_value_t = 2.0)]
+    linger: f64,
+    /// Seed of the guests' exit streams
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How often the host recalibrates the hypervisor's clock, in milliseconds
+    #[arg(long, default_value_t = 500)]
+    recalibrate_ms: u64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let nr_cpus = match args.cpus {
+        Some(0) => bail!("--cpus must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+    };
+    let geometry = Geometry::new(args.subbuf_size, args.nr_subbufs).context("invalid buffer geometry")?;
+    if args.subbuf_size < 4096 {
+        bail!("--subbuf-size must be at least 4096 (a page)");
+    }
+    let config = HostConfig {
+        nr_cpus,
+        buffer: Config {
+            geometry,
+            mode: match args.mode {
+                ModeArg::Overwrite => Mode::Overwrite,
+                ModeArg::Drop => Mode::Drop,
+            },
+        },
+        backing: args.dir.clone().map_or(Backing::Memfd, Backing::Dir),
+    };
+    let host = Arc::new(Host::boot(config).context("booting the hypervisor")?);
+    let socket = args.socket.clone().unwrap_or_else(default_socket_path);
+    let server = Server::start(&socket, host.clone()).with_context(|| format!("serving {}", socket.display()))?;
+    eprintln!(
+        "hyp-sim: {nr_cpus} CPUs, {:?} mode, {} x {} B sub-buffers per CPU, serving {}",
+        args.mode,
+        args.nr_subbufs,
+        args.subbuf_size,
+        socket.display()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("installing the Ctrl-C handler")?;
+    }
+    let workload = Workload { rate: args.rate, seed: args.seed };
+    let start = Instant::now();
+    let vcpus: Vec<_> = (0..nr_cpus)
+        .map(|cpu| {
+            let (host, stop) = (host.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("vcpu{cpu}"))
+                .spawn(move || vcpu::run(host.hyp(), cpu, workload, &stop))
+                .context("spawning a vCPU thread")
+        })
+        .collect::<Result<_>>()?;
+
+    // The host's own loop: recalibrate the trace clock until the run ends.
+    let duration = (args.duration > 0.0).then(|| Duration::from_secs_f64(args.duration));
+    let period = Duration::from_millis(args.recalibrate_ms.max(10));
+    let mut next_calibration = Instant::now() + period;
+    while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| start.elapsed() < d) {
+        std::thread::sleep(Duration::from_millis(10));
+        if Instant::now() >= next_calibration {
+            let drift = host.recalibrate_clock()?;
+            if drift.abs() > hyp_sim::host::clock::DRIFT_WARNING_NS {
+                eprintln!("hyp-sim: warning: the hypervisor clock drifted {drift} ns before recalibration");
+            }
+            next_calibration += period;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let exits: Vec<u64> = vcpus.into_iter().map(|v| v.join().expect("a vCPU thread panicked")).collect();
+    let elapsed = start.elapsed();
+    host.set_tracing(false)?;
+
+    // Give consumers a chance to read everything before the buffers go away.
+    let linger_until = Instant::now() + Duration::from_secs_f64(args.linger.max(0.0));
+    while Instant::now() < linger_until && !drained(&host) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(server);
+    report(&host, &exits, elapsed)
+}
+
+/// True when no CPU has finished pages a consumer has not taken.
+fn drained(host: &Host) -> bool {
+    (0..host.config().nr_cpus).all(|cpu| host.cpu_stats(cpu).is_ok_and(|(s, _)| s.full_pages == 0))
+}
+
+fn report(host: &Host, exits: &[u64], elapsed: Duration) -> Result<()> {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    eprintln!("\nhyp-sim: ran {:.2} s", secs);
+    eprintln!(
+        "{:>4} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>12}",
+        "cpu", "exits", "entries", "overrun", "dropped", "read", "discarded", "swaps", "events/s"
+    );
+    for (cpu, &n) in exits.iter().enumerate() {
+        let (s, discarded) = host.cpu_stats(cpu as u32)?;
+        eprintln!(
+            "{:>4} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>12.0}",
+            cpu,
+            n,
+            s.entries,
+            s.overrun,
+            s.dropped,
+            s.read,
+            discarded,
+            s.swaps,
+            (s.entries + s.dropped) as f64 / secs
+        );
+    }
+    let (max, last, updates) = host.clock_report();
+    eprintln!(
+        "hyp-sim: trace clock recalibrated {updates} times; drift before recalibration: last {last} ns, largest {max} ns"
+    );
+    Ok(())
+}
