@@ -41,7 +41,7 @@ summarize() {
             passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$f" | awk '{s += $4} END {print s + 0}')
             echo "$passed tests passed (proptest model: $PROPTEST_CASES cases; stress: ${HYPTRACE_STRESS_MS} ms per mode)"
             # Headline figures, and any test that could not run here (it says why).
-            grep -E '^(stress |SKIPPED|kernel overwrite|C consumer|killed producer|drop mode cpu|overwrite mode cpu)' "$f" \
+            grep -E '^(stress |SKIPPED|kernel overwrite|kernel record|trace-cmd report agrees|C consumer|killed producer|drop mode cpu|overwrite mode cpu)' "$f" \
                 | sed 's/^/           /' || true
             ;;
         loom) echo "$(grep -Eo 'test result: ok\. [0-9]+ passed' "$f" | awk '{print $4}') loom models: every schedule with up to $LOOM_MAX_PREEMPTIONS preemptions explored" ;;

@@ -137,8 +137,10 @@ fn main() -> Result<()> {
     while Instant::now() < linger_until && !drained(&host) {
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The report first: consumers print theirs when the socket closes.
+    let report = report(&host, &exits, elapsed);
     drop(server);
-    report(&host, &exits, elapsed)
+    report
 }
 
 /// True when no CPU has finished pages a consumer has not taken.
@@ -147,15 +149,19 @@ fn drained(host: &Host) -> bool {
 }
 
 fn report(host: &Host, exits: &[u64], elapsed: Duration) -> Result<()> {
+    use std::fmt::Write as _;
     let secs = elapsed.as_secs_f64().max(1e-9);
-    eprintln!("\nhyp-sim: ran {:.2} s", secs);
-    eprintln!(
+    // One write to stderr, so that it does not interleave with a consumer's output.
+    let mut out = format!("\nhyp-sim: ran {secs:.2} s\n");
+    let _ = writeln!(
+        out,
         "{:>4} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>12}",
         "cpu", "exits", "entries", "overrun", "dropped", "read", "discarded", "swaps", "events/s"
     );
     for (cpu, &n) in exits.iter().enumerate() {
         let (s, discarded) = host.cpu_stats(cpu as u32)?;
-        eprintln!(
+        let _ = writeln!(
+            out,
             "{:>4} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>12.0}",
             cpu,
             n,
@@ -169,8 +175,10 @@ fn report(host: &Host, exits: &[u64], elapsed: Duration) -> Result<()> {
         );
     }
     let (max, last, updates) = host.clock_report();
-    eprintln!(
+    let _ = writeln!(
+        out,
         "hyp-sim: trace clock recalibrated {updates} times; drift before recalibration: last {last} ns, largest {max} ns"
     );
+    eprint!("{out}");
     Ok(())
 }

@@ -353,6 +353,16 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
         (&self.meta, &self.data)
     }
 
+    /// Publishes the writer's `entries` count in the meta area now. The writer publishes it itself
+    /// only when it leaves a page (every other counter as it changes), so after the writer stops
+    /// this makes the meta area's figure final for its readers. Calling it while the writer runs
+    /// is harmless: the value may briefly lag until the writer's next page crossing.
+    pub fn publish_entries(&self) {
+        // Ordering: Relaxed; a statistic, read on its own (see `stats`).
+        let entries = self.w.entries.load(Ordering::Relaxed);
+        self.publish_counter(crate::meta::off::ENTRIES, entries);
+    }
+
     /// Current counters. Exact at a quiescent point; during activity each field is a recent value.
     pub fn stats(&self) -> Stats {
         // Ordering: Relaxed throughout; these are statistics, exact only when quiescent (which the

@@ -315,6 +315,14 @@ impl Hyp {
                 let on = flag(a0)?;
                 // Ordering: Relaxed, see `trace`.
                 self.enabled.store(on, Ordering::Relaxed);
+                if !on {
+                    // Tracing stopped: make the meta pages' entry counts final for consumers.
+                    for c in self.cpus.iter() {
+                        if let Some(using) = c.enter() {
+                            using.buffer().publish_entries();
+                        }
+                    }
+                }
                 Ok(HvcRet::ok(0, [0; 3]))
             }
             call::ENABLE_EVENT => {

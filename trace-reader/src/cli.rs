@@ -1,0 +1,179 @@
+//! The command line.
+
+use crate::output::Style;
+use crate::source::Target;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Reads trace buffers through their memory mappings, zero-copy: those of a hyptrace producer
+/// (such as hyp-sim), found through its control socket, or the Linux kernel's own (tracefs).
+///
+/// Events print ftrace-style, one per line, merged across CPUs in time order:
+///
+///   <cpu> [<seconds>.<nanoseconds>] <event>: <field>=<value> ...
+///
+/// with `<cpu> [LOST <n> EVENTS]` where the buffer lost events. Data goes to stdout,
+/// diagnostics and summaries to stderr.
+#[derive(Parser, Debug)]
+#[command(name = "trace-reader", version, about, long_about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  hyp-sim --cpus 2 & trace-reader stream          read a producer live until it exits
+  trace-reader stream --format json --duration 5  JSON lines for five seconds
+  trace-reader show                               what is in the buffers now, without consuming
+  trace-reader stats --kernel                     the kernel buffer's per-CPU counters
+  trace-reader record -o trace.dat                record until Ctrl-C; then: trace-cmd report trace.dat
+  trace-reader report trace.dat                   print a recorded file";
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Consume and print events live, merged across CPUs in time order, until the producer
+    /// exits, --duration passes or Ctrl-C. Ends with a per-CPU table on stderr.
+    Stream(StreamArgs),
+    /// Print what the buffers hold now without consuming it (hyptrace buffers: the kernel's
+    /// meta page has no ring map to walk). Pages the writer overwrote while they were being
+    /// read are left out and reported, never printed torn.
+    Show(ShowArgs),
+    /// Print each CPU's counters (entries, overrun, dropped, read, unread, pages touched and
+    /// lost, bytes), like tracefs per_cpu/cpuN/stats.
+    Stats(StatsArgs),
+    /// Consume events into a trace-cmd trace.dat file (version 6) that `trace-cmd report` and
+    /// KernelShark open. Shows progress on stderr; Ctrl-C or --duration stops it and leaves a
+    /// complete file.
+    Record(RecordArgs),
+    /// Print a trace.dat file written by `record` (or an uncompressed version 6 file from
+    /// trace-cmd), without trace-cmd.
+    Report(ReportArgs),
+}
+
+/// Where the buffers are.
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// A hyptrace producer's control socket [default: hyp-sim's, $XDG_RUNTIME_DIR/hyptrace.sock
+    /// or /tmp/hyptrace-<uid>/hyptrace.sock]
+    #[arg(long, conflicts_with = "kernel")]
+    pub socket: Option<PathBuf>,
+    /// Read the Linux kernel's trace buffers (tracefs, mounted if needed; needs root)
+    #[arg(long)]
+    pub kernel: bool,
+    /// With --kernel: the tracefs instance (instances/NAME) to read instead of the top buffer
+    #[arg(long, requires = "kernel")]
+    pub instance: Option<String>,
+    /// With --kernel: where tracefs is mounted
+    #[arg(long, requires = "kernel", default_value = ring_mmap::kernel::TRACEFS)]
+    pub tracefs: PathBuf,
+    /// Seconds to wait for the producer's socket to appear (it may still be starting)
+    #[arg(long, default_value_t = 5.0, value_parser = seconds)]
+    pub wait: f64,
+    /// Read only these CPUs (repeat, or separate with commas) [default: all]
+    #[arg(long = "cpu", value_delimiter = ',')]
+    pub cpus: Vec<u32>,
+}
+
+impl SourceArgs {
+    /// The target these arguments name.
+    pub fn target(&self) -> anyhow::Result<Target> {
+        if self.kernel {
+            if self.tracefs.as_os_str() == ring_mmap::kernel::TRACEFS {
+                ring_mmap::kernel::mount_tracefs()?;
+            }
+            let tracing = match &self.instance {
+                Some(name) => self.tracefs.join("instances").join(name),
+                None => self.tracefs.clone(),
+            };
+            return Ok(Target::Kernel { tracing });
+        }
+        let socket = match &self.socket {
+            Some(s) => s.clone(),
+            None => ring_mmap::default_socket_path(),
+        };
+        Ok(Target::Producer { socket, wait: Duration::from_secs_f64(self.wait) })
+    }
+}
+
+/// Arguments of `stream`.
+#[derive(Args, Debug)]
+pub struct StreamArgs {
+    /// Source.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Style,
+    /// Stop after this many seconds [default: until the producer exits or Ctrl-C]
+    #[arg(long, value_parser = seconds)]
+    pub duration: Option<f64>,
+    /// Longest time, in milliseconds, a partly filled page waits before its events are read
+    #[arg(long, default_value_t = 100)]
+    pub interval_ms: u64,
+}
+
+/// Arguments of `show`.
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Source.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Style,
+}
+
+/// Arguments of `stats`.
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Source.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Style,
+}
+
+/// Arguments of `record`.
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// Source.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The file to write
+    #[arg(short, long, default_value = "trace.dat")]
+    pub output: PathBuf,
+    /// Stop after this many seconds [default: until the producer exits or Ctrl-C]
+    #[arg(long, value_parser = seconds)]
+    pub duration: Option<f64>,
+    /// Longest time, in milliseconds, a partly filled page waits before its events are read
+    #[arg(long, default_value_t = 100)]
+    pub interval_ms: u64,
+}
+
+/// Arguments of `report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The trace.dat file
+    pub file: PathBuf,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Style,
+    /// Print only these CPUs (repeat, or separate with commas) [default: all]
+    #[arg(long = "cpu", value_delimiter = ',')]
+    pub cpus: Vec<u32>,
+    /// Also print the file's per-CPU statistics (to stderr)
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// Parses a non-negative number of seconds.
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1e9).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a number of seconds")),
+    }
+}

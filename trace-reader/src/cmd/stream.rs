@@ -1,0 +1,58 @@
+//! `stream`: consume and print events live, merged across CPUs in time order.
+
+use super::{interrupt_flag, rows};
+use crate::cli::StreamArgs;
+use crate::live::{self, LiveOptions, Stop, Tally};
+use crate::merge::{Item, Merger};
+use crate::output::Printer;
+use crate::source::Session;
+use crate::table;
+use anyhow::Result;
+use ring_mmap::Record;
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+/// Runs `stream`.
+pub fn run(args: &StreamArgs) -> Result<()> {
+    let stop = interrupt_flag()?;
+    let mut session = Session::open(&args.source.target()?, &args.source.cpus)?;
+    let cpus: Vec<u32> = session.cpus.iter().map(|c| c.cpu()).collect();
+    let clock = session.clock;
+    let ns = |raw| crate::source::to_ns(&clock, raw);
+    let merger = RefCell::new(Merger::new(cpus.len()));
+    let mut tallies = vec![Tally::default(); cpus.len()];
+    let mut printer = Printer::new(args.format);
+    let opts = LiveOptions {
+        duration: args.duration.map(Duration::from_secs_f64),
+        interval: Duration::from_millis(args.interval_ms.max(1)),
+    };
+    let started = Instant::now();
+    let why = live::run(
+        &mut session,
+        opts,
+        &stop,
+        |slot, record| {
+            tallies[slot].count(&record);
+            let cpu = cpus[slot];
+            let item = match record {
+                Record::Lost(lost) => Item::Lost { cpu, lost },
+                Record::Event(e) => Item::Event { cpu, ns: ns(e.timestamp), payload: e.payload.to_vec() },
+            };
+            merger.borrow_mut().push(slot, item);
+        },
+        |session, last| {
+            merger.borrow_mut().release(last, |item| printer.item(&session.formats, &item));
+            printer.flush();
+            Ok(())
+        },
+    )?;
+    let secs = started.elapsed().as_secs_f64();
+    let why = match why {
+        Stop::Hangup => "the producer exited; everything it committed was read",
+        Stop::Duration => "stopped after --duration",
+        Stop::Interrupted => "interrupted",
+    };
+    // One write, so that it does not interleave with the producer's own report.
+    eprintln!("{}trace-reader: {why}", table::summary(&rows(&session, &tallies, secs)?));
+    Ok(())
+}

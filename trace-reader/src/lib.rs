@@ -1,0 +1,17 @@
+//! # trace-reader: reading trace buffers through their memory mappings
+//!
+//! The library behind the `trace-reader` tool: event formats and decoding ([`formats`]), the
+//! buffers to read, hyptrace producers or the Linux kernel ([`source`]), the consuming read loop
+//! ([`live`]), ordering events of several CPUs by time ([`merge`]), printing them ([`output`],
+//! [`table`]), trace-cmd's trace.dat file ([`tracedat`]), and the command line ([`cli`],
+//! [`cmd`]).
+
+pub mod cli;
+pub mod cmd;
+pub mod formats;
+pub mod live;
+pub mod merge;
+pub mod output;
+pub mod source;
+pub mod table;
+pub mod tracedat;

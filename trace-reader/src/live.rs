@@ -1,0 +1,164 @@
+//! The consuming read loop `stream` and `record` share: drain every CPU, hand each record to the
+//! caller, wait on the CPUs' wakeups, and stop on Ctrl-C, after a duration or when the producer
+//! goes away — then read what is left, so that nothing committed is missed.
+
+use crate::source::{CpuReader, Session};
+use anyhow::{Context, Result};
+use ring_mmap::client::{HANGUP_POLL, is_hangup};
+use ring_mmap::{Error, Lost, Record};
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Why reading stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The duration asked for passed.
+    Duration,
+    /// Ctrl-C (or SIGTERM).
+    Interrupted,
+    /// The producer went away; everything it committed was read.
+    Hangup,
+}
+
+/// What was read from one CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Events read.
+    pub events: u64,
+    /// Events reported lost, where the count was known.
+    pub lost: u64,
+    /// Losses of unknown size reported.
+    pub lost_unknown: u64,
+    /// Payload bytes read.
+    pub bytes: u64,
+}
+
+impl Tally {
+    /// Counts one record.
+    pub fn count(&mut self, record: &Record<'_>) {
+        match record {
+            Record::Event(e) => {
+                self.events += 1;
+                self.bytes += e.payload.len() as u64;
+            }
+            Record::Lost(Lost::Count(n)) => self.lost += n,
+            Record::Lost(Lost::Unknown) => self.lost_unknown += 1,
+            Record::Lost(Lost::None) => {}
+        }
+    }
+}
+
+/// How to read.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveOptions {
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Longest wait between two reads: a page the writer is still filling rings no doorbell,
+    /// so its events are picked up at this interval.
+    pub interval: Duration,
+}
+
+/// Reads `session` until a stop condition: `sink(slot, record)` gets every record of CPU slot
+/// `slot` (an index into `session.cpus`) in the CPU's order, `round(session, last)` runs after
+/// each pass over the CPUs (`last` on the final one). `stop` is set by a signal handler.
+pub fn run(
+    session: &mut Session,
+    opts: LiveOptions,
+    stop: &AtomicBool,
+    mut sink: impl FnMut(usize, Record<'_>),
+    mut round: impl FnMut(&Session, bool) -> Result<()>,
+) -> Result<Stop> {
+    let start = Instant::now();
+    let why = loop {
+        let mut hangup = false;
+        for (slot, cpu) in session.cpus.iter_mut().enumerate() {
+            match cpu.drain(|r| sink(slot, r)) {
+                Ok(_) => {}
+                Err(Error::Hangup) => hangup = true,
+                Err(e) => return Err(e).with_context(|| format!("reading cpu {}", cpu.cpu())),
+            }
+        }
+        round(session, false)?;
+        if hangup {
+            break Stop::Hangup;
+        }
+        if stop.load(Ordering::Relaxed) {
+            break Stop::Interrupted;
+        }
+        let left = opts.duration.map(|d| d.saturating_sub(start.elapsed()));
+        if left == Some(Duration::ZERO) {
+            break Stop::Duration;
+        }
+        match wait(session, left.map_or(opts.interval, |l| l.min(opts.interval))) {
+            Ok(()) => {}
+            Err(Error::Hangup) => break Stop::Hangup,
+            Err(e) => return Err(e).context("waiting for events"),
+        }
+    };
+    for (slot, cpu) in session.cpus.iter_mut().enumerate() {
+        let got = match why {
+            // The mapping no longer changes: read everything the producer left in it.
+            Stop::Hangup => cpu.drain_remaining(|r| sink(slot, r)),
+            _ => cpu.drain(|r| sink(slot, r)),
+        };
+        match got {
+            Ok(_) => {}
+            // The producer went away during this last pass: take what it left.
+            Err(Error::Hangup) => {
+                cpu.drain_remaining(|r| sink(slot, r)).with_context(|| format!("draining cpu {}", cpu.cpu()))?;
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading cpu {}", cpu.cpu())),
+        }
+    }
+    round(session, true)?;
+    Ok(why)
+}
+
+/// Waits until a CPU has a finished page, `timeout` passes, or the producer goes away.
+fn wait(session: &mut Session, timeout: Duration) -> Result<(), Error> {
+    let mut ready = false;
+    for cpu in &mut session.cpus {
+        ready |= cpu.arm(1)?;
+    }
+    if ready {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let ts = Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: i64::from(timeout.subsec_nanos()) };
+    let hangup = session.connection.as_ref().map(|c| c.hangup_fd());
+    let mut fds: Vec<PollFd<'_>> = session.cpus.iter().map(|c| PollFd::new(c, PollFlags::IN)).collect();
+    if let Some(h) = &hangup {
+        fds.push(PollFd::new(h, HANGUP_POLL));
+    }
+    match rustix::event::poll(&mut fds, Some(&ts)) {
+        Ok(_) | Err(Errno::INTR) => {}
+        Err(e) => return Err(Error::Io { what: "poll", source: e.into() }),
+    }
+    if hangup.is_some() && fds.last().is_some_and(|f| is_hangup(f.revents())) {
+        return Err(Error::Hangup);
+    }
+    let woken: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+    drop(fds);
+    for (cpu, woke) in session.cpus.iter().zip(woken) {
+        if woke {
+            cpu.clear_wakeup();
+        }
+    }
+    // A kernel buffer's poll stays readable while it holds unread data the writer is still
+    // adding to: do not spin on it. (Doorbells are armed per wait and cleared above.)
+    if session.connection.is_none() {
+        let min = timeout.min(Duration::from_millis(5));
+        if let Some(rest) = min.checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+    Ok(())
+}
+
+impl rustix::fd::AsFd for CpuReader {
+    fn as_fd(&self) -> rustix::fd::BorrowedFd<'_> {
+        self.wait_fd()
+    }
+}

@@ -1,0 +1,136 @@
+//! Ordering events of several CPUs by time while they keep arriving.
+//!
+//! Each round the reader drains every CPU. A CPU that delivered events this round may have more
+//! still to come, newer than its last one; a CPU that delivered nothing was caught up. So the
+//! events of a round are released in time order up to the oldest "last event" among the CPUs
+//! that delivered, and the rest wait for the next round; at the end everything is released.
+//! Events a caught-up CPU commits just after it was drained can still come out slightly late:
+//! live ordering across CPUs is exact up to that window. A CPU's own events always keep their
+//! order, and a loss stays right before the event it was reported with.
+
+use ring_mmap::Lost;
+use std::collections::VecDeque;
+
+/// What comes out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// An event: its CPU, time in nanoseconds and payload.
+    Event {
+        /// CPU.
+        cpu: u32,
+        /// Nanoseconds.
+        ns: u64,
+        /// Payload.
+        payload: Vec<u8>,
+    },
+    /// Events lost on a CPU, before its next event.
+    Lost {
+        /// CPU.
+        cpu: u32,
+        /// How many.
+        lost: Lost,
+    },
+}
+
+/// The merger's state: a queue per CPU.
+#[derive(Debug)]
+pub struct Merger {
+    queues: Vec<VecDeque<Item>>,
+    /// Whether each CPU delivered events this round, and the time of its last one.
+    round: Vec<Option<u64>>,
+}
+
+impl Merger {
+    /// A merger for CPUs indexed `0..nr`.
+    pub fn new(nr: usize) -> Self {
+        Self { queues: vec![VecDeque::new(); nr], round: vec![None; nr] }
+    }
+
+    /// Adds an item of CPU slot `slot` (in the CPU's own order).
+    pub fn push(&mut self, slot: usize, item: Item) {
+        if let Item::Event { ns, .. } = item {
+            self.round[slot] = Some(ns);
+        }
+        self.queues[slot].push_back(item);
+    }
+
+    /// Ends a round: hands out, in time order, everything no CPU can still precede. With
+    /// `all`, hands out everything (the sources are finished).
+    pub fn release(&mut self, all: bool, mut out: impl FnMut(Item)) {
+        let horizon = if all { u64::MAX } else { self.round.iter().flatten().copied().min().unwrap_or(u64::MAX) };
+        loop {
+            // The CPU whose front item is oldest; losses go out as soon as they reach the front.
+            let mut best: Option<(usize, u64)> = None;
+            for (slot, q) in self.queues.iter().enumerate() {
+                let key = match q.front() {
+                    Some(Item::Lost { .. }) => 0,
+                    Some(Item::Event { ns, .. }) => *ns,
+                    None => continue,
+                };
+                if best.is_none_or(|(_, k)| key < k) {
+                    best = Some((slot, key));
+                }
+            }
+            match best {
+                Some((slot, key)) if key <= horizon => out(self.queues[slot].pop_front().expect("non-empty")),
+                _ => break,
+            }
+        }
+        self.round.iter_mut().for_each(|r| *r = None);
+    }
+
+    /// True if nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.queues.iter().all(VecDeque::is_empty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(cpu: u32, ns: u64) -> Item {
+        Item::Event { cpu, ns, payload: Vec::new() }
+    }
+
+    fn times(items: &[Item]) -> Vec<(u32, u64)> {
+        items
+            .iter()
+            .map(|i| match i {
+                Item::Event { cpu, ns, .. } => (*cpu, *ns),
+                Item::Lost { cpu, .. } => (*cpu, 0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_come_out_in_time_order_held_back_until_safe() {
+        let mut m = Merger::new(2);
+        m.push(0, ev(0, 10));
+        m.push(0, ev(0, 30));
+        m.push(1, ev(1, 20));
+        let mut out = Vec::new();
+        m.release(false, |i| out.push(i));
+        // CPU 1 may still deliver events after 20: 30 waits.
+        assert_eq!(times(&out), [(0, 10), (1, 20)]);
+        m.push(1, ev(1, 25));
+        m.release(false, |i| out.push(i));
+        assert_eq!(times(&out[2..]), [(1, 25)], "30 still waits for CPU 1 (it delivered up to 25)");
+        m.release(false, |i| out.push(i));
+        assert_eq!(times(&out[3..]), [(0, 30)], "nobody delivered: 30 goes");
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn losses_stay_before_their_event_and_everything_comes_out_at_the_end() {
+        let mut m = Merger::new(2);
+        m.push(1, ev(1, 5));
+        m.push(0, Item::Lost { cpu: 0, lost: Lost::Count(3) });
+        m.push(0, ev(0, 7));
+        m.push(0, ev(0, 9));
+        m.push(1, ev(1, 100));
+        let mut out = Vec::new();
+        m.release(true, |i| out.push(i));
+        assert_eq!(times(&out), [(0, 0), (1, 5), (0, 7), (0, 9), (1, 100)]);
+    }
+}

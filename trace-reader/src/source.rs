@@ -1,0 +1,282 @@
+//! Where events come from: a hyptrace producer's control socket, or the Linux kernel's tracefs,
+//! opened the same way and read with the same [`Consumer`].
+
+use crate::formats::Formats;
+use anyhow::{Context, Result, bail};
+use ring_core::SharedView;
+use ring_mmap::wire::ClockBody;
+use ring_mmap::{Connection, Consumer, CpuSource, Error, KernelCpu, KernelStats, Record, SocketCpu};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A hyptrace producer serving `socket`; wait up to `wait` for it to appear.
+    Producer {
+        /// Control socket.
+        socket: PathBuf,
+        /// How long to wait for the producer to start serving.
+        wait: Duration,
+    },
+    /// The kernel's trace buffer in `tracing` (tracefs, or one of its instances).
+    Kernel {
+        /// The tracefs directory.
+        tracing: PathBuf,
+    },
+}
+
+/// One CPU being consumed.
+#[derive(Debug)]
+pub enum CpuReader {
+    /// From a hyptrace producer.
+    Socket(Consumer<SocketCpu>),
+    /// From the kernel.
+    Kernel(Consumer<KernelCpu>),
+}
+
+/// The counters of one CPU, from wherever the source keeps them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Events committed.
+    pub entries: u64,
+    /// Events lost to overwrite.
+    pub overrun: u64,
+    /// Events dropped (ring full, producer/consumer mode).
+    pub dropped: u64,
+    /// Events consumed.
+    pub read: u64,
+    /// Pages lost to overwrite.
+    pub pages_lost: u64,
+    /// Pages the writer moved onto.
+    pub pages_touched: u64,
+    /// Unread events still in the buffer.
+    pub unread: u64,
+    /// Bytes of unread event data, when the source can tell.
+    pub bytes: Option<u64>,
+}
+
+macro_rules! each {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            CpuReader::Socket($c) => $e,
+            CpuReader::Kernel($c) => $e,
+        }
+    };
+}
+
+impl CpuReader {
+    /// The CPU.
+    pub fn cpu(&self) -> u32 {
+        each!(self, c => c.source().cpu())
+    }
+
+    /// Reads everything available now (see [`Consumer::drain`]).
+    pub fn drain(&mut self, sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
+        each!(self, c => c.drain(sink))
+    }
+
+    /// After the producer went away: reads what it left ([`Consumer::drain_remaining`]); a kernel
+    /// buffer never goes away, so there is nothing to do.
+    pub fn drain_remaining(&mut self, sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
+        match self {
+            CpuReader::Socket(c) => c.drain_remaining(sink),
+            CpuReader::Kernel(_) => Ok(0),
+        }
+    }
+
+    /// Arms this CPU's wakeup; true if data is ready already.
+    pub fn arm(&mut self, pages: u32) -> Result<bool, Error> {
+        each!(self, c => c.source_mut().arm(pages))
+    }
+
+    /// The descriptor to poll after [`CpuReader::arm`].
+    pub fn wait_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        each!(self, c => c.source().wait_fd())
+    }
+
+    /// Resets the wakeup after it fired (empties a doorbell eventfd; a kernel file needs nothing).
+    pub fn clear_wakeup(&self) {
+        if let CpuReader::Socket(c) = self {
+            ring_mmap::doorbell::clear(c.source().wait_fd());
+        }
+    }
+
+    /// The buffer's mapping.
+    pub fn view(&self) -> Result<SharedView<'_>, Error> {
+        each!(self, c => c.source().view())
+    }
+
+    /// The CPU's counters. A hyptrace buffer's come from its meta page, so they are there
+    /// even after the producer has gone; the kernel's from the meta page and tracefs `stats`.
+    pub fn counters(&self, tracing: Option<&std::path::Path>) -> Result<Counters> {
+        let view = self.view()?;
+        let m = view.meta().counters();
+        match self {
+            CpuReader::Socket(_) => Ok(Counters {
+                entries: m.entries,
+                overrun: m.overrun,
+                dropped: m.dropped,
+                read: m.read,
+                pages_lost: m.pages_lost,
+                pages_touched: m.pages_touched,
+                unread: m.entries.saturating_sub(m.read + m.overrun),
+                bytes: unread_bytes(&view),
+            }),
+            CpuReader::Kernel(c) => {
+                let dir = tracing.context("kernel counters need the tracefs directory")?;
+                let k: KernelStats = KernelCpu::stats_file(dir, c.source().cpu())?;
+                Ok(Counters {
+                    entries: m.entries.max(k.entries + k.read + k.overrun),
+                    overrun: k.overrun,
+                    dropped: k.dropped,
+                    read: k.read,
+                    pages_lost: m.pages_lost,
+                    pages_touched: m.pages_touched,
+                    unread: k.entries,
+                    bytes: Some(k.bytes),
+                })
+            }
+        }
+    }
+}
+
+/// Bytes of committed, unread event data in a hyptrace buffer (from a non-consuming snapshot).
+fn unread_bytes(view: &SharedView<'_>) -> Option<u64> {
+    let snap = view.snapshot().ok()?;
+    Some(
+        snap.pages
+            .iter()
+            .map(|p| {
+                let commit = u64::from_ne_bytes(p.bytes[8..16].try_into().unwrap_or_default()) & 0x3fff_ffff;
+                commit.saturating_sub(u64::from(p.start))
+            })
+            .sum(),
+    )
+}
+
+/// An opened source: its CPUs, the formats to decode their events and the clock conversion.
+#[derive(Debug)]
+pub struct Session {
+    /// What was opened.
+    pub target: Target,
+    /// The producer's connection, for a socket target.
+    pub connection: Option<Arc<Connection>>,
+    /// The CPUs read, in CPU order.
+    pub cpus: Vec<CpuReader>,
+    /// Event formats.
+    pub formats: Formats,
+    /// Raw timestamps to nanoseconds.
+    pub clock: ClockBody,
+    /// Bytes per sub-buffer.
+    pub subbuf_size: u32,
+    /// CPUs the source has (all of them, read or not).
+    pub nr_cpus: u32,
+}
+
+impl Session {
+    /// Opens `target`, reading the CPUs in `only` (all if empty).
+    pub fn open(target: &Target, only: &[u32]) -> Result<Self> {
+        match target {
+            Target::Producer { socket, wait } => Self::open_producer(target.clone(), socket, *wait, only),
+            Target::Kernel { tracing } => Self::open_kernel(target.clone(), tracing, only),
+        }
+    }
+
+    fn open_producer(target: Target, socket: &std::path::Path, wait: Duration, only: &[u32]) -> Result<Self> {
+        let deadline = Instant::now() + wait;
+        let connection = loop {
+            match Connection::connect(socket) {
+                Ok(c) => break c,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(e).with_context(|| format!("no producer is serving {}", socket.display()));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let hello = *connection.hello();
+        let cpus = select(hello.nr_cpus, only)?
+            .into_iter()
+            .map(|cpu| Ok(CpuReader::Socket(Consumer::new(connection.open_cpu(cpu)?)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let formats = Formats::from_blob("hyp", &connection.formats()?).context("the producer's event formats")?;
+        let clock = connection.clock()?;
+        Ok(Self {
+            target,
+            connection: Some(connection),
+            cpus,
+            formats,
+            clock,
+            subbuf_size: hello.subbuf_size,
+            nr_cpus: hello.nr_cpus,
+        })
+    }
+
+    fn open_kernel(target: Target, tracing: &std::path::Path, only: &[u32]) -> Result<Self> {
+        let nr_cpus = std::fs::read_dir(tracing.join("per_cpu"))
+            .with_context(|| format!("{} is not a tracefs buffer", tracing.display()))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("cpu")?.parse::<u32>().ok())
+            .max()
+            .map_or(0, |m| m + 1);
+        let cpus = select(nr_cpus, only)?
+            .into_iter()
+            .map(|cpu| {
+                let source = KernelCpu::open(tracing, cpu)
+                    .with_context(|| format!("mapping cpu {cpu} of {}", tracing.display()))?;
+                Ok(CpuReader::Kernel(Consumer::new(source)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Instances have no events/ of their own on every kernel: fall back to the top level.
+        let root = if tracing.join("events").is_dir() {
+            tracing.to_path_buf()
+        } else {
+            PathBuf::from(ring_mmap::kernel::TRACEFS)
+        };
+        let formats = Formats::from_tracefs(&root).context("reading the kernel's event formats")?;
+        let subbuf_size = cpus.first().map_or(Ok(4096), |c| c.view().map(|v| v.geometry().subbuf_size()))?;
+        Ok(Self {
+            target,
+            connection: None,
+            cpus,
+            formats,
+            clock: ring_mmap::producer::IDENTITY_CLOCK,
+            subbuf_size,
+            nr_cpus,
+        })
+    }
+
+    /// The tracefs directory, for a kernel target.
+    pub fn tracing(&self) -> Option<&std::path::Path> {
+        match &self.target {
+            Target::Kernel { tracing } => Some(tracing),
+            Target::Producer { .. } => None,
+        }
+    }
+
+    /// `raw` in nanoseconds.
+    pub fn ns(&self, raw: u64) -> u64 {
+        to_ns(&self.clock, raw)
+    }
+}
+
+/// A raw timestamp in nanoseconds, by the producer's published conversion.
+pub fn to_ns(c: &ClockBody, raw: u64) -> u64 {
+    let scale = |d: u64| ((u128::from(d) * u128::from(c.mult)) >> c.shift.min(127)) as u64;
+    if raw >= c.epoch_raw {
+        c.epoch_ns.wrapping_add(scale(raw - c.epoch_raw))
+    } else {
+        c.epoch_ns.wrapping_sub(scale(c.epoch_raw - raw))
+    }
+}
+
+/// The CPUs to read: `only` (checked against `nr_cpus`), or all.
+fn select(nr_cpus: u32, only: &[u32]) -> Result<Vec<u32>> {
+    if nr_cpus == 0 {
+        bail!("the source has no CPUs");
+    }
+    if let Some(bad) = only.iter().find(|&&c| c >= nr_cpus) {
+        bail!("there is no cpu {bad} (the source has {nr_cpus})");
+    }
+    Ok(if only.is_empty() { (0..nr_cpus).collect() } else { only.to_vec() })
+}

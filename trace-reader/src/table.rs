@@ -1,0 +1,112 @@
+//! Per-CPU tables: the summary `stream` and `record` end with, and `stats`.
+
+use crate::live::Tally;
+use crate::source::Counters;
+use std::fmt::Write as _;
+
+/// One CPU's figures.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    /// CPU.
+    pub cpu: u32,
+    /// The buffer's counters.
+    pub counters: Counters,
+    /// What this reader read, for a consuming read.
+    pub tally: Option<Tally>,
+    /// Seconds the read lasted.
+    pub secs: f64,
+}
+
+/// The end-of-run table: the buffer's counters next to what was read.
+pub fn summary(rows: &[Row]) -> String {
+    let mut out = format!(
+        "{:>4} {:>12} {:>10} {:>10} {:>10} {:>12} {:>12}\n",
+        "cpu", "entries", "overrun", "dropped", "lost", "read", "events/s"
+    );
+    for r in rows {
+        let t = r.tally.unwrap_or_default();
+        let rate = if r.secs > 0.0 { t.events as f64 / r.secs } else { 0.0 };
+        let lost = if t.lost_unknown > 0 { format!("{}+?", t.lost) } else { t.lost.to_string() };
+        let c = &r.counters;
+        let _ = writeln!(
+            out,
+            "{:>4} {:>12} {:>10} {:>10} {:>10} {:>12} {:>12.0}",
+            r.cpu, c.entries, c.overrun, c.dropped, lost, t.events, rate
+        );
+    }
+    out
+}
+
+/// The `stats` table, like tracefs `per_cpu/cpuN/stats` side by side.
+pub fn stats_text(rows: &[Row]) -> String {
+    let mut out = format!(
+        "{:>4} {:>12} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>12}\n",
+        "cpu", "entries", "overrun", "dropped", "read", "unread", "touched", "pages_lost", "bytes"
+    );
+    for r in rows {
+        let c = &r.counters;
+        let bytes = c.bytes.map_or("-".to_string(), |b| b.to_string());
+        let _ = writeln!(
+            out,
+            "{:>4} {:>12} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>12}",
+            r.cpu, c.entries, c.overrun, c.dropped, c.read, c.unread, c.pages_touched, c.pages_lost, bytes
+        );
+    }
+    out
+}
+
+/// The `stats` figures as JSON: one object per CPU.
+pub fn stats_json(rows: &[Row]) -> serde_json::Value {
+    rows.iter()
+        .map(|r| {
+            let c = &r.counters;
+            serde_json::json!({
+                "cpu": r.cpu,
+                "entries": c.entries,
+                "overrun": c.overrun,
+                "dropped": c.dropped,
+                "read": c.read,
+                "unread": c.unread,
+                "pages_touched": c.pages_touched,
+                "pages_lost": c.pages_lost,
+                "bytes": c.bytes,
+            })
+        })
+        .collect()
+}
+
+/// A CPU's counters as the text of a trace.dat CPUSTAT option (tracefs `stats` lines).
+pub fn cpustat(r: &Row) -> String {
+    let c = &r.counters;
+    format!(
+        "CPU: {}\nentries: {}\noverrun: {}\ncommit overrun: 0\nbytes: {}\ndropped events: {}\nread events: {}\n",
+        r.cpu,
+        c.unread,
+        c.overrun,
+        c.bytes.unwrap_or(0),
+        c.dropped,
+        c.read
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_line_up_and_show_unknown_losses() {
+        let counters = Counters { entries: 10, overrun: 2, dropped: 1, read: 5, unread: 3, ..Default::default() };
+        let tally = Tally { events: 8, lost: 2, lost_unknown: 1, bytes: 64 };
+        let rows = [Row { cpu: 0, counters, tally: Some(tally), secs: 2.0 }];
+        let s = summary(&rows);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["cpu", "entries", "overrun", "dropped", "lost", "read", "events/s"]
+        );
+        assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["0", "10", "2", "1", "2+?", "8", "4"]);
+        assert_eq!(stats_json(&rows)[0]["unread"], 3);
+        assert!(stats_text(&rows).lines().nth(1).unwrap().ends_with(" -"), "unknown bytes");
+        assert!(cpustat(&rows[0]).starts_with("CPU: 0\nentries: 3\n"));
+    }
+}

@@ -1,0 +1,228 @@
+//! Building the sub-buffers a trace.dat file stores.
+//!
+//! A consumer reads a reader page in pieces (the writer may still be filling it) and may start
+//! in the middle of one; trace.dat wants whole pages, each decodable on its own from its header
+//! timestamp. So recorded events are laid out again into fresh pages in the Linux format: the
+//! page timestamp is the first event's, each later event carries its delta (with a time extend
+//! when it needs more than 27 bits), and losses reported before an event put the missed-events
+//! flag, with the count stored after the data, on the page that starts with it — as the kernel
+//! does for pages it hands to `splice`. Payload bytes are copied once, straight from the mapping.
+
+use ring_core::format::{
+    COMMIT_MISSED_EVENTS, DataLayout, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE, SUBBUF_TIMESTAMP_OFFSET, TimeEncoding,
+    TimeRecord, header_word, mark_missed_events, time_encoding,
+};
+use ring_mmap::Lost;
+
+/// Why an event cannot be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PageError {
+    /// The payload does not fit in an empty page.
+    #[error("a {len}-byte event does not fit in a {page_size}-byte page")]
+    TooLarge {
+        /// Payload bytes.
+        len: usize,
+        /// Page size.
+        page_size: usize,
+    },
+}
+
+/// Lays out events into pages of one CPU.
+#[derive(Debug)]
+pub struct PageBuilder {
+    page: Vec<u8>,
+    /// Data bytes used.
+    len: usize,
+    /// Time of the last event on the page.
+    last_ts: u64,
+    events: u64,
+    /// Losses to report on the next page written.
+    lost: Option<Lost>,
+}
+
+impl PageBuilder {
+    /// A builder of `page_size`-byte pages.
+    pub fn new(page_size: usize) -> Self {
+        Self { page: vec![0; page_size], len: 0, last_ts: 0, events: 0, lost: None }
+    }
+
+    fn data_size(&self) -> usize {
+        self.page.len() - SUBBUF_HEADER_SIZE
+    }
+
+    /// Notes events lost before the next event: the current page is finished (handed to `out`)
+    /// so that the next one starts with the loss.
+    pub fn lost<E>(&mut self, lost: Lost, out: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        if lost == Lost::None {
+            return Ok(());
+        }
+        if self.events > 0 {
+            self.flush(out)?;
+        }
+        self.lost = Some(match (self.lost, lost) {
+            (Some(Lost::Count(a)), Lost::Count(b)) => Lost::Count(a + b),
+            (Some(Lost::Unknown), _) | (_, Lost::Unknown) => Lost::Unknown,
+            (_, l) => l,
+        });
+        Ok(())
+    }
+
+    /// Adds an event stamped `ts` whose `len` payload bytes `fill` writes into the slice it is
+    /// given; full pages go to `out`.
+    pub fn push<E>(
+        &mut self,
+        ts: u64,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+        out: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<Result<(), PageError>, E> {
+        let too_large = PageError::TooLarge { len, page_size: self.page.len() };
+        let Some(layout) = DataLayout::for_payload(len) else { return Ok(Err(too_large)) };
+        // A stored loss count takes 8 bytes after the data.
+        let reserve = if matches!(self.lost, Some(Lost::Count(_))) { 8 } else { 0 };
+        if layout.size as usize + reserve > self.data_size() {
+            return Ok(Err(too_large));
+        }
+        let time = if self.events == 0 { TimeEncoding::Delta(0) } else { time_encoding(self.last_ts, ts) };
+        let need = layout.size as usize + if matches!(time, TimeEncoding::Extend(_)) { 8 } else { 0 };
+        let time = if matches!(time, TimeEncoding::NewPage) || self.len + need + reserve > self.data_size() {
+            self.flush(out)?;
+            TimeEncoding::Delta(0)
+        } else {
+            time
+        };
+        if self.events == 0 {
+            self.page[SUBBUF_TIMESTAMP_OFFSET..SUBBUF_TIMESTAMP_OFFSET + 8].copy_from_slice(&ts.to_ne_bytes());
+        }
+        let delta = match time {
+            TimeEncoding::Delta(d) => d,
+            TimeEncoding::Extend(d) => {
+                let [w0, w1] = TimeRecord::Extend(d).words();
+                self.word(w0);
+                self.word(w1);
+                0
+            }
+            TimeEncoding::NewPage => unreachable!("a new page was started"),
+        };
+        self.word(header_word(layout.type_len, delta));
+        if let Some(length) = layout.length_word() {
+            self.word(length);
+        }
+        let at = SUBBUF_HEADER_SIZE + self.len;
+        let stored = &mut self.page[at..at + layout.stored_len as usize];
+        stored.fill(0);
+        fill(&mut stored[..len]);
+        self.len += layout.stored_len as usize;
+        self.last_ts = ts;
+        self.events += 1;
+        Ok(Ok(()))
+    }
+
+    fn word(&mut self, w: u32) {
+        let at = SUBBUF_HEADER_SIZE + self.len;
+        self.page[at..at + 4].copy_from_slice(&w.to_ne_bytes());
+        self.len += 4;
+    }
+
+    /// Hands the current page to `out` if it holds events or a loss, and starts a new one.
+    pub fn flush<E>(&mut self, out: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        if self.events == 0 && self.lost.is_none() {
+            return Ok(());
+        }
+        self.page[SUBBUF_COMMIT_OFFSET..SUBBUF_HEADER_SIZE].copy_from_slice(&(self.len as u64).to_ne_bytes());
+        self.page[SUBBUF_HEADER_SIZE + self.len..].fill(0);
+        match self.lost.take() {
+            Some(Lost::Count(n)) => {
+                mark_missed_events(&mut self.page, n);
+            }
+            Some(Lost::Unknown) => {
+                let commit = self.len as u64 | COMMIT_MISSED_EVENTS;
+                self.page[SUBBUF_COMMIT_OFFSET..SUBBUF_HEADER_SIZE].copy_from_slice(&commit.to_ne_bytes());
+            }
+            Some(Lost::None) | None => {}
+        }
+        out(&self.page)?;
+        self.len = 0;
+        self.events = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring_core::{EventIter, MissedEvents};
+    use std::convert::Infallible;
+
+    fn build(page_size: usize, input: &[(Option<Lost>, u64, Vec<u8>)]) -> Vec<Vec<u8>> {
+        let mut pages = Vec::new();
+        let mut out = |p: &[u8]| -> Result<(), Infallible> {
+            pages.push(p.to_vec());
+            Ok(())
+        };
+        let mut b = PageBuilder::new(page_size);
+        for (lost, ts, payload) in input {
+            if let Some(l) = lost {
+                b.lost(*l, &mut out).unwrap();
+            }
+            b.push(*ts, payload.len(), |d| d.copy_from_slice(payload), &mut out).unwrap().unwrap();
+        }
+        b.flush(&mut out).unwrap();
+        pages
+    }
+
+    /// A decoded page: its lost-events mark and its (timestamp, payload) events.
+    type Decoded = (MissedEvents, Vec<(u64, Vec<u8>)>);
+
+    fn decode(pages: &[Vec<u8>]) -> Vec<Decoded> {
+        pages
+            .iter()
+            .map(|p| {
+                let it = EventIter::new(p.as_slice()).unwrap();
+                let missed = it.missed_events();
+                (missed, it.map(|e| e.map(|e| (e.timestamp, e.payload.to_vec())).unwrap()).collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_come_back_with_their_times_losses_and_payloads() {
+        let input = vec![
+            (None, 1_000, vec![1, 2, 3, 4]),
+            (None, 1_010, vec![5; 200]),
+            (None, 1_010 + (1 << 27) + 5, vec![6; 8]),
+            (Some(Lost::Count(7)), 5_000_000_000, vec![7; 4]),
+            (None, 4_000_000_000, vec![8; 4]),
+        ];
+        let pages = build(4096, &input);
+        let got = decode(&pages);
+        assert_eq!(got.len(), 3, "a loss and a backwards time each start a page");
+        assert_eq!(got[0].0, MissedEvents::None);
+        assert_eq!(got[0].1.iter().map(|e| e.0).collect::<Vec<_>>(), [1_000, 1_010, 1_010 + (1 << 27) + 5]);
+        assert_eq!(got[0].1[1].1, vec![5; 200], "a type_len 0 event");
+        assert_eq!(got[1], (MissedEvents::Count(7), vec![(5_000_000_000, vec![7; 4])]));
+        assert_eq!(got[2].1, [(4_000_000_000, vec![8; 4])]);
+    }
+
+    #[test]
+    fn full_pages_split_and_keep_room_for_the_loss_count() {
+        // 64-byte pages: 48 data bytes, 12-byte events (4 header + 8 payload): four per page,
+        // three when a loss count must fit after them.
+        let mut input: Vec<_> = (0..6).map(|i| (None, 100 + i, vec![i as u8; 8])).collect();
+        input[0].0 = Some(Lost::Count(2));
+        let got = decode(&build(64, &input));
+        assert_eq!(got.iter().map(|p| p.1.len()).collect::<Vec<_>>(), [3, 3]);
+        assert_eq!(got[0].0, MissedEvents::Count(2));
+        let ts: Vec<u64> = got.iter().flat_map(|p| p.1.iter().map(|e| e.0)).collect();
+        assert_eq!(ts, (100..106).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn unknown_losses_and_oversized_events() {
+        let got = decode(&build(4096, &[(Some(Lost::Unknown), 9, vec![1; 4])]));
+        assert_eq!(got[0].0, MissedEvents::Unknown);
+        let mut b = PageBuilder::new(64);
+        let mut out = |_: &[u8]| -> Result<(), Infallible> { Ok(()) };
+        assert_eq!(b.push(1, 60, |_| {}, &mut out).unwrap(), Err(PageError::TooLarge { len: 60, page_size: 64 }));
+    }
+}

@@ -1,0 +1,193 @@
+//! Writing a trace.dat file: each CPU's pages are spooled to an anonymous temporary file while
+//! recording (CPUs are recorded at once, the file stores them one after the other), then the
+//! header is written and the CPUs' pages are copied after it, each CPU's at a page boundary.
+
+use super::{DatError, HEADER_EVENT, MAGIC, VERSION, header_page, option};
+use crate::formats::Formats;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// What a trace.dat describes besides the pages.
+#[derive(Debug, Clone)]
+pub struct DatInfo {
+    /// Bytes per page (the buffers' sub-buffer size).
+    pub page_size: u32,
+    /// `header_page` text.
+    pub header_page: String,
+    /// `header_event` text.
+    pub header_event: String,
+    /// Formats of ftrace's own events.
+    pub ftrace: Vec<String>,
+    /// Other formats, by system.
+    pub systems: BTreeMap<String, Vec<String>>,
+    /// The trace clock's name.
+    pub clock: Option<String>,
+    /// `saved_cmdlines` text (`pid comm` lines).
+    pub cmdlines: String,
+}
+
+impl DatInfo {
+    /// The description of pages of `page_size` bytes holding events of `formats`, with the
+    /// standard header texts.
+    pub fn new(page_size: u32, formats: &Formats, clock: Option<String>) -> Self {
+        let mut ftrace = Vec::new();
+        let mut systems: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut all: Vec<_> = formats.iter().collect();
+        all.sort_by_key(|f| f.id);
+        for f in all {
+            if f.system == "ftrace" {
+                ftrace.push(f.text.clone());
+            } else {
+                systems.entry(f.system.clone()).or_default().push(f.text.clone());
+            }
+        }
+        Self {
+            page_size,
+            header_page: header_page(page_size),
+            header_event: HEADER_EVENT.to_string(),
+            ftrace,
+            systems,
+            clock,
+            cmdlines: String::new(),
+        }
+    }
+}
+
+/// One CPU's spooled pages.
+#[derive(Debug)]
+struct Spool {
+    file: BufWriter<File>,
+    pages: u64,
+}
+
+/// A trace.dat being recorded.
+#[derive(Debug)]
+pub struct DatWriter {
+    path: PathBuf,
+    info: DatInfo,
+    /// By CPU id; `None` for CPUs not recorded.
+    spools: Vec<Option<Spool>>,
+}
+
+impl DatWriter {
+    /// Starts a file at `path` for a source of `nr_cpus` CPUs of which `cpus` are recorded. The
+    /// spool files live next to `path` (so the final copy stays on one file system) and vanish
+    /// with the process.
+    pub fn create(path: &Path, info: DatInfo, nr_cpus: u32, cpus: &[u32]) -> Result<Self, DatError> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        // Fail now, not at the end, if the file cannot be written.
+        File::create(path)?;
+        let mut spools: Vec<Option<Spool>> = (0..nr_cpus).map(|_| None).collect();
+        for &cpu in cpus {
+            let file = tempfile::tempfile_in(&dir)?;
+            spools[cpu as usize] = Some(Spool { file: BufWriter::with_capacity(1 << 20, file), pages: 0 });
+        }
+        Ok(Self { path: path.to_path_buf(), info, spools })
+    }
+
+    /// Bytes per page.
+    pub fn page_size(&self) -> usize {
+        self.info.page_size as usize
+    }
+
+    /// Appends a page of `cpu`.
+    pub fn write_page(&mut self, cpu: u32, page: &[u8]) -> Result<(), DatError> {
+        if page.len() != self.page_size() {
+            return Err(DatError::Corrupt(format!(
+                "a {}-byte page in a file of {}-byte pages",
+                page.len(),
+                self.page_size()
+            )));
+        }
+        let spool = self
+            .spools
+            .get_mut(cpu as usize)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| DatError::Corrupt(format!("cpu {cpu} is not being recorded")))?;
+        spool.file.write_all(page)?;
+        spool.pages += 1;
+        Ok(())
+    }
+
+    /// Writes the file: header, `cpustats` (one text per CPU, as tracefs `per_cpu/cpuN/stats`),
+    /// then every CPU's pages. Returns the file's size.
+    pub fn finish(self, cpustats: &[String]) -> Result<u64, DatError> {
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&self.path)?);
+        let info = &self.info;
+        out.write_all(MAGIC)?;
+        out.write_all(VERSION)?;
+        out.write_all(&[u8::from(cfg!(target_endian = "big")), size_of::<usize>() as u8])?;
+        out.write_all(&info.page_size.to_ne_bytes())?;
+        out.write_all(b"header_page\0")?;
+        text64(&mut out, &info.header_page)?;
+        out.write_all(b"header_event\0")?;
+        text64(&mut out, &info.header_event)?;
+        out.write_all(&(info.ftrace.len() as u32).to_ne_bytes())?;
+        for f in &info.ftrace {
+            text64(&mut out, f)?;
+        }
+        out.write_all(&(info.systems.len() as u32).to_ne_bytes())?;
+        for (system, formats) in &info.systems {
+            out.write_all(system.as_bytes())?;
+            out.write_all(&[0])?;
+            out.write_all(&(formats.len() as u32).to_ne_bytes())?;
+            for f in formats {
+                text64(&mut out, f)?;
+            }
+        }
+        out.write_all(&0u32.to_ne_bytes())?; // kallsyms
+        out.write_all(&0u32.to_ne_bytes())?; // printk formats
+        text64(&mut out, &info.cmdlines)?;
+        out.write_all(&(self.spools.len() as u32).to_ne_bytes())?;
+        out.write_all(b"options  \0")?;
+        if let Some(clock) = &info.clock {
+            option_text(&mut out, option::TRACECLOCK, &format!("[{clock}]\n"))?;
+        }
+        option_text(&mut out, option::VERSION, concat!("trace-reader ", env!("CARGO_PKG_VERSION")))?;
+        for stat in cpustats {
+            option_text(&mut out, option::CPUSTAT, stat)?;
+        }
+        out.write_all(&option::DONE.to_ne_bytes())?;
+        out.write_all(b"flyrecord\0")?;
+        // Offsets: after the table, aligned up to a page, CPUs one after the other.
+        let table_end = out.stream_position()? + 16 * self.spools.len() as u64;
+        let page = u64::from(info.page_size);
+        let mut at = table_end.next_multiple_of(page);
+        for spool in &self.spools {
+            let size = spool.as_ref().map_or(0, |s| s.pages * page);
+            out.write_all(&at.to_ne_bytes())?;
+            out.write_all(&size.to_ne_bytes())?;
+            at += size;
+        }
+        let pos = out.stream_position()?;
+        out.write_all(&vec![0; (table_end.next_multiple_of(page) - pos) as usize])?;
+        for spool in self.spools.into_iter().flatten() {
+            let mut file = spool.file.into_inner().map_err(|e| e.into_error())?;
+            file.seek(SeekFrom::Start(0))?;
+            std::io::copy(&mut file, &mut out)?;
+        }
+        let mut file = out.into_inner().map_err(|e| e.into_error())?;
+        file.flush()?;
+        file.sync_all()?;
+        Ok(file.stream_position()?)
+    }
+}
+
+/// A text preceded by its 64-bit size.
+fn text64(out: &mut impl Write, text: &str) -> std::io::Result<()> {
+    out.write_all(&(text.len() as u64).to_ne_bytes())?;
+    out.write_all(text.as_bytes())
+}
+
+/// An option carrying a NUL-terminated text.
+fn option_text(out: &mut impl Write, id: u16, text: &str) -> std::io::Result<()> {
+    out.write_all(&id.to_ne_bytes())?;
+    out.write_all(&(text.len() as u32 + 1).to_ne_bytes())?;
+    out.write_all(text.as_bytes())?;
+    out.write_all(&[0])
+}

@@ -1,0 +1,169 @@
+//! The `trace-reader` binary against a running hyp-sim producer: every subcommand, and the
+//! trace.dat it records checked against `trace-cmd report`.
+
+mod common;
+
+use common::{Sim, lines, ok, parse_ours, reader, trace_cmd, trace_cmd_report};
+use ring_core::Mode;
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Events per CPU and per name.
+fn census(events: &[common::EventLine]) -> BTreeMap<(u32, String), u64> {
+    let mut m = BTreeMap::new();
+    for (cpu, _, name, _) in events {
+        *m.entry((*cpu, name.clone())).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn stream_prints_every_event_in_time_order_then_the_table() {
+    let mut sim = Sim::start(2, Mode::Drop, 2000, 64);
+    let reader = {
+        let socket = sim.socket.clone();
+        std::thread::spawn(move || common::reader(&["stream", "--socket", socket.to_str().unwrap()]))
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let exits = sim.finish(Duration::from_secs(2));
+    let out = reader.join().unwrap();
+    ok(&out);
+    let events = parse_ours(&lines(&out));
+    assert!(!lines(&out).iter().any(|l| l.contains("LOST")), "drop mode with a live reader loses nothing");
+    for (cpu, n) in exits.iter().enumerate() {
+        let mine: Vec<_> = events.iter().filter(|e| e.0 == cpu as u32).collect();
+        assert_eq!(mine.len() as u64, 3 * n, "cpu {cpu}: every event of every exit");
+        assert_eq!(mine[0].2, "hyp_enter");
+        assert!(mine.windows(2).all(|w| w[0].1 <= w[1].1), "cpu {cpu}: in order");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let header = stderr.lines().find(|l| l.trim_start().starts_with("cpu")).expect("the stats table");
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["cpu", "entries", "overrun", "dropped", "lost", "read", "events/s"]
+    );
+    assert!(stderr.contains("the producer exited"), "{stderr}");
+}
+
+#[test]
+fn stream_json_and_cpu_selection() {
+    let mut sim = Sim::start(2, Mode::Overwrite, 1000, 16);
+    std::thread::sleep(Duration::from_millis(200));
+    let out = sim.reader(&["stream", "--format", "json", "--cpu", "1", "--duration", "0.5"]);
+    sim.finish(Duration::ZERO);
+    ok(&out);
+    let objs: Vec<serde_json::Value> =
+        lines(&out).iter().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert!(objs.len() > 100, "{} events", objs.len());
+    for o in &objs {
+        assert_eq!(o["cpu"], 1, "only cpu 1: {o}");
+        assert!(o["ts_ns"].as_u64().is_some() && o["event"].is_string() && o["fields"].is_object(), "{o}");
+    }
+    assert!(
+        objs.iter().any(|o| o["event"] == "host_hcall" || o["event"] == "host_smc" || o["event"] == "host_mem_abort")
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped after --duration"));
+}
+
+#[test]
+fn show_reads_without_consuming_and_stats_count() {
+    let mut sim = Sim::start(2, Mode::Overwrite, 1000, 8);
+    std::thread::sleep(Duration::from_millis(300));
+    let shown = sim.reader(&["show"]);
+    ok(&shown);
+    let events = parse_ours(&lines(&shown));
+    assert!(events.len() > 50, "{} events shown", events.len());
+    assert!(events.windows(2).all(|w| w[0].1 <= w[1].1), "merged in time order");
+    let stderr = String::from_utf8_lossy(&shown.stderr);
+    assert!(stderr.contains("cpu 0: ") && stderr.contains("cpu 1: "), "{stderr}");
+    // Nothing was consumed: a second show starts from the same oldest event or later.
+    let again = parse_ours(&lines(&sim.reader(&["show"])));
+    assert!(again[0].1 >= events[0].1);
+
+    let text = sim.reader(&["stats"]);
+    ok(&text);
+    let table = lines(&text);
+    assert_eq!(table[0].split_whitespace().next(), Some("cpu"));
+    assert_eq!(table.len(), 3, "a header and a row per CPU");
+    let json = sim.reader(&["stats", "--format", "json"]);
+    ok(&json);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert!(v[0]["entries"].as_u64().unwrap() > 0);
+    assert_eq!(v[0]["read"], 0, "show and stats consume nothing");
+    sim.finish(Duration::ZERO);
+}
+
+#[test]
+fn record_writes_a_file_trace_cmd_reports_identically() {
+    let mut sim = Sim::start(2, Mode::Drop, 3000, 64);
+    let file = sim.dir.path().join("trace.dat");
+    let recorder = {
+        let (socket, file) = (sim.socket.clone(), file.clone());
+        std::thread::spawn(move || {
+            common::reader(&["record", "--socket", socket.to_str().unwrap(), "-o", file.to_str().unwrap()])
+        })
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let exits = sim.finish(Duration::from_secs(2));
+    let out = recorder.join().unwrap();
+    ok(&out);
+    let ours = reader(&["report", file.to_str().unwrap()]);
+    ok(&ours);
+    let ours = parse_ours(&lines(&ours));
+    for (cpu, n) in exits.iter().enumerate() {
+        assert_eq!(ours.iter().filter(|e| e.0 == cpu as u32).count() as u64, 3 * n, "cpu {cpu}: all recorded");
+    }
+    let Some(tc) = trace_cmd() else { return };
+    let theirs = trace_cmd_report(tc, &file);
+    assert_eq!(census(&theirs), census(&ours), "per CPU and name counts");
+    // The same events, fields and timestamps (each CPU's in order; CPUs interleave the same way
+    // up to events with equal timestamps).
+    for cpu in 0..exits.len() as u32 {
+        let a: Vec<_> = ours.iter().filter(|e| e.0 == cpu).collect();
+        let b: Vec<_> = theirs.iter().filter(|e| e.0 == cpu).collect();
+        assert_eq!(a, b, "cpu {cpu}");
+    }
+    println!("trace-cmd report agrees on {} recorded events", theirs.len());
+}
+
+#[test]
+fn an_interrupted_record_leaves_a_valid_file() {
+    let mut sim = Sim::start(2, Mode::Overwrite, 0, 32);
+    let file = sim.dir.path().join("int.dat");
+    let child = Command::new(env!("CARGO_BIN_EXE_trace-reader"))
+        .args(["record", "--socket", sim.socket.to_str().unwrap(), "-o", file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    sim.finish(Duration::ZERO);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted; wrote"));
+    let ours = reader(&["report", file.to_str().unwrap()]);
+    ok(&ours);
+    let ours = parse_ours(&lines(&ours));
+    assert!(ours.len() > 1000, "{} events recorded flat out", ours.len());
+    if let Some(tc) = trace_cmd() {
+        assert_eq!(census(&trace_cmd_report(tc, &file)), census(&ours));
+    }
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.dat");
+    std::fs::write(&junk, b"not a trace").unwrap();
+    let out = reader(&["report", junk.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a trace.dat file"));
+    let sock = dir.path().join("nobody.sock");
+    let out = reader(&["stream", "--socket", sock.to_str().unwrap(), "--wait", "0.1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no producer is serving"));
+    let out = reader(&["stream", "--duration", "forever"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a number of seconds"));
+}

@@ -1,0 +1,140 @@
+//! A hyp-sim producer running inside the test process (the hypervisor, its vCPU threads and the
+//! host's control socket), read by the `trace-reader` binary in another process: the real
+//! socket + mmap path, without needing hyp-sim's binary.
+
+#![allow(dead_code)]
+
+use hyp_sim::host::{Host, HostConfig};
+use hyp_sim::vcpu::{self, Workload};
+use ring_core::{Config, Geometry, Mode};
+use ring_mmap::{Backing, Server};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A running producer.
+pub struct Sim {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    host: Arc<Host>,
+    server: Option<Server>,
+    stop: Arc<AtomicBool>,
+    vcpus: Vec<JoinHandle<u64>>,
+}
+
+impl Sim {
+    /// Starts `cpus` vCPUs at `rate` exits per second each (0: flat out).
+    pub fn start(cpus: u32, mode: Mode, rate: u64, nr_subbufs: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("hyp.sock");
+        let config = HostConfig {
+            nr_cpus: cpus,
+            buffer: Config { geometry: Geometry::new(4096, nr_subbufs).unwrap(), mode },
+            backing: Backing::Memfd,
+        };
+        let host = Arc::new(Host::boot(config).expect("booting the hypervisor"));
+        let server = Server::start(&socket, host.clone()).expect("serving");
+        let stop = Arc::new(AtomicBool::new(false));
+        let vcpus = (0..cpus)
+            .map(|cpu| {
+                let (host, stop) = (host.clone(), stop.clone());
+                std::thread::spawn(move || vcpu::run(host.hyp(), cpu, Workload { rate, seed: 7 }, &stop))
+            })
+            .collect();
+        Self { dir, socket, host, server: Some(server), stop, vcpus }
+    }
+
+    /// Stops the guests, lets consumers drain for up to `linger`, then stops serving (consumers
+    /// see a hangup). Returns each CPU's exits (three events each).
+    pub fn finish(&mut self, linger: Duration) -> Vec<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        let exits: Vec<u64> = self.vcpus.drain(..).map(|v| v.join().unwrap()).collect();
+        self.host.set_tracing(false).unwrap();
+        let until = Instant::now() + linger;
+        while Instant::now() < until
+            && (0..exits.len() as u32).any(|c| self.host.cpu_stats(c).is_ok_and(|(s, _)| s.full_pages > 0))
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(self.server.take());
+        exits
+    }
+
+    /// `trace-reader ARGS --socket SOCKET`, run to completion.
+    pub fn reader(&self, args: &[&str]) -> Output {
+        reader(&[args, &["--socket", self.socket.to_str().unwrap()]].concat())
+    }
+}
+
+/// `trace-reader ARGS`, run to completion.
+pub fn reader(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trace-reader")).args(args).output().expect("running trace-reader")
+}
+
+/// Standard output as lines.
+pub fn lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// Asserts the run succeeded, showing its stderr if not.
+pub fn ok(out: &Output) {
+    assert!(out.status.success(), "trace-reader failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+}
+
+/// `trace-cmd` if installed; in CI (`CI` set) its absence fails the test, elsewhere it skips
+/// with a printed reason.
+pub fn trace_cmd() -> Option<&'static str> {
+    let found = Command::new("trace-cmd").arg("--version").output().is_ok();
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "trace-cmd is not installed (.ci/run installs it)");
+        println!("SKIPPED: trace-cmd is not installed; the trace.dat check against it did not run");
+        return None;
+    }
+    Some("trace-cmd")
+}
+
+/// One event line, parsed: (cpu, ns, name, fields text).
+pub type EventLine = (u32, u64, String, String);
+
+/// Parses our text lines (`  1 [12.000000345] name: fields`); LOST lines are skipped.
+pub fn parse_ours(lines: &[String]) -> Vec<EventLine> {
+    lines
+        .iter()
+        .filter(|l| !l.contains("[LOST"))
+        .map(|l| {
+            let (cpu, rest) = l.trim_start().split_once(" [").unwrap();
+            let (ts, rest) = rest.split_once("] ").unwrap();
+            let (name, fields) = rest.split_once(':').unwrap();
+            (cpu.parse().unwrap(), ns(ts), name.to_string(), fields.trim().to_string())
+        })
+        .collect()
+}
+
+/// Parses `trace-cmd report -R -t` lines (`comm-pid [001] 12.000000345: name: fields`).
+pub fn parse_trace_cmd(text: &str) -> Vec<EventLine> {
+    text.lines()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once(" [")?;
+            let (cpu, rest) = rest.split_once(']')?;
+            let (ts, rest) = rest.trim_start().split_once(": ")?;
+            let (name, fields) = rest.split_once(':')?;
+            Some((cpu.parse().ok()?, ns(ts), name.trim().to_string(), fields.trim().to_string()))
+        })
+        .collect()
+}
+
+fn ns(ts: &str) -> u64 {
+    let (s, n) = ts.split_once('.').unwrap();
+    assert_eq!(n.len(), 9, "nanosecond timestamps: {ts}");
+    s.parse::<u64>().unwrap() * 1_000_000_000 + n.parse::<u64>().unwrap()
+}
+
+/// Runs `trace-cmd report -R -t FILE` and returns its parsed events.
+pub fn trace_cmd_report(tc: &str, file: &Path) -> Vec<EventLine> {
+    let out = Command::new(tc).args(["report", "-R", "-t"]).arg(file).output().unwrap();
+    assert!(out.status.success(), "trace-cmd report failed: {}", String::from_utf8_lossy(&out.stderr));
+    parse_trace_cmd(&String::from_utf8_lossy(&out.stdout))
+}
