@@ -4,7 +4,7 @@
 
 use hyp_sim::events::HypEvent;
 use hyp_sim::guest;
-use hyp_sim::hyp::desc::{CpuDesc, DESC_MAGIC, DESC_VERSION, DescHeader, PAGE};
+use hyp_sim::hyp::desc::{CpuDesc, DescHeader, PAGE};
 use hyp_sim::hyp::{HvcRet, Hyp, HypError, call};
 use hyp_sim::platform::{Platform, PlatformBuilder};
 use proptest::prelude::*;
@@ -49,15 +49,7 @@ impl Machine {
 
     /// A valid descriptor: CPUs 0 and 1, 4 sub-buffers each, from RAM page `first` on.
     fn good(&self, first: u64) -> (DescHeader, Vec<CpuDesc>) {
-        let header = DescHeader {
-            magic: DESC_MAGIC,
-            version: DESC_VERSION,
-            nr_cpus: 2,
-            subbuf_size: 4096,
-            nr_subbufs: 4,
-            mode: 0,
-            _reserved: 0,
-        };
+        let header = DescHeader::new(2, 4096, 4, 0);
         let cpu = |i: u64| {
             let base = self.ram + (first + i * 5) * PAGE;
             CpuDesc {
@@ -205,8 +197,7 @@ proptest! {
                     let _ = m.hyp.hvc(*c, args);
                 }
                 Step::Load { cpus, nr_subbufs, mode } => {
-                    let header = DescHeader { magic: DESC_MAGIC, version: DESC_VERSION, nr_cpus: cpus.len() as u32,
-                        subbuf_size: 4096, nr_subbufs: *nr_subbufs, mode: *mode, _reserved: 0 };
+                    let header = DescHeader::new(cpus.len() as u32, 4096, *nr_subbufs, *mode);
                     let descs: Vec<CpuDesc> = cpus.iter().map(|&(cpu, meta, meta_pages, data, data_pages)| CpuDesc {
                         cpu, _reserved: 0,
                         meta_addr: m.ram + meta * PAGE, meta_len: meta_pages * PAGE,

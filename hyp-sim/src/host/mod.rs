@@ -6,7 +6,7 @@
 pub mod clock;
 
 use crate::events;
-use crate::hyp::desc::{CpuDesc, DESC_MAGIC, DESC_VERSION, DescHeader, MAX_DESC_BYTES};
+use crate::hyp::desc::{CpuDesc, DescHeader, MAX_DESC_BYTES};
 use crate::hyp::{HvcRet, Hyp, call};
 use crate::platform::{Platform, PlatformBuilder};
 use clock::ClockSync;
@@ -134,18 +134,11 @@ impl Host {
     /// and length.
     pub fn write_descriptor(&self) -> (u64, u64) {
         let geometry = self.config.buffer.geometry;
-        let header = DescHeader {
-            magic: DESC_MAGIC,
-            version: DESC_VERSION,
-            nr_cpus: self.config.nr_cpus,
-            subbuf_size: geometry.subbuf_size(),
-            nr_subbufs: geometry.nr_subbufs(),
-            mode: match self.config.buffer.mode {
-                Mode::Overwrite => 0,
-                Mode::Drop => 1,
-            },
-            _reserved: 0,
+        let mode = match self.config.buffer.mode {
+            Mode::Overwrite => 0,
+            Mode::Drop => 1,
         };
+        let header = DescHeader::new(self.config.nr_cpus, geometry.subbuf_size(), geometry.nr_subbufs(), mode);
         let mut bytes = header.as_bytes().to_vec();
         let meta_len = geometry.meta_size() as u64;
         for (cpu, &region) in self.buffers.iter().enumerate() {

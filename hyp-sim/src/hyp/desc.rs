@@ -56,6 +56,14 @@ pub struct DescHeader {
 }
 
 const _: () = assert!(size_of::<DescHeader>() == 32);
+
+impl DescHeader {
+    /// A header of this version for `nr_cpus` CPU entries of `nr_subbufs` sub-buffers of
+    /// `subbuf_size` bytes, in `mode` (0: overwrite, 1: drop).
+    pub const fn new(nr_cpus: u32, subbuf_size: u32, nr_subbufs: u32, mode: u32) -> Self {
+        Self { magic: DESC_MAGIC, version: DESC_VERSION, nr_cpus, subbuf_size, nr_subbufs, mode, _reserved: 0 }
+    }
+}
 const _: () = assert!(core::mem::offset_of!(DescHeader, mode) == 20);
 
 /// One CPU's donated pages.
@@ -184,15 +192,7 @@ mod tests {
 
     /// A valid descriptor for CPUs 0 and 1: 4 sub-buffers of 4 KiB each, meta then data.
     fn good(base: u64) -> (DescHeader, Vec<CpuDesc>) {
-        let header = DescHeader {
-            magic: DESC_MAGIC,
-            version: DESC_VERSION,
-            nr_cpus: 2,
-            subbuf_size: 4096,
-            nr_subbufs: 4,
-            mode: 0,
-            _reserved: 0,
-        };
+        let header = DescHeader::new(2, 4096, 4, 0);
         let cpu = |i: u64| CpuDesc {
             cpu: i as u32,
             _reserved: 0,
