@@ -1,5 +1,6 @@
 //! The command line.
 
+use crate::live::LiveOptions;
 use crate::output::Style;
 use crate::source::Target;
 use clap::{Args, Parser, Subcommand};
@@ -98,6 +99,27 @@ impl SourceArgs {
     }
 }
 
+/// How a consuming read runs (`stream`, `record`).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct LiveArgs {
+    /// Stop after this many seconds [default: until the producer exits or Ctrl-C]
+    #[arg(long, value_parser = seconds)]
+    pub duration: Option<f64>,
+    /// Longest time, in milliseconds, a partly filled page waits before its events are read
+    #[arg(long, default_value_t = 100)]
+    pub interval_ms: u64,
+}
+
+impl LiveArgs {
+    /// The read loop's options.
+    pub fn options(&self) -> LiveOptions {
+        LiveOptions {
+            duration: self.duration.map(Duration::from_secs_f64),
+            interval: Duration::from_millis(self.interval_ms.max(1)),
+        }
+    }
+}
+
 /// Arguments of `stream`.
 #[derive(Args, Debug)]
 pub struct StreamArgs {
@@ -107,12 +129,9 @@ pub struct StreamArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: Style,
-    /// Stop after this many seconds [default: until the producer exits or Ctrl-C]
-    #[arg(long, value_parser = seconds)]
-    pub duration: Option<f64>,
-    /// Longest time, in milliseconds, a partly filled page waits before its events are read
-    #[arg(long, default_value_t = 100)]
-    pub interval_ms: u64,
+    /// When to stop, how often to look.
+    #[command(flatten)]
+    pub live: LiveArgs,
 }
 
 /// Arguments of `show`.
@@ -146,12 +165,9 @@ pub struct RecordArgs {
     /// The file to write
     #[arg(short, long, default_value = "trace.dat")]
     pub output: PathBuf,
-    /// Stop after this many seconds [default: until the producer exits or Ctrl-C]
-    #[arg(long, value_parser = seconds)]
-    pub duration: Option<f64>,
-    /// Longest time, in milliseconds, a partly filled page waits before its events are read
-    #[arg(long, default_value_t = 100)]
-    pub interval_ms: u64,
+    /// When to stop, how often to look.
+    #[command(flatten)]
+    pub live: LiveArgs,
 }
 
 /// Arguments of `report`.

@@ -22,6 +22,17 @@ pub enum Stop {
     Hangup,
 }
 
+impl Stop {
+    /// Why, in words for the user.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Stop::Duration => "stopped after --duration",
+            Stop::Interrupted => "interrupted",
+            Stop::Hangup => "the producer exited",
+        }
+    }
+}
+
 /// What was read from one CPU.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {

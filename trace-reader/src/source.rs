@@ -4,6 +4,7 @@
 use crate::formats::Formats;
 use anyhow::{Context, Result, bail};
 use ring_core::SharedView;
+use ring_core::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
 use ring_mmap::wire::ClockBody;
 use ring_mmap::{Connection, Consumer, CpuSource, Error, KernelCpu, KernelStats, Record, SocketCpu};
 use std::path::PathBuf;
@@ -149,7 +150,10 @@ fn unread_bytes(view: &SharedView<'_>) -> Option<u64> {
         snap.pages
             .iter()
             .map(|p| {
-                let commit = u64::from_ne_bytes(p.bytes[8..16].try_into().unwrap_or_default()) & 0x3fff_ffff;
+                let commit = p
+                    .bytes
+                    .get(SUBBUF_COMMIT_OFFSET..SUBBUF_HEADER_SIZE)
+                    .map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")) & COMMIT_LEN_MASK);
                 commit.saturating_sub(u64::from(p.start))
             })
             .sum(),

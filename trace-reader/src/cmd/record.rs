@@ -2,7 +2,7 @@
 
 use super::{interrupt_flag, rows};
 use crate::cli::RecordArgs;
-use crate::live::{self, LiveOptions, Stop, Tally};
+use crate::live::{self, Tally};
 use crate::source::{Session, Target, to_ns};
 use crate::table;
 use crate::tracedat::{DatInfo, DatWriter, PageBuilder};
@@ -11,7 +11,7 @@ use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ring_mmap::Record;
 use ring_mmap::wire::ClockBody;
 use std::cell::RefCell;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Everything being written.
 struct Recording {
@@ -19,7 +19,6 @@ struct Recording {
     builders: Vec<PageBuilder>,
     cpus: Vec<u32>,
     tallies: Vec<Tally>,
-    pages: u64,
     clock: ClockBody,
     /// The first write error: recording stops at the next round.
     error: Option<anyhow::Error>,
@@ -32,11 +31,8 @@ impl Recording {
         }
         self.tallies[slot].count(&record);
         let cpu = self.cpus[slot];
-        let Self { writer, builders, pages, .. } = self;
-        let mut out = |page: &[u8]| {
-            *pages += 1;
-            writer.write_page(cpu, page)
-        };
+        let Self { writer, builders, .. } = self;
+        let mut out = |page: &[u8]| writer.write_page(cpu, page);
         let result = match record {
             Record::Lost(lost) => builders[slot].lost(lost, &mut out).map_err(anyhow::Error::from),
             Record::Event(e) => {
@@ -55,12 +51,8 @@ impl Recording {
 
     fn finish_pages(&mut self) -> Result<()> {
         for (slot, b) in self.builders.iter_mut().enumerate() {
-            let cpu = self.cpus[slot];
-            let (writer, pages) = (&mut self.writer, &mut self.pages);
-            b.flush(&mut |page: &[u8]| {
-                *pages += 1;
-                writer.write_page(cpu, page)
-            })?;
+            let (cpu, writer) = (self.cpus[slot], &mut self.writer);
+            b.flush(&mut |page: &[u8]| writer.write_page(cpu, page))?;
         }
         Ok(())
     }
@@ -88,7 +80,6 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         builders: cpus.iter().map(|_| PageBuilder::new(session.subbuf_size as usize)).collect(),
         tallies: vec![Tally::default(); cpus.len()],
         cpus: cpus.clone(),
-        pages: 0,
         clock: session.clock,
         error: None,
     });
@@ -96,14 +87,10 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     bar.set_style(
         ProgressStyle::with_template("{spinner} recording [{elapsed_precise}] {msg}").expect("a valid template"),
     );
-    let opts = LiveOptions {
-        duration: args.duration.map(Duration::from_secs_f64),
-        interval: Duration::from_millis(args.interval_ms.max(1)),
-    };
     let started = Instant::now();
     let why = live::run(
         &mut session,
-        opts,
+        args.live.options(),
         &stop,
         |slot, record| rec.borrow_mut().take(slot, record),
         |_, _| {
@@ -114,7 +101,7 @@ pub fn run(args: &RecordArgs) -> Result<()> {
             let events: u64 = r.tallies.iter().map(|t| t.events).sum();
             let lost: u64 = r.tallies.iter().map(|t| t.lost).sum();
             let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            let bytes = r.pages * u64::from(r.writer.page_size() as u32);
+            let bytes = r.writer.pages() * r.writer.page_size() as u64;
             bar.set_message(format!("{events} events, {}, {rate:.0} events/s, {lost} lost", HumanBytes(bytes)));
             bar.tick();
             Ok(())
@@ -128,17 +115,14 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     let rows = rows(&session, &rec.tallies, secs)?;
     let stats: Vec<String> = rows.iter().map(table::cpustat).collect();
     let events: u64 = rec.tallies.iter().map(|t| t.events).sum();
+    let pages = rec.writer.pages();
     let size = rec.writer.finish(&stats).with_context(|| format!("writing {}", args.output.display()))?;
     eprint!("{}", table::summary(&rows));
     eprintln!(
-        "trace-reader: {} {}: {events} events in {} pages, {}",
-        match why {
-            Stop::Hangup => "the producer exited; wrote",
-            Stop::Duration => "stopped after --duration; wrote",
-            Stop::Interrupted => "interrupted; wrote",
-        },
+        "trace-reader: {}; wrote {}: {events} events in {} pages, {}",
+        why.reason(),
         args.output.display(),
-        rec.pages,
+        pages,
         HumanBytes(size)
     );
     Ok(())

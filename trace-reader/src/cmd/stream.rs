@@ -2,7 +2,7 @@
 
 use super::{interrupt_flag, rows};
 use crate::cli::StreamArgs;
-use crate::live::{self, LiveOptions, Stop, Tally};
+use crate::live::{self, Stop, Tally};
 use crate::merge::{Item, Merger};
 use crate::output::Printer;
 use crate::source::Session;
@@ -10,7 +10,7 @@ use crate::table;
 use anyhow::Result;
 use ring_mmap::Record;
 use std::cell::RefCell;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Runs `stream`.
 pub fn run(args: &StreamArgs) -> Result<()> {
@@ -22,14 +22,10 @@ pub fn run(args: &StreamArgs) -> Result<()> {
     let merger = RefCell::new(Merger::new(cpus.len()));
     let mut tallies = vec![Tally::default(); cpus.len()];
     let mut printer = Printer::new(args.format);
-    let opts = LiveOptions {
-        duration: args.duration.map(Duration::from_secs_f64),
-        interval: Duration::from_millis(args.interval_ms.max(1)),
-    };
     let started = Instant::now();
     let why = live::run(
         &mut session,
-        opts,
+        args.live.options(),
         &stop,
         |slot, record| {
             tallies[slot].count(&record);
@@ -48,9 +44,8 @@ pub fn run(args: &StreamArgs) -> Result<()> {
     )?;
     let secs = started.elapsed().as_secs_f64();
     let why = match why {
-        Stop::Hangup => "the producer exited; everything it committed was read",
-        Stop::Duration => "stopped after --duration",
-        Stop::Interrupted => "interrupted",
+        Stop::Hangup => format!("{}; everything it committed was read", why.reason()),
+        _ => why.reason().to_string(),
     };
     // One write, so that it does not interleave with the producer's own report.
     eprintln!("{}trace-reader: {why}", table::summary(&rows(&session, &tallies, secs)?));

@@ -95,6 +95,11 @@ impl DatWriter {
         self.info.page_size as usize
     }
 
+    /// Pages written so far, all CPUs together.
+    pub fn pages(&self) -> u64 {
+        self.spools.iter().flatten().map(|s| s.pages).sum()
+    }
+
     /// Appends a page of `cpu`.
     pub fn write_page(&mut self, cpu: u32, page: &[u8]) -> Result<(), DatError> {
         if page.len() != self.page_size() {
