@@ -257,11 +257,6 @@ impl Session {
             Target::Producer { .. } => None,
         }
     }
-
-    /// `raw` in nanoseconds.
-    pub fn ns(&self, raw: u64) -> u64 {
-        to_ns(&self.clock, raw)
-    }
 }
 
 /// A raw timestamp in nanoseconds, by the producer's published conversion.
