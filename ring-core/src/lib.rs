@@ -120,6 +120,7 @@ extern crate alloc;
 
 mod buffer;
 pub mod clock;
+pub mod clock_latch;
 pub mod consume;
 pub mod decode;
 pub mod doorbell;

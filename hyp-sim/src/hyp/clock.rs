@@ -1,146 +1,29 @@
 //! The hypervisor's trace clock: the raw cycle counter, converted to the host's nanoseconds with
-//! parameters the host calibrates and hands over (`UPDATE_CLOCK`).
-//!
-//! The parameters live in two banks behind a sequence counter (a seqcount "latch"): an update
-//! writes one bank while readers use the other, then switches them, so a writer stamping an
-//! event never waits and never sees half of an update:
-//!
-//! ```text
-//!   update (one at a time)                      read (any number, any time)
-//!   seq += 1    (release) -> readers use bank 1  s = seq (acquire)
-//!   write bank 0                                 read bank[s & 1]
-//!   seq += 1    (release) -> readers use bank 0  fence(acquire)
-//!   write bank 1                                 seq == s ? done : retry
-//! ```
-//!
-//! A read retries only if an update ran across it; updates come every few hundred milliseconds.
+//! parameters the host calibrates and hands over (`UPDATE_CLOCK`), kept in a
+//! [`ClockLatch`] so that writers stamping events never wait for, nor see half of, an update.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
+pub use ring_core::clock_latch::{ClockLatch, ClockParams};
 
-/// How to turn a raw counter value into nanoseconds:
-/// `ns = epoch_ns + ((raw - epoch_raw) * mult) >> shift`, with 128-bit intermediates and `raw`
-/// before `epoch_raw` counted backwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClockParams {
-    /// Multiplier.
-    pub mult: u32,
-    /// Shift.
-    pub shift: u32,
-    /// Nanoseconds at the epoch.
-    pub epoch_ns: u64,
-    /// Raw counter at the epoch.
-    pub epoch_raw: u64,
-}
-
-impl ClockParams {
-    /// Raw counter values are nanoseconds.
-    pub const IDENTITY: Self = Self { mult: 1, shift: 0, epoch_ns: 0, epoch_raw: 0 };
-
-    /// `raw` in nanoseconds.
-    pub fn convert(&self, raw: u64) -> u64 {
-        let scale = |d: u64| ((u128::from(d) * u128::from(self.mult)) >> self.shift.min(127)) as u64;
-        if raw >= self.epoch_raw {
-            self.epoch_ns.wrapping_add(scale(raw - self.epoch_raw))
-        } else {
-            self.epoch_ns.wrapping_sub(scale(self.epoch_raw - raw))
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Bank {
-    mult: AtomicU32,
-    shift: AtomicU32,
-    epoch_ns: AtomicU64,
-    epoch_raw: AtomicU64,
-}
-
-impl Bank {
-    fn new(p: ClockParams) -> Self {
-        Self {
-            mult: AtomicU32::new(p.mult),
-            shift: AtomicU32::new(p.shift),
-            epoch_ns: AtomicU64::new(p.epoch_ns),
-            epoch_raw: AtomicU64::new(p.epoch_raw),
-        }
-    }
-
-    fn store(&self, p: ClockParams) {
-        // Ordering: Relaxed; published by the Release increment of `seq` that follows.
-        self.mult.store(p.mult, Ordering::Relaxed);
-        self.shift.store(p.shift, Ordering::Relaxed);
-        self.epoch_ns.store(p.epoch_ns, Ordering::Relaxed);
-        self.epoch_raw.store(p.epoch_raw, Ordering::Relaxed);
-    }
-
-    fn load(&self) -> ClockParams {
-        // Ordering: Relaxed; validated by the reader's fence and second `seq` load.
-        ClockParams {
-            mult: self.mult.load(Ordering::Relaxed),
-            shift: self.shift.load(Ordering::Relaxed),
-            epoch_ns: self.epoch_ns.load(Ordering::Relaxed),
-            epoch_raw: self.epoch_raw.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// The clock's two parameter banks and their latch.
-#[derive(Debug)]
+/// The hypervisor's trace clock.
+#[derive(Debug, Default)]
 pub struct HypClock {
-    seq: AtomicU32,
-    banks: [Bank; 2],
-    updating: AtomicBool,
-}
-
-impl Default for HypClock {
-    fn default() -> Self {
-        Self::new(ClockParams::IDENTITY)
-    }
+    latch: ClockLatch,
 }
 
 impl HypClock {
-    /// A clock with `params` in both banks.
+    /// A clock converting with `params`.
     pub fn new(params: ClockParams) -> Self {
-        Self { seq: AtomicU32::new(0), banks: [Bank::new(params), Bank::new(params)], updating: AtomicBool::new(false) }
+        Self { latch: ClockLatch::new(params) }
     }
 
-    /// Installs new parameters. Only one update runs at a time: a concurrent one is refused
-    /// (`false`) rather than waited for.
+    /// Installs new parameters; `false` if another update is running (see [`ClockLatch::update`]).
     pub fn update(&self, params: ClockParams) -> bool {
-        // Ordering: Acquire pairs with the Release that ends the previous update, so this one
-        // starts from its `seq`.
-        if self.updating.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            return false;
-        }
-        // Ordering (the latch): each Release increment publishes the bank written before it;
-        // the fence after it orders it before the writes to the bank readers just left.
-        let s = self.seq.load(Ordering::Relaxed);
-        self.seq.store(s.wrapping_add(1), Ordering::Release);
-        fence(Ordering::Release);
-        self.banks[0].store(params);
-        self.seq.store(s.wrapping_add(2), Ordering::Release);
-        fence(Ordering::Release);
-        self.banks[1].store(params);
-        // Ordering: Release, see the Acquire above.
-        self.updating.store(false, Ordering::Release);
-        true
+        self.latch.update(params)
     }
 
     /// The parameters in force.
     pub fn params(&self) -> ClockParams {
-        loop {
-            // Ordering: Acquire pairs with the updater's Release increments (the bank it selects
-            // is fully written); the Acquire fence pairs with the updater's Release fences: if
-            // the bank reads saw a later update's writes, the second `seq` load sees its
-            // increment and the read is retried.
-            let s = self.seq.load(Ordering::Acquire);
-            let p = self.banks[(s & 1) as usize].load();
-            fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == s {
-                return p;
-            }
-            std::hint::spin_loop();
-        }
+        self.latch.params()
     }
 
     /// The raw counter now, in nanoseconds.
@@ -152,72 +35,4 @@ impl HypClock {
 /// The raw cycle counter.
 pub fn raw_counter() -> u64 {
     ring_core::Clock::now(&ring_core::CycleClock)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    #[test]
-    fn conversion_scales_and_offsets() {
-        let p = ClockParams { mult: 3 << 30, shift: 31, epoch_ns: 1_000, epoch_raw: 500 };
-        assert_eq!(p.convert(500), 1_000);
-        assert_eq!(p.convert(600), 1_150);
-        assert_eq!(p.convert(400), 850, "before the epoch counts backwards");
-        assert_eq!(ClockParams::IDENTITY.convert(12345), 12345);
-        let big = ClockParams { mult: u32::MAX, shift: 0, epoch_ns: 0, epoch_raw: 0 };
-        assert_eq!(big.convert(1 << 40), ((1u128 << 40) * u128::from(u32::MAX)) as u64, "no overflow panic");
-    }
-
-    /// A writer reading the clock while the host updates it always sees one whole parameter set.
-    #[test]
-    fn readers_never_see_a_half_update() {
-        let clock = Arc::new(HypClock::new(ClockParams { mult: 1, shift: 0, epoch_ns: 0, epoch_raw: 0 }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let updater = {
-            let (clock, stop) = (clock.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut i = 1u64;
-                while !stop.load(Ordering::Relaxed) {
-                    // Every field of set i is a function of i: a mix of two sets is detectable.
-                    assert!(clock.update(ClockParams {
-                        mult: i as u32,
-                        shift: (i % 7) as u32,
-                        epoch_ns: i * 3,
-                        epoch_raw: i * 5
-                    }));
-                    i += 1;
-                }
-                i
-            })
-        };
-        // Read until many different parameter sets went by, however the two threads get scheduled.
-        let (mut seen, mut last) = (0u32, 0u64);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while seen < 1_000 && std::time::Instant::now() < deadline {
-            let p = clock.params();
-            let i = u64::from(p.mult);
-            if i > 0 && !(i == 1 && p.epoch_ns == 0) {
-                assert_eq!((p.shift, p.epoch_ns, p.epoch_raw), ((i % 7) as u32, i * 3, i * 5), "torn: {p:?}");
-                if i != last {
-                    seen += 1;
-                    last = i;
-                }
-            }
-        }
-        stop.store(true, Ordering::Relaxed);
-        let updates = updater.join().unwrap();
-        assert!(seen >= 1_000, "the race really ran: {seen} parameter sets seen over {updates} updates");
-    }
-
-    #[test]
-    fn a_concurrent_update_is_refused_not_waited_for() {
-        let clock = HypClock::default();
-        clock.updating.store(true, Ordering::Relaxed);
-        assert!(!clock.update(ClockParams::IDENTITY));
-        clock.updating.store(false, Ordering::Relaxed);
-        assert!(clock.update(ClockParams { mult: 2, ..ClockParams::IDENTITY }));
-        assert_eq!(clock.params().mult, 2);
-    }
 }
