@@ -11,7 +11,7 @@
 use crate::error::Error;
 use memmap2::{MmapOptions, MmapRaw};
 use ring_core::{Geometry, ShmRegion};
-use rustix::fs::{Mode, OFlags, SealFlags};
+use rustix::fs::{FlockOperation, Mode, OFlags, SealFlags};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,20 @@ pub enum Backing {
     Memfd,
     /// Files `cpu0`, `cpu1`, ... in this directory (created if missing), which outlive the producer.
     Dir(PathBuf),
+}
+
+impl Backing {
+    /// Writes `bytes` to the file `name` of a [`Backing::Dir`] directory, atomically (a reader sees
+    /// the old content or the new, never a mix); memfd buffers have no directory, so nothing is
+    /// written. The producer publishes what a post-mortem reader needs besides the buffers
+    /// ([`crate::postmortem`]): the event formats, the clock conversion.
+    pub fn publish(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        let Backing::Dir(dir) = self else { return Ok(()) };
+        let path = dir.join(name);
+        let temporary = dir.join(format!(".{name}.new"));
+        std::fs::write(&temporary, bytes).map_err(|e| Error::path("writing", &temporary, e))?;
+        std::fs::rename(&temporary, &path).map_err(|e| Error::path("renaming into place", &path, e))
+    }
 }
 
 /// Where things are in one CPU's file.
@@ -78,10 +92,19 @@ impl CpuBacking {
                 let path = dir.join(cpu_file_name(cpu));
                 let fd = rustix::fs::open(
                     &path,
-                    OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+                    OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(|e| Error::path("creating", &path, e.into()))?;
+                // Held for the producer's life (the kernel drops it when the process dies, however
+                // it dies): a second producer cannot take over the directory, and a post-mortem
+                // reader can tell a live producer's files from a dead one's.
+                rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).map_err(|e| match e {
+                    rustix::io::Errno::WOULDBLOCK => Error::ProducerAlive(path.clone()),
+                    e => Error::path("locking", &path, e.into()),
+                })?;
+                // Only now, with the lock held, is the old content discarded.
+                rustix::fs::ftruncate(&fd, 0).map_err(|e| Error::path("truncating", &path, e.into()))?;
                 let ro = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
                     .map_err(|e| Error::path("opening", &path, e.into()))?;
                 (File::from(fd), Some(ro), false)

@@ -209,6 +209,11 @@ impl<S: CpuSource> Consumer<S> {
             None => reader.read,
         };
         let snap = view.snapshot_quiescent(start)?;
+        // Nothing was ever consumed from this buffer: every event before the first one left is
+        // lost, and the first page's sequence number says how many.
+        if self.page.is_none() && self.next_seq.is_none() && view.meta().counters().read == 0 {
+            self.next_seq = Some(0);
+        }
         let mut total = 0;
         // Each remaining page's first unread event is compared with the one expected next: what
         // lies between was lost (overwritten, or dropped with the ring full).

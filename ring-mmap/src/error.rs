@@ -45,6 +45,10 @@ pub enum Error {
     /// The producer has gone (its socket closed).
     #[error("the producer has gone away")]
     Hangup,
+    /// A live producer holds this buffer file (it is not the post-mortem of a dead one, and no
+    /// second producer may take it over).
+    #[error("a running producer is using {}; read it through its control socket", .0.display())]
+    ProducerAlive(PathBuf),
     /// The producer did not answer in time.
     #[error("the producer did not answer {0:?} in time")]
     Timeout(Op),

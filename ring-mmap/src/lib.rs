@@ -23,6 +23,7 @@
 //!   [`Consumer`] over either ([`CpuSource`]): GET_READER_PAGE with the amount read, events
 //!   handed out in place, losses reported where they happened, [`Consumer::wait`] on the
 //!   doorbell, [`Consumer::drain_remaining`] after the producer died.
+//! - Post-mortem: [`BufferDir`] and [`DirCpu`] read a dead producer's buffer directory.
 //! - The wire format is [`wire`]; the errors, [`Error`].
 
 pub mod backing;
@@ -31,6 +32,7 @@ pub mod consumer;
 pub mod doorbell;
 pub mod error;
 pub mod kernel;
+pub mod postmortem;
 pub mod producer;
 pub mod server;
 pub mod socket_cpu;
@@ -41,6 +43,7 @@ pub use client::Connection;
 pub use consumer::{Consumer, CpuSource, Lost, PageRead, ReaderPage, Record, Wakeup};
 pub use error::Error;
 pub use kernel::{KernelCpu, KernelStats, TracefsInstance};
+pub use postmortem::{BufferDir, DirCpu};
 pub use producer::{Producer, ProducerConfig, ShmProducer};
 pub use server::{Server, ServerOptions, default_socket_path};
 pub use socket_cpu::SocketCpu;

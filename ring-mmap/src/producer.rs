@@ -7,10 +7,12 @@
 use crate::backing::{Backing, CpuBacking, CpuLayout};
 use crate::doorbell::EventFdDoorbell;
 use crate::error::Error;
+use crate::postmortem::{CLOCK_FILE, FORMATS_FILE};
 use crate::wire::{ClockBody, HelloBody, PROTOCOL_VERSION, StatsBody, WaitBody};
 use parking_lot::Mutex;
 use ring_core::{Clock, Config, CpuBuffer, Mode, ReaderUpdate, SwapError};
 use std::os::fd::BorrowedFd;
+use zerocopy::IntoBytes;
 
 /// What the control socket needs from a producer. The server checks `cpu < nr_cpus()` before
 /// calling any per-CPU method.
@@ -87,10 +89,7 @@ impl<C: Clock> ShmProducer<C> {
                 .with_doorbell(EventFdDoorbell::new()?);
             cpus.push(ProducerCpu { buffer, backing });
         }
-        if let Backing::Dir(dir) = &config.backing {
-            let path = dir.join("formats");
-            std::fs::write(&path, &config.formats).map_err(|e| Error::path("writing", &path, e))?;
-        }
+        config.backing.publish(FORMATS_FILE, &config.formats)?;
         Ok(Self { cpus, config, clock: Mutex::new(IDENTITY_CLOCK) })
     }
 
@@ -105,8 +104,11 @@ impl<C: Clock> ShmProducer<C> {
     }
 
     /// Publishes a new raw-clock conversion.
-    pub fn set_clock(&self, clock: ClockBody) {
-        *self.clock.lock() = clock;
+    pub fn set_clock(&self, clock: ClockBody) -> Result<(), Error> {
+        let mut current = self.clock.lock();
+        self.config.backing.publish(CLOCK_FILE, clock.as_bytes())?;
+        *current = clock;
+        Ok(())
     }
 
     fn buffer(&self, cpu: u32) -> &CpuBuffer<'static, C, EventFdDoorbell> {

@@ -89,6 +89,9 @@ impl Host {
             formats: events::formats_blob(),
             clock: Mutex::new(ClockSync::start(Duration::from_millis(20))),
         };
+        // What a post-mortem reader of a buffer directory needs besides the buffers (events are
+        // stamped in nanoseconds already, so no clock file).
+        host.config.backing.publish(ring_mmap::postmortem::FORMATS_FILE, &host.formats)?;
         let (addr, len) = host.write_descriptor();
         host.call("LOAD", call::LOAD, [addr, len, 0, 0])?;
         let params = host.clock.lock().params();

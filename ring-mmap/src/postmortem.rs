@@ -1,0 +1,253 @@
+//! Reading a producer's buffer directory ([`Backing::Dir`](crate::Backing::Dir)) after the
+//! producer has gone, however it went: exited, crashed, or killed with SIGKILL halfway through an
+//! event or a page move. Like the kernel's persistent ring buffer after a reboot, the files still
+//! hold everything the writer committed; [`DirCpu`] maps one read-only and serves it as a
+//! [`CpuSource`] whose producer has hung up, so that [`Consumer::drain_remaining`] reads it
+//! exactly as it reads a live producer's buffer after a hangup:
+//!
+//! ```text
+//!   DIR/cpu0, cpu1, ...   meta area + sub-buffers, as the writer left them
+//!   DIR/formats           the producer's event formats (Producer::formats)
+//!   DIR/clock             the raw-clock conversion (ClockBody), if the producer published one
+//! ```
+//!
+//! Only committed data is read: each page up to its `commit`, which the writer advances only
+//! after an event's bytes are written (and, with nested writers, only when the outermost one
+//! commits), so an event the writer was in the middle of is never returned, torn or otherwise.
+//! A page the writer was resetting when it died (odd `cnt`) is skipped and counted.
+//!
+//! A live producer holds an exclusive `flock` on each of its files; [`DirCpu::open`] takes a
+//! shared one, so it refuses a live producer's files ([`Error::ProducerAlive`]) and no new
+//! producer can reuse the directory while it is being read. The kernel drops a dead process's
+//! locks, SIGKILL included.
+//!
+//! [`Consumer::drain_remaining`]: crate::Consumer::drain_remaining
+
+use crate::backing::{CpuLayout, ReadOnlyMapping, cpu_file_name, open_cpu_file};
+use crate::consumer::{CpuSource, ReaderPage, Wakeup};
+use crate::error::Error;
+use crate::wire::{ClockBody, parse_body};
+use ring_core::meta::off;
+use ring_core::{Geometry, SharedView};
+use rustix::fs::FlockOperation;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The file of a buffer directory holding the producer's event formats.
+pub const FORMATS_FILE: &str = "formats";
+/// The file of a buffer directory holding the producer's raw-clock conversion ([`ClockBody`]).
+pub const CLOCK_FILE: &str = "clock";
+
+/// One CPU's file in the directory of a producer that has gone, mapped read-only.
+#[derive(Debug)]
+pub struct DirCpu {
+    cpu: u32,
+    mapping: ReadOnlyMapping,
+    // Holds the shared lock while the mapping is read.
+    file: OwnedFd,
+}
+
+impl DirCpu {
+    /// Maps CPU `cpu`'s file in `dir`, sized by the geometry its meta area announces (checked
+    /// against the file's size and validated as a hyptrace meta area).
+    pub fn open(dir: &Path, cpu: u32) -> Result<Self, Error> {
+        let path = dir.join(cpu_file_name(cpu));
+        let file = open_cpu_file(dir, cpu)?;
+        rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared).map_err(|e| match e {
+            rustix::io::Errno::WOULDBLOCK => Error::ProducerAlive(path.clone()),
+            e => Error::path("locking", &path, e.into()),
+        })?;
+        let geometry = read_geometry(&file, &path)?;
+        let layout = CpuLayout { geometry };
+        let mapping = ReadOnlyMapping::new(file.as_fd(), layout.file_size(), layout.meta_size())?;
+        let cpu = Self { cpu, mapping, file };
+        if !cpu.view()?.has_extension() {
+            return Err(Error::Protocol(format!("{} has no hyptrace meta extension", path.display())));
+        }
+        Ok(cpu)
+    }
+}
+
+/// The geometry a CPU file's meta area announces (read with `pread`, before mapping it).
+fn read_geometry(file: &OwnedFd, path: &Path) -> Result<Geometry, Error> {
+    let mut header = [0u8; off::NR_SUBBUFS + 4];
+    let got = rustix::io::pread(file, &mut header, 0).map_err(|e| Error::path("reading", path, e.into()))?;
+    if got < header.len() {
+        return Err(Error::Protocol(format!("{} is too short for a meta area ({got} bytes)", path.display())));
+    }
+    let field = |at: usize| u32::from_ne_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    Ok(Geometry::new(field(off::SUBBUF_SIZE), field(off::NR_SUBBUFS))?)
+}
+
+impl CpuSource for DirCpu {
+    fn cpu(&self) -> u32 {
+        self.cpu
+    }
+
+    fn view(&self) -> Result<SharedView<'_>, Error> {
+        Ok(SharedView::new(self.mapping.meta(), self.mapping.data())?)
+    }
+
+    fn get_reader_page(&mut self, _read: u32) -> Result<ReaderPage, Error> {
+        Err(Error::Hangup)
+    }
+
+    fn wait(&mut self, _pages: u32, _timeout: Option<Duration>) -> Result<Wakeup, Error> {
+        Ok(Wakeup::Hangup)
+    }
+
+    fn arm(&mut self, _pages: u32) -> Result<bool, Error> {
+        Err(Error::Hangup)
+    }
+
+    /// The file itself: always readable, though nothing will ever arrive.
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+/// A dead producer's buffer directory, opened.
+#[derive(Debug)]
+pub struct BufferDir {
+    /// The directory.
+    pub path: PathBuf,
+    /// Its CPUs, `cpu0` up to the last consecutive `cpuN` file.
+    pub cpus: Vec<DirCpu>,
+    /// The event formats, if the producer published them.
+    pub formats: Option<Vec<u8>>,
+    /// The raw-clock conversion, if the producer published one (otherwise timestamps are raw).
+    pub clock: Option<ClockBody>,
+}
+
+impl BufferDir {
+    /// Opens every CPU file of `dir` and reads its formats and clock files.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        let mut cpus = Vec::new();
+        while dir.join(cpu_file_name(cpus.len() as u32)).exists() {
+            cpus.push(DirCpu::open(dir, cpus.len() as u32)?);
+        }
+        if cpus.is_empty() {
+            return Err(Error::path(
+                "no buffer files (cpu0, cpu1, ...) in",
+                dir,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        let optional = |name: &str| match std::fs::read(dir.join(name)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::path("reading", &dir.join(name), e)),
+        };
+        let formats = optional(FORMATS_FILE)?;
+        let clock = optional(CLOCK_FILE)?
+            .map(|bytes| parse_body::<ClockBody>(&bytes))
+            .transpose()
+            .map_err(|e| Error::Protocol(format!("{}: {e}", dir.join(CLOCK_FILE).display())))?;
+        Ok(Self { path: dir.to_path_buf(), cpus, formats, clock })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::{Consumer, Lost, Record};
+    use crate::{Backing, ProducerConfig, ShmProducer};
+    use ring_core::{Config, CounterClock, Mode};
+
+    fn producer(dir: &Path, mode: Mode) -> ShmProducer<CounterClock> {
+        let config = ProducerConfig {
+            nr_cpus: 2,
+            buffer: Config { geometry: Geometry::new(4096, 4).unwrap(), mode },
+            backing: Backing::Dir(dir.to_path_buf()),
+            formats: b"some formats".to_vec(),
+        };
+        ShmProducer::new(config, |_| CounterClock::new(1)).unwrap()
+    }
+
+    /// Everything left in `cpu`: (lost counts, payloads).
+    fn recover(cpu: DirCpu) -> (Vec<u64>, Vec<Vec<u8>>) {
+        let mut consumer = Consumer::new(cpu).unwrap();
+        let (mut lost, mut events) = (Vec::new(), Vec::new());
+        consumer
+            .drain_remaining(|r| match r {
+                Record::Lost(Lost::Count(n)) => lost.push(n),
+                Record::Lost(other) => panic!("unexpected {other:?}"),
+                Record::Event(e) => events.push(e.payload.to_vec()),
+            })
+            .unwrap();
+        (lost, events)
+    }
+
+    #[test]
+    fn a_live_producers_files_are_refused_and_its_directory_cannot_be_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = producer(dir.path(), Mode::Drop);
+        assert!(matches!(DirCpu::open(dir.path(), 0), Err(Error::ProducerAlive(_))));
+        assert!(matches!(BufferDir::open(dir.path()), Err(Error::ProducerAlive(_))));
+        let second = ShmProducer::new(
+            ProducerConfig {
+                nr_cpus: 1,
+                buffer: Config { geometry: Geometry::new(4096, 4).unwrap(), mode: Mode::Drop },
+                backing: Backing::Dir(dir.path().to_path_buf()),
+                formats: Vec::new(),
+            },
+            |_| CounterClock::new(1),
+        );
+        assert!(matches!(second, Err(Error::ProducerAlive(_))), "a second producer must not truncate live files");
+        p.cpu(0).write(b"still here").unwrap();
+        drop(p);
+        let opened = BufferDir::open(dir.path()).unwrap();
+        assert_eq!(opened.cpus.len(), 2);
+        assert_eq!(opened.formats.as_deref(), Some(&b"some formats"[..]));
+        assert_eq!(opened.clock, None);
+    }
+
+    #[test]
+    fn everything_committed_is_recovered_with_overwritten_events_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = producer(dir.path(), Mode::Overwrite);
+        p.set_clock(ClockBody { mult: 3, shift: 1, epoch_raw: 10, epoch_ns: 20 }).unwrap();
+        // Three ring pages of ~500 events each: 5000 events lap the ring.
+        for i in 0u32..5000 {
+            p.cpu(1).write(&i.to_le_bytes()).unwrap();
+        }
+        drop(p);
+        let opened = BufferDir::open(dir.path()).unwrap();
+        assert_eq!(opened.clock, Some(ClockBody { mult: 3, shift: 1, epoch_raw: 10, epoch_ns: 20 }));
+        let mut cpus = opened.cpus.into_iter();
+        assert_eq!(recover(cpus.next().unwrap()), (vec![], vec![]), "cpu 0 wrote nothing");
+        let (lost, events) = recover(cpus.next().unwrap());
+        let seqs: Vec<u32> = events.iter().map(|p| u32::from_le_bytes(p[..4].try_into().unwrap())).collect();
+        assert_eq!(*seqs.last().unwrap(), 4999, "the last event committed is recovered");
+        let first = seqs[0];
+        assert_eq!(lost, vec![u64::from(first)], "the overwritten ones are reported lost, exactly");
+        assert!(seqs.iter().zip(first..).all(|(&s, want)| s == want), "in order, without a gap");
+    }
+
+    #[test]
+    fn bad_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Path { .. })));
+        std::fs::write(dir.path().join("cpu0"), [0u8; 8]).unwrap();
+        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Protocol(_))), "shorter than a meta header");
+        std::fs::write(dir.path().join("cpu0"), [0u8; 16]).unwrap();
+        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Geometry(_))), "a zero geometry");
+        // A meta area announcing more sub-buffers than the file holds.
+        let mut meta = vec![0u8; 4096];
+        meta[off::SUBBUF_SIZE..off::SUBBUF_SIZE + 4].copy_from_slice(&4096u32.to_ne_bytes());
+        meta[off::NR_SUBBUFS..off::NR_SUBBUFS + 4].copy_from_slice(&1000u32.to_ne_bytes());
+        std::fs::write(dir.path().join("cpu0"), &meta).unwrap();
+        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Protocol(_))));
+        // The right size but no meta area at all (all zeros).
+        meta[off::NR_SUBBUFS..off::NR_SUBBUFS + 4].copy_from_slice(&4u32.to_ne_bytes());
+        meta.resize(4096 * 5, 0);
+        std::fs::write(dir.path().join("cpu0"), &meta).unwrap();
+        assert!(BufferDir::open(dir.path()).is_err());
+        std::fs::write(dir.path().join(CLOCK_FILE), [1u8; 5]).unwrap();
+        let p = producer(dir.path(), Mode::Drop);
+        drop(p);
+        std::fs::write(dir.path().join(CLOCK_FILE), [1u8; 5]).unwrap();
+        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Protocol(_))), "a clock file of the wrong size");
+    }
+}
