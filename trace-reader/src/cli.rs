@@ -30,7 +30,8 @@ const EXAMPLES: &str = "Examples:
   trace-reader show                               what is in the buffers now, without consuming
   trace-reader stats --kernel                     the kernel buffer's per-CPU counters
   trace-reader record -o trace.dat                record until Ctrl-C; then: trace-cmd report trace.dat
-  trace-reader report trace.dat                   print a recorded file";
+  trace-reader report trace.dat                   print a recorded file
+  trace-reader recover /var/tmp/hyp               what a crashed hyp-sim --dir /var/tmp/hyp left";
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
@@ -52,6 +53,12 @@ pub enum Command {
     /// Print a trace.dat file written by `record` (or an uncompressed version 6 file from
     /// trace-cmd), without trace-cmd.
     Report(ReportArgs),
+    /// Print every event a dead (crashed, killed or exited) producer committed to the buffer
+    /// directory it wrote (hyp-sim --dir): oldest first, merged across CPUs, with the events
+    /// overwritten before them reported as LOST; an event the producer was still writing when
+    /// it died is never printed. Same as `stream --dir DIR`; `record --dir DIR` saves the same
+    /// events as a trace.dat file.
+    Recover(RecoverArgs),
 }
 
 /// Where the buffers are.
@@ -59,8 +66,11 @@ pub enum Command {
 pub struct SourceArgs {
     /// A hyptrace producer's control socket [default: hyp-sim's, $XDG_RUNTIME_DIR/hyptrace.sock
     /// or /tmp/hyptrace-<uid>/hyptrace.sock]
-    #[arg(long, conflicts_with = "kernel")]
+    #[arg(long, conflicts_with_all = ["kernel", "dir"])]
     pub socket: Option<PathBuf>,
+    /// Read the buffer directory a producer that has gone left behind (hyp-sim --dir), post-mortem
+    #[arg(long, conflicts_with = "kernel")]
+    pub dir: Option<PathBuf>,
     /// Read the Linux kernel's trace buffers (tracefs, mounted if needed; needs root)
     #[arg(long)]
     pub kernel: bool,
@@ -90,6 +100,9 @@ impl SourceArgs {
                 None => self.tracefs.clone(),
             };
             return Ok(Target::Kernel { tracing });
+        }
+        if let Some(dir) = &self.dir {
+            return Ok(Target::Dir { dir: dir.clone() });
         }
         let socket = match &self.socket {
             Some(s) => s.clone(),
@@ -168,6 +181,19 @@ pub struct RecordArgs {
     /// When to stop, how often to look.
     #[command(flatten)]
     pub live: LiveArgs,
+}
+
+/// Arguments of `recover`.
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    /// The buffer directory (the producer's --dir)
+    pub dir: PathBuf,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Style,
+    /// Read only these CPUs (repeat, or separate with commas) [default: all]
+    #[arg(long = "cpu", value_delimiter = ',')]
+    pub cpus: Vec<u32>,
 }
 
 /// Arguments of `report`.

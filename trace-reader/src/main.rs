@@ -13,5 +13,6 @@ fn main() -> anyhow::Result<()> {
         Command::Stats(a) => cmd::stats::run(a),
         Command::Record(a) => cmd::record::run(a),
         Command::Report(a) => cmd::report::run(a),
+        Command::Recover(a) => cmd::recover::run(a),
     }
 }

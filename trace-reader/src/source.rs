@@ -3,10 +3,10 @@
 
 use crate::formats::Formats;
 use anyhow::{Context, Result, bail};
-use ring_core::SharedView;
 use ring_core::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
+use ring_core::{SharedView, Snapshot};
 use ring_mmap::wire::ClockBody;
-use ring_mmap::{Connection, Consumer, CpuSource, Error, KernelCpu, KernelStats, Record, SocketCpu};
+use ring_mmap::{BufferDir, Connection, Consumer, CpuSource, DirCpu, Error, KernelCpu, KernelStats, Record, SocketCpu};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +26,11 @@ pub enum Target {
         /// The tracefs directory.
         tracing: PathBuf,
     },
+    /// The buffer directory a hyptrace producer left behind (`--dir`), read post-mortem.
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+    },
 }
 
 /// One CPU being consumed.
@@ -35,6 +40,8 @@ pub enum CpuReader {
     Socket(Consumer<SocketCpu>),
     /// From the kernel.
     Kernel(Consumer<KernelCpu>),
+    /// From a dead producer's buffer directory.
+    Dir(Consumer<DirCpu>),
 }
 
 /// The counters of one CPU, from wherever the source keeps them.
@@ -63,6 +70,7 @@ macro_rules! each {
         match $self {
             CpuReader::Socket($c) => $e,
             CpuReader::Kernel($c) => $e,
+            CpuReader::Dir($c) => $e,
         }
     };
 }
@@ -83,6 +91,7 @@ impl CpuReader {
     pub fn drain_remaining(&mut self, sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
         match self {
             CpuReader::Socket(c) => c.drain_remaining(sink),
+            CpuReader::Dir(c) => c.drain_remaining(sink),
             CpuReader::Kernel(_) => Ok(0),
         }
     }
@@ -104,6 +113,17 @@ impl CpuReader {
         }
     }
 
+    /// Everything unread in the buffer, without consuming it: a dead producer's buffer is read
+    /// as it was left ([`SharedView::snapshot_quiescent`]), a live one's validated against the
+    /// writer ([`SharedView::snapshot`]).
+    pub fn snapshot(&self) -> Result<Snapshot, Error> {
+        let view = self.view()?;
+        Ok(match self {
+            CpuReader::Dir(_) => view.snapshot_quiescent(view.meta().reader().read)?,
+            _ => view.snapshot()?,
+        })
+    }
+
     /// The buffer's mapping.
     pub fn view(&self) -> Result<SharedView<'_>, Error> {
         each!(self, c => c.source().view())
@@ -115,7 +135,7 @@ impl CpuReader {
         let view = self.view()?;
         let m = view.meta().counters();
         match self {
-            CpuReader::Socket(_) => Ok(Counters {
+            CpuReader::Socket(_) | CpuReader::Dir(_) => Ok(Counters {
                 entries: m.entries,
                 overrun: m.overrun,
                 dropped: m.dropped,
@@ -123,7 +143,7 @@ impl CpuReader {
                 pages_lost: m.pages_lost,
                 pages_touched: m.pages_touched,
                 unread: m.entries.saturating_sub(m.read + m.overrun),
-                bytes: unread_bytes(&view),
+                bytes: self.snapshot().ok().map(|snap| unread_bytes(&snap)),
             }),
             CpuReader::Kernel(c) => {
                 let dir = tracing.context("kernel counters need the tracefs directory")?;
@@ -143,21 +163,18 @@ impl CpuReader {
     }
 }
 
-/// Bytes of committed, unread event data in a hyptrace buffer (from a non-consuming snapshot).
-fn unread_bytes(view: &SharedView<'_>) -> Option<u64> {
-    let snap = view.snapshot().ok()?;
-    Some(
-        snap.pages
-            .iter()
-            .map(|p| {
-                let commit = p
-                    .bytes
-                    .get(SUBBUF_COMMIT_OFFSET..SUBBUF_HEADER_SIZE)
-                    .map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")) & COMMIT_LEN_MASK);
-                commit.saturating_sub(u64::from(p.start))
-            })
-            .sum(),
-    )
+/// Bytes of committed, unread event data in a hyptrace buffer's snapshot.
+fn unread_bytes(snap: &Snapshot) -> u64 {
+    snap.pages
+        .iter()
+        .map(|p| {
+            let commit = p
+                .bytes
+                .get(SUBBUF_COMMIT_OFFSET..SUBBUF_HEADER_SIZE)
+                .map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")) & COMMIT_LEN_MASK);
+            commit.saturating_sub(u64::from(p.start))
+        })
+        .sum()
 }
 
 /// An opened source: its CPUs, the formats to decode their events and the clock conversion.
@@ -185,7 +202,34 @@ impl Session {
         match target {
             Target::Producer { socket, wait } => Self::open_producer(target.clone(), socket, *wait, only),
             Target::Kernel { tracing } => Self::open_kernel(target.clone(), tracing, only),
+            Target::Dir { dir } => Self::open_dir(target.clone(), dir, only),
         }
+    }
+
+    fn open_dir(target: Target, dir: &std::path::Path, only: &[u32]) -> Result<Self> {
+        let opened = BufferDir::open(dir).with_context(|| format!("opening the buffer directory {}", dir.display()))?;
+        let nr_cpus = opened.cpus.len() as u32;
+        let wanted = select(nr_cpus, only)?;
+        let subbuf_size = opened.cpus[0].view()?.geometry().subbuf_size();
+        let cpus = opened
+            .cpus
+            .into_iter()
+            .filter(|c| wanted.contains(&c.cpu()))
+            .map(|c| Ok(CpuReader::Dir(Consumer::new(c)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let formats = match &opened.formats {
+            Some(blob) => Formats::from_blob("hyp", blob).context("the producer's event formats")?,
+            None => bail!("{} has no formats file: its events cannot be decoded", dir.display()),
+        };
+        Ok(Self {
+            target,
+            connection: None,
+            cpus,
+            formats,
+            clock: opened.clock.unwrap_or(ring_mmap::producer::IDENTITY_CLOCK),
+            subbuf_size,
+            nr_cpus,
+        })
     }
 
     fn open_producer(target: Target, socket: &std::path::Path, wait: Duration, only: &[u32]) -> Result<Self> {
@@ -254,7 +298,7 @@ impl Session {
     pub fn tracing(&self) -> Option<&std::path::Path> {
         match &self.target {
             Target::Kernel { tracing } => Some(tracing),
-            Target::Producer { .. } => None,
+            Target::Producer { .. } | Target::Dir { .. } => None,
         }
     }
 }

@@ -153,6 +153,44 @@ fn an_interrupted_record_leaves_a_valid_file() {
 }
 
 #[test]
+fn recover_reads_everything_a_dead_producer_left_in_its_directory() {
+    let bufs = tempfile::tempdir().unwrap();
+    let dir = bufs.path().join("hyp");
+    let dir_arg = dir.to_str().unwrap();
+    let mut sim = Sim::start_in(2, Mode::Overwrite, 0, 8, ring_mmap::Backing::Dir(dir.clone()));
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = reader(&["recover", dir_arg]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("a running producer is using"), "{refused:?}");
+    sim.finish(Duration::ZERO);
+    let stats: Vec<_> = (0..2).map(|cpu| sim.stats(cpu)).collect();
+    drop(sim);
+
+    let out = reader(&["recover", dir_arg]);
+    ok(&out);
+    let text = lines(&out);
+    let events = parse_ours(&text);
+    assert!(events.windows(2).all(|w| w[0].1 <= w[1].1), "merged in time order");
+    for (cpu, s) in stats.iter().enumerate() {
+        assert!(s.overrun > 0, "cpu {cpu} wrapped: {s:?}");
+        let recovered = events.iter().filter(|e| e.0 == cpu as u32).count() as u64;
+        assert_eq!(recovered, s.entries - s.overrun, "cpu {cpu}: everything not overwritten");
+        let lost = format!("{cpu:>3} [LOST {} EVENTS]", s.overrun);
+        assert_eq!(text.iter().filter(|l| l.contains("[LOST")).filter(|l| **l == lost).count(), 1, "{lost}");
+    }
+    // The same directory through the other commands.
+    let json = reader(&["stream", "--dir", dir_arg, "--format", "json", "--cpu", "1"]);
+    ok(&json);
+    let objs: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&json.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(objs.iter().filter(|o| o.get("event").is_some()).count() as u64, stats[1].entries - stats[1].overrun);
+    ok(&reader(&["stats", "--dir", dir_arg]));
+    let empty = tempfile::tempdir().unwrap();
+    let out = reader(&["recover", empty.path().to_str().unwrap()]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no buffer files"), "{out:?}");
+}
+
+#[test]
 fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.dat");

@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 pub mod record;
+pub mod recover;
 pub mod report;
 pub mod show;
 pub mod stats;

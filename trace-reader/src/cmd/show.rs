@@ -14,14 +14,13 @@ pub fn run(args: &ShowArgs) -> Result<()> {
     let mut report = Vec::new();
     for (slot, reader) in session.cpus.iter().enumerate() {
         let cpu = reader.cpu();
-        let view = reader.view()?;
-        if !view.has_extension() {
+        if !reader.view()?.has_extension() {
             bail!(
                 "show walks the ring through hyptrace's data_index[] map, which the Linux kernel's \
                  meta page does not have; read the kernel's buffers with `stream` or `record`"
             );
         }
-        let snap = view.snapshot().with_context(|| format!("taking a snapshot of cpu {cpu}"))?;
+        let snap = reader.snapshot().with_context(|| format!("taking a snapshot of cpu {cpu}"))?;
         let (mut events, mut expected) = (0u64, None);
         for page in &snap.pages {
             // A gap in the sequence numbers between two pages: what lay there was overwritten.

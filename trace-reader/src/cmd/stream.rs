@@ -2,9 +2,9 @@
 
 use super::{interrupt_flag, rows};
 use crate::cli::StreamArgs;
-use crate::live::{self, Stop, Tally};
+use crate::live::{self, LiveOptions, Stop, Tally};
 use crate::merge::{Item, Merger};
-use crate::output::Printer;
+use crate::output::{Printer, Style};
 use crate::source::Session;
 use crate::table;
 use anyhow::Result;
@@ -14,18 +14,23 @@ use std::time::Instant;
 
 /// Runs `stream`.
 pub fn run(args: &StreamArgs) -> Result<()> {
+    let session = Session::open(&args.source.target()?, &args.source.cpus)?;
+    print(session, args.format, args.live.options())
+}
+
+/// Consumes `session` until it stops, printing its events as `format`, then the per-CPU table.
+pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Result<()> {
     let stop = interrupt_flag()?;
-    let mut session = Session::open(&args.source.target()?, &args.source.cpus)?;
     let cpus: Vec<u32> = session.cpus.iter().map(|c| c.cpu()).collect();
     let clock = session.clock;
     let ns = |raw| crate::source::to_ns(&clock, raw);
     let merger = RefCell::new(Merger::new(cpus.len()));
     let mut tallies = vec![Tally::default(); cpus.len()];
-    let mut printer = Printer::new(args.format);
+    let mut printer = Printer::new(format);
     let started = Instant::now();
     let why = live::run(
         &mut session,
-        args.live.options(),
+        options,
         &stop,
         |slot, record| {
             tallies[slot].count(&record);

@@ -28,12 +28,17 @@ pub struct Sim {
 impl Sim {
     /// Starts `cpus` vCPUs at `rate` exits per second each (0: flat out).
     pub fn start(cpus: u32, mode: Mode, rate: u64, nr_subbufs: u32) -> Self {
+        Self::start_in(cpus, mode, rate, nr_subbufs, Backing::Memfd)
+    }
+
+    /// [`Sim::start`] with the buffers in `backing`.
+    pub fn start_in(cpus: u32, mode: Mode, rate: u64, nr_subbufs: u32, backing: Backing) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("hyp.sock");
         let config = HostConfig {
             nr_cpus: cpus,
             buffer: Config { geometry: Geometry::new(4096, nr_subbufs).unwrap(), mode },
-            backing: Backing::Memfd,
+            backing,
         };
         let host = Arc::new(Host::boot(config).expect("booting the hypervisor"));
         let server = Server::start(&socket, host.clone()).expect("serving");
@@ -61,6 +66,11 @@ impl Sim {
         }
         drop(self.server.take());
         exits
+    }
+
+    /// CPU `cpu`'s exact counters, from the hypervisor.
+    pub fn stats(&self, cpu: u32) -> ring_mmap::wire::StatsBody {
+        self.host.cpu_stats(cpu).unwrap().0
     }
 
     /// `trace-reader ARGS --socket SOCKET`, run to completion.
