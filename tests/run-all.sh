@@ -2,16 +2,19 @@
 # Runs every check hyptrace has, the way CI does, and prints one summary line per part.
 #
 #   bash tests/run-all.sh            # everything
-#   PROPTEST_CASES=1000 HYPTRACE_STRESS_MS=500 bash tests/run-all.sh    # a quicker pass
+#   PROPTEST_CASES=1000 HYPTRACE_STRESS_MS=500 HYPTRACE_KILLS=200 HYPTRACE_FUZZ_SECONDS=5 \
+#       bash tests/run-all.sh        # a quicker pass
 #
-# Needs: the stable toolchain with clippy and rustfmt, the x86_64-unknown-none target, and a
-# nightly toolchain with miri and rust-src (.ci/run installs all of them).
+# Needs: the stable toolchain with clippy and rustfmt, the x86_64-unknown-none target, a
+# nightly toolchain with miri and rust-src, and cargo-fuzz (.ci/run installs all of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export PROPTEST_CASES="${PROPTEST_CASES:-10000}"
 export HYPTRACE_STRESS_MS="${HYPTRACE_STRESS_MS:-3000}"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
+export HYPTRACE_KILLS="${HYPTRACE_KILLS:-1000}"
+fuzz_seconds="${HYPTRACE_FUZZ_SECONDS:-30}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 summary=()
@@ -41,12 +44,18 @@ summarize() {
             passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$f" | awk '{s += $4} END {print s + 0}')
             echo "$passed tests passed (proptest model: $PROPTEST_CASES cases; stress: ${HYPTRACE_STRESS_MS} ms per mode)"
             # Headline figures, and any test that could not run here (it says why).
-            grep -E '^(stress |SKIPPED|kernel overwrite|kernel record|trace-cmd report agrees|C consumer|killed producer|drop mode cpu|overwrite mode cpu)' "$f" \
+            grep -E '^(stress |SKIPPED|kernel overwrite|kernel record|trace-cmd report agrees|C consumer|killed producer|drop mode cpu|overwrite mode cpu|crash recovery|second uid)' "$f" \
                 | sed 's/^/           /' || true
             ;;
-        loom) echo "$(grep -Eo 'test result: ok\. [0-9]+ passed' "$f" | awk '{print $4}') loom models: every schedule with up to $LOOM_MAX_PREEMPTIONS preemptions explored" ;;
+        loom) echo "$(grep -Eo 'test result: ok\. [0-9]+ passed' "$f" | awk '{s += $4} END {print s + 0}') loom models (ring and clock latch): every schedule with up to $LOOM_MAX_PREEMPTIONS preemptions explored" ;;
         miri) echo "$(grep -Eo 'test result: ok\. [0-9]+ passed' "$f" | awk '{s += $4} END {print s + 0}') ring-core unit tests clean under Miri" ;;
         no_std) echo "ring-core builds for x86_64-unknown-none without std" ;;
+        fuzz)
+            local execs targets
+            execs=$(grep -Eo '^Done [0-9]+ runs' "$f" | awk '{s += $2} END {print s + 0}')
+            targets=$(grep -Ec '^Done [0-9]+ runs' "$f" || true)
+            echo "$targets fuzz targets, ${fuzz_seconds} s each: $execs execs, 0 crashes"
+            ;;
         lint) echo "rustfmt clean, clippy clean with -D warnings" ;;
     esac
 }
@@ -55,7 +64,12 @@ part lint bash -c 'cargo fmt --all -- --check && cargo clippy --workspace --all-
 part no_std cargo build -p ring-core --no-default-features --target x86_64-unknown-none
 part tests cargo test --workspace --profile ci -- --nocapture
 part loom env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-    cargo test --profile ci -p hyptrace-tests --test loom_ring
+    cargo test --profile ci -p hyptrace-tests --test loom_ring --test loom_clock
+part fuzz env FUZZ_SECONDS="$fuzz_seconds" bash -c 'cd fuzz && cargo +nightly fuzz build -O &&
+    for t in $(cargo +nightly fuzz list); do
+        echo "== fuzzing $t"; cargo +nightly fuzz run -O "$t" -- -max_total_time="$FUZZ_SECONDS" 2>&1 | grep -Ev "^#[0-9]+"
+        test "${PIPESTATUS[0]}" -eq 0 || exit 1
+    done'
 part miri env MIRIFLAGS="-Zmiri-strict-provenance" CARGO_TARGET_DIR=target/miri \
     cargo +nightly miri test -p ring-core
 

@@ -1,5 +1,8 @@
 //! Shared pieces of hyptrace's integration tests: a reference model of a CPU buffer
-//! ([`oracle`]) and self-checking event payloads ([`payload`]).
+//! ([`oracle`]), self-checking event payloads ([`payload`]) and a writer's committed-event count
+//! that survives its death ([`progress`]).
 
 pub mod oracle;
 pub mod payload;
+#[cfg(not(loom))]
+pub mod progress;

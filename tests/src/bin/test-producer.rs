@@ -21,7 +21,8 @@ mod producer {
     use anyhow::{Context, Result};
     use clap::{Parser, ValueEnum};
     use hyptrace_tests::payload;
-    use ring_core::{Config, CounterClock, Geometry, Mode, WriteError};
+    use hyptrace_tests::progress::Progress;
+    use ring_core::{Config, CounterClock, CpuBuffer, Geometry, Mode, WriteError};
     use ring_mmap::{Backing, ProducerConfig, Server, ShmProducer};
     use std::io::{Read, Write};
     use std::path::PathBuf;
@@ -59,6 +60,46 @@ mod producer {
         /// Pause between events, in microseconds (0: as fast as possible).
         #[arg(long, default_value_t = 0)]
         pause_us: u64,
+        /// Make every fourth event a nested write: reserve event n, write half of it, write
+        /// event n + 1 in full (as an interrupt handler would), finish and commit event n.
+        #[arg(long)]
+        nested: bool,
+        /// Record each CPU's committed-event count in this file (hyptrace_tests::progress),
+        /// for tests that kill this process.
+        #[arg(long)]
+        progress: Option<PathBuf>,
+    }
+
+    /// Writes event `seq`; false if it was dropped (ring full).
+    fn write_one<C: ring_core::Clock, D: ring_core::Doorbell>(buf: &CpuBuffer<'_, C, D>, seq: u64, len: usize) -> bool {
+        match buf.write(&payload::make(seq as u32, len)) {
+            Ok(()) => true,
+            Err(WriteError::Dropped) => false,
+            Err(e) => panic!("write {seq}: {e}"),
+        }
+    }
+
+    /// Writes event `seq` with event `seq + 1` nested inside its reservation; returns `seq` if
+    /// it was committed. (The nested event is only staged: it reaches the ring when `seq`
+    /// commits, or is dropped and counted then if the ring is full in drop mode; its write
+    /// returning cannot say which.)
+    fn write_nested<C: ring_core::Clock, D: ring_core::Doorbell>(
+        buf: &CpuBuffer<'_, C, D>,
+        seq: u64,
+        len: usize,
+    ) -> Option<u64> {
+        let outer = payload::make(seq as u32, len);
+        let mut reservation = match buf.reserve(len) {
+            Ok(r) => r,
+            Err(WriteError::Dropped) => return None,
+            Err(e) => panic!("reserve {seq}: {e}"),
+        };
+        let half = len / 2;
+        reservation.write_at(0, &outer[..half]).expect("in bounds");
+        write_one(buf, seq + 1, len);
+        reservation.write_at(half, &outer[half..]).expect("in bounds");
+        reservation.commit();
+        Some(seq)
     }
 
     pub(crate) fn main() -> Result<()> {
@@ -76,22 +117,30 @@ mod producer {
             formats: b"test-producer formats".to_vec(),
         };
         let producer = Arc::new(ShmProducer::new(config, |_| CounterClock::new(1))?);
+        let progress = match &args.progress {
+            Some(path) => Some(Arc::new(Progress::create(path, args.cpus).context("creating the progress file")?)),
+            None => None,
+        };
         let server = Server::start(&args.socket, producer.clone()).context("starting the server")?;
         println!("ready");
         std::io::stdout().flush()?;
         let writers: Vec<_> = (0..args.cpus)
             .map(|cpu| {
-                let producer = producer.clone();
-                let (events, len, pause) = (args.events, args.payload, args.pause_us);
+                let (producer, progress) = (producer.clone(), progress.clone());
+                let (events, len, pause, nested) = (args.events, args.payload, args.pause_us, args.nested);
                 std::thread::spawn(move || {
                     let buf = producer.cpu(cpu);
                     let mut seq = 0u64;
                     while events == 0 || seq < events {
-                        match buf.write(&payload::make(seq as u32, len)) {
-                            Ok(()) | Err(WriteError::Dropped) => {}
-                            Err(e) => panic!("cpu {cpu} write {seq}: {e}"),
+                        let (written, last) = if nested && seq % 4 == 3 && (events == 0 || seq + 1 < events) {
+                            (2, write_nested(buf, seq, len))
+                        } else {
+                            (1, write_one(buf, seq, len).then_some(seq))
+                        };
+                        if let (Some(progress), Some(last)) = (&progress, last) {
+                            progress.committed(cpu, last + 1);
                         }
-                        seq += 1;
+                        seq += written;
                         if pause > 0 {
                             std::thread::sleep(std::time::Duration::from_micros(pause));
                         }
