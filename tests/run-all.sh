@@ -51,10 +51,10 @@ summarize() {
         miri) echo "$(grep -Eo 'test result: ok\. [0-9]+ passed' "$f" | awk '{s += $4} END {print s + 0}') ring-core unit tests clean under Miri" ;;
         no_std) echo "ring-core builds for x86_64-unknown-none without std" ;;
         fuzz)
-            local execs targets
+            local execs each
             execs=$(grep -Eo '^Done [0-9]+ runs' "$f" | awk '{s += $2} END {print s + 0}')
-            targets=$(grep -Ec '^Done [0-9]+ runs' "$f" || true)
-            echo "$targets fuzz targets, ${fuzz_seconds} s each: $execs execs, 0 crashes"
+            each=$(awk '/^== fuzzing/ {t = $3} /^Done [0-9]+ runs/ {printf "%s%s %s", sep, t, $2; sep = ", "}' "$f")
+            echo "fuzzed ${fuzz_seconds} s per target: $execs execs ($each), 0 crashes"
             ;;
         lint) echo "rustfmt clean, clippy clean with -D warnings" ;;
     esac
