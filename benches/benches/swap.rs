@@ -5,9 +5,10 @@
 
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use hyptrace_benches::{settings, tracefs};
 use ring_core::{Config, CounterClock, CpuBuffer, Geometry, Mode, SwapStatus};
 use ring_mmap::wire::Op;
-use ring_mmap::{Connection, CpuSource, KernelCpu, TracefsInstance};
+use ring_mmap::{Connection, CpuSource, KernelCpu};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
 use std::cell::Cell;
 use std::io::BufRead;
@@ -111,21 +112,14 @@ fn cross_process(c: &mut BenchmarkGroup<'_, WallTime>) {
 }
 
 fn kernel_ioctl(c: &mut BenchmarkGroup<'_, WallTime>) {
-    let root = match ring_mmap::kernel::mount_tracefs() {
-        Ok(root) => root,
-        Err(e) => {
-            eprintln!("SKIPPED swap/kernel_ioctl: tracefs unavailable: {e}");
-            return;
-        }
-    };
-    let inst = match TracefsInstance::create(&root, &format!("hyptrace-bench-{}", std::process::id())) {
+    const ID: &str = "swap/kernel_ioctl";
+    let inst = match tracefs::instance("swap") {
         Ok(inst) => inst,
-        Err(e) => {
-            eprintln!("SKIPPED swap/kernel_ioctl: cannot create a tracefs instance: {e}");
-            return;
-        }
+        Err(why) => return tracefs::skip(ID, &why),
     };
-    inst.set("buffer_size_kb", "64").expect("buffer_size_kb");
+    if let Err(e) = inst.set("buffer_size_kb", "64") {
+        return tracefs::skip(ID, &e.to_string());
+    }
     {
         let mut cpu = KernelCpu::open(inst.path(), 0).expect("mapping trace_pipe_raw");
         c.bench_function("kernel_ioctl", |b| b.iter(|| cpu.get_reader_page(0).expect("ioctl")));
@@ -143,7 +137,7 @@ fn swap(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
+    config = settings::criterion();
     targets = swap
 }
 criterion_main!(benches);

@@ -1,76 +1,101 @@
-//! Writer cost: `write` of a 16-byte payload with the cycle counter and with a per-CPU counter
-//! clock, beside the floor (clock + 16-byte store) and rtrb's push, in one run.
+//! Writer cost per event: `CpuBuffer::write` of 16-, 64- and 256-byte payloads with the cycle
+//! counter (TSC) and a per-CPU counter clock, in overwrite and drop modes, alone and with a
+//! consumer swapping pages concurrently on the other CPU, and writes nested inside an open one.
+//!
+//! The buffers are 1 MiB (256 × 4 KiB sub-buffers), so the loop keeps crossing pages. The floor
+//! and the peers this is compared with are in `peers.rs`.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hyptrace_benches::{Floor, payload16};
-use ring_core::{Config, CounterClock, CpuBuffer, CycleClock, Geometry, Mode};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use hyptrace_benches::{cpus, payload::payload, settings};
+use ring_core::{Clock, Config, CounterClock, CpuBuffer, Cursor, CycleClock, Geometry, Mode};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-fn buffer<C: ring_core::Clock>(clock: C) -> CpuBuffer<'static, C> {
-    let config = Config { geometry: Geometry::new(4096, 256).expect("valid geometry"), mode: Mode::Overwrite };
+fn buffer<C: Clock>(mode: Mode, clock: C) -> CpuBuffer<'static, C> {
+    let config = Config { geometry: Geometry::new(4096, 256).expect("valid geometry"), mode };
     CpuBuffer::with_heap(config, clock).expect("heap buffer")
 }
 
-fn write_16b(c: &mut Criterion) {
-    let mut g = c.benchmark_group("write_16B");
+/// `write` of `N`-byte payloads into `buf`, as benchmark `name`.
+fn write<C: Clock, const N: usize>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, buf: &CpuBuffer<'_, C>) {
+    let mut i = 0u64;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            i += 1;
+            // Drop mode refuses events when the ring is full: that is part of what is measured.
+            let _ = buf.write(&payload::<N>(black_box(i)));
+        })
+    });
+}
+
+/// A consumer on the other CPU, as `ring_core::Cursor` runs one: takes each finished page
+/// (swapping its reader page for it), decodes its events, and asks again; when there is nothing
+/// new it pauses for about a microsecond. Runs until `stop`.
+fn consume<C: Clock>(buf: &CpuBuffer<'_, C>, stop: &AtomicBool) {
+    cpus::pin_or_warn(1);
+    let view = buf.view();
+    let mut cursor = Cursor::default();
+    let mut events = 0u64;
+    // Ordering: Relaxed; the flag carries no data.
+    while !stop.load(Ordering::Relaxed) {
+        match cursor.drain(&view, |read| buf.swap_reader_page(read), |_| events += 1) {
+            Ok(0) | Err(_) => (0..100).for_each(|_| std::hint::spin_loop()),
+            Ok(_) => {}
+        }
+    }
+    black_box(events);
+}
+
+/// The same 16-byte write in both modes, with and without a concurrent consumer.
+fn modes<C: Clock + Sync>(g: &mut BenchmarkGroup<'_, WallTime>, clock_name: &str, clock: impl Fn() -> C) {
+    for (mode, mode_name) in [(Mode::Overwrite, "overwrite"), (Mode::Drop, "drop")] {
+        let buf = buffer(mode, clock());
+        write::<_, 16>(g, &format!("{clock_name}_16B_{mode_name}"), &buf);
+        let buf = buffer(mode, clock());
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| consume(&buf, &stop));
+            write::<_, 16>(g, &format!("{clock_name}_16B_{mode_name}_consumer"), &buf);
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+}
+
+/// A 16-byte event written while another is open (as from a signal handler interrupting a
+/// write): staged, then moved into the ring by the outer commit. Two events per iteration.
+fn nested<C: Clock>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, buf: &CpuBuffer<'_, C>) {
+    g.throughput(Throughput::Elements(2));
+    let mut i = 0u64;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            i += 1;
+            let mut outer = buf.reserve(16).expect("overwrite mode never refuses");
+            outer.write_at(0, &payload::<16>(black_box(i))).expect("in bounds");
+            buf.write(&payload::<16>(black_box(!i))).expect("the lane has room");
+            outer.commit();
+        })
+    });
     g.throughput(Throughput::Elements(1));
+}
 
-    let mut floor = Floor::new(1 << 16, CycleClock);
-    let mut i = 0u64;
-    g.bench_function("floor_cycle_clock", |b| {
-        b.iter(|| {
-            i += 1;
-            floor.record(&payload16(black_box(i)));
-        })
-    });
-
-    let buf = buffer(CycleClock);
-    let mut i = 0u64;
-    g.bench_function("hyptrace_cycle_clock", |b| {
-        b.iter(|| {
-            i += 1;
-            buf.write(&payload16(black_box(i))).expect("overwrite mode never refuses");
-        })
-    });
-
-    let mut floor = Floor::new(1 << 16, CounterClock::default());
-    let mut i = 0u64;
-    g.bench_function("floor_counter_clock", |b| {
-        b.iter(|| {
-            i += 1;
-            floor.record(&payload16(black_box(i)));
-        })
-    });
-
-    let buf = buffer(CounterClock::default());
-    let mut i = 0u64;
-    g.bench_function("hyptrace_counter_clock", |b| {
-        b.iter(|| {
-            i += 1;
-            buf.write(&payload16(black_box(i))).expect("overwrite mode never refuses");
-        })
-    });
-
-    // rtrb with the same record (timestamp + 16 bytes); a consumer-less queue refuses when full,
-    // so the benchmark drains it in place when that happens.
-    let (mut tx, mut rx) = rtrb::RingBuffer::<(u64, [u8; 16])>::new(1 << 16);
-    let mut i = 0u64;
-    g.bench_function("rtrb_push_cycle_clock", |b| {
-        b.iter(|| {
-            i += 1;
-            let item = (ring_core::Clock::now(&CycleClock), payload16(black_box(i)));
-            if let Err(rtrb::PushError::Full(item)) = tx.push(item) {
-                while rx.pop().is_ok() {}
-                let _ = tx.push(item);
-            }
-        })
-    });
+fn writer(c: &mut Criterion) {
+    cpus::pin_or_warn(0);
+    let mut g = c.benchmark_group("write");
+    g.throughput(Throughput::Elements(1));
+    modes(&mut g, "tsc", || CycleClock);
+    modes(&mut g, "counter", CounterClock::default);
+    write::<_, 64>(&mut g, "tsc_64B_overwrite", &buffer(Mode::Overwrite, CycleClock));
+    write::<_, 256>(&mut g, "tsc_256B_overwrite", &buffer(Mode::Overwrite, CycleClock));
+    write::<_, 64>(&mut g, "counter_64B_overwrite", &buffer(Mode::Overwrite, CounterClock::default()));
+    write::<_, 256>(&mut g, "counter_256B_overwrite", &buffer(Mode::Overwrite, CounterClock::default()));
+    nested(&mut g, "tsc_16B_nested", &buffer(Mode::Overwrite, CycleClock));
     g.finish();
 }
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
-    targets = write_16b
+    config = settings::criterion();
+    targets = writer
 }
 criterion_main!(benches);

@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use hyptrace_benches::results::{self, Figure};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -14,22 +15,40 @@ use std::path::{Path, PathBuf};
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// Criterion's output directory.
-    #[arg(long, default_value = "target/criterion")]
-    criterion_dir: PathBuf,
+    /// Criterion's output directory [default: `$CARGO_TARGET_DIR/criterion`, else
+    /// `target/criterion`].
+    #[arg(long)]
+    criterion_dir: Option<PathBuf>,
     /// Replace the generated part of this markdown file (between the `perf-report:begin` and
     /// `perf-report:end` markers) instead of printing the tables.
     #[arg(long)]
     write: Option<PathBuf>,
 }
 
+/// What a row compares: time per event (lower is better) or a rate (higher is better).
+#[derive(Clone, Copy)]
+enum Metric {
+    /// Nanoseconds per event (per iteration for benchmarks that declare no events).
+    Time,
+    /// Events per second.
+    Events,
+    /// Bytes per second.
+    Bytes,
+}
+
 /// What a figure is held to.
 #[derive(Clone, Copy)]
 enum Target {
-    /// At most this many times the baseline.
+    /// Time: at most this many times the baseline's.
     RatioAtMost(f64),
-    /// At most this many nanoseconds per operation.
+    /// Time: the baseline takes at least this many times as long.
+    TimesFaster(f64),
+    /// Rate: at least this many times the baseline's.
+    RatioAtLeast(f64),
+    /// Time: at most this many nanoseconds per event.
     NsAtMost(f64),
+    /// Rate: at least this many events or bytes per second.
+    RateAtLeast(f64),
     /// Nothing: the row gives context.
     None,
 }
@@ -39,6 +58,7 @@ struct Row {
     scenario: &'static str,
     ours: &'static str,
     baseline: Option<&'static str>,
+    metric: Metric,
     target: Target,
 }
 
@@ -48,79 +68,290 @@ struct Table {
     rows: &'static [Row],
 }
 
+/// A row measuring time per event.
+const fn time(scenario: &'static str, ours: &'static str, baseline: Option<&'static str>, target: Target) -> Row {
+    Row { scenario, ours, baseline, metric: Metric::Time, target }
+}
+
+/// A row measuring a rate.
+const fn rate(
+    scenario: &'static str,
+    ours: &'static str,
+    baseline: Option<&'static str>,
+    metric: Metric,
+    target: Target,
+) -> Row {
+    Row { scenario, ours, baseline, metric, target }
+}
+
 const TABLES: &[Table] = &[
     Table {
-        title: "Writer: `write` of a 16-byte payload (time per event)",
+        title: "Writer: `write` of a 16-byte payload against the floor and peers (time per event)",
         rows: &[
-            Row {
-                scenario: "cycle-counter (TSC) clock vs the floor (rdtsc + 16-byte store)",
-                ours: "write_16B/hyptrace_cycle_clock",
-                baseline: Some("write_16B/floor_cycle_clock"),
-                target: Target::RatioAtMost(1.15),
-            },
-            Row {
-                scenario: "cycle-counter clock vs rtrb push of the same record",
-                ours: "write_16B/hyptrace_cycle_clock",
-                baseline: Some("write_16B/rtrb_push_cycle_clock"),
-                target: Target::RatioAtMost(1.0),
-            },
-            Row {
-                scenario: "per-CPU counter clock",
-                ours: "write_16B/hyptrace_counter_clock",
-                baseline: None,
-                target: Target::NsAtMost(3.0),
-            },
-            Row {
-                scenario: "per-CPU counter clock vs the floor (counter + 16-byte store)",
-                ours: "write_16B/hyptrace_counter_clock",
-                baseline: Some("write_16B/floor_counter_clock"),
-                target: Target::None,
-            },
+            time(
+                "cycle-counter (TSC) clock vs the floor (rdtsc + 16-byte store)",
+                "write/tsc_16B_overwrite",
+                Some("peers/floor_tsc_16B"),
+                Target::RatioAtMost(1.15),
+            ),
+            time(
+                "TSC clock vs rtrb `push` of the same record",
+                "write/tsc_16B_overwrite",
+                Some("peers/rtrb_push_tsc_16B"),
+                Target::RatioAtMost(1.0),
+            ),
+            time(
+                "TSC clock vs crossbeam `ArrayQueue::force_push` of the same record",
+                "write/tsc_16B_overwrite",
+                Some("peers/crossbeam_force_push_tsc_16B"),
+                Target::None,
+            ),
+            time(
+                "TSC clock vs `ringbuf` `push_overwrite` of the same record",
+                "write/tsc_16B_overwrite",
+                Some("peers/ringbuf_push_overwrite_tsc_16B"),
+                Target::None,
+            ),
+            time(
+                "TSC clock vs the kernel's `trace_marker_raw` write on a tracefs instance",
+                "write/tsc_16B_overwrite",
+                Some("peers/trace_marker_raw_16B"),
+                Target::TimesFaster(30.0),
+            ),
+            time("per-CPU counter clock", "write/counter_16B_overwrite", None, Target::NsAtMost(3.0)),
+            time(
+                "per-CPU counter clock vs the floor (counter + 16-byte store)",
+                "write/counter_16B_overwrite",
+                Some("peers/floor_counter_16B"),
+                Target::None,
+            ),
+        ],
+    },
+    Table {
+        title: "Writer: payload sizes (time per event, vs the floor with the same clock and payload)",
+        rows: &[
+            time("TSC, 64 bytes", "write/tsc_64B_overwrite", Some("peers/floor_tsc_64B"), Target::None),
+            time("TSC, 256 bytes", "write/tsc_256B_overwrite", Some("peers/floor_tsc_256B"), Target::None),
+            time("counter, 64 bytes", "write/counter_64B_overwrite", Some("peers/floor_counter_64B"), Target::None),
+            time("counter, 256 bytes", "write/counter_256B_overwrite", Some("peers/floor_counter_256B"), Target::None),
+        ],
+    },
+    Table {
+        title: "Writer: modes and a concurrent consumer (16 bytes, time per event, vs overwrite mode alone)",
+        rows: &[
+            time(
+                "TSC, overwrite, consumer swapping on the other CPU",
+                "write/tsc_16B_overwrite_consumer",
+                Some("write/tsc_16B_overwrite"),
+                Target::None,
+            ),
+            time(
+                "TSC, drop mode, ring full (every event dropped and counted)",
+                "write/tsc_16B_drop",
+                Some("write/tsc_16B_overwrite"),
+                Target::None,
+            ),
+            time(
+                "TSC, drop mode, consumer swapping on the other CPU",
+                "write/tsc_16B_drop_consumer",
+                Some("write/tsc_16B_overwrite"),
+                Target::None,
+            ),
+            time(
+                "counter, overwrite, consumer swapping on the other CPU",
+                "write/counter_16B_overwrite_consumer",
+                Some("write/counter_16B_overwrite"),
+                Target::None,
+            ),
+            time(
+                "counter, drop mode, ring full (every event dropped and counted)",
+                "write/counter_16B_drop",
+                Some("write/counter_16B_overwrite"),
+                Target::None,
+            ),
+            time(
+                "counter, drop mode, consumer swapping on the other CPU",
+                "write/counter_16B_drop_consumer",
+                Some("write/counter_16B_overwrite"),
+                Target::None,
+            ),
+            time(
+                "TSC, a write nested in an open one (per event of the pair)",
+                "write/tsc_16B_nested",
+                Some("write/tsc_16B_overwrite"),
+                Target::None,
+            ),
+        ],
+    },
+    Table {
+        title: "Scaling: writer threads pinned one per CPU, each on its own buffer (aggregate events/s)",
+        rows: &[
+            rate("1 thread", "scaling/threads_1", None, Metric::Events, Target::None),
+            rate(
+                "2 threads vs 1",
+                "scaling/threads_2",
+                Some("scaling/threads_1"),
+                Metric::Events,
+                Target::RatioAtLeast(1.9),
+            ),
+        ],
+    },
+    Table {
+        title: "Reader: full, hot 4 KiB sub-buffers of 16-byte events",
+        rows: &[
+            rate("decode in shared memory (GB/s)", "reader/decode_shm", None, Metric::Bytes, Target::RateAtLeast(5e9)),
+            rate(
+                "decode in shared memory vs a plain read of the same bytes (GB/s)",
+                "reader/decode_shm",
+                Some("reader/plain_read"),
+                Metric::Bytes,
+                Target::RatioAtLeast(0.5),
+            ),
+            rate("decode in shared memory (events/s)", "reader/decode_shm", None, Metric::Events, Target::None),
+            rate(
+                "decode of a private copy vs a plain read (GB/s)",
+                "reader/decode_slice",
+                Some("reader/plain_read"),
+                Metric::Bytes,
+                Target::None,
+            ),
+            rate(
+                "non-consuming snapshot vs a `memcpy` of the same bytes (GB/s)",
+                "reader/snapshot",
+                Some("reader/plain_copy"),
+                Metric::Bytes,
+                Target::None,
+            ),
+            rate(
+                "consuming with in-process swaps (events/s)",
+                "reader/consume_in_process",
+                None,
+                Metric::Events,
+                Target::None,
+            ),
+            rate(
+                "consuming through the mapping, swaps over the control socket, vs in-process (events/s)",
+                "reader/consume_socket",
+                Some("reader/consume_in_process"),
+                Metric::Events,
+                Target::None,
+            ),
         ],
     },
     Table {
         title: "Reader-page swap (time per swap or round trip)",
         rows: &[
-            Row {
-                scenario: "in-process exchange (`swap_reader_page` taking a full page)",
-                ours: "swap/in_process_exchange",
-                baseline: None,
-                target: Target::None,
-            },
-            Row {
-                scenario: "cross-process GET_READER_PAGE round trip vs a bare socket echo (both polling before sleeping)",
-                ours: "swap/cross_process_round_trip",
-                baseline: Some("swap/baseline_socket_echo_spinning"),
-                target: Target::NsAtMost(10_000.0),
-            },
-            Row {
-                scenario: "cross-process round trip vs a bare socket echo that sleeps (the VM's wakeup floor)",
-                ours: "swap/cross_process_round_trip",
-                baseline: Some("swap/baseline_socket_echo_sleeping"),
-                target: Target::None,
-            },
-            Row {
-                scenario: "kernel `TRACE_MMAP_IOCTL_GET_READER` on a tracefs instance",
-                ours: "swap/kernel_ioctl",
-                baseline: None,
-                target: Target::None,
-            },
+            time(
+                "in-process exchange (`swap_reader_page` taking a full page)",
+                "swap/in_process_exchange",
+                None,
+                Target::None,
+            ),
+            time(
+                "cross-process GET_READER_PAGE round trip vs a bare socket echo (both polling before sleeping)",
+                "swap/cross_process_round_trip",
+                Some("swap/baseline_socket_echo_spinning"),
+                Target::NsAtMost(10_000.0),
+            ),
+            time(
+                "cross-process round trip vs a bare socket echo that sleeps (the VM's wakeup floor)",
+                "swap/cross_process_round_trip",
+                Some("swap/baseline_socket_echo_sleeping"),
+                Target::None,
+            ),
+            time("kernel `TRACE_MMAP_IOCTL_GET_READER` on a tracefs instance", "swap/kernel_ioctl", None, Target::None),
+        ],
+    },
+    Table {
+        title: "End to end: hyp-sim → `trace-reader record`, drop mode, 1 MiB per CPU (events/s)",
+        rows: &[
+            rate(
+                "recorded with zero loss (checked) vs hyp-sim alone flat out",
+                "end_to_end/record_lossless",
+                Some("end_to_end/producer_alone"),
+                Metric::Events,
+                Target::RateAtLeast(20e6),
+            ),
+            rate(
+                "recorded with hyp-sim flat out (losing events) vs hyp-sim alone",
+                "end_to_end/record_flat_out",
+                Some("end_to_end/producer_alone"),
+                Metric::Events,
+                Target::None,
+            ),
         ],
     },
 ];
 
-/// Mean time per iteration, in nanoseconds, of benchmark `id` (`group/function`).
-fn mean_ns(dir: &Path, id: &str) -> Result<f64> {
-    let path = dir.join(id).join("new/estimates.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("no result for {id} at {} (run `cargo bench -p hyptrace-benches`)", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    json["mean"]["point_estimate"].as_f64().with_context(|| format!("{} has no mean estimate", path.display()))
+/// A row's figure from a result: time per event, or the rate its metric names.
+fn figure(metric: Metric, f: &Figure) -> Option<f64> {
+    match metric {
+        Metric::Time => Some(f.ns_per_event()),
+        Metric::Events => f.events_per_sec(),
+        Metric::Bytes => f.bytes_per_sec(),
+    }
 }
 
-/// A time in nanoseconds, in the unit that reads best.
-fn time(ns: f64) -> String {
-    if ns >= 1000.0 { format!("{:.2} µs", ns / 1000.0) } else { format!("{ns:.2} ns") }
+/// A figure in the unit that reads best.
+fn show(metric: Metric, value: f64) -> String {
+    match metric {
+        Metric::Time if value >= 1000.0 => format!("{:.2} µs", value / 1000.0),
+        Metric::Time => format!("{value:.2} ns"),
+        Metric::Events => format!("{:.1} M/s", value / 1e6),
+        Metric::Bytes => format!("{:.2} GB/s", value / 1e9),
+    }
+}
+
+/// The target column and, where a target applies and the figures exist, whether it was met and
+/// by how much it was missed (`Err(percent)`).
+fn judge(row: &Row, ours: f64, ratio: Option<f64>) -> (String, Option<Result<(), f64>>) {
+    let miss = |ok: bool, short: f64| if ok { Ok(()) } else { Err(short * 100.0) };
+    match (row.target, ratio) {
+        (Target::RatioAtMost(t), Some(r)) => (format!("≤ {t:.2}×"), Some(miss(r <= t, r / t - 1.0))),
+        (Target::TimesFaster(t), Some(r)) => (format!("≥ {t:.0}× faster"), Some(miss(r * t <= 1.0, r * t - 1.0))),
+        (Target::RatioAtLeast(t), Some(r)) => (format!("≥ {t:.2}×"), Some(miss(r >= t, 1.0 - r / t))),
+        (Target::NsAtMost(t), _) => (format!("≤ {}", show(Metric::Time, t)), Some(miss(ours <= t, ours / t - 1.0))),
+        (Target::RateAtLeast(t), _) => (format!("≥ {}", show(row.metric, t)), Some(miss(ours >= t, 1.0 - ours / t))),
+        (Target::RatioAtMost(_) | Target::TimesFaster(_) | Target::RatioAtLeast(_) | Target::None, _) => {
+            ("(context)".into(), None)
+        }
+    }
+}
+
+/// The target column of a row whose figures are missing.
+fn target_text(row: &Row) -> String {
+    match row.target {
+        Target::RatioAtMost(t) => format!("≤ {t:.2}×"),
+        Target::TimesFaster(t) => format!("≥ {t:.0}× faster"),
+        Target::RatioAtLeast(t) => format!("≥ {t:.2}×"),
+        Target::NsAtMost(t) => format!("≤ {}", show(Metric::Time, t)),
+        Target::RateAtLeast(t) => format!("≥ {}", show(row.metric, t)),
+        Target::None => "(context)".into(),
+    }
+}
+
+/// One row of a table; "not measured" where a benchmark did not run (e.g. no tracefs).
+fn render_row(dir: &Path, row: &Row) -> Result<String> {
+    let value = |id: &str| -> Result<Option<f64>> { Ok(results::read(dir, id)?.and_then(|f| figure(row.metric, &f))) };
+    let ours = value(row.ours)?;
+    let baseline = row.baseline.map(value).transpose()?;
+    let Some(ours) = ours else {
+        return Ok(format!("| {} | not measured | | | {} | not measured |", row.scenario, target_text(row)));
+    };
+    let (baseline, ratio) = match baseline {
+        None => ("—".to_string(), None),
+        Some(None) => ("not measured".to_string(), None),
+        Some(Some(base)) => (show(row.metric, base), Some(ours / base)),
+    };
+    let (target, verdict) = judge(row, ours, ratio);
+    let result = match verdict {
+        None if row.baseline.is_some() && ratio.is_none() => "not measured".to_string(),
+        None => String::new(),
+        Some(Ok(())) => "met".into(),
+        Some(Err(percent)) => format!("**missed by {percent:.0}%**"),
+    };
+    let ratio = ratio.map_or_else(|| "—".into(), |r| format!("{r:.3}×"));
+    Ok(format!("| {} | {} | {baseline} | {ratio} | {target} | {result} |", row.scenario, show(row.metric, ours)))
 }
 
 fn machine() -> String {
@@ -141,6 +372,9 @@ fn machine() -> String {
 }
 
 fn render(dir: &Path) -> Result<String> {
+    if !dir.is_dir() {
+        bail!("no results in {} (run `cargo bench -p hyptrace-benches` first)", dir.display());
+    }
     let mut out = String::new();
     writeln!(out, "Machine: {}.", machine())?;
     for table in TABLES {
@@ -148,30 +382,7 @@ fn render(dir: &Path) -> Result<String> {
         writeln!(out, "| scenario | hyptrace | baseline | ratio | target | result |")?;
         writeln!(out, "|---|---:|---:|---:|---|---|")?;
         for row in table.rows {
-            let ours = mean_ns(dir, row.ours)?;
-            let (baseline, ratio) = match row.baseline {
-                Some(b) => {
-                    let base = mean_ns(dir, b)?;
-                    (time(base), Some(ours / base))
-                }
-                None => ("—".into(), None),
-            };
-            let (target, met) = match (row.target, ratio) {
-                (Target::RatioAtMost(t), Some(r)) => (format!("≤ {t:.2}×"), Some(r <= t)),
-                (Target::NsAtMost(t), _) => (format!("≤ {}", time(t)), Some(ours <= t)),
-                (Target::RatioAtMost(_) | Target::None, _) => ("(context)".into(), None),
-            };
-            let result = match (met, row.target, ratio) {
-                (None, ..) => String::new(),
-                (Some(true), ..) => "met".into(),
-                (Some(false), Target::RatioAtMost(t), Some(r)) => {
-                    format!("**missed by {:.0}%**", (r / t - 1.0) * 100.0)
-                }
-                (Some(false), Target::NsAtMost(t), _) => format!("**missed by {:.0}%**", (ours / t - 1.0) * 100.0),
-                (Some(false), ..) => "**missed**".into(),
-            };
-            let ratio = ratio.map_or_else(|| "—".into(), |r| format!("{r:.3}×"));
-            writeln!(out, "| {} | {} | {baseline} | {ratio} | {target} | {result} |", row.scenario, time(ours))?;
+            writeln!(out, "{}", render_row(dir, row)?)?;
         }
     }
     Ok(out)
@@ -182,7 +393,10 @@ const END: &str = "<!-- perf-report:end -->";
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let tables = render(&args.criterion_dir)?;
+    let dir = args.criterion_dir.unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from).join("criterion")
+    });
+    let tables = render(&dir)?;
     let Some(path) = args.write else {
         print!("{tables}");
         return Ok(());

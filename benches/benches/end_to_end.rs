@@ -1,0 +1,128 @@
+//! End to end: `hyp-sim` producing into 1 MiB per CPU (256 × 4 KiB sub-buffers) in drop mode,
+//! `trace-reader record` writing every event to a trace.dat file (on tmpfs where there is one,
+//! so the disk is not what is measured), as separate processes.
+//!
+//! - `producer_alone`: hyp-sim flat out with no consumer (overwrite mode, so every event is
+//!   written), the events/s the producer itself can make: the baseline.
+//! - `record_flat_out`: hyp-sim flat out with the recorder; the events/s reaching the file, with
+//!   whatever was lost.
+//! - `record_lossless`: the highest guest exit rate at which nothing is lost, searched for below
+//!   the producer's flat-out rate, each trial checked from both processes' reports
+//!   (nothing dropped or overwritten, nothing reported lost, every committed event in the file);
+//!   the events/s reaching the file at that rate. The search halves the rate until a trial loses
+//!   nothing, then bisects between that rate and the lowest that lost.
+//!
+//! Not a criterion benchmark (each trial is two processes running for seconds), but its figures
+//! go where criterion's do, in criterion's layout, for `perf-report`. `--quick` runs shorter
+//! trials and fewer bisection steps; a name filter that does not match `end_to_end` skips it.
+#![forbid(unsafe_code)]
+
+use anyhow::{Context, Result};
+use criterion::Throughput;
+use hyptrace_benches::pipeline::{self, Binaries, Recorded, Workload};
+use hyptrace_benches::{cpus, results};
+use std::path::Path;
+use std::time::Duration;
+
+/// Events each guest exit records (`hyp_enter`, the exit's own, `hyp_exit`).
+const EVENTS_PER_EXIT: f64 = 3.0;
+
+/// How long each trial runs and how finely the lossless rate is searched.
+struct Plan {
+    trial: Duration,
+    bisection_steps: u32,
+}
+
+/// The command line cargo and criterion users pass: `--quick`, and name filters (arguments
+/// that are neither flags nor numbers).
+fn plan() -> Option<Plan> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err()).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| "end_to_end".contains(f.as_str()) || f.contains("end_to_end")) {
+        return None;
+    }
+    if args.iter().any(|a| a == "--list") {
+        println!("end_to_end/record_lossless: benchmark");
+        return None;
+    }
+    Some(if args.iter().any(|a| a == "--quick") {
+        Plan { trial: Duration::from_millis(500), bisection_steps: 3 }
+    } else {
+        Plan { trial: Duration::from_secs(2), bisection_steps: 5 }
+    })
+}
+
+fn report(id: &str, events_per_sec: f64, detail: &str) -> Result<()> {
+    println!("end_to_end/{id:<20} {:>8.3} M events/s   {detail}", events_per_sec / 1e6);
+    results::write(&results::criterion_dir(), "end_to_end", id, 1e9 / events_per_sec, Throughput::Elements(1))
+}
+
+fn describe(trial: &Recorded) -> String {
+    let produced: u64 = trial.produced.cpus.iter().map(|c| c.entries + c.dropped).sum();
+    format!("{produced} events produced, {} recorded, {} lost", trial.read(), trial.lost())
+}
+
+/// Most halvings of the rate while looking for one that loses nothing.
+const MAX_HALVINGS: u32 = 8;
+
+/// The highest per-vCPU exit rate below `ceiling` at which a recording loses nothing, and that
+/// trial: the rate is halved until a trial loses nothing, then bisected between that rate and
+/// the lowest that lost, `plan.bisection_steps` times. `None` if even the lowest rate tried lost
+/// events.
+fn lossless(bins: &Binaries, work: Workload, ceiling: u64, plan: &Plan, scratch: &Path) -> Result<Option<Recorded>> {
+    let (mut low, mut high) = (0, ceiling);
+    let mut best = None;
+    let (mut halvings, mut steps) = (0, 0);
+    while steps < plan.bisection_steps && halvings < MAX_HALVINGS {
+        let rate = if best.is_none() { high / 2 } else { (low + high) / 2 };
+        let trial = pipeline::record(bins, &Workload { rate, ..work }, scratch)?;
+        println!("  {rate:>9} exits/s per vCPU: {}", describe(&trial));
+        if trial.lossless() {
+            low = rate;
+            best = Some(trial);
+        } else {
+            high = rate;
+        }
+        if best.is_none() {
+            halvings += 1;
+        } else {
+            steps += 1;
+        }
+    }
+    Ok(best)
+}
+
+fn main() -> Result<()> {
+    let Some(plan) = plan() else { return Ok(()) };
+    let bins = Binaries::locate()?;
+    let scratch = match Path::new("/dev/shm") {
+        shm if shm.is_dir() => tempfile::tempdir_in(shm),
+        _ => tempfile::tempdir(),
+    }
+    .context("creating a scratch directory")?;
+    let work = Workload {
+        cpus: cpus::available() as u32,
+        rate: 0,
+        mode: "drop",
+        subbuf_size: 4096,
+        nr_subbufs: 256,
+        duration: plan.trial,
+    };
+    let alone = pipeline::produce_alone(&bins, &Workload { mode: "overwrite", ..work }, scratch.path())?;
+    report("producer_alone", alone.events_per_sec(), &format!("{} vCPUs flat out, no consumer", work.cpus))?;
+    let flat = pipeline::record(&bins, &work, scratch.path())?;
+    report("record_flat_out", flat.events_per_sec(), &describe(&flat))?;
+    let best = if flat.lossless() {
+        Some(flat)
+    } else {
+        let ceiling = alone.events_per_sec() / EVENTS_PER_EXIT / f64::from(work.cpus);
+        lossless(&bins, work, ceiling as u64, &plan, scratch.path())?
+    };
+    match best {
+        Some(trial) => report("record_lossless", trial.events_per_sec(), &describe(&trial)),
+        None => {
+            println!("end_to_end/record_lossless: every rate tried lost events; not measured");
+            Ok(())
+        }
+    }
+}
