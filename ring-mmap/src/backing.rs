@@ -99,10 +99,7 @@ impl CpuBacking {
                 // Held for the producer's life (the kernel drops it when the process dies, however
                 // it dies): a second producer cannot take over the directory, and a post-mortem
                 // reader can tell a live producer's files from a dead one's.
-                rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).map_err(|e| match e {
-                    rustix::io::Errno::WOULDBLOCK => Error::ProducerAlive(path.clone()),
-                    e => Error::path("locking", &path, e.into()),
-                })?;
+                lock_cpu_file(fd.as_fd(), &path, FlockOperation::NonBlockingLockExclusive)?;
                 // Only now, with the lock held, is the old content discarded.
                 rustix::fs::ftruncate(&fd, 0).map_err(|e| Error::path("truncating", &path, e.into()))?;
                 let ro = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
@@ -251,6 +248,16 @@ impl ReadOnlyMapping {
 fn is_memfd(fd: BorrowedFd<'_>) -> bool {
     let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
     std::fs::read_link(link).is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"/memfd:"))
+}
+
+/// Takes the non-blocking `flock` `how` on the buffer file `path`, open as `fd`: a live producer
+/// holds its files exclusively, post-mortem readers shared, so a conflict means a producer is
+/// alive ([`Error::ProducerAlive`]).
+pub(crate) fn lock_cpu_file(fd: BorrowedFd<'_>, path: &Path, how: FlockOperation) -> Result<(), Error> {
+    rustix::fs::flock(fd, how).map_err(|e| match e {
+        rustix::io::Errno::WOULDBLOCK => Error::ProducerAlive(path.to_path_buf()),
+        e => Error::path("locking", path, e.into()),
+    })
 }
 
 /// Opens CPU `cpu`'s file in a [`Backing::Dir`] directory read-only (post-mortem reading).

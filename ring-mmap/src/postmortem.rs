@@ -23,7 +23,7 @@
 //!
 //! [`Consumer::drain_remaining`]: crate::Consumer::drain_remaining
 
-use crate::backing::{CpuLayout, ReadOnlyMapping, cpu_file_name, open_cpu_file};
+use crate::backing::{CpuLayout, ReadOnlyMapping, cpu_file_name, lock_cpu_file, open_cpu_file};
 use crate::consumer::{CpuSource, ReaderPage, Wakeup};
 use crate::error::Error;
 use crate::wire::{ClockBody, parse_body};
@@ -54,10 +54,7 @@ impl DirCpu {
     pub fn open(dir: &Path, cpu: u32) -> Result<Self, Error> {
         let path = dir.join(cpu_file_name(cpu));
         let file = open_cpu_file(dir, cpu)?;
-        rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared).map_err(|e| match e {
-            rustix::io::Errno::WOULDBLOCK => Error::ProducerAlive(path.clone()),
-            e => Error::path("locking", &path, e.into()),
-        })?;
+        lock_cpu_file(file.as_fd(), &path, FlockOperation::NonBlockingLockShared)?;
         let geometry = read_geometry(&file, &path)?;
         let layout = CpuLayout { geometry };
         let mapping = ReadOnlyMapping::new(file.as_fd(), layout.file_size(), layout.meta_size())?;
