@@ -1,6 +1,7 @@
 //! Writer cost per event: `CpuBuffer::write` of 16-, 64- and 256-byte payloads with the cycle
 //! counter (TSC) and a per-CPU counter clock, in overwrite and drop modes, alone and with a
-//! consumer swapping pages concurrently on the other CPU, and writes nested inside an open one.
+//! consumer swapping pages concurrently on the other CPU (and, as its baseline, with the other CPU
+//! only spinning), and writes nested inside an open one.
 //!
 //! The buffers are 1 MiB (256 × 4 KiB sub-buffers), so the loop keeps crossing pages. The floor
 //! and the peers this is compared with are in `peers.rs`.
@@ -47,19 +48,42 @@ fn consume<C: Clock>(buf: &CpuBuffer<'_, C>, stop: &AtomicBool) {
     black_box(events);
 }
 
+/// What the consumer's CPU does when it is not consuming: spin, as `consume` does between polls,
+/// touching nothing of the buffer. The baseline of the consumer benchmarks: on a virtual machine
+/// a busy second vCPU alone can slow the first (they may share a physical core), and this
+/// separates that from what the consumer itself costs the writer.
+fn spin(stop: &AtomicBool) {
+    cpus::pin_or_warn(1);
+    // Ordering: Relaxed; the flag carries no data.
+    while !stop.load(Ordering::Relaxed) {
+        (0..100).for_each(|_| std::hint::spin_loop());
+    }
+}
+
+/// Runs `bench` while `other` runs on another thread, stopping `other` after it.
+fn beside(other: impl FnOnce(&AtomicBool) + Send, bench: impl FnOnce()) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| other(&stop));
+        bench();
+        // Ordering: Relaxed; the flag carries no data, and the scope's join synchronises.
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
 /// The same 16-byte write in both modes, with and without a concurrent consumer.
 fn modes<C: Clock + Sync>(g: &mut BenchmarkGroup<'_, WallTime>, clock_name: &str, clock: impl Fn() -> C) {
     for (mode, mode_name) in [(Mode::Overwrite, "overwrite"), (Mode::Drop, "drop")] {
         let buf = buffer(mode, clock());
         write::<_, 16>(g, &format!("{clock_name}_16B_{mode_name}"), &buf);
         let buf = buffer(mode, clock());
-        let stop = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            s.spawn(|| consume(&buf, &stop));
-            write::<_, 16>(g, &format!("{clock_name}_16B_{mode_name}_consumer"), &buf);
-            stop.store(true, Ordering::Relaxed);
-        });
+        beside(
+            |stop| consume(&buf, stop),
+            || write::<_, 16>(g, &format!("{clock_name}_16B_{mode_name}_consumer"), &buf),
+        );
     }
+    let buf = buffer(Mode::Overwrite, clock());
+    beside(spin, || write::<_, 16>(g, &format!("{clock_name}_16B_overwrite_spinner"), &buf));
 }
 
 /// A 16-byte event written while another is open (as from a signal handler interrupting a

@@ -41,22 +41,22 @@ impl core::ops::Deref for Links<'_> {
     }
 }
 
-/// Writer state. Written only by the CPU's writer (the outermost context, see [`crate::nest`]);
-/// `tail` and `push_next` are also read by swappers, so only they are tracked atomics under loom
-/// (the rest are [`crate::sync::local`]).
+/// Writer state that only the CPU's writer (the outermost context, see [`crate::nest`]) touches,
+/// the per-event words first. Other threads only read the counters, as statistics, and store
+/// `enabled`; so none of it is a tracked atomic under loom ([`crate::sync::local`]).
+///
+/// Cache-line aligned, like [`WriterShared`] and [`SwapperState`], so that a swapper polling for
+/// pages on another CPU never shares a line with the words the writer stores on every event.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct WriterState {
     /// Nesting depth of open reservations on this CPU; 0 means no writer is active.
     pub depth: LocalU32,
     /// Set by nested writers when they stage an event or drop one.
     pub nest_pending: LocalU32,
-    pub enabled: LocalBool,
-    /// Sub-buffer the writer is on.
-    pub tail: AtomicU32,
-    /// Ring slot of `tail` (the slot it was in when the writer moved onto it).
-    pub slot: LocalU32,
     /// Bytes used in the tail page's data area; `PAGE_CLOSED` once the page is closed.
     pub off: LocalU32,
+    pub enabled: LocalBool,
     /// Byte offset, in the sub-buffer array, of the tail page's data area. Only ever holds the
     /// data-area offset of a real sub-buffer (the fast path relies on it for its bounds).
     pub page_data: LocalU64,
@@ -72,16 +72,29 @@ pub(crate) struct WriterState {
     pub pages_touched: LocalU64,
     /// `entries` when the writer moved onto the tail page.
     pub page_entries_base: LocalU64,
-    /// During a head push: the pushed page's `next` word as seen before the push, so a swapper can
-    /// finish the push for a preempted writer.
-    pub push_next: AtomicU64,
+}
+
+/// The writer's words that swappers and consumers read: written by the writer only when it moves
+/// onto a page (`doorbell` also by the consumer arming it), so apart from the per-event
+/// [`WriterState`].
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub(crate) struct WriterShared {
+    /// Sub-buffer the writer is on.
+    pub tail: AtomicU32,
+    /// Ring slot of `tail` (the slot it was in when the writer moved onto it).
+    pub slot: LocalU32,
     /// Doorbell arming: 0 when no consumer waits, else its watermark in full pages plus one
     /// (see [`crate::doorbell`]).
     pub doorbell: AtomicU32,
+    /// During a head push: the pushed page's `next` word as seen before the push, so a swapper can
+    /// finish the push for a preempted writer.
+    pub push_next: AtomicU64,
 }
 
 /// Swapper state, only touched while holding `lock`.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct SwapperState {
     pub lock: AtomicBool,
     /// Sub-buffer id of the reader page.
@@ -107,17 +120,23 @@ pub(crate) struct SwapperState {
 /// Create one per CPU with [`CpuBuffer::new`] over memory handed to it (the hypervisor case), or
 /// [`CpuBuffer::with_heap`] (std). Write with [`CpuBuffer::write`] or [`CpuBuffer::reserve`];
 /// consume with [`CpuBuffer::swap_reader_page`] and [`CpuBuffer::view`].
+///
+/// Laid out by who writes what: the fields set at construction first, then the writer's per-event
+/// state and its clock (which a counter clock advances per event), then what swappers read and
+/// write, each group starting on its own cache line.
+#[repr(C)]
 pub struct CpuBuffer<'a, C: Clock, D: Doorbell = NoDoorbell> {
     pub(crate) geo: Geometry,
     pub(crate) mode: Mode,
     pub(crate) meta: ShmRegion,
     pub(crate) data: ShmRegion,
     pub(crate) links: Links<'a>,
-    pub(crate) clock: C,
-    pub(crate) w: WriterState,
-    pub(crate) sw: SwapperState,
-    pub(crate) lanes: NestLanes,
     pub(crate) doorbell: D,
+    pub(crate) w: WriterState,
+    pub(crate) clock: C,
+    pub(crate) lanes: NestLanes,
+    pub(crate) ws: WriterShared,
+    pub(crate) sw: SwapperState,
 }
 
 impl<C: Clock, D: Doorbell> core::fmt::Debug for CpuBuffer<'_, C, D> {
@@ -194,8 +213,6 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
                 depth: LocalU32::new(0),
                 nest_pending: LocalU32::new(0),
                 enabled: LocalBool::new(true),
-                tail: AtomicU32::new(1),
-                slot: LocalU32::new(0),
                 off: LocalU32::new(0),
                 page_data: LocalU64::new(0),
                 last_ts: LocalU64::new(0),
@@ -205,8 +222,12 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
                 pages_lost: LocalU64::new(0),
                 pages_touched: LocalU64::new(0),
                 page_entries_base: LocalU64::new(0),
-                push_next: AtomicU64::new(0),
+            },
+            ws: WriterShared {
+                tail: AtomicU32::new(1),
+                slot: LocalU32::new(0),
                 doorbell: AtomicU32::new(0),
+                push_next: AtomicU64::new(0),
             },
             sw: SwapperState {
                 lock: AtomicBool::new(false),
@@ -229,8 +250,8 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
 impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
     /// The same buffer, waking waiting consumers through `doorbell` (see [`crate::doorbell`]).
     pub fn with_doorbell<E: Doorbell>(self, doorbell: E) -> CpuBuffer<'a, C, E> {
-        let Self { geo, mode, meta, data, links, clock, w, sw, lanes, doorbell: _ } = self;
-        CpuBuffer { geo, mode, meta, data, links, clock, w, sw, lanes, doorbell }
+        let Self { geo, mode, meta, data, links, doorbell: _, w, clock, lanes, ws, sw } = self;
+        CpuBuffer { geo, mode, meta, data, links, doorbell, w, clock, lanes, ws, sw }
     }
 
     /// The doorbell.
@@ -282,9 +303,9 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
         let w = &self.w;
         w.depth.store(0, Ordering::Relaxed);
         w.nest_pending.store(0, Ordering::Relaxed);
-        w.doorbell.store(0, Ordering::Relaxed);
-        w.tail.store(1, Ordering::Relaxed);
-        w.slot.store(0, Ordering::Relaxed);
+        self.ws.doorbell.store(0, Ordering::Relaxed);
+        self.ws.tail.store(1, Ordering::Relaxed);
+        self.ws.slot.store(0, Ordering::Relaxed);
         w.off.store(0, Ordering::Relaxed);
         w.page_data.store((self.geo.subbuf_offset(1) + SUBBUF_HEADER_SIZE) as u64, Ordering::Relaxed);
         w.last_ts.store(0, Ordering::Relaxed);

@@ -12,7 +12,7 @@ use crate::format::{
     SUBBUF_TIMESTAMP_OFFSET, TIME_DELTA_BITS, TIME_STAMP_MASK, TYPE_LEN_DATA_MAX, TYPE_LEN_PADDING,
     TYPE_LEN_TIME_EXTEND, TYPE_LEN_TIME_STAMP, header_time_delta, header_type_len,
 };
-use crate::shm::ShmRegion;
+use crate::shm::{ShmRegion, ShmSpan};
 
 /// Where the bytes of one sub-buffer come from.
 pub trait PageSource {
@@ -35,10 +35,12 @@ pub trait PageSource {
 impl PageSource for [u8] {
     type Payload<'a> = &'a [u8];
 
+    #[inline]
     fn page_len(&self) -> usize {
         self.len()
     }
 
+    #[inline]
     fn read_u32(&self, off: usize) -> u32 {
         u32::from_ne_bytes([self[off], self[off + 1], self[off + 2], self[off + 3]])
     }
@@ -53,6 +55,7 @@ impl PageSource for [u8] {
         (word(SUBBUF_TIMESTAMP_OFFSET), word(SUBBUF_COMMIT_OFFSET))
     }
 
+    #[inline]
     fn payload(&self, off: usize, len: usize) -> &[u8] {
         &self[off..off + len]
     }
@@ -61,30 +64,29 @@ impl PageSource for [u8] {
 /// A sub-buffer inside a shared region, read through atomic loads.
 #[derive(Debug, Clone, Copy)]
 pub struct ShmPage<'a> {
-    region: &'a ShmRegion,
-    base: usize,
-    len: usize,
+    span: ShmSpan<'a>,
 }
 
 impl<'a> ShmPage<'a> {
     /// The `len`-byte page at byte offset `base` of `region`, or `None` if it does not fit or is
     /// not 8-aligned.
     pub fn new(region: &'a ShmRegion, base: usize, len: usize) -> Option<Self> {
-        let fits = base.is_multiple_of(8)
-            && len.is_multiple_of(8)
-            && len >= SUBBUF_HEADER_SIZE
-            && base.checked_add(len).is_some_and(|end| end <= region.len());
-        fits.then_some(Self { region, base, len })
+        if !base.is_multiple_of(8) || !len.is_multiple_of(8) || len < SUBBUF_HEADER_SIZE {
+            return None;
+        }
+        region.span(base, len).map(|span| Self { span })
     }
 
     /// The commit word, read with acquire semantics.
+    #[inline]
     pub fn commit(&self) -> u64 {
-        self.region.load_u64_acquire(self.base + SUBBUF_COMMIT_OFFSET)
+        self.span.load_u64_acquire(SUBBUF_COMMIT_OFFSET)
     }
 
     /// The page timestamp.
+    #[inline]
     pub fn timestamp(&self) -> u64 {
-        self.region.load_u64(self.base + SUBBUF_TIMESTAMP_OFFSET)
+        self.span.load_u64(SUBBUF_TIMESTAMP_OFFSET)
     }
 
     /// Copies the whole page into `out` (which must be exactly the page length), header words at
@@ -95,69 +97,88 @@ impl<'a> ShmPage<'a> {
     /// # Panics
     /// If `out` is not exactly one page long (a caller bug: the page size is known beforehand).
     pub fn copy_to(&self, out: &mut [u8]) {
-        assert_eq!(out.len(), self.len, "page copy needs a buffer of the page size");
+        assert_eq!(out.len(), self.span.len(), "page copy needs a buffer of the page size");
         let commit = self.commit();
-        let ts = self.region.load_u64(self.base + SUBBUF_TIMESTAMP_OFFSET);
+        let ts = self.timestamp();
         out[SUBBUF_TIMESTAMP_OFFSET..SUBBUF_TIMESTAMP_OFFSET + 8].copy_from_slice(&ts.to_ne_bytes());
         out[SUBBUF_COMMIT_OFFSET..SUBBUF_COMMIT_OFFSET + 8].copy_from_slice(&commit.to_ne_bytes());
-        self.region.load_bytes(self.base + SUBBUF_HEADER_SIZE, &mut out[SUBBUF_HEADER_SIZE..]);
+        self.span.load_bytes(SUBBUF_HEADER_SIZE, &mut out[SUBBUF_HEADER_SIZE..]);
     }
 }
 
+// Inlined: the decoder calls these once or more per event, and ring-core's non-generic code is
+// not inlined across crates without the attribute.
 impl<'a> PageSource for ShmPage<'a> {
     type Payload<'b>
         = ShmBytes<'a>
     where
         Self: 'b;
 
+    #[inline]
     fn page_len(&self) -> usize {
-        self.len
+        self.span.len()
     }
 
+    #[inline]
     fn read_u32(&self, off: usize) -> u32 {
-        self.region.load_u32(self.base + off)
+        self.span.load_u32(off)
     }
 
+    #[inline]
     fn header(&self) -> (u64, u64) {
         let commit = self.commit();
         (self.timestamp(), commit)
     }
 
+    /// # Panics
+    /// If `off..off + len` is not a 4-aligned range inside the page (the caller's contract).
+    #[inline]
     fn payload(&self, off: usize, len: usize) -> ShmBytes<'a> {
-        ShmBytes { region: self.region, off: self.base + off, len }
+        match self.span.sub(off, len) {
+            Some(span) => ShmBytes { span },
+            None => payload_outside_page(off, len, self.span.len()),
+        }
     }
+}
+
+/// The panic of [`ShmPage::payload`] on a range outside the page, out of the inlined path.
+#[cold]
+#[inline(never)]
+fn payload_outside_page(off: usize, len: usize, page_len: usize) -> ! {
+    panic!("payload of {len} bytes at {off} is not inside the {page_len}-byte page")
 }
 
 /// Payload bytes that live in shared memory; copy them out to look at them.
 #[derive(Debug, Clone, Copy)]
 pub struct ShmBytes<'a> {
-    region: &'a ShmRegion,
-    off: usize,
-    len: usize,
+    span: ShmSpan<'a>,
 }
 
 impl ShmBytes<'_> {
     /// Number of payload bytes.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.len
+        self.span.len()
     }
 
     /// True if there are no payload bytes.
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.span.is_empty()
     }
 
     /// Copies `out.len()` bytes (at most [`ShmBytes::len`]) from the start of the payload.
+    #[inline]
     pub fn copy_to(&self, out: &mut [u8]) -> usize {
-        let n = out.len().min(self.len);
-        self.region.load_bytes(self.off, &mut out[..n]);
+        let n = out.len().min(self.span.len());
+        self.span.load_bytes(0, &mut out[..n]);
         n
     }
 
     /// The payload as an owned vector.
     #[cfg(feature = "std")]
     pub fn to_vec(&self) -> std::vec::Vec<u8> {
-        let mut v = std::vec![0u8; self.len];
+        let mut v = std::vec![0u8; self.span.len()];
         self.copy_to(&mut v);
         v
     }
@@ -419,7 +440,34 @@ pub fn fix_absolute_stamp(stamp: u64, running: u64) -> u64 {
 impl<'p, P: PageSource + ?Sized> Iterator for EventIter<'p, P> {
     type Item = Result<Event<P::Payload<'p>>, DecodeError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        // The common record first, inline: a small data event (`type_len` 1..=28) that lies
+        // within the committed data, at or after the start offset. It decodes exactly as `step`
+        // would; everything else (and any doubt) takes the general path.
+        let at = self.pos;
+        if !self.failed && at + 4 <= self.data_end && at >= self.start {
+            let header = self.page.read_u32(SUBBUF_HEADER_SIZE + at);
+            let words = header_type_len(header);
+            let end = at + 4 + words as usize * 4;
+            if (1..=TYPE_LEN_DATA_MAX).contains(&words) && end <= self.data_end {
+                self.ts = self.ts.wrapping_add(u64::from(header_time_delta(header)));
+                self.pos = end;
+                return Some(Ok(Event {
+                    timestamp: self.ts,
+                    payload: self.page.payload(SUBBUF_HEADER_SIZE + at + 4, words as usize * 4),
+                    offset: at as u32,
+                    end: end as u32,
+                }));
+            }
+        }
+        self.next_general()
+    }
+}
+
+impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
+    /// [`Iterator::next`] for any record: skips time records and padding, reports errors.
+    fn next_general(&mut self) -> Option<Result<Event<P::Payload<'p>>, DecodeError>> {
         loop {
             match self.next_item()? {
                 Ok(Item::Event(event)) => return Some(Ok(event)),

@@ -153,7 +153,7 @@ pub use error::{GeometryError, SwapError, WriteError};
 pub use geometry::{Geometry, Mode};
 pub use link::SubBufLink;
 pub use reservation::Reservation;
-pub use shm::ShmRegion;
+pub use shm::{ShmRegion, ShmSpan};
 pub use snapshot::{ReaderCopy, SlotCopy, SlotRead, SnapshotError};
 #[cfg(feature = "std")]
 pub use snapshot::{Snapshot, SnapshotPage};

@@ -26,6 +26,8 @@
 use crate::sync::AtomicU64;
 use crate::sync::{AtomicU32, Ordering, fence};
 #[cfg(not(loom))]
+use core::marker::PhantomData;
+#[cfg(not(loom))]
 use core::ptr::NonNull;
 
 /// Alignment every region must have (the widest field is a `u64`).
@@ -308,6 +310,52 @@ impl ShmRegion {
         }
     }
 
+    /// The writer's fast path for one small event: stores its `header` word at `at`, its
+    /// `payload` right after (as [`ShmRegion::store_bytes_unchecked`]), then `commit` at
+    /// `commit_at` with release ordering, so a reader that acquires `commit` sees both.
+    ///
+    /// One function rather than three calls so the region's base is loaded once: an atomic store
+    /// may, as far as the compiler knows, change the region handle itself, so separate calls
+    /// reload it after every store (four extra loads for a 16-byte payload).
+    ///
+    /// # Safety
+    /// `at` is 4-aligned and `at + 4 + payload.len().next_multiple_of(4) <= self.len()`;
+    /// `commit_at` is 8-aligned and `commit_at + 8 <= self.len()`; the region is writable.
+    #[inline(always)]
+    pub unsafe fn store_event_unchecked(&self, at: usize, header: u32, payload: &[u8], commit_at: usize, commit: u64) {
+        debug_assert!(self.fits(at, 4) && self.fits(commit_at, 8) && !self.read_only);
+        #[cfg(not(loom))]
+        {
+            let base = self.base.as_ptr();
+            // SAFETY: the caller's contract puts every word stored below inside the region at
+            // its natural alignment (the base is 8-aligned); the constructor's contract makes
+            // those bytes valid and accessed only atomically at these widths in this process.
+            unsafe {
+                AtomicU32::from_ptr(base.add(at).cast()).store(header, Ordering::Relaxed);
+                let (words, rest) = payload.as_chunks::<4>();
+                for (i, word) in words.iter().enumerate() {
+                    AtomicU32::from_ptr(base.add(at + 4 + 4 * i).cast())
+                        .store(u32::from_ne_bytes(*word), Ordering::Relaxed);
+                }
+                if !rest.is_empty() {
+                    let mut last = [0u8; 4];
+                    last[..rest.len()].copy_from_slice(rest);
+                    AtomicU32::from_ptr(base.add(at + 4 + 4 * words.len()).cast())
+                        .store(u32::from_ne_bytes(last), Ordering::Relaxed);
+                }
+                // Ordering: Release, so the stores above are visible to whoever acquires `commit`.
+                AtomicU64::from_ptr(base.add(commit_at).cast()).store(commit, Ordering::Release);
+            }
+        }
+        // SAFETY: the caller's contract is that of each of these calls.
+        #[cfg(loom)]
+        unsafe {
+            self.store_u32_unchecked(at, header, Ordering::Relaxed);
+            self.store_bytes_unchecked(at + 4, payload);
+            self.store_u64_unchecked(commit_at, commit, Ordering::Release);
+        }
+    }
+
     /// Stores `bytes` at `off` (4-aligned) as whole native-endian words, zero-filling the tail of
     /// the last word. Writes `bytes.len().div_ceil(4) * 4` bytes.
     #[inline]
@@ -357,17 +405,201 @@ impl ShmRegion {
     #[inline]
     #[track_caller]
     pub fn load_bytes(&self, off: usize, out: &mut [u8]) {
+        self.whole().load_bytes(off, out);
+    }
+
+    /// The whole region as a [`ShmSpan`].
+    #[inline]
+    pub fn whole(&self) -> ShmSpan<'_> {
+        self.span(0, self.len).expect("a region spans itself")
+    }
+
+    /// The `len` bytes at `off` (4-aligned) as a [`ShmSpan`], or `None` if they are not inside the
+    /// region.
+    #[inline]
+    pub fn span(&self, off: usize, len: usize) -> Option<ShmSpan<'_>> {
+        if !off.is_multiple_of(4) || off.checked_add(len).is_none_or(|end| end > self.len) {
+            return None;
+        }
+        Some(ShmSpan {
+            // SAFETY: `off <= self.len`, so the pointer stays within (or one past) the region.
+            #[cfg(not(loom))]
+            start: unsafe { self.base.add(off) },
+            #[cfg(not(loom))]
+            region: PhantomData,
+            #[cfg(loom)]
+            region: self,
+            #[cfg(loom)]
+            start: off,
+            len,
+        })
+    }
+}
+
+/// A checked window of a [`ShmRegion`]: `len` bytes from a 4-aligned offset, read only through
+/// atomic loads like the region itself. Offsets given to its methods are relative to the window
+/// and checked against its length alone, so a read through it costs one comparison and no trip
+/// through the region handle: what the decoder reads each event through ([`crate::ShmPage`],
+/// [`crate::ShmBytes`]).
+#[derive(Clone, Copy)]
+pub struct ShmSpan<'a> {
+    #[cfg(not(loom))]
+    start: NonNull<u8>,
+    #[cfg(not(loom))]
+    region: PhantomData<&'a ShmRegion>,
+    #[cfg(loom)]
+    region: &'a ShmRegion,
+    #[cfg(loom)]
+    start: usize,
+    len: usize,
+}
+
+// SAFETY: a span is a shared borrow of part of a region, which is `Sync`; every access through it
+// is atomic.
+unsafe impl Send for ShmSpan<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for ShmSpan<'_> {}
+
+impl core::fmt::Debug for ShmSpan<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ShmSpan").field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+impl<'a> ShmSpan<'a> {
+    /// Length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the span has no bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `len` bytes at `off` (4-aligned) of this span, or `None` if they are not inside it.
+    #[inline]
+    pub fn sub(&self, off: usize, len: usize) -> Option<ShmSpan<'a>> {
+        if !off.is_multiple_of(4) || off.checked_add(len).is_none_or(|end| end > self.len) {
+            return None;
+        }
+        Some(ShmSpan {
+            // SAFETY: `off <= self.len`, so the pointer stays within (or one past) the span.
+            #[cfg(not(loom))]
+            start: unsafe { self.start.add(off) },
+            #[cfg(not(loom))]
+            region: PhantomData,
+            #[cfg(loom)]
+            region: self.region,
+            #[cfg(loom)]
+            start: self.start + off,
+            len,
+        })
+    }
+
+    /// True if a field of `width` bytes at `off` lies inside the span and is naturally aligned
+    /// in memory.
+    #[inline]
+    fn fits(&self, off: usize, width: usize) -> bool {
+        #[cfg(not(loom))]
+        let addr = self.start.as_ptr().addr();
+        #[cfg(loom)]
+        let addr = self.start;
+        addr.wrapping_add(off).is_multiple_of(width) && off.checked_add(width).is_some_and(|end| end <= self.len)
+    }
+
+    /// The `u32` at `off` as an atomic.
+    ///
+    /// # Safety
+    /// `self.fits(off, 4)`.
+    #[inline(always)]
+    unsafe fn word32(&self, off: usize) -> &'a AtomicU32 {
+        // SAFETY: the caller puts the field inside the span, which lies inside its region, at
+        // 4-byte alignment; the region's constructor makes those bytes valid for its lifetime and
+        // accessed only atomically, at this width, within this process.
+        #[cfg(not(loom))]
+        unsafe {
+            AtomicU32::from_ptr(self.start.as_ptr().add(off).cast())
+        }
+        // SAFETY: as above (loom's word array).
+        #[cfg(loom)]
+        unsafe {
+            self.region.word32(self.start + off)
+        }
+    }
+
+    #[inline(always)]
+    #[track_caller]
+    fn check(&self, off: usize, width: usize) {
+        if !self.fits(off, width) {
+            out_of_span(off, width, self.len);
+        }
+    }
+
+    /// Relaxed load of the `u32` at `off` (4-aligned). Panics if it is outside the span.
+    #[inline(always)]
+    #[track_caller]
+    pub fn load_u32(&self, off: usize) -> u32 {
+        self.check(off, 4);
+        // SAFETY: `check` proved the field inside the span and aligned.
+        unsafe { self.word32(off) }.load(Ordering::Relaxed)
+    }
+
+    /// Relaxed load of the `u64` at `off` (8-aligned in memory). Panics if it is outside the
+    /// span.
+    #[inline]
+    #[track_caller]
+    pub fn load_u64(&self, off: usize) -> u64 {
+        self.check(off, 8);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: `check` proved the 8-byte field inside the span and 8-aligned; as in
+            // `word32`, the bytes are valid and only accessed atomically at this width.
+            unsafe { AtomicU64::from_ptr(self.start.as_ptr().add(off).cast()) }.load(Ordering::Relaxed)
+        }
+        #[cfg(loom)]
+        self.region.load_u64(self.start + off)
+    }
+
+    /// Load of the `u64` at `off` with acquire semantics (a relaxed load, then an acquire fence).
+    #[inline]
+    #[track_caller]
+    pub fn load_u64_acquire(&self, off: usize) -> u64 {
+        let v = self.load_u64(off);
+        fence(Ordering::Acquire);
+        v
+    }
+
+    /// Copies `out.len()` bytes starting at `off` (4-aligned) into `out` with relaxed word loads,
+    /// reading whole words (the last one may extend past `out`, not past the span). The copy may
+    /// be torn if the bytes change meanwhile; callers validate it afterwards.
+    // Always inlined: consumers copy each event's payload out with it, and at a few words per
+    // event an out-of-line call costs more than the copy.
+    #[inline(always)]
+    #[track_caller]
+    pub fn load_bytes(&self, off: usize, out: &mut [u8]) {
         if out.is_empty() {
             return;
         }
         let padded = out.len().next_multiple_of(4);
-        self.check(off, 4);
-        self.check(off + padded - 4, 4);
-        let mut at = off;
-        let (words, rest) = out.as_chunks_mut::<4>();
-        // SAFETY: the checks above put the first and last word, and so every word between, inside
-        // the region and 4-aligned.
+        if !(off.is_multiple_of(4) && off.checked_add(padded).is_some_and(|end| end <= self.len)) {
+            out_of_span(off, padded, self.len);
+        }
+        // Pairs of words are stored into `out` as one 8-byte value: a caller that then reads a
+        // `u64` field of the copy gets it forwarded from one store instead of stalling on two.
+        let (pairs, rest) = out.as_chunks_mut::<8>();
+        // SAFETY: the check above put `off..off + padded`, every word loaded below, inside the
+        // span, 4-aligned (the span starts 4-aligned).
         unsafe {
+            for (i, pair) in pairs.iter_mut().enumerate() {
+                let first = self.word32(off + 8 * i).load(Ordering::Relaxed);
+                let second = self.word32(off + 8 * i + 4).load(Ordering::Relaxed);
+                *pair = join_words(first, second).to_ne_bytes();
+            }
+            let mut at = off + 8 * pairs.len();
+            let (words, rest) = rest.as_chunks_mut::<4>();
             for word in words {
                 *word = self.word32(at).load(Ordering::Relaxed).to_ne_bytes();
                 at += 4;
@@ -378,6 +610,24 @@ impl ShmRegion {
                 rest.copy_from_slice(&word[..n]);
             }
         }
+    }
+}
+
+/// The panic of an access outside a span, out of the inlined paths.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn out_of_span(off: usize, width: usize, len: usize) -> ! {
+    panic!("shared-memory access of {width} bytes at {off} outside span of {len} bytes (or misaligned)")
+}
+
+/// The `u64` whose native-endian bytes are those of `first` followed by those of `second`.
+#[inline(always)]
+fn join_words(first: u32, second: u32) -> u64 {
+    if cfg!(target_endian = "little") {
+        u64::from(first) | u64::from(second) << 32
+    } else {
+        u64::from(first) << 32 | u64::from(second)
     }
 }
 
@@ -427,6 +677,46 @@ mod tests {
         let mut out = [0u8; 11];
         r.load_bytes(0, &mut out);
         assert_eq!(out, [1, 2, 3, 4, 5, 0, 9, 9, 9, 0, 0]);
+    }
+
+    #[test]
+    fn spans_read_relative_to_their_start_and_stay_inside() {
+        let r = ShmRegion::alloc_zeroed(64);
+        let bytes: std::vec::Vec<u8> = (0..64).collect();
+        r.store_bytes(0, &bytes);
+        assert!(r.span(2, 8).is_none(), "misaligned start");
+        assert!(r.span(60, 8).is_none(), "past the end");
+        assert!(r.span(8, usize::MAX).is_none(), "overflowing length");
+        let span = r.span(12, 40).unwrap();
+        assert_eq!(span.load_u32(0), u32::from_ne_bytes([12, 13, 14, 15]));
+        // 12 + 4 = 16 is 8-aligned in memory, 12 + 0 is not.
+        assert_eq!(span.load_u64(4), u64::from_ne_bytes([16, 17, 18, 19, 20, 21, 22, 23]));
+        let sub = span.sub(8, 12).unwrap();
+        assert!(span.sub(36, 8).is_none() && span.sub(1, 4).is_none());
+        // Pairs, a single word and a partial word, all from the sub-span's start.
+        let mut out = [0u8; 11];
+        sub.load_bytes(0, &mut out);
+        assert_eq!(out, [20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30]);
+        let mut out = [0u8; 12];
+        sub.load_bytes(0, &mut out);
+        assert_eq!(out[..], bytes[20..32]);
+        assert_eq!(r.whole().len(), 64);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside span")]
+    fn span_reads_past_the_end_panic_instead_of_reading() {
+        let r = ShmRegion::alloc_zeroed(64);
+        let span = r.span(8, 8).unwrap();
+        let mut out = [0u8; 12];
+        span.load_bytes(0, &mut out);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside span")]
+    fn span_u64_reads_must_be_aligned_in_memory() {
+        let r = ShmRegion::alloc_zeroed(64);
+        r.span(4, 16).unwrap().load_u64(0);
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // entries visible, and the first_seq of every page entered before the current tail. Read
         // the other way round, the writer could commit one more event on the reader page and
         // leave it between the two loads, and the swap would hand it back unread.
-        let writer_on_reader = self.w.tail.load(Ordering::Acquire) == reader;
+        let writer_on_reader = self.ws.tail.load(Ordering::Acquire) == reader;
         let page = self.geo.subbuf_offset(reader);
         // Ordering: acquire load of commit, pairing with the writer's Release store, for the
         // case where the writer is still on the reader page.
@@ -195,7 +195,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // Ordering: Acquire pairs with the writer's Release store of `push_next`. If the value
         // read belongs to a later push, the writer's clearing of `claimed` happened before it and
         // the re-check below sees the link changed; otherwise the value is this push's.
-        let victim_next = LinkWord::from_raw(self.w.push_next.load(Ordering::Acquire));
+        let victim_next = LinkWord::from_raw(self.ws.push_next.load(Ordering::Acquire));
         if link.load_next() != claimed {
             return;
         }
@@ -366,7 +366,7 @@ mod tests {
         let next = tail.load_next();
         assert!(next.is_head() && next.id() == 1);
         let victim_next = buf.links[1].load_next();
-        buf.w.push_next.store(victim_next.raw(), Ordering::Release);
+        buf.ws.push_next.store(victim_next.raw(), Ordering::Release);
         tail.cas_next(next, next.as_update()).unwrap();
         // The writer is "preempted" here. A swap must still succeed, taking page 2 (the head the
         // push makes) and repairing both links.

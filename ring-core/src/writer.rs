@@ -81,11 +81,15 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // `data - 8` is that page's 8-aligned commit word and `data + data_size` is within the
         // sub-buffer array; `off + size <= data_size` was checked above and `off` is a multiple of
         // 4, so the header word and the `stored` payload bytes at `at + 4` are inside the page.
+        // Ordering: the commit word is stored last, with Release, as in `ring_commit`.
         unsafe {
-            self.data.store_u32_unchecked(at, header_word(stored / 4, delta as u32), Ordering::Relaxed);
-            self.data.store_bytes_unchecked(at + 4, payload);
-            // Ordering: Release, as in `ring_commit`.
-            self.data.store_u64_unchecked(data - 8, u64::from(off + size), Ordering::Release);
+            self.data.store_event_unchecked(
+                at,
+                header_word(stored / 4, delta as u32),
+                payload,
+                data - 8,
+                u64::from(off + size),
+            );
         }
         w.off.store(off + size, Ordering::Relaxed);
         w.last_ts.store(ts, Ordering::Relaxed);
@@ -208,7 +212,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
             }
             (off, extend, delta, need, undo_off) = (0, None, 0, layout.size, 0);
         }
-        let page_id = w.tail.load(Ordering::Relaxed);
+        let page_id = self.ws.tail.load(Ordering::Relaxed);
         let page = self.geo.subbuf_offset(page_id);
         if off == 0 {
             self.data.store_u64(page + SUBBUF_TIMESTAMP_OFFSET, t, Ordering::Relaxed);
@@ -285,7 +289,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         if off == PAGE_CLOSED {
             return;
         }
-        let tail = w.tail.load(Ordering::Relaxed);
+        let tail = self.ws.tail.load(Ordering::Relaxed);
         let page = self.geo.subbuf_offset(tail);
         let room = self.geo.data_size() - off;
         if room >= 4 {
@@ -312,7 +316,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         self.close_page();
         let w = &self.w;
         // Ordering: Relaxed; writer-owned.
-        let tail = w.tail.load(Ordering::Relaxed);
+        let tail = self.ws.tail.load(Ordering::Relaxed);
         let link = &self.links[tail as usize];
         loop {
             let next = link.load_next();
@@ -334,7 +338,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
             // Ordering: Release; a helping swapper acquires it after seeing our claim and then
             // re-checks the claim, so it never uses a value from a different push (see
             // `help_push`). The claim's AcqRel CAS below orders it before the claim.
-            w.push_next.store(victim_next.raw(), Ordering::Release);
+            self.ws.push_next.store(victim_next.raw(), Ordering::Release);
             let claimed = next.as_update();
             if link.cas_next(next, claimed).is_err() {
                 // A swapper took the head page and spliced its old reader page in: follow it.
@@ -363,7 +367,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     fn enter_page(&self, id: u32) {
         let w = &self.w;
         // Ordering (this function): Relaxed for writer-owned state unless noted.
-        let slot = (w.slot.load(Ordering::Relaxed) + 1) % self.geo.nr_slots();
+        let slot = (self.ws.slot.load(Ordering::Relaxed) + 1) % self.geo.nr_slots();
         // Seqlock for non-consuming readers (see `crate::snapshot`): `cnt` is odd while the page
         // is reset. The Release fence orders the odd value before the reset (pairing with the
         // Acquire fence a reader issues after copying); the Release store of the even value
@@ -384,7 +388,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         w.page_entries_base.store(w.entries.load(Ordering::Relaxed), Ordering::Relaxed);
         w.off.store(0, Ordering::Relaxed);
         w.page_data.store((page + SUBBUF_HEADER_SIZE) as u64, Ordering::Relaxed);
-        w.slot.store(slot, Ordering::Relaxed);
+        self.ws.slot.store(slot, Ordering::Relaxed);
         let touched = w.pages_touched.load(Ordering::Relaxed) + 1;
         w.pages_touched.store(touched, Ordering::Relaxed);
         self.publish_counter(off::PAGES_TOUCHED, touched);
@@ -393,7 +397,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         self.meta.store_u32(off::EXT_TAIL_ID, id, Ordering::Release);
         // Ordering: Release; a swapper that acquires this tail sees the reset above, this page's
         // first_seq, and the previous page's end_seq/entries written by `close_page`.
-        w.tail.store(id, Ordering::Release);
+        self.ws.tail.store(id, Ordering::Release);
         self.check_doorbell();
     }
 }
@@ -407,7 +411,7 @@ mod tests {
 
     /// Data words of the sub-buffer the writer is on.
     fn tail_words<C: Clock>(buf: &crate::CpuBuffer<'_, C>) -> Vec<u32> {
-        let page = buf.view().page(buf.w.tail.load(crate::sync::Ordering::Relaxed)).unwrap();
+        let page = buf.view().page(buf.ws.tail.load(crate::sync::Ordering::Relaxed)).unwrap();
         let mut bytes = std::vec![0u8; buf.geometry().subbuf_size() as usize];
         page.copy_to(&mut bytes);
         let commit = (page.commit() & COMMIT_LEN_MASK) as usize;
@@ -494,7 +498,7 @@ mod tests {
         assert_eq!(commit, 48, "padding is committed so the page reads as full");
         let pad = u32::from_ne_bytes(bytes[16 + 40..16 + 44].try_into().unwrap());
         assert_eq!(header_type_len(pad), TYPE_LEN_PADDING);
-        assert_eq!(buf.w.tail.load(crate::sync::Ordering::Relaxed), 2);
+        assert_eq!(buf.ws.tail.load(crate::sync::Ordering::Relaxed), 2);
         assert_eq!(drain(&buf).seqs(), [0, 1, 2]);
         assert_eq!(buf.stats().pages_touched, 1);
     }

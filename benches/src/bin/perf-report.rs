@@ -146,6 +146,18 @@ const TABLES: &[Table] = &[
                 Target::None,
             ),
             time(
+                "TSC, overwrite, the other CPU only spinning (no consumer)",
+                "write/tsc_16B_overwrite_spinner",
+                Some("write/tsc_16B_overwrite"),
+                Target::None,
+            ),
+            time(
+                "TSC, overwrite, consumer swapping vs the other CPU only spinning",
+                "write/tsc_16B_overwrite_consumer",
+                Some("write/tsc_16B_overwrite_spinner"),
+                Target::None,
+            ),
+            time(
                 "TSC, drop mode, ring full (every event dropped and counted)",
                 "write/tsc_16B_drop",
                 Some("write/tsc_16B_overwrite"),
@@ -161,6 +173,18 @@ const TABLES: &[Table] = &[
                 "counter, overwrite, consumer swapping on the other CPU",
                 "write/counter_16B_overwrite_consumer",
                 Some("write/counter_16B_overwrite"),
+                Target::None,
+            ),
+            time(
+                "counter, overwrite, the other CPU only spinning (no consumer)",
+                "write/counter_16B_overwrite_spinner",
+                Some("write/counter_16B_overwrite"),
+                Target::None,
+            ),
+            time(
+                "counter, overwrite, consumer swapping vs the other CPU only spinning",
+                "write/counter_16B_overwrite_consumer",
+                Some("write/counter_16B_overwrite_spinner"),
                 Target::None,
             ),
             time(
