@@ -61,6 +61,10 @@ struct Args {
     /// How often the host recalibrates the hypervisor's clock, in milliseconds
     #[arg(long, default_value_t = 500)]
     recalibrate_ms: u64,
+    /// Start the guests only once a consumer reads every CPU's buffer (has asked for its reader
+    /// page), so that nothing is recorded before anyone reads; Ctrl-C stops waiting
+    #[arg(long)]
+    wait_for_consumer: bool,
 }
 
 fn main() -> Result<()> {
@@ -100,6 +104,16 @@ fn main() -> Result<()> {
     {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("installing the Ctrl-C handler")?;
+    }
+    if args.wait_for_consumer {
+        eprintln!("hyp-sim: waiting for a consumer to read every CPU");
+        while !host.every_cpu_consumed() {
+            if stop.load(Ordering::Relaxed) {
+                drop(server);
+                bail!("interrupted while waiting for a consumer");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     let workload = Workload { rate: args.rate, seed: args.seed };
     let start = Instant::now();

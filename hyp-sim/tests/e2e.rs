@@ -96,9 +96,10 @@ impl Stream {
     }
 }
 
-/// Runs hyp-sim with `args` on 2 CPUs, consumes both CPUs (pausing `pause` between reads),
-/// and returns each CPU's stream with the number of exits hyp-sim reports for it.
-fn run(args: &[&str], pause: Duration) -> Vec<(Stream, u64)> {
+/// Runs hyp-sim with `args` on 2 CPUs, consumes both CPUs (starting `late` after connecting,
+/// pausing `pause` between reads), and returns each CPU's stream with the number of exits hyp-sim
+/// reports for it.
+fn run(args: &[&str], late: Duration, pause: Duration) -> Vec<(Stream, u64)> {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("sock");
     let start_ns = monotonic_ns();
@@ -123,6 +124,7 @@ fn run(args: &[&str], pause: Duration) -> Vec<(Stream, u64)> {
             let source = conn.open_cpu(cpu).expect("open_cpu");
             std::thread::spawn(move || {
                 let mut consumer = Consumer::new(source).expect("consumer");
+                std::thread::sleep(late);
                 let mut stream = Stream::new(cpu);
                 let window = (start_ns, u64::MAX);
                 loop {
@@ -164,7 +166,7 @@ fn run(args: &[&str], pause: Duration) -> Vec<(Stream, u64)> {
 
 #[test]
 fn drop_mode_with_a_fast_consumer_loses_nothing_and_every_field_is_right() {
-    for (stream, exits) in run(&["--mode", "drop", "--rate", "5000", "--duration", "1"], Duration::ZERO) {
+    for (stream, exits) in run(&["--mode", "drop", "--rate", "5000", "--duration", "1"], Duration::ZERO, Duration::ZERO) {
         assert!(exits > 1000, "the guests ran: {exits} exits");
         assert_eq!(stream.lost, 0, "cpu {}: a fast consumer loses nothing", stream.cpu);
         assert_eq!(stream.events, 3 * exits, "cpu {}: every event of every exit", stream.cpu);
@@ -174,10 +176,21 @@ fn drop_mode_with_a_fast_consumer_loses_nothing_and_every_field_is_right() {
 #[test]
 fn overwrite_mode_with_a_slow_consumer_counts_every_loss_exactly() {
     let args = ["--mode", "overwrite", "--rate", "0", "--duration", "0.5", "--nr-subbufs", "8"];
-    for (stream, exits) in run(&args, Duration::from_millis(25)) {
+    for (stream, exits) in run(&args, Duration::ZERO, Duration::from_millis(25)) {
         assert!(stream.lost > 0, "cpu {}: the slow consumer lost events", stream.cpu);
         // Each event was found at the position the reported losses gave it (checked in `take`);
         // together they account for every event of every exit.
         assert_eq!(stream.events + stream.lost, 3 * exits, "cpu {}: {stream:?}", stream.cpu);
+    }
+}
+
+#[test]
+fn waiting_for_the_consumer_loses_nothing_before_it_starts_reading() {
+    // Four 4 KiB sub-buffers fill in about 30 ms at this rate, long before the consumer starts.
+    let args = ["--mode", "drop", "--rate", "5000", "--duration", "0.5", "--nr-subbufs", "4", "--wait-for-consumer"];
+    for (stream, exits) in run(&args, Duration::from_millis(300), Duration::ZERO) {
+        assert!(exits > 500, "the guests ran once the consumer read: {exits} exits");
+        assert_eq!(stream.lost, 0, "cpu {}: nothing was recorded before the consumer read", stream.cpu);
+        assert_eq!(stream.events, 3 * exits, "cpu {}: every event of every exit", stream.cpu);
     }
 }

@@ -17,6 +17,7 @@ use ring_mmap::producer::{IDENTITY_CLOCK, Producer, hello_body};
 use ring_mmap::wire::{ClockBody, HelloBody, StatsBody, WaitBody};
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use zerocopy::IntoBytes;
 
@@ -62,6 +63,8 @@ pub struct Host {
     scratch: usize,
     formats: Vec<u8>,
     clock: Mutex<ClockSync>,
+    /// Per CPU: whether a consumer has asked for its reader page yet.
+    consumed: Vec<AtomicBool>,
 }
 
 /// Most sub-buffers per CPU the hypervisor is booted to handle.
@@ -73,6 +76,7 @@ impl Host {
     /// on (`ENABLE`).
     pub fn boot(config: HostConfig) -> Result<Self, HostError> {
         let layout = CpuLayout { geometry: config.buffer.geometry };
+        let config_cpus = config.nr_cpus;
         let mut builder = PlatformBuilder::new(config.nr_cpus);
         let buffers = (0..config.nr_cpus)
             .map(|cpu| builder.buffer(&config.backing, cpu, layout))
@@ -88,6 +92,7 @@ impl Host {
             scratch,
             formats: events::formats_blob(),
             clock: Mutex::new(ClockSync::start(Duration::from_millis(20))),
+            consumed: (0..config_cpus).map(|_| AtomicBool::new(false)).collect(),
         };
         // What a post-mortem reader of a buffer directory needs besides the buffers (events are
         // stamped in nanoseconds already, so no clock file).
@@ -192,6 +197,13 @@ impl Host {
 
     /// The committed-data length of CPU `cpu`'s current reader page, read from the host's own
     /// view of the shared meta area and page (for error reports only).
+    /// True once a consumer has asked for every CPU's reader page (GET_READER_PAGE), that is,
+    /// once every CPU's buffer is being consumed.
+    pub fn every_cpu_consumed(&self) -> bool {
+        // Ordering: Relaxed; a readiness flag, carrying no data.
+        self.consumed.iter().all(|c| c.load(Ordering::Relaxed))
+    }
+
     fn reader_commit(&self, cpu: u32) -> u32 {
         let shm = self.platform.region(self.buffers[cpu as usize]).shm();
         let geometry = self.config.buffer.geometry;
@@ -220,6 +232,8 @@ impl Producer for Host {
     }
 
     fn swap_reader_page(&self, cpu: u32, read: u32) -> Result<ReaderUpdate, SwapError> {
+        // Ordering: Relaxed; see `every_cpu_consumed`. (The server checked `cpu < nr_cpus`.)
+        self.consumed[cpu as usize].store(true, Ordering::Relaxed);
         let ret = self.hvc(call::SWAP_READER, [u64::from(cpu), u64::from(read), 0, 0]);
         let status = match ret.status {
             0 => SwapStatus::Swapped,
