@@ -50,16 +50,22 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// Reads everything available now: swaps as long as the producer has pages, hands each lost
-    /// count and event to `sink`, and returns how many events were handed over. `swap` performs
-    /// one swap request with the given `read`.
+    /// Reads what is available now: swaps as long as the producer has pages (at most a ring's
+    /// worth), hands each lost count and event to `sink`, and returns how many events were handed
+    /// over. `swap` performs one swap request with the given `read`.
+    ///
+    /// Bounded, so that one busy CPU cannot keep a reader of several from the others: it returns
+    /// once the producer has nothing new, after a ring's worth of swaps, or after two reads in a
+    /// row without a swap (the writer kept committing on the reader page meanwhile, as it may
+    /// for ever). Call it again to go on; with the writer stopped, one call reads everything.
     pub fn drain<'r>(
         &mut self,
         view: &SharedView<'r>,
         mut swap: impl FnMut(u32) -> Result<ReaderUpdate, SwapError>,
         mut sink: impl FnMut(Consumed<'r>),
     ) -> Result<u64, ConsumeError> {
-        let mut total = 0;
+        let max_swaps = view.geometry().nr_slots();
+        let (mut total, mut swaps, mut unswapped) = (0, 0, 0);
         loop {
             let update = swap(self.read)?;
             if update.status == SwapStatus::Swapped && update.lost_events > 0 {
@@ -87,9 +93,72 @@ impl Cursor {
             let advanced = events.position() as u32 != self.read;
             self.read = events.position() as u32;
             total += got;
-            if update.status != SwapStatus::Swapped && !advanced {
+            if update.status == SwapStatus::Swapped {
+                (swaps, unswapped) = (swaps + 1, 0);
+            } else {
+                unswapped += 1;
+            }
+            let idle = update.status != SwapStatus::Swapped && !advanced;
+            if idle || unswapped == 2 || swaps == max_swaps {
                 return Ok(total);
             }
         }
+    }
+}
+
+#[cfg(all(test, feature = "std", not(loom)))]
+mod tests {
+    use super::*;
+    use crate::Mode;
+    use crate::test_support::{buffer, seq_payload};
+
+    /// Drains `buf` with a producer that runs `before_each` ahead of every swap request, and
+    /// returns (events handed over, swap requests made, swaps done).
+    fn drain_racing(buf: &crate::CpuBuffer<'_, crate::ManualClock>, before_each: impl Fn()) -> (u64, u32, u32) {
+        let view = buf.view();
+        let (mut requests, mut swaps, mut seen) = (0, 0, 0);
+        let got = Cursor::default()
+            .drain(
+                &view,
+                |read| {
+                    requests += 1;
+                    before_each();
+                    let update = buf.swap_reader_page(read)?;
+                    swaps += u32::from(update.status == SwapStatus::Swapped);
+                    Ok(update)
+                },
+                |c| seen += u64::from(matches!(c, Consumed::Event(_))),
+            )
+            .unwrap();
+        assert_eq!(got, seen);
+        (got, requests, swaps)
+    }
+
+    #[test]
+    fn drain_returns_while_the_writer_keeps_committing_on_the_reader_page() {
+        let buf = buffer(4096, 4, Mode::Overwrite);
+        let written = core::cell::Cell::new(0u32);
+        // One more event before every request: the reader page never stops growing.
+        let (got, requests, swaps) = drain_racing(&buf, || {
+            buf.write(&seq_payload(written.get(), 4)).unwrap();
+            written.set(written.get() + 1);
+        });
+        assert_eq!((requests, swaps), (3, 1), "a swap onto the live page, then two reads of it");
+        assert_eq!(got, u64::from(written.get()), "each event was written before a request");
+    }
+
+    #[test]
+    fn drain_returns_after_a_ring_s_worth_of_swaps() {
+        let buf = buffer(64, 6, Mode::Overwrite); // 5 ring slots, two 20-byte events per page
+        let written = core::cell::Cell::new(0u32);
+        // A page's worth before every request: there is always a finished page to swap in.
+        let (got, _, swaps) = drain_racing(&buf, || {
+            for _ in 0..2 {
+                buf.write(&seq_payload(written.get(), 12)).unwrap();
+                written.set(written.get() + 1);
+            }
+        });
+        assert_eq!(swaps, buf.geometry().nr_slots(), "a ring's worth of swaps");
+        assert!(got >= 2 * u64::from(swaps) - 2, "each swapped page held events: {got}");
     }
 }

@@ -178,15 +178,28 @@ impl<S: CpuSource> Consumer<S> {
         Ok(PageRead { page, events: count, read: self.read })
     }
 
-    /// Reads everything available now: reader pages until the producer has nothing new.
+    /// Reads what is available now: the rest of the reader page, then each finished page of the
+    /// ring (at most a ring's worth), then the page the writer is on, up to its `commit`.
     /// Returns the number of events handed to `sink`.
+    ///
+    /// Bounded, so that one busy CPU cannot keep a reader of several from the others: it returns
+    /// once the producer has nothing new, after a ring's worth of swaps, or after two reads in a
+    /// row without a swap (the writer kept committing on the reader page meanwhile, as it may
+    /// for ever). Call it again to go on; with the writer stopped, one call reads everything.
     pub fn drain(&mut self, mut sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
-        let mut total = 0;
+        let max_swaps = self.source.view()?.geometry().nr_slots();
+        let (mut total, mut swaps, mut unswapped) = (0, 0, 0);
         loop {
             let before = (self.page, self.read);
             let got = self.read_page(&mut sink)?;
             total += got.events;
-            if !got.page.swapped && (self.page, self.read) == before {
+            if got.page.swapped {
+                (swaps, unswapped) = (swaps + 1, 0);
+            } else {
+                unswapped += 1;
+            }
+            let idle = !got.page.swapped && (self.page, self.read) == before;
+            if idle || unswapped == 2 || swaps == max_swaps {
                 return Ok(total);
             }
         }

@@ -112,3 +112,53 @@ fn stopping_the_server_is_a_hangup() {
     assert!(matches!(cpu.get_reader_page(0), Err(ring_mmap::Error::Hangup)));
     assert!(matches!(conn.call(Op::Stats, 0, 0), Err(ring_mmap::Error::Hangup)));
 }
+
+/// A CPU whose producer commits one more event before answering each GET_READER_PAGE: a writer
+/// that never lets the reader page settle.
+struct Racing {
+    cpu: ring_mmap::SocketCpu,
+    producer: Arc<ShmProducer<ManualClock>>,
+    written: u64,
+}
+
+impl CpuSource for Racing {
+    fn cpu(&self) -> u32 {
+        self.cpu.cpu()
+    }
+    fn view(&self) -> Result<ring_core::SharedView<'_>, ring_mmap::Error> {
+        self.cpu.view()
+    }
+    fn get_reader_page(&mut self, read: u32) -> Result<ring_mmap::ReaderPage, ring_mmap::Error> {
+        self.producer.cpu(self.cpu.cpu()).write(&(self.written as u32).to_ne_bytes()).unwrap();
+        self.written += 1;
+        self.cpu.get_reader_page(read)
+    }
+    fn wait(&mut self, pages: u32, timeout: Option<Duration>) -> Result<Wakeup, ring_mmap::Error> {
+        self.cpu.wait(pages, timeout)
+    }
+    fn arm(&mut self, pages: u32) -> Result<bool, ring_mmap::Error> {
+        self.cpu.arm(pages)
+    }
+    fn wait_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.cpu.wait_fd()
+    }
+}
+
+#[test]
+fn drain_returns_while_the_producer_keeps_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let prod = producer(Mode::Overwrite, b"");
+    let server = Server::start(&dir.path().join("sock"), prod.clone()).unwrap();
+    let conn = Connection::connect(server.path()).unwrap();
+    let source = Racing { cpu: conn.open_cpu(0).unwrap(), producer: prod.clone(), written: 0 };
+    let mut consumer = Consumer::new(source).unwrap();
+    // A single-threaded reader of several CPUs relies on each drain returning while its CPU
+    // is busy (it used to re-read the live reader page for as long as the writer wrote).
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let events = consumer.drain(|_| {}).unwrap();
+        done.send((events, consumer.source().written)).unwrap();
+    });
+    let (events, written) = finished.recv_timeout(Duration::from_secs(20)).expect("the drain returned");
+    assert_eq!((events, written), (3, 3), "a swap onto the live page, then two reads of it");
+}
