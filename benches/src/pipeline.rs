@@ -132,16 +132,18 @@ impl Recorded {
 /// Runs hyp-sim alone (no consumer): how fast the producer itself goes.
 pub fn produce_alone(bins: &Binaries, work: &Workload, scratch: &Path) -> Result<Produced> {
     let socket = scratch.join("alone.sock");
-    let sim = spawn_hyp_sim(bins, work, &socket, 0.0)?;
+    let sim = spawn_hyp_sim(bins, work, &socket, 0.0, &[])?;
     parse_hyp_sim(&finish(sim, work.duration)?)
 }
 
 /// Runs hyp-sim with `trace-reader record` writing `scratch/trace.dat`: started as soon as
-/// hyp-sim serves its socket, stopping when hyp-sim exits after draining.
+/// hyp-sim serves its socket, stopping when hyp-sim exits after draining. hyp-sim starts its
+/// guests once the recorder reads every CPU (`--wait-for-consumer`), so a trial measures the
+/// recording, not the race to start it.
 pub fn record(bins: &Binaries, work: &Workload, scratch: &Path) -> Result<Recorded> {
     let socket = scratch.join("record.sock");
     let file = scratch.join("trace.dat");
-    let sim = spawn_hyp_sim(bins, work, &socket, 5.0)?;
+    let sim = spawn_hyp_sim(bins, work, &socket, 5.0, &["--wait-for-consumer"])?;
     let started = Instant::now();
     while !socket.exists() {
         ensure!(started.elapsed() < Duration::from_secs(10), "hyp-sim did not serve {}", socket.display());
@@ -163,7 +165,7 @@ pub fn record(bins: &Binaries, work: &Workload, scratch: &Path) -> Result<Record
     Ok(Recorded { produced, cpus: parse_record(&recorded)? })
 }
 
-fn spawn_hyp_sim(bins: &Binaries, work: &Workload, socket: &Path, linger: f64) -> Result<Child> {
+fn spawn_hyp_sim(bins: &Binaries, work: &Workload, socket: &Path, linger: f64, extra: &[&str]) -> Result<Child> {
     let _ = std::fs::remove_file(socket);
     Command::new(&bins.hyp_sim)
         .arg("--cpus")
@@ -182,6 +184,7 @@ fn spawn_hyp_sim(bins: &Binaries, work: &Workload, socket: &Path, linger: f64) -
         .arg(linger.to_string())
         .arg("--socket")
         .arg(socket)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
