@@ -8,7 +8,8 @@
 //! `&[u8]` into memory the writer may still be writing.
 
 use crate::error::Error;
-use ring_core::{Event, EventIter, MissedEvents, SharedView, ShmBytes};
+use ring_core::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
+use ring_core::{Event, EventIter, MissedEvents, PageSource, SharedView, ShmBytes};
 use std::time::Duration;
 
 /// Events lost before a reader page.
@@ -85,10 +86,24 @@ pub struct PageRead {
     pub read: u32,
 }
 
-/// A consuming reader of one CPU.
-#[derive(Debug)]
-pub struct Consumer<S: CpuSource> {
-    source: S,
+/// What one [`Consumer::copy_page`] did: the caller's buffer holds the reader page as a
+/// self-contained sub-buffer whose new events lie at data offsets `page.start..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageCopy {
+    /// The reader page (its `start` is where the new events begin, its `lost` what was lost
+    /// before them).
+    pub page: ReaderPage,
+    /// New events in the copy.
+    pub events: u64,
+    /// Their payload bytes.
+    pub payload_bytes: u64,
+    /// Data offset just past them: the copy's `commit`.
+    pub end: u32,
+}
+
+/// Where a consumer stands on its CPU.
+#[derive(Debug, Clone, Copy)]
+struct Position {
     /// Bytes of the current reader page consumed (what the next GET_READER_PAGE gives back).
     read: u32,
     /// The current reader page, once there is one.
@@ -97,12 +112,74 @@ pub struct Consumer<S: CpuSource> {
     next_seq: Option<u64>,
 }
 
+impl Position {
+    /// Takes the answer to a GET_READER_PAGE; true if it is a reader page not read before.
+    fn moved_to(&mut self, page: &ReaderPage) -> bool {
+        let new_page = page.swapped || self.page != Some(page.id);
+        self.page = Some(page.id);
+        self.read = page.start;
+        new_page
+    }
+
+    /// Decodes `bytes`, the reader page `page` (`first_seq` its published first sequence
+    /// number), from where reading stands to its `commit`, handing each event to `each`, and
+    /// moves past them. A malformed page is skipped to its end, so the consumer can go on.
+    fn decode<'p, P: PageSource + ?Sized>(
+        &mut self,
+        cpu: u32,
+        page: &ReaderPage,
+        new_page: bool,
+        bytes: &'p P,
+        first_seq: Option<u64>,
+        mut each: impl FnMut(Event<P::Payload<'p>>),
+    ) -> Result<u64, Error> {
+        let malformed = |error| Error::Malformed { cpu, id: page.id, error };
+        let mut events = EventIter::starting_at(bytes, page.start as usize).map_err(malformed)?;
+        if new_page {
+            // The page's first_seq is stable while it is the reader page.
+            let before = match page.start {
+                0 => 0,
+                start => EventIter::new(bytes)
+                    .into_iter()
+                    .flatten()
+                    .map_while(Result::ok)
+                    .take_while(|e| e.offset < start)
+                    .count(),
+            };
+            self.next_seq = first_seq.map(|f| f + before as u64);
+        }
+        let mut count = 0;
+        for event in &mut events {
+            match event {
+                Ok(event) => {
+                    count += 1;
+                    each(event);
+                }
+                Err(error) => {
+                    self.read = events.data_end() as u32;
+                    return Err(malformed(error));
+                }
+            }
+        }
+        self.read = (events.position() as u32).max(page.start);
+        self.next_seq = self.next_seq.map(|s| s + count);
+        Ok(count)
+    }
+}
+
+/// A consuming reader of one CPU.
+#[derive(Debug)]
+pub struct Consumer<S: CpuSource> {
+    source: S,
+    pos: Position,
+}
+
 impl<S: CpuSource> Consumer<S> {
     /// Starts consuming `source`, resuming where a previous consumer left its reader page (the
     /// meta area's `reader.id` and `reader.read`).
     pub fn new(source: S) -> Result<Self, Error> {
         let reader = source.view()?.meta().reader();
-        Ok(Self { source, read: reader.read, page: None, next_seq: None })
+        Ok(Self { source, pos: Position { read: reader.read, page: None, next_seq: None } })
     }
 
     /// The source.
@@ -117,65 +194,55 @@ impl<S: CpuSource> Consumer<S> {
 
     /// The current reader page and how much of it was read.
     pub fn position(&self) -> (Option<u32>, u32) {
-        (self.page, self.read)
+        (self.pos.page, self.pos.read)
     }
 
     /// Sequence number (events handed to the writer before it, dropped ones included) of the
     /// next event this consumer will see, when the buffer publishes sequence numbers (hyptrace's
     /// do, the kernel's do not).
     pub fn next_seq(&self) -> Option<u64> {
-        self.next_seq
+        self.pos.next_seq
     }
 
     /// One GET_READER_PAGE, then every event of the reader page from where reading stands to
     /// its `commit`, handed to `sink` (a [`Record::Lost`] first if events were lost before it).
     pub fn read_page(&mut self, mut sink: impl FnMut(Record<'_>)) -> Result<PageRead, Error> {
-        let page = self.source.get_reader_page(self.read)?;
-        let new_page = page.swapped || self.page != Some(page.id);
-        self.page = Some(page.id);
-        self.read = page.start;
+        let page = self.source.get_reader_page(self.pos.read)?;
+        let new_page = self.pos.moved_to(&page);
         if page.lost != Lost::None {
             sink(Record::Lost(page.lost));
         }
         let cpu = self.source.cpu();
         let view = self.source.view()?;
-        let shm = view.page(page.id).ok_or(Error::Protocol(format!("reader page {} does not exist", page.id)))?;
-        let mut events = EventIter::starting_at(&shm, page.start as usize).map_err(|error| Error::Malformed {
-            cpu,
-            id: page.id,
-            error,
-        })?;
-        if new_page {
-            // The page's first_seq is stable while it is the reader page.
-            let before = match page.start {
-                0 => 0,
-                start => EventIter::new(&shm)
-                    .into_iter()
-                    .flatten()
-                    .map_while(Result::ok)
-                    .take_while(|e| e.offset < start)
-                    .count(),
-            };
-            self.next_seq =
-                view.has_extension().then(|| view.meta().first_seq(page.id)).flatten().map(|f| f + before as u64);
-        }
-        let mut count = 0;
-        for event in &mut events {
-            match event {
-                Ok(event) => {
-                    count += 1;
-                    sink(Record::Event(event));
-                }
-                Err(error) => {
-                    // Skip the rest of a malformed page so the consumer can move on.
-                    self.read = events.data_end() as u32;
-                    return Err(Error::Malformed { cpu, id: page.id, error });
-                }
-            }
-        }
-        self.read = (events.position() as u32).max(page.start);
-        self.next_seq = self.next_seq.map(|s| s + count);
-        Ok(PageRead { page, events: count, read: self.read })
+        let shm = reader_page(&view, page.id)?;
+        let first_seq = published_first_seq(&view, page.id);
+        let events = self.pos.decode(cpu, &page, new_page, &shm, first_seq, |e| sink(Record::Event(e)))?;
+        Ok(PageRead { page, events, read: self.pos.read })
+    }
+
+    /// One GET_READER_PAGE, then the reader page copied into `out` (exactly one sub-buffer
+    /// long) and its new events (from where reading stands to its `commit`) decoded from the
+    /// copy and consumed. The copy is left a self-contained sub-buffer: its `commit` is the end
+    /// of those events (no flags), the bytes after them are zero. For recorders that store whole
+    /// pages: no event is handed out one by one, and what was decoded is exactly what was copied.
+    ///
+    /// # Panics
+    /// If `out` is not one sub-buffer long.
+    pub fn copy_page(&mut self, out: &mut [u8]) -> Result<PageCopy, Error> {
+        let page = self.source.get_reader_page(self.pos.read)?;
+        let new_page = self.pos.moved_to(&page);
+        let cpu = self.source.cpu();
+        let view = self.source.view()?;
+        let shm = reader_page(&view, page.id)?;
+        shm.copy_to(out);
+        let first_seq = published_first_seq(&view, page.id);
+        let mut payload_bytes = 0;
+        let events =
+            self.pos.decode(cpu, &page, new_page, &*out, first_seq, |e| payload_bytes += e.payload.len() as u64)?;
+        let end = self.pos.read;
+        out[SUBBUF_COMMIT_OFFSET..SUBBUF_HEADER_SIZE].copy_from_slice(&u64::from(end).to_ne_bytes());
+        out[SUBBUF_HEADER_SIZE + end as usize..].fill(0);
+        Ok(PageCopy { page, events, payload_bytes, end })
     }
 
     /// Reads what is available now: the rest of the reader page, then each finished page of the
@@ -187,18 +254,38 @@ impl<S: CpuSource> Consumer<S> {
     /// row without a swap (the writer kept committing on the reader page meanwhile, as it may
     /// for ever). Call it again to go on; with the writer stopped, one call reads everything.
     pub fn drain(&mut self, mut sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
+        self.drain_with(|c| c.read_page(&mut sink).map(|r| (r.page, r.events)))
+    }
+
+    /// [`Consumer::drain`] by page copies: each reader page read goes through
+    /// [`Consumer::copy_page`] into `out` and is then handed to `sink` with what was copied
+    /// (which it may change: the next copy overwrites it).
+    pub fn drain_copies(&mut self, out: &mut [u8], mut sink: impl FnMut(&PageCopy, &mut [u8])) -> Result<u64, Error> {
+        self.drain_with(|c| {
+            let copy = c.copy_page(out)?;
+            sink(&copy, out);
+            Ok((copy.page, copy.events))
+        })
+    }
+
+    /// The loop of [`Consumer::drain`]: `read_one` reads one reader page and says which page and
+    /// how many events.
+    fn drain_with(
+        &mut self,
+        mut read_one: impl FnMut(&mut Self) -> Result<(ReaderPage, u64), Error>,
+    ) -> Result<u64, Error> {
         let max_swaps = self.source.view()?.geometry().nr_slots();
         let (mut total, mut swaps, mut unswapped) = (0, 0, 0);
         loop {
-            let before = (self.page, self.read);
-            let got = self.read_page(&mut sink)?;
-            total += got.events;
-            if got.page.swapped {
+            let before = self.position();
+            let (page, events) = read_one(self)?;
+            total += events;
+            if page.swapped {
                 (swaps, unswapped) = (swaps + 1, 0);
             } else {
                 unswapped += 1;
             }
-            let idle = !got.page.swapped && (self.page, self.read) == before;
+            let idle = !page.swapped && self.position() == before;
             if idle || unswapped == 2 || swaps == max_swaps {
                 return Ok(total);
             }
@@ -216,27 +303,27 @@ impl<S: CpuSource> Consumer<S> {
         let reader = view.meta().reader();
         // If the producer swapped for us but died before answering, its reader page is newer than
         // ours and was not read at all; ours had been read to its end (or it would not swap).
-        let start = match self.page {
-            Some(page) if page == reader.id => self.read,
+        let start = match self.pos.page {
+            Some(page) if page == reader.id => self.pos.read,
             Some(_) => 0,
             None => reader.read,
         };
         let snap = view.snapshot_quiescent(start)?;
         // Nothing was ever consumed from this buffer: every event before the first one left is
         // lost, and the first page's sequence number says how many.
-        if self.page.is_none() && self.next_seq.is_none() && view.meta().counters().read == 0 {
-            self.next_seq = Some(0);
+        if self.pos.page.is_none() && self.pos.next_seq.is_none() && view.meta().counters().read == 0 {
+            self.pos.next_seq = Some(0);
         }
         let mut total = 0;
         // Each remaining page's first unread event is compared with the one expected next: what
         // lies between was lost (overwritten, or dropped with the ring full).
         for copy in &snap.pages {
-            if let (Some(expected), Some(first)) = (self.next_seq, copy.start_seq())
+            if let (Some(expected), Some(first)) = (self.pos.next_seq, copy.start_seq())
                 && first > expected
             {
                 sink(Record::Lost(Lost::Count(first - expected)));
             }
-            self.next_seq = copy.end_seq();
+            self.pos.next_seq = copy.end_seq();
             // Decoded from the mapping itself, so events come out as the live path gives them.
             let page = view.page(copy.id).ok_or(Error::Protocol(format!("page {} does not exist", copy.id)))?;
             let events = EventIter::starting_at(&page, copy.start as usize).map_err(|error| Error::Malformed {
@@ -257,6 +344,18 @@ impl<S: CpuSource> Consumer<S> {
     pub fn wait(&mut self, pages: u32, timeout: Option<Duration>) -> Result<Wakeup, Error> {
         self.source.wait(pages, timeout)
     }
+}
+
+/// Reader page `id` of `view`, or a protocol error if the producer named a page that does not
+/// exist.
+fn reader_page<'v>(view: &SharedView<'v>, id: u32) -> Result<ring_core::ShmPage<'v>, Error> {
+    view.page(id).ok_or(Error::Protocol(format!("reader page {id} does not exist")))
+}
+
+/// The first sequence number hyptrace's meta extension publishes for page `id` (none on kernel
+/// buffers).
+fn published_first_seq(view: &SharedView<'_>, id: u32) -> Option<u64> {
+    view.has_extension().then(|| view.meta().first_seq(id)).flatten()
 }
 
 /// Lost-event information from a kernel page's `commit` flags.

@@ -162,3 +162,38 @@ fn drain_returns_while_the_producer_keeps_writing() {
     let (events, written) = finished.recv_timeout(Duration::from_secs(20)).expect("the drain returned");
     assert_eq!((events, written), (3, 3), "a swap onto the live page, then two reads of it");
 }
+
+#[test]
+fn page_copies_hold_exactly_the_new_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let prod = producer(Mode::Drop, b"");
+    let server = Server::start(&dir.path().join("sock"), prod.clone()).unwrap();
+    let conn = Connection::connect(server.path()).unwrap();
+    let mut consumer = Consumer::new(conn.open_cpu(0).unwrap()).unwrap();
+    let decode = |page: &[u8]| -> Vec<u32> {
+        ring_core::EventIter::new(page)
+            .unwrap()
+            .map(|e| u32::from_ne_bytes(e.unwrap().payload[..4].try_into().unwrap()))
+            .collect()
+    };
+    let mut out = vec![0xffu8; 4096];
+    for i in 0..10u32 {
+        prod.cpu(0).write(&i.to_ne_bytes()).unwrap();
+    }
+    // The writer is still on this page: the copy holds the ten events and nothing after them.
+    let first = consumer.copy_page(&mut out).unwrap();
+    assert_eq!((first.page.start, first.events, first.payload_bytes, first.end), (0, 10, 40, 80));
+    assert_eq!(decode(&out), (0..10).collect::<Vec<_>>());
+    assert_eq!(u64::from_ne_bytes(out[8..16].try_into().unwrap()), 80, "commit is the end, without flags");
+    assert!(out[16 + 80..].iter().all(|&b| b == 0));
+    // More events on the same page: the next copy starts where the first one ended.
+    for i in 10..15u32 {
+        prod.cpu(0).write(&i.to_ne_bytes()).unwrap();
+    }
+    let mut copies = Vec::new();
+    consumer.drain_copies(&mut out, |copy, page| copies.push((*copy, page.to_vec()))).unwrap();
+    let (second, page) = &copies[0];
+    assert_eq!((second.page.start, second.events, second.end), (80, 5, 120));
+    assert_eq!(decode(page), (0..15).collect::<Vec<_>>(), "the whole page decodes; the new events are 10..15");
+    assert_eq!(copies.iter().map(|(c, _)| c.events).sum::<u64>(), 5, "nothing is copied twice");
+}

@@ -5,7 +5,7 @@
 use crate::source::{CpuReader, Session};
 use anyhow::{Context, Result};
 use ring_mmap::client::{HANGUP_POLL, is_hangup};
-use ring_mmap::{Error, Lost, Record};
+use ring_mmap::{Error, Lost, PageCopy, Record};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,9 +54,22 @@ impl Tally {
                 self.events += 1;
                 self.bytes += e.payload.len() as u64;
             }
-            Record::Lost(Lost::Count(n)) => self.lost += n,
-            Record::Lost(Lost::Unknown) => self.lost_unknown += 1,
-            Record::Lost(Lost::None) => {}
+            Record::Lost(lost) => self.count_lost(*lost),
+        }
+    }
+
+    /// Counts a page copy: the loss before it and its events.
+    pub fn count_copy(&mut self, copy: &PageCopy) {
+        self.count_lost(copy.page.lost);
+        self.events += copy.events;
+        self.bytes += copy.payload_bytes;
+    }
+
+    fn count_lost(&mut self, lost: Lost) {
+        match lost {
+            Lost::Count(n) => self.lost += n,
+            Lost::Unknown => self.lost_unknown += 1,
+            Lost::None => {}
         }
     }
 }
@@ -71,21 +84,43 @@ pub struct LiveOptions {
     pub interval: Duration,
 }
 
-/// Reads `session` until a stop condition: `sink(slot, record)` gets every record of CPU slot
-/// `slot` (an index into `session.cpus`) in the CPU's order, `round(session, last)` runs after
-/// each pass over the CPUs (`last` on the final one). `stop` is set by a signal handler.
+/// How [`run`] reads each CPU. `slot` is the CPU's index into `session.cpus`.
+pub trait Reading {
+    /// Reads what the CPU has now ([`CpuReader::drain`] or a variant of it).
+    fn live(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<u64, Error>;
+    /// Reads what the producer left after it went away ([`CpuReader::drain_remaining`]).
+    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<u64, Error>;
+}
+
+/// The [`Reading`] that hands every record of CPU slot `slot`, in the CPU's order, to the
+/// function: `f(slot, record)`.
+pub struct EachRecord<F>(pub F);
+
+impl<F: FnMut(usize, Record<'_>)> Reading for EachRecord<F> {
+    fn live(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<u64, Error> {
+        cpu.drain(|r| (self.0)(slot, r))
+    }
+
+    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<u64, Error> {
+        cpu.drain_remaining(|r| (self.0)(slot, r))
+    }
+}
+
+/// Reads `session` until a stop condition, each CPU as `reading` says; `round(session, last)`
+/// runs after each pass over the CPUs (`last` on the final one). `stop` is set by a signal
+/// handler.
 pub fn run(
     session: &mut Session,
     opts: LiveOptions,
     stop: &AtomicBool,
-    mut sink: impl FnMut(usize, Record<'_>),
+    reading: &mut impl Reading,
     mut round: impl FnMut(&Session, bool) -> Result<()>,
 ) -> Result<Stop> {
     let start = Instant::now();
     let why = loop {
         let mut hangup = false;
         for (slot, cpu) in session.cpus.iter_mut().enumerate() {
-            match cpu.drain(|r| sink(slot, r)) {
+            match reading.live(slot, cpu) {
                 Ok(_) => {}
                 Err(Error::Hangup) => hangup = true,
                 Err(e) => return Err(e).with_context(|| format!("reading cpu {}", cpu.cpu())),
@@ -111,14 +146,14 @@ pub fn run(
     for (slot, cpu) in session.cpus.iter_mut().enumerate() {
         let got = match why {
             // The mapping no longer changes: read everything the producer left in it.
-            Stop::Hangup => cpu.drain_remaining(|r| sink(slot, r)),
-            _ => cpu.drain(|r| sink(slot, r)),
+            Stop::Hangup => reading.remaining(slot, cpu),
+            _ => reading.live(slot, cpu),
         };
         match got {
             Ok(_) => {}
             // The producer went away during this last pass: take what it left.
             Err(Error::Hangup) => {
-                cpu.drain_remaining(|r| sink(slot, r)).with_context(|| format!("draining cpu {}", cpu.cpu()))?;
+                reading.remaining(slot, cpu).with_context(|| format!("draining cpu {}", cpu.cpu()))?;
             }
             Err(e) => return Err(e).with_context(|| format!("reading cpu {}", cpu.cpu())),
         }

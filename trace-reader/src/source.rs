@@ -6,7 +6,9 @@ use anyhow::{Context, Result, bail};
 use ring_core::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
 use ring_core::{SharedView, Snapshot};
 use ring_mmap::wire::ClockBody;
-use ring_mmap::{BufferDir, Connection, Consumer, CpuSource, DirCpu, Error, KernelCpu, KernelStats, Record, SocketCpu};
+use ring_mmap::{
+    BufferDir, Connection, Consumer, CpuSource, DirCpu, Error, KernelCpu, KernelStats, PageCopy, Record, SocketCpu,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,6 +86,11 @@ impl CpuReader {
     /// Reads everything available now (see [`Consumer::drain`]).
     pub fn drain(&mut self, sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
         each!(self, c => c.drain(sink))
+    }
+
+    /// Reads everything available now by page copies into `out` (see [`Consumer::drain_copies`]).
+    pub fn drain_copies(&mut self, out: &mut [u8], sink: impl FnMut(&PageCopy, &mut [u8])) -> Result<u64, Error> {
+        each!(self, c => c.drain_copies(out, sink))
     }
 
     /// After the producer went away: reads what it left ([`Consumer::drain_remaining`]); a kernel

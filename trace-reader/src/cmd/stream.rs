@@ -2,7 +2,7 @@
 
 use super::{interrupt_flag, rows};
 use crate::cli::StreamArgs;
-use crate::live::{self, LiveOptions, Stop, Tally};
+use crate::live::{self, EachRecord, LiveOptions, Stop, Tally};
 use crate::merge::{Item, Merger};
 use crate::output::{Printer, Style};
 use crate::source::Session;
@@ -32,7 +32,7 @@ pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Resul
         &mut session,
         options,
         &stop,
-        |slot, record| {
+        &mut EachRecord(|slot: usize, record: Record<'_>| {
             tallies[slot].count(&record);
             let cpu = cpus[slot];
             let item = match record {
@@ -40,7 +40,7 @@ pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Resul
                 Record::Event(e) => Item::Event { cpu, ns: ns(e.timestamp), payload: e.payload.to_vec() },
             };
             merger.borrow_mut().push(slot, item);
-        },
+        }),
         |session, last| {
             merger.borrow_mut().release(last, |item| printer.item(&session.formats, &item));
             printer.flush();

@@ -59,12 +59,48 @@ impl PageBuilder {
         if self.events > 0 {
             self.flush(out)?;
         }
-        self.lost = Some(match (self.lost, lost) {
-            (Some(Lost::Count(a)), Lost::Count(b)) => Lost::Count(a + b),
-            (Some(Lost::Unknown), _) | (_, Lost::Unknown) => Lost::Unknown,
-            (_, l) => l,
-        });
+        self.lost = merge_lost(self.lost, lost);
         Ok(())
+    }
+
+    /// Stores `page`, a whole sub-buffer of this builder's size already in the Linux format with
+    /// its timestamps in nanoseconds and its `commit` (no flags) covering its `events` events,
+    /// after the events pushed so far, marked with `lost` (and any loss noted before it). Saves
+    /// re-encoding a page read whole. Returns false, storing nothing, if the page has no room
+    /// after its data for the loss count: push its events one by one then (the builder makes
+    /// the room).
+    pub fn put_page<E>(
+        &mut self,
+        page: &mut [u8],
+        events: u64,
+        lost: Lost,
+        out: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        debug_assert_eq!(page.len(), self.page.len(), "pages of the builder's size");
+        if self.events > 0 {
+            self.flush(out)?;
+        }
+        let lost = merge_lost(self.lost, lost);
+        let commit = page
+            .get(SUBBUF_COMMIT_OFFSET..SUBBUF_HEADER_SIZE)
+            .map_or(u64::MAX, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")));
+        if matches!(lost, Some(Lost::Count(_))) && commit.saturating_add(8) > self.data_size() as u64 {
+            return Ok(false);
+        }
+        self.lost = None;
+        match lost {
+            Some(Lost::Count(n)) => {
+                mark_missed_events(page, n);
+            }
+            Some(Lost::Unknown) => {
+                let flagged = commit | COMMIT_MISSED_EVENTS;
+                page[SUBBUF_COMMIT_OFFSET..SUBBUF_HEADER_SIZE].copy_from_slice(&flagged.to_ne_bytes());
+            }
+            Some(Lost::None) | None if events == 0 => return Ok(true),
+            Some(Lost::None) | None => {}
+        }
+        out(page)?;
+        Ok(true)
     }
 
     /// Adds an event stamped `ts` whose `len` payload bytes `fill` writes into the slice it is
@@ -148,6 +184,16 @@ impl PageBuilder {
     }
 }
 
+/// Losses `a` noted earlier followed by `b`, as one.
+fn merge_lost(a: Option<Lost>, b: Lost) -> Option<Lost> {
+    match (a, b) {
+        (a, Lost::None) => a,
+        (Some(Lost::Count(a)), Lost::Count(b)) => Some(Lost::Count(a + b)),
+        (Some(Lost::Unknown), _) | (_, Lost::Unknown) => Some(Lost::Unknown),
+        (_, b) => Some(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +261,54 @@ mod tests {
         assert_eq!(got[0].0, MissedEvents::Count(2));
         let ts: Vec<u64> = got.iter().flat_map(|p| p.1.iter().map(|e| e.0)).collect();
         assert_eq!(ts, (100..106).collect::<Vec<_>>());
+    }
+
+    /// A 64-byte page holding `n` 8-byte-payload events from time `ts`, one apart, as the Linux
+    /// format lays them out (built by a builder of its own).
+    fn whole_page(ts: u64, n: u64) -> Vec<u8> {
+        let input: Vec<_> = (0..n).map(|i| (None, ts + i, vec![i as u8; 8])).collect();
+        build(64, &input).pop().unwrap_or_else(|| {
+            let mut empty = vec![0; 64];
+            empty[..8].copy_from_slice(&ts.to_ne_bytes());
+            empty
+        })
+    }
+
+    #[test]
+    fn whole_pages_go_in_as_they_are_after_what_was_pushed() {
+        let mut pages = Vec::new();
+        let mut out = |p: &[u8]| -> Result<(), Infallible> {
+            pages.push(p.to_vec());
+            Ok(())
+        };
+        let mut b = PageBuilder::new(64);
+        b.push(5, 4, |d| d.copy_from_slice(&[9; 4]), &mut out).unwrap().unwrap();
+        let page = whole_page(100, 2);
+        assert!(b.put_page(&mut page.clone(), 2, Lost::None, &mut out).unwrap());
+        // A loss noted before the page is marked on it, with its count (24 bytes of data, room).
+        b.lost(Lost::Count(3), &mut out).unwrap();
+        assert!(b.put_page(&mut whole_page(200, 2), 2, Lost::Count(4), &mut out).unwrap());
+        assert!(b.put_page(&mut whole_page(300, 1), 1, Lost::Unknown, &mut out).unwrap());
+        // Nothing to store: no events and no loss.
+        assert!(b.put_page(&mut whole_page(400, 0), 0, Lost::None, &mut out).unwrap());
+        let got = decode(&pages);
+        assert_eq!(pages[1], page, "stored byte for byte");
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0].1, [(5, vec![9; 4])], "the pushed event first, on its own page");
+        assert_eq!(got[1].1.iter().map(|e| e.0).collect::<Vec<_>>(), [100, 101]);
+        assert_eq!(got[2].0, MissedEvents::Count(7), "both losses, on the page after them");
+        assert_eq!(got[3].0, MissedEvents::Unknown);
+    }
+
+    #[test]
+    fn a_whole_page_without_room_for_a_loss_count_is_refused() {
+        let mut out = |_: &[u8]| -> Result<(), Infallible> { Ok(()) };
+        let mut b = PageBuilder::new(64);
+        // Four 12-byte events fill the 48 data bytes.
+        let mut full = whole_page(100, 4);
+        assert!(!b.put_page(&mut full, 4, Lost::Count(2), &mut out).unwrap());
+        assert_eq!(full, whole_page(100, 4), "left as it was");
+        assert!(b.put_page(&mut full, 4, Lost::Unknown, &mut out).unwrap(), "an unknown loss needs no room");
     }
 
     #[test]
