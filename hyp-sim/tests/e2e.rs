@@ -166,7 +166,8 @@ fn run(args: &[&str], late: Duration, pause: Duration) -> Vec<(Stream, u64)> {
 
 #[test]
 fn drop_mode_with_a_fast_consumer_loses_nothing_and_every_field_is_right() {
-    for (stream, exits) in run(&["--mode", "drop", "--rate", "5000", "--duration", "1"], Duration::ZERO, Duration::ZERO) {
+    let args = ["--mode", "drop", "--rate", "5000", "--duration", "1"];
+    for (stream, exits) in run(&args, Duration::ZERO, Duration::ZERO) {
         assert!(exits > 1000, "the guests ran: {exits} exits");
         assert_eq!(stream.lost, 0, "cpu {}: a fast consumer loses nothing", stream.cpu);
         assert_eq!(stream.events, 3 * exits, "cpu {}: every event of every exit", stream.cpu);
