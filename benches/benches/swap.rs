@@ -88,7 +88,9 @@ fn socket_baseline(c: &mut BenchmarkGroup<'_, WallTime>, name: &str, spin_us: &s
 
 fn cross_process(c: &mut BenchmarkGroup<'_, WallTime>) {
     socket_baseline(c, "baseline_socket_echo_sleeping", "0");
-    socket_baseline(c, "baseline_socket_echo_spinning", "50");
+    // Polling as long as both ends of the control socket do (`ring_mmap::server::DEFAULT_SPIN`).
+    let spin_us = ring_mmap::server::DEFAULT_SPIN.as_micros().to_string();
+    socket_baseline(c, "baseline_socket_echo_spinning", &spin_us);
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("sock");
     let child = start(&["serve"], &socket);

@@ -31,9 +31,15 @@ use zerocopy::IntoBytes;
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client polls for an answer before it sleeps, by default. An answer from a producer
-/// that is awake comes within a few microseconds; sleeping instead costs a wakeup, tens of
-/// microseconds on a virtual machine (see `server::DEFAULT_SPIN`).
-pub const DEFAULT_ANSWER_SPIN: Duration = Duration::from_micros(100);
+/// that is awake on another CPU comes within a few microseconds; sleeping instead costs a wakeup,
+/// tens of microseconds on a virtual machine (see `server::DEFAULT_SPIN`). Polling longer does
+/// not pay: when the answer is later than that, the server is asleep or waiting for a CPU (on
+/// a busy machine, the very one this client is polling on), and a sleeping client lets it run.
+/// Measured on the 2-CPU machine of `docs/perf.md` with hyp-sim and `trace-reader record`:
+/// 100 µs windows on both ends lost 9-13% of the events at rates that 10 µs windows record
+/// without loss; polling by yielding the CPU instead does as well at those rates but lets a
+/// producer running flat out take the CPU from the reader for whole time slices.
+pub const DEFAULT_ANSWER_SPIN: Duration = Duration::from_micros(10);
 
 /// Most CPUs a producer may describe.
 pub const MAX_CPUS: u32 = 4096;

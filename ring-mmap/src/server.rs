@@ -39,7 +39,9 @@ pub const MAX_CLIENTS: usize = 64;
 /// microseconds on a virtual machine (about 50 µs on the 2-core VM of `docs/perf.md`), far more
 /// than serving a request, so staying awake briefly for the next request of a burst cuts the
 /// round trip several-fold. An idle producer never spins: the window only follows a request.
-pub const DEFAULT_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+/// It is short because a longer one takes CPU from the writers and the consumer on a busy
+/// machine (see `client::DEFAULT_ANSWER_SPIN` for the measurements).
+pub const DEFAULT_SPIN: std::time::Duration = std::time::Duration::from_micros(10);
 
 /// How a server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
