@@ -19,13 +19,16 @@ pub struct Binaries {
 
 impl Binaries {
     /// The binaries in the release directory this benchmark was built into
-    /// (`target/release/deps/NAME` → `target/release`), built with
-    /// `cargo build --release -p hyp-sim -p trace-reader` first if either is missing.
+    /// (`target/release/deps/NAME` → `target/release`), brought up to date first with
+    /// `cargo build --release -p hyp-sim -p trace-reader` (`cargo bench` builds only the
+    /// benchmarks; binaries left from an older build would measure old code). Without cargo
+    /// (the benchmark run by hand), whatever is there, if both are.
     pub fn locate() -> Result<Self> {
         let exe = std::env::current_exe().context("locating this benchmark")?;
         let release = exe.ancestors().nth(2).context("the benchmark is not in a cargo target directory")?;
         let bins = Self { hyp_sim: release.join("hyp-sim"), trace_reader: release.join("trace-reader") };
-        if !bins.hyp_sim.exists() || !bins.trace_reader.exists() {
+        let missing = !bins.hyp_sim.exists() || !bins.trace_reader.exists();
+        if missing || std::env::var_os("CARGO").is_some() {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let status = Command::new(cargo)
                 .args(["build", "--release", "-p", "hyp-sim", "-p", "trace-reader"])
