@@ -1,13 +1,15 @@
-//! End to end: `hyp-sim` producing into 1 MiB per CPU (256 × 4 KiB sub-buffers) in drop mode,
-//! `trace-reader record` writing every event to a trace.dat file (on tmpfs where there is one,
-//! so the disk is not what is measured), as separate processes.
+//! End to end: `hyp-sim` producing into 1 MiB per CPU in drop mode, `trace-reader record`
+//! writing every event to a trace.dat file (on tmpfs where there is one, so the disk is not what
+//! is measured), as separate processes; the 1 MiB split two ways: 256 × 4 KiB sub-buffers (the
+//! kernel's default page) and 16 × 64 KiB (fewer, larger pages: a sixteenth of the
+//! GET_READER_PAGE round trips per event).
 //!
 //! - `producer_alone`: hyp-sim flat out with no consumer (overwrite mode, so every event is
 //!   written), the events/s the producer itself can make: the baseline.
-//! - `record_flat_out`: hyp-sim flat out with the recorder; the events/s reaching the file, with
-//!   whatever was lost.
-//! - `record_lossless`: the highest guest exit rate at which nothing is lost, searched for below
-//!   the producer's flat-out rate, each trial checked from both processes' reports
+//! - `record_flat_out_{4,64}KiB`: hyp-sim flat out with the recorder; the events/s reaching the
+//!   file, with whatever was lost.
+//! - `record_lossless_{4,64}KiB`: the highest guest exit rate at which nothing is lost, searched
+//!   for below the producer's flat-out rate, each trial checked from both processes' reports
 //!   (nothing dropped or overwritten, nothing reported lost, every committed event in the file);
 //!   the events/s reaching the file at that rate. The search halves the rate until a trial loses
 //!   nothing, then bisects between that rate and the lowest that lost.
@@ -42,7 +44,11 @@ fn plan() -> Option<Plan> {
         return None;
     }
     if args.iter().any(|a| a == "--list") {
-        println!("end_to_end/record_lossless: benchmark");
+        for name in ["4KiB", "64KiB"] {
+            println!("end_to_end/record_flat_out_{name}: benchmark");
+            println!("end_to_end/record_lossless_{name}: benchmark");
+        }
+        println!("end_to_end/producer_alone: benchmark");
         return None;
     }
     Some(if args.iter().any(|a| a == "--quick") {
@@ -100,7 +106,7 @@ fn main() -> Result<()> {
         _ => tempfile::tempdir(),
     }
     .context("creating a scratch directory")?;
-    let work = Workload {
+    let base = Workload {
         cpus: cpus::available() as u32,
         rate: 0,
         mode: "drop",
@@ -108,21 +114,20 @@ fn main() -> Result<()> {
         nr_subbufs: 256,
         duration: plan.trial,
     };
-    let alone = pipeline::produce_alone(&bins, &Workload { mode: "overwrite", ..work }, scratch.path())?;
-    report("producer_alone", alone.events_per_sec(), &format!("{} vCPUs flat out, no consumer", work.cpus))?;
-    let flat = pipeline::record(&bins, &work, scratch.path())?;
-    report("record_flat_out", flat.events_per_sec(), &describe(&flat))?;
-    let best = if flat.lossless() {
-        Some(flat)
-    } else {
-        let ceiling = alone.events_per_sec() / EVENTS_PER_EXIT / f64::from(work.cpus);
-        lossless(&bins, work, ceiling as u64, &plan, scratch.path())?
-    };
-    match best {
-        Some(trial) => report("record_lossless", trial.events_per_sec(), &describe(&trial)),
-        None => {
-            println!("end_to_end/record_lossless: every rate tried lost events; not measured");
-            Ok(())
+    let alone = pipeline::produce_alone(&bins, &Workload { mode: "overwrite", ..base }, scratch.path())?;
+    report("producer_alone", alone.events_per_sec(), &format!("{} vCPUs flat out, no consumer", base.cpus))?;
+    let ceiling = alone.events_per_sec() / EVENTS_PER_EXIT / f64::from(base.cpus);
+    for (subbuf_size, nr_subbufs, name) in [(4096, 256, "4KiB"), (65536, 16, "64KiB")] {
+        let work = Workload { subbuf_size, nr_subbufs, ..base };
+        println!("end_to_end: {nr_subbufs} x {name} sub-buffers per CPU");
+        let flat = pipeline::record(&bins, &work, scratch.path())?;
+        report(&format!("record_flat_out_{name}"), flat.events_per_sec(), &describe(&flat))?;
+        let best =
+            if flat.lossless() { Some(flat) } else { lossless(&bins, work, ceiling as u64, &plan, scratch.path())? };
+        match best {
+            Some(trial) => report(&format!("record_lossless_{name}"), trial.events_per_sec(), &describe(&trial))?,
+            None => println!("end_to_end/record_lossless_{name}: every rate tried lost events; not measured"),
         }
     }
+    Ok(())
 }

@@ -290,15 +290,29 @@ const TABLES: &[Table] = &[
         title: "End to end: hyp-sim → `trace-reader record`, drop mode, 1 MiB per CPU (events/s)",
         rows: &[
             rate(
-                "recorded with zero loss (checked) vs hyp-sim alone flat out",
-                "end_to_end/record_lossless",
+                "16 × 64 KiB sub-buffers: recorded with zero loss (checked) vs hyp-sim alone flat out",
+                "end_to_end/record_lossless_64KiB",
                 Some("end_to_end/producer_alone"),
                 Metric::Events,
                 Target::RateAtLeast(20e6),
             ),
             rate(
-                "recorded with hyp-sim flat out (losing events) vs hyp-sim alone",
-                "end_to_end/record_flat_out",
+                "16 × 64 KiB: recorded with hyp-sim flat out (losing events) vs hyp-sim alone",
+                "end_to_end/record_flat_out_64KiB",
+                Some("end_to_end/producer_alone"),
+                Metric::Events,
+                Target::None,
+            ),
+            rate(
+                "256 × 4 KiB sub-buffers: recorded with zero loss (checked) vs hyp-sim alone flat out",
+                "end_to_end/record_lossless_4KiB",
+                Some("end_to_end/producer_alone"),
+                Metric::Events,
+                Target::RateAtLeast(20e6),
+            ),
+            rate(
+                "256 × 4 KiB: recorded with hyp-sim flat out (losing events) vs hyp-sim alone",
+                "end_to_end/record_flat_out_4KiB",
                 Some("end_to_end/producer_alone"),
                 Metric::Events,
                 Target::None,
