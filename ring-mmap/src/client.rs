@@ -8,6 +8,7 @@
 
 use crate::backing::ReadOnlyMapping;
 use crate::error::Error;
+use crate::poll_window::PollWindow;
 use crate::wire::{
     ClockBody, CpuBody, HelloBody, MAX_FDS, MAX_RESPONSE, Op, PROTOCOL_VERSION, Request, ResponseHeader, StatsBody,
     parse_body, status,
@@ -30,15 +31,8 @@ use zerocopy::IntoBytes;
 /// How long a request may wait for its answer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a client polls for an answer before it sleeps, by default. An answer from a producer
-/// that is awake on another CPU comes within a few microseconds; sleeping instead costs a wakeup,
-/// tens of microseconds on a virtual machine (see `server::DEFAULT_SPIN`). Polling longer does
-/// not pay: when the answer is later than that, the server is asleep or waiting for a CPU (on
-/// a busy machine, the very one this client is polling on), and a sleeping client lets it run.
-/// Measured on the 2-CPU machine of `docs/perf.md` with hyp-sim and `trace-reader record`:
-/// 100 µs windows on both ends lost 9-13% of the events at rates that 10 µs windows record
-/// without loss; polling by yielding the CPU instead does as well at those rates but lets a
-/// producer running flat out take the CPU from the reader for whole time slices.
+/// How long a client polls for an answer before it sleeps, by default (see
+/// [`crate::poll_window`], which says why it is short).
 pub const DEFAULT_ANSWER_SPIN: Duration = Duration::from_micros(10);
 
 /// Most CPUs a producer may describe.
@@ -249,10 +243,10 @@ fn receive(socket: &mut Socket, op: Op) -> Result<Answer, Error> {
     let mut buf = vec![0u8; MAX_RESPONSE];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
-    let spin_until = std::time::Instant::now() + socket.spin;
+    let window = PollWindow::start(socket.spin);
     let got = loop {
-        let spinning = std::time::Instant::now() < spin_until;
-        let flags = if spinning { RecvFlags::DONTWAIT } else { RecvFlags::empty() };
+        let polling = window.open();
+        let flags = if polling { RecvFlags::DONTWAIT } else { RecvFlags::empty() };
         match rustix::net::recvmsg(
             &socket.fd,
             &mut [IoSliceMut::new(&mut buf)],
@@ -261,7 +255,7 @@ fn receive(socket: &mut Socket, op: Op) -> Result<Answer, Error> {
         ) {
             Ok(msg) => break msg,
             Err(Errno::INTR) => continue,
-            Err(Errno::AGAIN) if spinning => std::hint::spin_loop(),
+            Err(Errno::AGAIN) if polling => window.pause(),
             Err(Errno::AGAIN) => {
                 socket.broken = true;
                 return Err(Error::Timeout(op));

@@ -32,6 +32,7 @@ pub mod consumer;
 pub mod doorbell;
 pub mod error;
 pub mod kernel;
+pub mod poll_window;
 pub mod postmortem;
 pub mod producer;
 pub mod server;

@@ -12,6 +12,7 @@
 //! client's socket reaches end of file: that is the consumers' hangup.
 
 use crate::error::Error;
+use crate::poll_window::PollWindow;
 use crate::producer::Producer;
 use crate::wire::{CpuBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, status};
 use ring_core::{SwapError, SwapStatus};
@@ -35,13 +36,10 @@ pub const MAX_CLIENTS: usize = 64;
 
 /// How long the server keeps polling without sleeping after it served a request, by default.
 ///
-/// Consumers ask for pages in bursts while they drain. Waking a sleeping thread costs tens of
-/// microseconds on a virtual machine (about 50 µs on the 2-core VM of `docs/perf.md`), far more
-/// than serving a request, so staying awake briefly for the next request of a burst cuts the
-/// round trip several-fold. An idle producer never spins: the window only follows a request.
-/// It is short because a longer one takes CPU from the writers and the consumer on a busy
-/// machine (see `client::DEFAULT_ANSWER_SPIN` for the measurements).
-pub const DEFAULT_SPIN: std::time::Duration = std::time::Duration::from_micros(10);
+/// Consumers ask for pages in bursts while they drain, so staying awake briefly for the next
+/// request of a burst saves a wakeup per round trip (see [`crate::poll_window`]). An idle
+/// producer never polls: the window only follows a request.
+pub const DEFAULT_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// How a server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,18 +205,20 @@ impl Serve {
     }
 
     fn run(mut self) {
-        // Until when to poll without sleeping (see `ServerOptions::spin`).
-        let mut awake_until: Option<std::time::Instant> = None;
+        // The polling window after the last request (see `ServerOptions::spin`).
+        let mut window: Option<PollWindow> = None;
         let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
         loop {
             let mut fds = Vec::with_capacity(2 + self.clients.len());
             fds.push(PollFd::new(&self.stop, PollFlags::IN));
             fds.push(PollFd::new(&self.listener, PollFlags::IN));
             fds.extend(self.clients.iter().map(|c| PollFd::new(&c.fd, PollFlags::IN)));
-            let spinning = awake_until.is_some_and(|t| std::time::Instant::now() < t);
-            match rustix::event::poll(&mut fds, spinning.then_some(&zero)) {
-                Ok(0) if spinning => {
-                    std::hint::spin_loop();
+            let polling = window.filter(PollWindow::open);
+            match rustix::event::poll(&mut fds, polling.is_some().then_some(&zero)) {
+                Ok(0) if polling.is_some() => {
+                    if let Some(window) = &polling {
+                        window.pause();
+                    }
                     continue;
                 }
                 Ok(_) | Err(Errno::INTR) => {}
@@ -228,7 +228,7 @@ impl Serve {
             let ready: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
             drop(fds);
             if !self.options.spin.is_zero() && ready[2..].iter().any(|r| r.intersects(PollFlags::IN)) {
-                awake_until = Some(std::time::Instant::now() + self.options.spin);
+                window = Some(PollWindow::start(self.options.spin));
             }
             if !ready[0].is_empty() {
                 return;
