@@ -76,20 +76,14 @@ impl Cursor {
             let page = view.page(update.id).ok_or(ConsumeError::BadReaderPage(update.id))?;
             let mut events = EventIter::starting_at(&page, self.read as usize)
                 .map_err(|error| ConsumeError::Malformed { id: update.id, error })?;
-            let mut got = 0;
-            for item in &mut events {
-                match item {
-                    Ok(event) => {
-                        got += 1;
-                        sink(Consumed::Event(event));
-                    }
-                    Err(error) => {
-                        // Skip the bad remainder so the producer can move on.
-                        self.read = events.data_end() as u32;
-                        return Err(ConsumeError::Malformed { id: update.id, error });
-                    }
+            let got = match events.drain_events(|event| sink(Consumed::Event(event))) {
+                Ok(got) => got,
+                Err(error) => {
+                    // Skip the bad remainder so the producer can move on.
+                    self.read = events.data_end() as u32;
+                    return Err(ConsumeError::Malformed { id: update.id, error });
                 }
-            }
+            };
             let advanced = events.position() as u32 != self.read;
             self.read = events.position() as u32;
             total += got;

@@ -335,6 +335,18 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
         self.missed
     }
 
+    /// Hands every remaining data event to `each`, in order, and returns how many. A malformed
+    /// record ends it with the error: [`EventIter::data_end`] then says where the page's
+    /// committed data ends, the offset a consumer skips to so that it can go on.
+    pub fn drain_events(&mut self, mut each: impl FnMut(Event<P::Payload<'p>>)) -> Result<u64, DecodeError> {
+        let mut count = 0;
+        for event in self {
+            each(event?);
+            count += 1;
+        }
+        Ok(count)
+    }
+
     fn word(&self, data_off: usize) -> Result<u32, DecodeError> {
         if data_off + 4 > self.data_end {
             return Err(DecodeError::Truncated(self.pos));
@@ -567,6 +579,19 @@ mod tests {
         let e: Vec<_> = EventIter::new(p.as_slice()).unwrap().map(Result::unwrap).collect();
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].timestamp, 5);
+    }
+
+    #[test]
+    fn draining_hands_over_each_event_and_stops_at_a_malformed_one() {
+        let words = [header_word(1, 0), 1, header_word(1, 2), 2, header_word(2, 0), 3];
+        let p = page(0, 24, &words, 64);
+        let mut seen = Vec::new();
+        let mut it = EventIter::new(p.as_slice()).unwrap();
+        // The third event claims 8 bytes of payload where 4 are committed.
+        assert_eq!(it.drain_events(|e| seen.push(e.timestamp)), Err(DecodeError::Truncated(16)));
+        assert_eq!((seen, it.data_end()), (std::vec![0, 2], 24));
+        let p = page(0, 16, &words, 64);
+        assert_eq!(EventIter::new(p.as_slice()).unwrap().drain_events(|_| {}), Ok(2));
     }
 
     #[test]

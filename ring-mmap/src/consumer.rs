@@ -131,7 +131,7 @@ impl Position {
         new_page: bool,
         bytes: &'p P,
         first_seq: Option<u64>,
-        mut each: impl FnMut(Event<P::Payload<'p>>),
+        each: impl FnMut(Event<P::Payload<'p>>),
     ) -> Result<u64, Error> {
         let malformed = |error| Error::Malformed { cpu, id: page.id, error };
         let mut events = EventIter::starting_at(bytes, page.start as usize).map_err(malformed)?;
@@ -148,19 +148,13 @@ impl Position {
             };
             self.next_seq = first_seq.map(|f| f + before as u64);
         }
-        let mut count = 0;
-        for event in &mut events {
-            match event {
-                Ok(event) => {
-                    count += 1;
-                    each(event);
-                }
-                Err(error) => {
-                    self.read = events.data_end() as u32;
-                    return Err(malformed(error));
-                }
+        let count = match events.drain_events(each) {
+            Ok(count) => count,
+            Err(error) => {
+                self.read = events.data_end() as u32;
+                return Err(malformed(error));
             }
-        }
+        };
         self.read = (events.position() as u32).max(page.start);
         self.next_seq = self.next_seq.map(|s| s + count);
         Ok(count)
@@ -326,16 +320,9 @@ impl<S: CpuSource> Consumer<S> {
             self.pos.next_seq = copy.end_seq();
             // Decoded from the mapping itself, so events come out as the live path gives them.
             let page = view.page(copy.id).ok_or(Error::Protocol(format!("page {} does not exist", copy.id)))?;
-            let events = EventIter::starting_at(&page, copy.start as usize).map_err(|error| Error::Malformed {
-                cpu,
-                id: copy.id,
-                error,
-            })?;
-            for event in events {
-                let event = event.map_err(|error| Error::Malformed { cpu, id: copy.id, error })?;
-                total += 1;
-                sink(Record::Event(event));
-            }
+            let malformed = |error| Error::Malformed { cpu, id: copy.id, error };
+            let mut events = EventIter::starting_at(&page, copy.start as usize).map_err(malformed)?;
+            total += events.drain_events(|event| sink(Record::Event(event))).map_err(malformed)?;
         }
         Ok(total)
     }
