@@ -30,6 +30,26 @@ pub trait PageSource {
     fn header(&self) -> (u64, u64);
     /// The payload bytes `off..off + len`; the caller guarantees they are inside the page.
     fn payload(&self, off: usize, len: usize) -> Self::Payload<'_>;
+
+    /// [`PageSource::read_u32`] where the caller has checked the bounds itself (the decoder's
+    /// fast path). The default checks anyway; a source whose `page_len` is exact may skip it.
+    ///
+    /// # Safety
+    /// `off` is 4-aligned and `off + 4 <= self.page_len()`.
+    #[inline]
+    unsafe fn read_u32_unchecked(&self, off: usize) -> u32 {
+        self.read_u32(off)
+    }
+
+    /// [`PageSource::payload`] where the caller has checked the bounds itself, as
+    /// [`PageSource::read_u32_unchecked`].
+    ///
+    /// # Safety
+    /// `off` is 4-aligned and `off + len <= self.page_len()`.
+    #[inline]
+    unsafe fn payload_unchecked(&self, off: usize, len: usize) -> Self::Payload<'_> {
+        self.payload(off, len)
+    }
 }
 
 impl PageSource for [u8] {
@@ -58,6 +78,20 @@ impl PageSource for [u8] {
     #[inline]
     fn payload(&self, off: usize, len: usize) -> &[u8] {
         &self[off..off + len]
+    }
+
+    #[inline(always)]
+    unsafe fn read_u32_unchecked(&self, off: usize) -> u32 {
+        debug_assert!(off + 4 <= self.len());
+        // SAFETY: the caller puts `off..off + 4` inside the slice; the read is unaligned.
+        unsafe { self.as_ptr().add(off).cast::<u32>().read_unaligned() }
+    }
+
+    #[inline(always)]
+    unsafe fn payload_unchecked(&self, off: usize, len: usize) -> &[u8] {
+        debug_assert!(off + len <= self.len());
+        // SAFETY: the caller puts `off..off + len` inside the slice.
+        unsafe { self.get_unchecked(off..off + len) }
     }
 }
 
@@ -138,6 +172,18 @@ impl<'a> PageSource for ShmPage<'a> {
             Some(span) => ShmBytes { span },
             None => payload_outside_page(off, len, self.span.len()),
         }
+    }
+
+    #[inline(always)]
+    unsafe fn read_u32_unchecked(&self, off: usize) -> u32 {
+        // SAFETY: the caller's contract, with `page_len` the span's exact length.
+        unsafe { self.span.load_u32_unchecked(off) }
+    }
+
+    #[inline(always)]
+    unsafe fn payload_unchecked(&self, off: usize, len: usize) -> ShmBytes<'a> {
+        // SAFETY: the caller's contract, with `page_len` the span's exact length.
+        ShmBytes { span: unsafe { self.span.sub_unchecked(off, len) } }
     }
 }
 
@@ -459,18 +505,19 @@ impl<'p, P: PageSource + ?Sized> Iterator for EventIter<'p, P> {
         // would; everything else (and any doubt) takes the general path.
         let at = self.pos;
         if !self.failed && at + 4 <= self.data_end && at >= self.start {
-            let header = self.page.read_u32(SUBBUF_HEADER_SIZE + at);
+            // SAFETY: `data_end` is a multiple of 4 within the page's data area (checked in
+            // `starting_at`) and `pos` only ever moves by multiples of 4, so the header word at
+            // `at < data_end` is 4-aligned and inside the page.
+            let header = unsafe { self.page.read_u32_unchecked(SUBBUF_HEADER_SIZE + at) };
             let words = header_type_len(header);
             let end = at + 4 + words as usize * 4;
             if (1..=TYPE_LEN_DATA_MAX).contains(&words) && end <= self.data_end {
                 self.ts = self.ts.wrapping_add(u64::from(header_time_delta(header)));
                 self.pos = end;
-                return Some(Ok(Event {
-                    timestamp: self.ts,
-                    payload: self.page.payload(SUBBUF_HEADER_SIZE + at + 4, words as usize * 4),
-                    offset: at as u32,
-                    end: end as u32,
-                }));
+                // SAFETY: as above, the payload `at + 4..end` is 4-aligned and, since
+                // `end <= data_end`, inside the page.
+                let payload = unsafe { self.page.payload_unchecked(SUBBUF_HEADER_SIZE + at + 4, words as usize * 4) };
+                return Some(Ok(Event { timestamp: self.ts, payload, offset: at as u32, end: end as u32 }));
             }
         }
         self.next_general()
@@ -479,6 +526,8 @@ impl<'p, P: PageSource + ?Sized> Iterator for EventIter<'p, P> {
 
 impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
     /// [`Iterator::next`] for any record: skips time records and padding, reports errors.
+    // Out of line, so that inlining `next` brings in only its fast path.
+    #[inline(never)]
     fn next_general(&mut self) -> Option<Result<Event<P::Payload<'p>>, DecodeError>> {
         loop {
             match self.next_item()? {

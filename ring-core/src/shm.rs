@@ -499,6 +499,27 @@ impl<'a> ShmSpan<'a> {
         })
     }
 
+    /// [`ShmSpan::sub`] without its checks, for the decoder's fast path.
+    ///
+    /// # Safety
+    /// `off` is 4-aligned and `off + len <= self.len()`.
+    #[inline(always)]
+    pub unsafe fn sub_unchecked(&self, off: usize, len: usize) -> ShmSpan<'a> {
+        debug_assert!(off.is_multiple_of(4) && off.checked_add(len).is_some_and(|end| end <= self.len));
+        ShmSpan {
+            // SAFETY: the caller puts `off` within the span.
+            #[cfg(not(loom))]
+            start: unsafe { self.start.add(off) },
+            #[cfg(not(loom))]
+            region: PhantomData,
+            #[cfg(loom)]
+            region: self.region,
+            #[cfg(loom)]
+            start: self.start + off,
+            len,
+        }
+    }
+
     /// True if a field of `width` bytes at `off` lies inside the span and is naturally aligned
     /// in memory.
     #[inline]
@@ -544,6 +565,17 @@ impl<'a> ShmSpan<'a> {
     pub fn load_u32(&self, off: usize) -> u32 {
         self.check(off, 4);
         // SAFETY: `check` proved the field inside the span and aligned.
+        unsafe { self.word32(off) }.load(Ordering::Relaxed)
+    }
+
+    /// [`ShmSpan::load_u32`] without its check, for the decoder's fast path.
+    ///
+    /// # Safety
+    /// `off` is 4-aligned and `off + 4 <= self.len()`.
+    #[inline(always)]
+    pub unsafe fn load_u32_unchecked(&self, off: usize) -> u32 {
+        debug_assert!(self.fits(off, 4));
+        // SAFETY: the caller's contract is `word32`'s (the span starts 4-aligned).
         unsafe { self.word32(off) }.load(Ordering::Relaxed)
     }
 
