@@ -411,28 +411,24 @@ impl ShmRegion {
     /// The whole region as a [`ShmSpan`].
     #[inline]
     pub fn whole(&self) -> ShmSpan<'_> {
-        self.span(0, self.len).expect("a region spans itself")
+        ShmSpan {
+            #[cfg(not(loom))]
+            start: self.base,
+            #[cfg(not(loom))]
+            region: PhantomData,
+            #[cfg(loom)]
+            region: self,
+            #[cfg(loom)]
+            start: 0,
+            len: self.len,
+        }
     }
 
     /// The `len` bytes at `off` (4-aligned) as a [`ShmSpan`], or `None` if they are not inside the
     /// region.
     #[inline]
     pub fn span(&self, off: usize, len: usize) -> Option<ShmSpan<'_>> {
-        if !off.is_multiple_of(4) || off.checked_add(len).is_none_or(|end| end > self.len) {
-            return None;
-        }
-        Some(ShmSpan {
-            // SAFETY: `off <= self.len`, so the pointer stays within (or one past) the region.
-            #[cfg(not(loom))]
-            start: unsafe { self.base.add(off) },
-            #[cfg(not(loom))]
-            region: PhantomData,
-            #[cfg(loom)]
-            region: self,
-            #[cfg(loom)]
-            start: off,
-            len,
-        })
+        self.whole().sub(off, len)
     }
 }
 
@@ -485,18 +481,8 @@ impl<'a> ShmSpan<'a> {
         if !off.is_multiple_of(4) || off.checked_add(len).is_none_or(|end| end > self.len) {
             return None;
         }
-        Some(ShmSpan {
-            // SAFETY: `off <= self.len`, so the pointer stays within (or one past) the span.
-            #[cfg(not(loom))]
-            start: unsafe { self.start.add(off) },
-            #[cfg(not(loom))]
-            region: PhantomData,
-            #[cfg(loom)]
-            region: self.region,
-            #[cfg(loom)]
-            start: self.start + off,
-            len,
-        })
+        // SAFETY: just checked.
+        Some(unsafe { self.sub_unchecked(off, len) })
     }
 
     /// [`ShmSpan::sub`] without its checks, for the decoder's fast path.
