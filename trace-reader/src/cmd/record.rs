@@ -65,11 +65,8 @@ impl Recording {
         let builder = &mut builders[slot];
         let mut out = |page: &[u8]| writer.write_page(cpu, page);
         let whole = *clock == IDENTITY_CLOCK && copy.page.start == 0;
-        let result = match whole {
-            true => builder.put_page(page, copy.events, copy.page.lost, &mut out),
-            false => Ok(false),
-        };
-        let result = match result {
+        let stored = if whole { builder.put_page(page, copy.events, copy.page.lost, &mut out) } else { Ok(false) };
+        let result = match stored {
             Ok(true) => Ok(()),
             Ok(false) => Self::push_events(builder, clock, copy, page, &mut out).context(format!("cpu {cpu}")),
             Err(e) => Err(e.into()),
