@@ -195,8 +195,6 @@ impl Host {
         Ok((stats, discarded))
     }
 
-    /// The committed-data length of CPU `cpu`'s current reader page, read from the host's own
-    /// view of the shared meta area and page (for error reports only).
     /// True once a consumer has asked for every CPU's reader page (GET_READER_PAGE), that is,
     /// once every CPU's buffer is being consumed.
     pub fn every_cpu_consumed(&self) -> bool {
@@ -204,6 +202,8 @@ impl Host {
         self.consumed.iter().all(|c| c.load(Ordering::Relaxed))
     }
 
+    /// The committed-data length of CPU `cpu`'s current reader page, read from the host's own
+    /// view of the shared meta area and page (for error reports only).
     fn reader_commit(&self, cpu: u32) -> u32 {
         let shm = self.platform.region(self.buffers[cpu as usize]).shm();
         let geometry = self.config.buffer.geometry;
