@@ -295,19 +295,12 @@ impl ShmRegion {
     #[inline(always)]
     pub unsafe fn store_bytes_unchecked(&self, off: usize, bytes: &[u8]) {
         debug_assert!(bytes.is_empty() || self.fits(off + bytes.len().next_multiple_of(4) - 4, 4));
-        let (words, rest) = bytes.as_chunks::<4>();
-        // SAFETY: every word written lies in `off..off + bytes.len().next_multiple_of(4)`, which
-        // the caller's contract puts inside the region, 4-aligned.
-        unsafe {
-            for (i, word) in words.iter().enumerate() {
-                self.word32(off + 4 * i).store(u32::from_ne_bytes(*word), Ordering::Relaxed);
-            }
-            if !rest.is_empty() {
-                let mut last = [0u8; 4];
-                last[..rest.len()].copy_from_slice(rest);
-                self.word32(off + 4 * words.len()).store(u32::from_ne_bytes(last), Ordering::Relaxed);
-            }
-        }
+        // SAFETY: `store_words` only asks for 4-aligned words in
+        // `off..off + bytes.len().next_multiple_of(4)`, which the caller's contract puts inside
+        // the region: `word32`'s contract.
+        let word = |at: usize| unsafe { self.word32(at) };
+        // SAFETY: as just said, `word` is sound for every offset `store_words` passes it.
+        unsafe { store_words(word, off, bytes) }
     }
 
     /// The writer's fast path for one small event: stores its `header` word at `at`, its
@@ -327,25 +320,18 @@ impl ShmRegion {
         #[cfg(not(loom))]
         {
             let base = self.base.as_ptr();
-            // SAFETY: the caller's contract puts every word stored below inside the region at
-            // its natural alignment (the base is 8-aligned); the constructor's contract makes
-            // those bytes valid and accessed only atomically at these widths in this process.
-            unsafe {
-                AtomicU32::from_ptr(base.add(at).cast()).store(header, Ordering::Relaxed);
-                let (words, rest) = payload.as_chunks::<4>();
-                for (i, word) in words.iter().enumerate() {
-                    AtomicU32::from_ptr(base.add(at + 4 + 4 * i).cast())
-                        .store(u32::from_ne_bytes(*word), Ordering::Relaxed);
-                }
-                if !rest.is_empty() {
-                    let mut last = [0u8; 4];
-                    last[..rest.len()].copy_from_slice(rest);
-                    AtomicU32::from_ptr(base.add(at + 4 + 4 * words.len()).cast())
-                        .store(u32::from_ne_bytes(last), Ordering::Relaxed);
-                }
-                // Ordering: Release, so the stores above are visible to whoever acquires `commit`.
-                AtomicU64::from_ptr(base.add(commit_at).cast()).store(commit, Ordering::Release);
-            }
+            // SAFETY: called only for the header word and, through `store_words`, the payload's
+            // words, which the caller's contract puts inside the region at their natural
+            // alignment (the base is 8-aligned); the constructor's contract makes those bytes
+            // valid and accessed only atomically at this width in this process.
+            let word = |at: usize| unsafe { AtomicU32::from_ptr(base.add(at).cast()) };
+            word(at).store(header, Ordering::Relaxed);
+            // SAFETY: `store_words` only asks for words in `at + 4..` up to the payload's padded
+            // end, inside the region by the caller's contract.
+            unsafe { store_words(word, at + 4, payload) };
+            // Ordering: Release, so the stores above are visible to whoever acquires `commit`.
+            // SAFETY: the caller's contract puts the 8-aligned commit word inside the region.
+            unsafe { AtomicU64::from_ptr(base.add(commit_at).cast()) }.store(commit, Ordering::Release);
         }
         // SAFETY: the caller's contract is that of each of these calls.
         #[cfg(loom)]
@@ -637,6 +623,26 @@ impl<'a> ShmSpan<'a> {
 #[track_caller]
 fn out_of_span(off: usize, width: usize, len: usize) -> ! {
     panic!("shared-memory access of {width} bytes at {off} outside span of {len} bytes (or misaligned)")
+}
+
+/// Stores `bytes` as whole native-endian words from offset `off`, the tail of the last word
+/// zero-filled, each through the atomic `word(offset)` gives: the loop of
+/// [`ShmRegion::store_bytes_unchecked`] and [`ShmRegion::store_event_unchecked`] (which loads the
+/// region's base once for all its stores).
+///
+/// # Safety
+/// `word` is sound to call for every 4-aligned offset in `off..off + bytes.len().next_multiple_of(4)`.
+#[inline(always)]
+unsafe fn store_words<'r>(word: impl Fn(usize) -> &'r AtomicU32, off: usize, bytes: &[u8]) {
+    let (words, rest) = bytes.as_chunks::<4>();
+    for (i, w) in words.iter().enumerate() {
+        word(off + 4 * i).store(u32::from_ne_bytes(*w), Ordering::Relaxed);
+    }
+    if !rest.is_empty() {
+        let mut last = [0u8; 4];
+        last[..rest.len()].copy_from_slice(rest);
+        word(off + 4 * words.len()).store(u32::from_ne_bytes(last), Ordering::Relaxed);
+    }
 }
 
 /// The `u64` whose native-endian bytes are those of `first` followed by those of `second`.
