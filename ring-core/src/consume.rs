@@ -9,6 +9,7 @@
 
 use crate::decode::{DecodeError, Event, EventIter, ShmBytes};
 use crate::error::SwapError;
+use crate::geometry::Geometry;
 use crate::swap::{ReaderUpdate, SwapStatus};
 use crate::view::SharedView;
 
@@ -40,6 +41,38 @@ pub enum ConsumeError {
     },
 }
 
+/// When a drain stops: the bound [`Cursor::drain`] and every other consuming loop (ring-mmap's
+/// `Consumer::drain`) share, so that one busy CPU cannot keep a reader of several from the others.
+///
+/// A drain stops once the producer has nothing new (a read that neither swapped nor moved the
+/// position), after a ring's worth of swaps, or after two reads in a row without a swap (the
+/// writer kept committing on the reader page meanwhile, as it may for ever). With the writer
+/// stopped, a drain under this bound still reads everything.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainBound {
+    max_swaps: u32,
+    swaps: u32,
+    unswapped: u32,
+}
+
+impl DrainBound {
+    /// The bound of one drain of a buffer of geometry `geometry`.
+    pub fn new(geometry: Geometry) -> Self {
+        Self { max_swaps: geometry.nr_slots(), swaps: 0, unswapped: 0 }
+    }
+
+    /// Counts one read of a reader page: `swapped` if the request handed over a new reader page,
+    /// `advanced` if the read moved the consumer's position. True if the drain stops here.
+    pub fn stop_after(&mut self, swapped: bool, advanced: bool) -> bool {
+        if swapped {
+            (self.swaps, self.unswapped) = (self.swaps + 1, 0);
+        } else {
+            self.unswapped += 1;
+        }
+        (!swapped && !advanced) || self.unswapped == 2 || self.swaps == self.max_swaps
+    }
+}
+
 /// A consumer's position on one CPU's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Cursor {
@@ -54,18 +87,16 @@ impl Cursor {
     /// worth), hands each lost count and event to `sink`, and returns how many events were handed
     /// over. `swap` performs one swap request with the given `read`.
     ///
-    /// Bounded, so that one busy CPU cannot keep a reader of several from the others: it returns
-    /// once the producer has nothing new, after a ring's worth of swaps, or after two reads in a
-    /// row without a swap (the writer kept committing on the reader page meanwhile, as it may
-    /// for ever). Call it again to go on; with the writer stopped, one call reads everything.
+    /// Bounded ([`DrainBound`]): call it again to go on; with the writer stopped, one call reads
+    /// everything.
     pub fn drain<'r>(
         &mut self,
         view: &SharedView<'r>,
         mut swap: impl FnMut(u32) -> Result<ReaderUpdate, SwapError>,
         mut sink: impl FnMut(Consumed<'r>),
     ) -> Result<u64, ConsumeError> {
-        let max_swaps = view.geometry().nr_slots();
-        let (mut total, mut swaps, mut unswapped) = (0, 0, 0);
+        let mut bound = DrainBound::new(view.geometry());
+        let mut total = 0;
         loop {
             let update = swap(self.read)?;
             if update.status == SwapStatus::Swapped && update.lost_events > 0 {
@@ -87,13 +118,7 @@ impl Cursor {
             let advanced = events.position() as u32 != self.read;
             self.read = events.position() as u32;
             total += got;
-            if update.status == SwapStatus::Swapped {
-                (swaps, unswapped) = (swaps + 1, 0);
-            } else {
-                unswapped += 1;
-            }
-            let idle = update.status != SwapStatus::Swapped && !advanced;
-            if idle || unswapped == 2 || swaps == max_swaps {
+            if bound.stop_after(update.status == SwapStatus::Swapped, advanced) {
                 return Ok(total);
             }
         }

@@ -146,7 +146,7 @@ pub use clock::CycleClock;
 #[cfg(feature = "std")]
 pub use clock::MonotonicClock;
 pub use clock::{Clock, CounterClock, ManualClock};
-pub use consume::{ConsumeError, Consumed, Cursor};
+pub use consume::{ConsumeError, Consumed, Cursor, DrainBound};
 pub use decode::{DecodeError, Event, EventIter, Item, MissedEvents, PageSource, ShmBytes, ShmPage};
 pub use doorbell::{Doorbell, NoDoorbell};
 pub use error::{GeometryError, SwapError, WriteError};

@@ -9,7 +9,7 @@
 
 use crate::error::Error;
 use ring_core::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
-use ring_core::{Event, EventIter, MissedEvents, PageSource, SharedView, ShmBytes};
+use ring_core::{DrainBound, Event, EventIter, MissedEvents, PageSource, SharedView, ShmBytes};
 use std::time::Duration;
 
 /// Events lost before a reader page.
@@ -243,10 +243,8 @@ impl<S: CpuSource> Consumer<S> {
     /// ring (at most a ring's worth), then the page the writer is on, up to its `commit`.
     /// Returns the number of events handed to `sink`.
     ///
-    /// Bounded, so that one busy CPU cannot keep a reader of several from the others: it returns
-    /// once the producer has nothing new, after a ring's worth of swaps, or after two reads in a
-    /// row without a swap (the writer kept committing on the reader page meanwhile, as it may
-    /// for ever). Call it again to go on; with the writer stopped, one call reads everything.
+    /// Bounded, as [`ring_core::Cursor::drain`] is ([`DrainBound`]): call it again to go on; with
+    /// the writer stopped, one call reads everything.
     pub fn drain(&mut self, mut sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
         self.drain_with(|c| c.read_page(&mut sink).map(|r| (r.page, r.events)))
     }
@@ -268,19 +266,13 @@ impl<S: CpuSource> Consumer<S> {
         &mut self,
         mut read_one: impl FnMut(&mut Self) -> Result<(ReaderPage, u64), Error>,
     ) -> Result<u64, Error> {
-        let max_swaps = self.source.view()?.geometry().nr_slots();
-        let (mut total, mut swaps, mut unswapped) = (0, 0, 0);
+        let mut bound = DrainBound::new(self.source.view()?.geometry());
+        let mut total = 0;
         loop {
             let before = self.position();
             let (page, events) = read_one(self)?;
             total += events;
-            if page.swapped {
-                (swaps, unswapped) = (swaps + 1, 0);
-            } else {
-                unswapped += 1;
-            }
-            let idle = !page.swapped && self.position() == before;
-            if idle || unswapped == 2 || swaps == max_swaps {
+            if bound.stop_after(page.swapped, self.position() != before) {
                 return Ok(total);
             }
         }
