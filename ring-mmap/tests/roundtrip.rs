@@ -17,6 +17,24 @@ fn producer(mode: Mode, formats: &[u8]) -> Arc<ShmProducer<ManualClock>> {
     Arc::new(ShmProducer::new(config, |cpu| ManualClock::new(u64::from(cpu) * 1000)).unwrap())
 }
 
+/// A producer serving its control socket in a temporary directory, and a connection to it.
+struct Served {
+    prod: Arc<ShmProducer<ManualClock>>,
+    server: Server,
+    conn: Arc<Connection>,
+    /// Holds the socket's directory (bind it first, so that it is dropped last).
+    _dir: tempfile::TempDir,
+}
+
+/// [`producer`] with `mode` and `formats`, served and connected to.
+fn serve(mode: Mode, formats: &[u8]) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let prod = producer(mode, formats);
+    let server = Server::start(&dir.path().join("sock"), prod.clone()).unwrap();
+    let conn = Connection::connect(server.path()).unwrap();
+    Served { prod, server, conn, _dir: dir }
+}
+
 fn seq(record: &Record<'_>) -> Option<u32> {
     match record {
         Record::Event(e) => {
@@ -30,11 +48,8 @@ fn seq(record: &Record<'_>) -> Option<u32> {
 
 #[test]
 fn a_consumer_reads_what_the_producer_writes() {
-    let dir = tempfile::tempdir().unwrap();
     let formats: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
-    let prod = producer(Mode::Drop, &formats);
-    let server = Server::start(&dir.path().join("sock"), prod.clone()).unwrap();
-    let conn = Connection::connect(server.path()).unwrap();
+    let Served { _dir, prod, server: _server, conn } = serve(Mode::Drop, &formats);
     assert_eq!(conn.hello().nr_cpus, 2);
     assert_eq!(conn.formats().unwrap(), formats, "formats arrive whole, in chunks");
     assert_eq!(conn.clock().unwrap().mult, 1);
@@ -54,10 +69,7 @@ fn a_consumer_reads_what_the_producer_writes() {
 
 #[test]
 fn losses_are_reported_where_they_happened() {
-    let dir = tempfile::tempdir().unwrap();
-    let prod = producer(Mode::Overwrite, b"");
-    let server = Server::start(&dir.path().join("sock"), prod.clone()).unwrap();
-    let conn = Connection::connect(server.path()).unwrap();
+    let Served { _dir, prod, server: _server, conn } = serve(Mode::Overwrite, b"");
     for i in 0..5000u32 {
         prod.cpu(0).write(&i.to_ne_bytes()).unwrap();
     }
@@ -78,10 +90,7 @@ fn losses_are_reported_where_they_happened() {
 
 #[test]
 fn waiting_consumers_are_woken_by_the_doorbell() {
-    let dir = tempfile::tempdir().unwrap();
-    let prod = producer(Mode::Overwrite, b"");
-    let server = Server::start(&dir.path().join("sock"), prod.clone()).unwrap();
-    let conn = Connection::connect(server.path()).unwrap();
+    let Served { _dir, prod, server: _server, conn } = serve(Mode::Overwrite, b"");
     let mut consumer = Consumer::new(conn.open_cpu(0).unwrap()).unwrap();
     prod.cpu(0).write(b"x").unwrap();
     consumer.drain(|_| {}).unwrap();
@@ -102,10 +111,7 @@ fn waiting_consumers_are_woken_by_the_doorbell() {
 
 #[test]
 fn stopping_the_server_is_a_hangup() {
-    let dir = tempfile::tempdir().unwrap();
-    let prod = producer(Mode::Overwrite, b"");
-    let server = Server::start(&dir.path().join("sock"), prod.clone()).unwrap();
-    let conn = Connection::connect(server.path()).unwrap();
+    let Served { _dir, server, conn, .. } = serve(Mode::Overwrite, b"");
     let mut cpu = conn.open_cpu(0).unwrap();
     drop(server);
     assert_eq!(cpu.wait(1, Some(Duration::from_secs(10))).unwrap(), Wakeup::Hangup);
@@ -146,10 +152,7 @@ impl CpuSource for Racing {
 
 #[test]
 fn drain_returns_while_the_producer_keeps_writing() {
-    let dir = tempfile::tempdir().unwrap();
-    let prod = producer(Mode::Overwrite, b"");
-    let server = Server::start(&dir.path().join("sock"), prod.clone()).unwrap();
-    let conn = Connection::connect(server.path()).unwrap();
+    let Served { _dir, prod, server: _server, conn } = serve(Mode::Overwrite, b"");
     let source = Racing { cpu: conn.open_cpu(0).unwrap(), producer: prod.clone(), written: 0 };
     let mut consumer = Consumer::new(source).unwrap();
     // A single-threaded reader of several CPUs relies on each drain returning while its CPU
@@ -165,10 +168,7 @@ fn drain_returns_while_the_producer_keeps_writing() {
 
 #[test]
 fn page_copies_hold_exactly_the_new_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let prod = producer(Mode::Drop, b"");
-    let server = Server::start(&dir.path().join("sock"), prod.clone()).unwrap();
-    let conn = Connection::connect(server.path()).unwrap();
+    let Served { _dir, prod, server: _server, conn } = serve(Mode::Drop, b"");
     let mut consumer = Consumer::new(conn.open_cpu(0).unwrap()).unwrap();
     let decode = |page: &[u8]| -> Vec<u32> {
         ring_core::EventIter::new(page)
