@@ -71,7 +71,8 @@ fn beside(other: impl FnOnce(&AtomicBool) + Send, bench: impl FnOnce()) {
     });
 }
 
-/// The same 16-byte write in both modes, with and without a concurrent consumer.
+/// The same 16-byte write in both modes, with and without a concurrent consumer, and in overwrite
+/// mode beside a thread that only spins (the consumer rows' baseline).
 fn modes<C: Clock + Sync>(g: &mut BenchmarkGroup<'_, WallTime>, clock_name: &str, clock: impl Fn() -> C) {
     for (mode, mode_name) in [(Mode::Overwrite, "overwrite"), (Mode::Drop, "drop")] {
         let buf = buffer(mode, clock());
