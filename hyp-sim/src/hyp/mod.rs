@@ -259,22 +259,35 @@ impl Hyp {
     /// its exit handlers. Never fails: an event it cannot record is counted (dropped by the ring
     /// buffer, or discarded while the CPU's buffer is reset or torn down).
     pub fn trace(&self, cpu: u32, pid: i32, event: &HypEvent<'_>) {
+        self.trace_all(cpu, pid, &[*event]);
+    }
+
+    /// Records `events` on `cpu` one after the other, as [`Hyp::trace`] does each, entering the
+    /// CPU's buffer once for all of them: entering and leaving are an atomic read-modify-write
+    /// each, the most expensive steps of a small event.
+    fn trace_all(&self, cpu: u32, pid: i32, events: &[HypEvent<'_>]) {
         // Ordering: Relaxed; tracing switches are advisory, an event racing a switch may or may
         // not be recorded.
-        if !self.enabled.load(Ordering::Relaxed) || self.events.load(Ordering::Relaxed) & (1 << event.id()) == 0 {
+        if !self.enabled.load(Ordering::Relaxed) {
             return;
         }
         let Some(c) = self.cpus.get(cpu as usize) else { return };
-        let mut payload = [0u8; MAX_PAYLOAD];
-        let len = event.encode(pid, &mut payload);
+        // Ordering: Relaxed, as `enabled`.
+        let mask = self.events.load(Ordering::Relaxed);
+        let wanted = |e: &HypEvent<'_>| mask & (1 << e.id()) != 0;
         match c.enter() {
-            // A full ring in drop mode is counted by the buffer itself.
             Some(using) => {
-                let _ = using.buffer().write(&payload[..len]);
+                for event in events.iter().filter(|e| wanted(e)) {
+                    let mut payload = [0u8; MAX_PAYLOAD];
+                    let len = event.encode(pid, &mut payload);
+                    // A full ring in drop mode is counted by the buffer itself.
+                    let _ = using.buffer().write(&payload[..len]);
+                }
             }
             None if c.state.load(Ordering::Relaxed) == state::BUSY => {
+                let skipped = events.iter().filter(|e| wanted(e)).count() as u64;
                 // Ordering: Relaxed; a statistic.
-                c.discarded.fetch_add(1, Ordering::Relaxed);
+                c.discarded.fetch_add(skipped, Ordering::Relaxed);
             }
             None => {}
         }
@@ -284,18 +297,14 @@ impl Hyp {
     /// which records `hyp_enter`, what the exit was, and `hyp_exit`.
     pub fn handle_exit(&self, cpu: u32, n: u64, exit: &GuestExit) {
         let pid = i32::try_from(cpu).unwrap_or(-1);
-        self.trace(cpu, pid, &HypEvent::Enter);
-        match *exit {
-            GuestExit::Hcall { id, args } => self.trace(cpu, pid, &HypEvent::HostHcall { id, args }),
-            GuestExit::Smc { func_id, forwarded } => self.trace(cpu, pid, &HypEvent::HostSmc { func_id, forwarded }),
-            GuestExit::MemAbort { esr, addr } => self.trace(cpu, pid, &HypEvent::HostMemAbort { esr, addr }),
-            GuestExit::Printk => {
-                let mut text = [0u8; 64];
-                let msg = guest::printk_message(cpu, n, &mut text);
-                self.trace(cpu, pid, &HypEvent::Printk(msg));
-            }
-        }
-        self.trace(cpu, pid, &HypEvent::Exit);
+        let mut text = [0u8; 64];
+        let what = match *exit {
+            GuestExit::Hcall { id, args } => HypEvent::HostHcall { id, args },
+            GuestExit::Smc { func_id, forwarded } => HypEvent::HostSmc { func_id, forwarded },
+            GuestExit::MemAbort { esr, addr } => HypEvent::HostMemAbort { esr, addr },
+            GuestExit::Printk => HypEvent::Printk(guest::printk_message(cpu, n, &mut text)),
+        };
+        self.trace_all(cpu, pid, &[HypEvent::Enter, what, HypEvent::Exit]);
     }
 
     /// A hypercall from the host. Any call number and arguments are accepted: unknown calls and
