@@ -6,6 +6,7 @@ use clap::{Parser, ValueEnum};
 use hyp_sim::host::{Host, HostConfig};
 use hyp_sim::vcpu::{self, Workload};
 use ring_core::{Config, Geometry, Mode};
+use ring_mmap::server::ServerOptions;
 use ring_mmap::{Backing, Server, default_socket_path};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +19,16 @@ enum ModeArg {
     Overwrite,
     /// Producer/consumer: when the ring is full new events are dropped (and counted).
     Drop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum HypercallPriority {
+    /// Hypercalls are answered under real-time scheduling (SCHED_FIFO), ahead of the vCPU
+    /// threads, as a hypervisor runs them the moment the host makes them; without the privilege
+    /// (root or CAP_SYS_NICE) this falls back to normal, with a warning.
+    Realtime,
+    /// Hypercalls are answered by a normal thread, which waits for a CPU like any other.
+    Normal,
 }
 
 /// A simulated hypervisor that traces its own events (hyp_enter, hyp_exit, host_hcall,
@@ -65,6 +76,9 @@ struct Args {
     /// page), so that nothing is recorded before anyone reads; Ctrl-C stops waiting
     #[arg(long)]
     wait_for_consumer: bool,
+    /// How the thread that answers the host's hypercalls (the control socket) is scheduled
+    #[arg(long, value_enum, default_value = "realtime")]
+    hypercall_priority: HypercallPriority,
 }
 
 fn main() -> Result<()> {
@@ -91,7 +105,10 @@ fn main() -> Result<()> {
     };
     let host = Arc::new(Host::boot(config).context("booting the hypervisor")?);
     let socket = args.socket.clone().unwrap_or_else(default_socket_path);
-    let server = Server::start(&socket, host.clone()).with_context(|| format!("serving {}", socket.display()))?;
+    let options =
+        ServerOptions { realtime: args.hypercall_priority == HypercallPriority::Realtime, ..Default::default() };
+    let server =
+        Server::start_with(&socket, host.clone(), options).with_context(|| format!("serving {}", socket.display()))?;
     eprintln!(
         "hyp-sim: {nr_cpus} CPUs, {:?} mode, {} x {} B sub-buffers per CPU, serving {}",
         args.mode,
@@ -99,6 +116,9 @@ fn main() -> Result<()> {
         args.subbuf_size,
         socket.display()
     );
+    if let Err(e) = server.realtime() {
+        eprintln!("hyp-sim: warning: hypercalls are answered at normal priority: real-time scheduling refused ({e})");
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     {

@@ -35,6 +35,7 @@ pub mod kernel;
 pub mod poll_window;
 pub mod postmortem;
 pub mod producer;
+pub mod realtime;
 pub mod server;
 pub mod socket_cpu;
 pub mod wire;

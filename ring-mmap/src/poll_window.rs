@@ -41,6 +41,53 @@ impl PollWindow {
     }
 }
 
+/// After a window closed without the client's next request, how many of its requests go without
+/// a window before one is tried again.
+const SKIP_AFTER_MISS: u32 = 7;
+
+/// The server's polling windows for one client: one after each request, while they pay.
+///
+/// A consumer's requests come in bursts: while it drains, one request per page, each soon after
+/// the last answer if its pages are small (a few microseconds to copy 4 KiB), later than any
+/// window if they are large (copying 64 KiB and writing it to a file takes longer than a
+/// wakeup). A window that closes before the next request costs its whole length in CPU for
+/// nothing, so after one does, the next [`SKIP_AFTER_MISS`] requests get none and then one is
+/// tried again. No window follows a request that sends the client to sleep on its doorbell.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ClientWindows {
+    current: Option<PollWindow>,
+    /// Requests to go without a window.
+    skip: u32,
+}
+
+impl ClientWindows {
+    /// The client's window, while it is open.
+    pub(crate) fn open(&self) -> Option<PollWindow> {
+        self.current.filter(PollWindow::open)
+    }
+
+    /// A request of the client came in (call before answering it).
+    pub(crate) fn request(&mut self) {
+        if self.current.take().is_some_and(|w| !w.open()) {
+            self.skip = SKIP_AFTER_MISS;
+        }
+    }
+
+    /// Its request was answered: poll `length` for the next one unless `sleeps` (the client
+    /// sleeps on its doorbell now) or windows are not paying.
+    pub(crate) fn answered(&mut self, length: Duration, sleeps: bool) {
+        self.current = None;
+        if sleeps || length.is_zero() {
+            return;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return;
+        }
+        self.current = Some(PollWindow::start(length));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +100,39 @@ mod tests {
         window.pause();
         std::thread::sleep(Duration::from_millis(25));
         assert!(!window.open());
+    }
+
+    #[test]
+    fn client_windows_follow_requests_while_they_catch_the_next_one() {
+        let long = Duration::from_secs(60);
+        let mut w = ClientWindows::default();
+        assert!(w.open().is_none(), "no window before a request");
+        w.answered(long, false);
+        assert!(w.open().is_some());
+        w.request();
+        w.answered(long, true);
+        assert!(w.open().is_none(), "a client that sleeps on its doorbell gets no window");
+        w.answered(Duration::ZERO, false);
+        assert!(w.open().is_none(), "a zero length never polls");
+    }
+
+    #[test]
+    fn a_window_that_closed_unused_stops_windows_for_a_while() {
+        let mut w = ClientWindows::default();
+        w.answered(Duration::from_millis(1), false);
+        std::thread::sleep(Duration::from_millis(5));
+        // The next request came after the window had closed: a miss.
+        w.request();
+        for _ in 0..SKIP_AFTER_MISS {
+            w.answered(Duration::from_secs(60), false);
+            assert!(w.open().is_none(), "skipped after a miss");
+            w.request();
+        }
+        w.answered(Duration::from_secs(60), false);
+        assert!(w.open().is_some(), "tried again");
+        // It caught the request: windows go on.
+        w.request();
+        w.answered(Duration::from_secs(60), false);
+        assert!(w.open().is_some());
     }
 }

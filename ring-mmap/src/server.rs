@@ -12,7 +12,7 @@
 //! client's socket reaches end of file: that is the consumers' hangup.
 
 use crate::error::Error;
-use crate::poll_window::PollWindow;
+use crate::poll_window::ClientWindows;
 use crate::producer::Producer;
 use crate::wire::{CpuBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, status};
 use ring_core::{SwapError, SwapStatus};
@@ -38,19 +38,26 @@ pub const MAX_CLIENTS: usize = 64;
 ///
 /// Consumers ask for pages in bursts while they drain, so staying awake briefly for the next
 /// request of a burst saves a wakeup per round trip (see [`crate::poll_window`]). An idle
-/// producer never polls: the window only follows a request.
+/// producer never polls: a window only follows a request; none follows a WAIT answered "armed"
+/// (the client sleeps on its doorbell: its burst is over), and a client whose requests come
+/// later than the window gets one only now and then ([`crate::poll_window`]'s `ClientWindows`).
 pub const DEFAULT_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// How a server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerOptions {
-    /// Keep polling without sleeping this long after serving a request (0: always sleep).
+    /// Keep polling without sleeping this long after serving a client's request, unless that
+    /// request armed its doorbell (0: always sleep).
     pub spin: std::time::Duration,
+    /// Serve under real-time scheduling where the process may ([`crate::realtime`]): for a
+    /// producer that stands in for a hypervisor, whose hypercalls never wait for the host's
+    /// scheduler. [`Server::realtime`] says whether it was granted.
+    pub realtime: bool,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { spin: DEFAULT_SPIN }
+        Self { spin: DEFAULT_SPIN, realtime: false }
     }
 }
 
@@ -69,6 +76,8 @@ pub struct Server {
     path: PathBuf,
     stop: OwnedFd,
     thread: Option<JoinHandle<()>>,
+    /// Whether the thread runs under real-time scheduling, or why not ([`Server::realtime`]).
+    realtime: Result<bool, Errno>,
 }
 
 impl Server {
@@ -84,11 +93,25 @@ impl Server {
         let stop = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
             .map_err(|e| Error::io("eventfd", e))?;
         let stop_rx = stop.try_clone().map_err(|e| Error::Io { what: "dup", source: e })?;
+        let (granted_tx, granted) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("hyptrace-socket".into())
-            .spawn(move || Serve::new(listener, stop_rx, producer, options).run())
+            .spawn(move || {
+                let _ =
+                    granted_tx.send(if options.realtime { crate::realtime::enter().map(|()| true) } else { Ok(false) });
+                Serve::new(listener, stop_rx, producer, options).run()
+            })
             .map_err(|e| Error::Io { what: "spawning the server thread", source: e })?;
-        Ok(Self { path: path.to_path_buf(), stop, thread: Some(thread) })
+        // The thread sends before it serves; a thread that died before that was refused nothing.
+        let realtime = granted.recv().unwrap_or(Ok(false));
+        Ok(Self { path: path.to_path_buf(), stop, thread: Some(thread), realtime })
+    }
+
+    /// Whether the server thread runs under real-time scheduling (asked for with
+    /// [`ServerOptions::realtime`]): `Ok(false)` if it was not asked for, the error if it was
+    /// refused (`EPERM`: the process lacks the privilege).
+    pub fn realtime(&self) -> Result<bool, Errno> {
+        self.realtime
     }
 
     /// The socket's path.
@@ -165,6 +188,8 @@ fn prepare_dir(dir: &Path, is_default: bool) -> Result<(), Error> {
 struct Client {
     fd: OwnedFd,
     id: u64,
+    /// While one is open, its next request is expected soon: poll for it instead of sleeping.
+    windows: ClientWindows,
 }
 
 /// The server loop's state.
@@ -185,16 +210,28 @@ struct Answer<'p> {
     status: i32,
     body: Vec<u8>,
     fds: Vec<BorrowedFd<'p>>,
+    /// The client sleeps on its doorbell after this answer: no request is due from it soon.
+    sleeps: bool,
 }
 
 impl<'p> Answer<'p> {
     fn status(status: i32) -> Self {
-        Self { status, body: Vec::new(), fds: Vec::new() }
+        Self { status, body: Vec::new(), fds: Vec::new(), sleeps: false }
     }
 
     fn body(body: &(impl IntoBytes + zerocopy::Immutable)) -> Self {
-        Self { status: status::OK, body: body.as_bytes().to_vec(), fds: Vec::new() }
+        Self { status: status::OK, body: body.as_bytes().to_vec(), fds: Vec::new(), sleeps: false }
     }
+}
+
+/// What serving a client's message left.
+enum Served {
+    /// The client is gone or misbehaved: drop it.
+    Gone,
+    /// Answered; poll for its next request a while.
+    Awake,
+    /// Answered; it sleeps on its doorbell now.
+    Asleep,
 }
 
 impl Serve {
@@ -205,15 +242,14 @@ impl Serve {
     }
 
     fn run(mut self) {
-        // The polling window after the last request (see `ServerOptions::spin`).
-        let mut window: Option<PollWindow> = None;
         let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
         loop {
+            // Poll without sleeping while a client's window is open (see `ServerOptions::spin`).
+            let polling = self.clients.iter().find_map(|c| c.windows.open());
             let mut fds = Vec::with_capacity(2 + self.clients.len());
             fds.push(PollFd::new(&self.stop, PollFlags::IN));
             fds.push(PollFd::new(&self.listener, PollFlags::IN));
             fds.extend(self.clients.iter().map(|c| PollFd::new(&c.fd, PollFlags::IN)));
-            let polling = window.filter(PollWindow::open);
             match rustix::event::poll(&mut fds, polling.is_some().then_some(&zero)) {
                 Ok(0) if polling.is_some() => {
                     if let Some(window) = &polling {
@@ -227,9 +263,6 @@ impl Serve {
             }
             let ready: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
             drop(fds);
-            if !self.options.spin.is_zero() && ready[2..].iter().any(|r| r.intersects(PollFlags::IN)) {
-                window = Some(PollWindow::start(self.options.spin));
-            }
             if !ready[0].is_empty() {
                 return;
             }
@@ -240,9 +273,16 @@ impl Serve {
             let mut gone = Vec::new();
             for (i, revents) in ready[2..].iter().enumerate() {
                 if revents.intersects(PollFlags::IN) {
-                    if !self.serve_one(i) {
-                        gone.push(i);
-                    }
+                    self.clients[i].windows.request();
+                    let sleeps = match self.serve_one(i) {
+                        Served::Gone => {
+                            gone.push(i);
+                            continue;
+                        }
+                        Served::Awake => false,
+                        Served::Asleep => true,
+                    };
+                    self.clients[i].windows.answered(self.options.spin, sleeps);
                 } else if revents.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) {
                     gone.push(i);
                 }
@@ -265,7 +305,7 @@ impl Serve {
             if !same_user || self.clients.len() >= MAX_CLIENTS {
                 continue; // dropping `fd` closes the connection
             }
-            self.clients.push(Client { fd, id: self.next_id });
+            self.clients.push(Client { fd, id: self.next_id, windows: ClientWindows::default() });
             self.next_id += 1;
         }
     }
@@ -280,8 +320,8 @@ impl Serve {
         }
     }
 
-    /// Reads and answers one message of client `i`. False if the client must be dropped.
-    fn serve_one(&mut self, i: usize) -> bool {
+    /// Reads and answers one message of client `i`.
+    fn serve_one(&mut self, i: usize) -> Served {
         let mut buf = [0u8; 64];
         // No room for ancillary data: descriptors a client sends are discarded by the kernel.
         let mut no_fds = RecvAncillaryBuffer::default();
@@ -292,10 +332,10 @@ impl Serve {
             RecvFlags::TRUNC | RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
         );
         let len = match got {
-            Ok(msg) if msg.bytes == 0 => return false, // end of file
+            Ok(msg) if msg.bytes == 0 => return Served::Gone, // end of file
             Ok(msg) => msg.bytes,
-            Err(Errno::AGAIN | Errno::INTR) => return true,
-            Err(_) => return false,
+            Err(Errno::AGAIN | Errno::INTR) => return Served::Awake,
+            Err(_) => return Served::Gone,
         };
         // A message longer than the buffer was truncated; `len` still says how long it was, so it
         // fails `Request::parse`'s size check below.
@@ -308,7 +348,11 @@ impl Serve {
             }
             _ => (echo_of(bytes), Answer::status(status::EPROTO)),
         };
-        send_answer(self.clients[i].fd.as_fd(), &req, &answer)
+        match send_answer(self.clients[i].fd.as_fd(), &req, &answer) {
+            false => Served::Gone,
+            true if answer.sleeps => Served::Asleep,
+            true => Served::Awake,
+        }
     }
 }
 
@@ -335,6 +379,7 @@ fn answer<'p>(producer: &'p dyn Producer, owners: &mut [Option<u64>], client: u6
                     status: status::OK,
                     body: formats[at..].iter().take(MAX_BODY).copied().collect(),
                     fds: Vec::new(),
+                    sleeps: false,
                 },
                 None => Answer::status(status::EINVAL),
             }
@@ -355,7 +400,8 @@ fn answer<'p>(producer: &'p dyn Producer, owners: &mut [Option<u64>], client: u6
             *owner = Some(client);
             if op == Op::Wait {
                 let pages = u32::try_from(req.arg).unwrap_or(u32::MAX);
-                return Answer::body(&producer.arm_doorbell(req.cpu, pages));
+                let wait = producer.arm_doorbell(req.cpu, pages);
+                return Answer { sleeps: wait.ready == 0, ..Answer::body(&wait) };
             }
             let Ok(read) = u32::try_from(req.arg) else {
                 return Answer::status(status::EINVAL);
