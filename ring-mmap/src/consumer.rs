@@ -23,6 +23,31 @@ pub enum Lost {
     Unknown,
 }
 
+impl Lost {
+    /// These losses followed by `later` ones, as one.
+    pub fn then(self, later: Lost) -> Lost {
+        match (self, later) {
+            (a, Lost::None) => a,
+            (Lost::Count(a), Lost::Count(b)) => Lost::Count(a + b),
+            (Lost::Unknown, _) | (_, Lost::Unknown) => Lost::Unknown,
+            (Lost::None, b) => b,
+        }
+    }
+}
+
+/// How much of a buffer a drain reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainScope {
+    /// Everything committed, the page the writer is on included (up to its `commit`).
+    Everything,
+    /// Finished pages: a page a swap hands over while the writer is still on it is left unread,
+    /// to be read in one piece once the writer has moved on (the doorbell rings then), or by a
+    /// later drain of everything. Fewer round trips per page, and no page read in two pieces,
+    /// for a recorder that need not see events the moment they are committed. Only hyptrace
+    /// buffers tell which page the writer is on; a kernel buffer is drained whole.
+    FinishedPages,
+}
+
 /// The reader page to read next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReaderPage {
@@ -110,11 +135,18 @@ struct Position {
     page: Option<u32>,
     /// Sequence number of the next event (hyptrace buffers publish each page's first one).
     next_seq: Option<u64>,
+    /// The answer of a swap whose new reader page was left unread ([`DrainScope::FinishedPages`]).
+    deferred: Option<ReaderPage>,
 }
 
 impl Position {
-    /// Takes the answer to a GET_READER_PAGE; true if it is a reader page not read before.
-    fn moved_to(&mut self, page: &ReaderPage) -> bool {
+    /// Takes the answer to a GET_READER_PAGE; true if it is a reader page not read before. An
+    /// answer that keeps a page deferred unread becomes that swap's (new page, losses before it).
+    fn moved_to(&mut self, page: &mut ReaderPage) -> bool {
+        if let Some(deferred) = self.deferred.take() {
+            page.lost = deferred.lost.then(page.lost);
+            page.swapped |= page.id == deferred.id;
+        }
         let new_page = page.swapped || self.page != Some(page.id);
         self.page = Some(page.id);
         self.read = page.start;
@@ -173,7 +205,7 @@ impl<S: CpuSource> Consumer<S> {
     /// meta area's `reader.id` and `reader.read`).
     pub fn new(source: S) -> Result<Self, Error> {
         let reader = source.view()?.meta().reader();
-        Ok(Self { source, pos: Position { read: reader.read, page: None, next_seq: None } })
+        Ok(Self { source, pos: Position { read: reader.read, page: None, next_seq: None, deferred: None } })
     }
 
     /// The source.
@@ -200,9 +232,19 @@ impl<S: CpuSource> Consumer<S> {
 
     /// One GET_READER_PAGE, then every event of the reader page from where reading stands to
     /// its `commit`, handed to `sink` (a [`Record::Lost`] first if events were lost before it).
-    pub fn read_page(&mut self, mut sink: impl FnMut(Record<'_>)) -> Result<PageRead, Error> {
-        let page = self.source.get_reader_page(self.pos.read)?;
-        let new_page = self.pos.moved_to(&page);
+    pub fn read_page(&mut self, sink: impl FnMut(Record<'_>)) -> Result<PageRead, Error> {
+        let page = self.request()?;
+        self.read_answered(page, sink)
+    }
+
+    /// The GET_READER_PAGE that the reads of a page begin with.
+    fn request(&mut self) -> Result<ReaderPage, Error> {
+        self.source.get_reader_page(self.pos.read)
+    }
+
+    /// [`Consumer::read_page`] after its request.
+    fn read_answered(&mut self, mut page: ReaderPage, mut sink: impl FnMut(Record<'_>)) -> Result<PageRead, Error> {
+        let new_page = self.pos.moved_to(&mut page);
         if page.lost != Lost::None {
             sink(Record::Lost(page.lost));
         }
@@ -223,8 +265,13 @@ impl<S: CpuSource> Consumer<S> {
     /// # Panics
     /// If `out` is not one sub-buffer long.
     pub fn copy_page(&mut self, out: &mut [u8]) -> Result<PageCopy, Error> {
-        let page = self.source.get_reader_page(self.pos.read)?;
-        let new_page = self.pos.moved_to(&page);
+        let page = self.request()?;
+        self.copy_answered(page, out)
+    }
+
+    /// [`Consumer::copy_page`] after its request.
+    fn copy_answered(&mut self, mut page: ReaderPage, out: &mut [u8]) -> Result<PageCopy, Error> {
+        let new_page = self.pos.moved_to(&mut page);
         let cpu = self.source.cpu();
         let view = self.source.view()?;
         let shm = reader_page(&view, page.id)?;
@@ -246,36 +293,61 @@ impl<S: CpuSource> Consumer<S> {
     /// Bounded, as [`ring_core::Cursor::drain`] is ([`DrainBound`]): call it again to go on; with
     /// the writer stopped, one call reads everything.
     pub fn drain(&mut self, mut sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
-        self.drain_with(|c| c.read_page(&mut sink).map(|r| (r.page, r.events)))
+        self.drain_with(DrainScope::Everything, |c, page| c.read_answered(page, &mut sink).map(|r| (r.page, r.events)))
     }
 
-    /// [`Consumer::drain`] by page copies: each reader page read goes through
-    /// [`Consumer::copy_page`] into `out` and is then handed to `sink` with what was copied
-    /// (which it may change: the next copy overwrites it).
-    pub fn drain_copies(&mut self, out: &mut [u8], mut sink: impl FnMut(&PageCopy, &mut [u8])) -> Result<u64, Error> {
-        self.drain_with(|c| {
-            let copy = c.copy_page(out)?;
+    /// [`Consumer::drain`] by page copies, of the pages `scope` says: each reader page read goes
+    /// through [`Consumer::copy_page`] into `out` and is then handed to `sink` with what was
+    /// copied (which it may change: the next copy overwrites it).
+    pub fn drain_copies(
+        &mut self,
+        scope: DrainScope,
+        out: &mut [u8],
+        mut sink: impl FnMut(&PageCopy, &mut [u8]),
+    ) -> Result<u64, Error> {
+        self.drain_with(scope, |c, page| {
+            let copy = c.copy_answered(page, out)?;
             sink(&copy, out);
             Ok((copy.page, copy.events))
         })
     }
 
-    /// The loop of [`Consumer::drain`]: `read_one` reads one reader page and says which page and
-    /// how many events.
+    /// The loop of [`Consumer::drain`]: `read_one` reads one reader page, given the answer to
+    /// its request, and says which page and how many events.
     fn drain_with(
         &mut self,
-        mut read_one: impl FnMut(&mut Self) -> Result<(ReaderPage, u64), Error>,
+        scope: DrainScope,
+        mut read_one: impl FnMut(&mut Self, ReaderPage) -> Result<(ReaderPage, u64), Error>,
     ) -> Result<u64, Error> {
         let mut bound = DrainBound::new(self.source.view()?.geometry());
         let mut total = 0;
         loop {
             let before = self.position();
-            let (page, events) = read_one(self)?;
+            let mut page = self.request()?;
+            if scope == DrainScope::FinishedPages && self.writer_page()? == Some(page.id) {
+                // The writer is on this page: leave it for when it is finished. A swap that
+                // handed it over is kept for then (a new page, the losses before it).
+                if page.swapped {
+                    if let Some(earlier) = self.pos.deferred.take() {
+                        page.lost = earlier.lost.then(page.lost);
+                    }
+                    (self.pos.page, self.pos.read) = (Some(page.id), page.start);
+                    self.pos.deferred = Some(page);
+                }
+                return Ok(total);
+            }
+            let (page, events) = read_one(self, page)?;
             total += events;
             if bound.stop_after(page.swapped, self.position() != before) {
                 return Ok(total);
             }
         }
+    }
+
+    /// The page the writer is on, where the buffer says (hyptrace's meta extension does).
+    fn writer_page(&self) -> Result<Option<u32>, Error> {
+        let view = self.source.view()?;
+        Ok(view.has_extension().then(|| view.meta().tail_id()))
     }
 
     /// After the producer has gone ([`Wakeup::Hangup`], [`Error::Hangup`]): reads everything it

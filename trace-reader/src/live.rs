@@ -5,7 +5,7 @@
 use crate::source::{CpuReader, Session};
 use anyhow::{Context, Result};
 use ring_mmap::client::{HANGUP_POLL, is_hangup};
-use ring_mmap::{Error, Lost, PageCopy, Record};
+use ring_mmap::{DrainScope, Error, Lost, PageCopy, Record};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,8 +86,11 @@ pub struct LiveOptions {
 
 /// How [`run`] reads each CPU. `slot` is the CPU's index into `session.cpus`.
 pub trait Reading {
-    /// Reads what the CPU has now ([`CpuReader::drain`] or a variant of it).
-    fn live(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<u64, Error>;
+    /// Reads what the CPU has now ([`CpuReader::drain`] or a variant of it). `scope` is what
+    /// needs reading: everything on the first and last passes and after the interval passed
+    /// without a doorbell; after a doorbell, finished pages are enough (a reader may read
+    /// more).
+    fn live(&mut self, slot: usize, cpu: &mut CpuReader, scope: DrainScope) -> Result<u64, Error>;
     /// Reads what the producer left after it went away ([`CpuReader::drain_remaining`]).
     fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<u64, Error>;
 }
@@ -97,7 +100,8 @@ pub trait Reading {
 pub struct EachRecord<F>(pub F);
 
 impl<F: FnMut(usize, Record<'_>)> Reading for EachRecord<F> {
-    fn live(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<u64, Error> {
+    /// Everything, whatever the scope: events are shown as soon as they are read.
+    fn live(&mut self, slot: usize, cpu: &mut CpuReader, _scope: DrainScope) -> Result<u64, Error> {
         cpu.drain(|r| (self.0)(slot, r))
     }
 
@@ -117,10 +121,11 @@ pub fn run(
     mut round: impl FnMut(&Session, bool) -> Result<()>,
 ) -> Result<Stop> {
     let start = Instant::now();
+    let mut scope = DrainScope::Everything;
     let why = loop {
         let mut hangup = false;
         for (slot, cpu) in session.cpus.iter_mut().enumerate() {
-            match reading.live(slot, cpu) {
+            match reading.live(slot, cpu, scope) {
                 Ok(_) => {}
                 Err(Error::Hangup) => hangup = true,
                 Err(e) => return Err(e).with_context(|| format!("reading cpu {}", cpu.cpu())),
@@ -138,7 +143,8 @@ pub fn run(
             break Stop::Duration;
         }
         match wait(session, left.map_or(opts.interval, |l| l.min(opts.interval))) {
-            Ok(()) => {}
+            Ok(Woken::Doorbell) => scope = DrainScope::FinishedPages,
+            Ok(Woken::Timeout) => scope = DrainScope::Everything,
             Err(Error::Hangup) => break Stop::Hangup,
             Err(e) => return Err(e).context("waiting for events"),
         }
@@ -147,7 +153,7 @@ pub fn run(
         let got = match why {
             // The mapping no longer changes: read everything the producer left in it.
             Stop::Hangup => reading.remaining(slot, cpu),
-            _ => reading.live(slot, cpu),
+            _ => reading.live(slot, cpu, DrainScope::Everything),
         };
         match got {
             Ok(_) => {}
@@ -162,14 +168,22 @@ pub fn run(
     Ok(why)
 }
 
+/// How [`wait`] ended.
+enum Woken {
+    /// A CPU has a finished page (its doorbell rang, or it had one already).
+    Doorbell,
+    /// The timeout passed (or a signal came) first.
+    Timeout,
+}
+
 /// Waits until a CPU has a finished page, `timeout` passes, or the producer goes away.
-fn wait(session: &mut Session, timeout: Duration) -> Result<(), Error> {
+fn wait(session: &mut Session, timeout: Duration) -> Result<Woken, Error> {
     let mut ready = false;
     for cpu in &mut session.cpus {
         ready |= cpu.arm(1)?;
     }
     if ready {
-        return Ok(());
+        return Ok(Woken::Doorbell);
     }
     let started = Instant::now();
     let ts = Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: i64::from(timeout.subsec_nanos()) };
@@ -178,17 +192,18 @@ fn wait(session: &mut Session, timeout: Duration) -> Result<(), Error> {
     if let Some(h) = &hangup {
         fds.push(PollFd::new(h, HANGUP_POLL));
     }
-    match rustix::event::poll(&mut fds, Some(&ts)) {
-        Ok(_) | Err(Errno::INTR) => {}
+    let woken = match rustix::event::poll(&mut fds, Some(&ts)) {
+        Ok(0) | Err(Errno::INTR) => Woken::Timeout,
+        Ok(_) => Woken::Doorbell,
         Err(e) => return Err(Error::Io { what: "poll", source: e.into() }),
-    }
+    };
     if hangup.is_some() && fds.last().is_some_and(|f| is_hangup(f.revents())) {
         return Err(Error::Hangup);
     }
-    let woken: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+    let rung: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
     drop(fds);
-    for (cpu, woke) in session.cpus.iter().zip(woken) {
-        if woke {
+    for (cpu, rang) in session.cpus.iter().zip(rung) {
+        if rang {
             cpu.clear_wakeup();
         }
     }
@@ -200,7 +215,7 @@ fn wait(session: &mut Session, timeout: Duration) -> Result<(), Error> {
             std::thread::sleep(rest);
         }
     }
-    Ok(())
+    Ok(woken)
 }
 
 impl rustix::fd::AsFd for CpuReader {

@@ -7,7 +7,8 @@ use ring_core::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZ
 use ring_core::{SharedView, Snapshot};
 use ring_mmap::wire::ClockBody;
 use ring_mmap::{
-    BufferDir, Connection, Consumer, CpuSource, DirCpu, Error, KernelCpu, KernelStats, PageCopy, Record, SocketCpu,
+    BufferDir, Connection, Consumer, CpuSource, DirCpu, DrainScope, Error, KernelCpu, KernelStats, PageCopy, Record,
+    SocketCpu,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -88,9 +89,15 @@ impl CpuReader {
         each!(self, c => c.drain(sink))
     }
 
-    /// Reads everything available now by page copies into `out` (see [`Consumer::drain_copies`]).
-    pub fn drain_copies(&mut self, out: &mut [u8], sink: impl FnMut(&PageCopy, &mut [u8])) -> Result<u64, Error> {
-        each!(self, c => c.drain_copies(out, sink))
+    /// Reads what `scope` says of what is available now by page copies into `out` (see
+    /// [`Consumer::drain_copies`]).
+    pub fn drain_copies(
+        &mut self,
+        scope: DrainScope,
+        out: &mut [u8],
+        sink: impl FnMut(&PageCopy, &mut [u8]),
+    ) -> Result<u64, Error> {
+        each!(self, c => c.drain_copies(scope, out, sink))
     }
 
     /// After the producer went away: reads what it left ([`Consumer::drain_remaining`]); a kernel
@@ -239,21 +246,55 @@ impl Session {
         })
     }
 
-    fn open_producer(target: Target, socket: &std::path::Path, wait: Duration, only: &[u32]) -> Result<Self> {
-        let deadline = Instant::now() + wait;
-        let connection = loop {
-            match Connection::connect(socket) {
-                Ok(c) => break c,
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(e).with_context(|| format!("no producer is serving {}", socket.display()));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
+    /// Opens `target` as one session per CPU in `only` (all if empty), each to be read on a
+    /// thread of its own. A producer's CPUs get a connection each: one connection's calls take
+    /// turns, and the producer serves connections side by side.
+    pub fn open_each(target: &Target, only: &[u32]) -> Result<Vec<Self>> {
+        let Target::Producer { socket, wait } = target else {
+            return Ok(Self::open(target, only)?.split());
         };
+        let first = connect(socket, *wait)?;
+        let cpus = select(first.hello().nr_cpus, only)?;
+        let mut sessions = Vec::with_capacity(cpus.len());
+        let mut connection = Some(first);
+        for cpu in cpus {
+            let c = match connection.take() {
+                Some(c) => c,
+                None => connect(socket, *wait)?,
+            };
+            sessions.push(Self::producer(target.clone(), c, &[cpu]).with_context(|| format!("opening cpu {cpu}"))?);
+        }
+        Ok(sessions)
+    }
+
+    /// One session per CPU of this one.
+    fn split(self) -> Vec<Self> {
+        let Self { target, connection, cpus, formats, clock, subbuf_size, nr_cpus } = self;
+        cpus.into_iter()
+            .map(|cpu| Self {
+                target: target.clone(),
+                connection: connection.clone(),
+                cpus: vec![cpu],
+                formats: formats.clone(),
+                clock,
+                subbuf_size,
+                nr_cpus,
+            })
+            .collect()
+    }
+
+    fn open_producer(target: Target, socket: &std::path::Path, wait: Duration, only: &[u32]) -> Result<Self> {
+        let connection = connect(socket, wait)?;
+        let cpus = select(connection.hello().nr_cpus, only)?;
+        Self::producer(target, connection, &cpus)
+    }
+
+    /// The session reading `cpus` over `connection`.
+    fn producer(target: Target, connection: Arc<Connection>, cpus: &[u32]) -> Result<Self> {
         let hello = *connection.hello();
-        let cpus = select(hello.nr_cpus, only)?
-            .into_iter()
-            .map(|cpu| Ok(CpuReader::Socket(Consumer::new(connection.open_cpu(cpu)?)?)))
+        let cpus = cpus
+            .iter()
+            .map(|&cpu| Ok(CpuReader::Socket(Consumer::new(connection.open_cpu(cpu)?)?)))
             .collect::<Result<Vec<_>>>()?;
         let formats = Formats::from_blob("hyp", &connection.formats()?).context("the producer's event formats")?;
         let clock = connection.clock()?;
@@ -310,6 +351,20 @@ impl Session {
     }
 }
 
+/// Connects to the producer serving `socket`, waiting up to `wait` for it to appear.
+fn connect(socket: &std::path::Path, wait: Duration) -> Result<Arc<Connection>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match Connection::connect(socket) {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e).with_context(|| format!("no producer is serving {}", socket.display()));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 /// A raw timestamp in nanoseconds, by the producer's published conversion.
 pub fn to_ns(c: &ClockBody, raw: u64) -> u64 {
     let scale = |d: u64| ((u128::from(d) * u128::from(c.mult)) >> c.shift.min(127)) as u64;
@@ -320,7 +375,7 @@ pub fn to_ns(c: &ClockBody, raw: u64) -> u64 {
     }
 }
 
-/// The CPUs to read: `only` (checked against `nr_cpus`), or all.
+/// The CPUs to read, in CPU order: `only` (checked against `nr_cpus`, each once), or all.
 fn select(nr_cpus: u32, only: &[u32]) -> Result<Vec<u32>> {
     if nr_cpus == 0 {
         bail!("the source has no CPUs");
@@ -328,5 +383,11 @@ fn select(nr_cpus: u32, only: &[u32]) -> Result<Vec<u32>> {
     if let Some(bad) = only.iter().find(|&&c| c >= nr_cpus) {
         bail!("there is no cpu {bad} (the source has {nr_cpus})");
     }
-    Ok(if only.is_empty() { (0..nr_cpus).collect() } else { only.to_vec() })
+    if only.is_empty() {
+        return Ok((0..nr_cpus).collect());
+    }
+    let mut cpus = only.to_vec();
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(cpus)
 }

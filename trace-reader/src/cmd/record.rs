@@ -1,45 +1,51 @@
 //! `record`: consume events into a trace.dat file.
+//!
+//! Each CPU is read on a thread of its own, over a session of its own (a connection of its own,
+//! for a producer), into its own spool of the file, the way trace-cmd records with a reader per
+//! CPU: a CPU whose buffer fills is read as soon as any CPU can run its reader, rather than after
+//! one reader has gone over the other CPUs, and copying pages into the file is spread over the
+//! machine. The main thread shows progress.
 
 use super::{interrupt_flag, rows};
 use crate::cli::RecordArgs;
-use crate::live::{self, Tally};
+use crate::live::{self, LiveOptions, Stop, Tally};
 use crate::source::{CpuReader, Session, Target, to_ns};
 use crate::table;
-use crate::tracedat::{DatError, DatInfo, DatWriter, PageBuilder};
-use anyhow::{Context, Result, anyhow};
+use crate::tracedat::{DatError, DatInfo, DatWriter, PageBuilder, Spool};
+use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ring_core::EventIter;
 use ring_mmap::producer::IDENTITY_CLOCK;
 use ring_mmap::wire::ClockBody;
-use ring_mmap::{Error, PageCopy, Record};
+use ring_mmap::{DrainScope, Error, PageCopy, Record};
 use std::cell::RefCell;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-/// Everything being written.
-struct Recording {
-    writer: DatWriter,
-    builders: Vec<PageBuilder>,
-    cpus: Vec<u32>,
-    tallies: Vec<Tally>,
+/// What one CPU's reader thread writes.
+struct CpuRecording<'s> {
+    cpu: u32,
+    spool: &'s mut Spool,
+    builder: PageBuilder,
+    tally: Tally,
     clock: ClockBody,
     /// The first write error: recording stops at the next round.
     error: Option<anyhow::Error>,
 }
 
-impl Recording {
-    fn take(&mut self, slot: usize, record: Record<'_>) {
+impl CpuRecording<'_> {
+    fn take(&mut self, record: Record<'_>) {
         if self.error.is_some() {
             return;
         }
-        self.tallies[slot].count(&record);
-        let cpu = self.cpus[slot];
-        let Self { writer, builders, .. } = self;
-        let mut out = |page: &[u8]| writer.write_page(cpu, page);
+        self.tally.count(&record);
+        let Self { cpu, spool, builder, clock, .. } = self;
+        let mut out = |page: &[u8]| spool.write_page(page);
         let result = match record {
-            Record::Lost(lost) => builders[slot].lost(lost, &mut out).map_err(anyhow::Error::from),
+            Record::Lost(lost) => builder.lost(lost, &mut out).map_err(anyhow::Error::from),
             Record::Event(e) => {
-                let ns = to_ns(&self.clock, e.timestamp);
-                match builders[slot].push(ns, e.payload.len(), |d| _ = e.payload.copy_to(d), &mut out) {
+                let ns = to_ns(clock, e.timestamp);
+                match builder.push(ns, e.payload.len(), |d| _ = e.payload.copy_to(d), &mut out) {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(anyhow!(e).context(format!("cpu {cpu}"))),
                     Err(e) => Err(e.into()),
@@ -55,15 +61,13 @@ impl Recording {
     /// page is stored as it is when its timestamps are nanoseconds already (the producer's clock
     /// is the identity): one page write instead of re-encoding every event. Otherwise, and when
     /// a loss count would not fit on it, its events go through the page builder one by one.
-    fn take_copy(&mut self, slot: usize, copy: &PageCopy, page: &mut [u8]) {
+    fn take_copy(&mut self, copy: &PageCopy, page: &mut [u8]) {
         if self.error.is_some() {
             return;
         }
-        self.tallies[slot].count_copy(copy);
-        let cpu = self.cpus[slot];
-        let Self { writer, builders, clock, .. } = self;
-        let builder = &mut builders[slot];
-        let mut out = |page: &[u8]| writer.write_page(cpu, page);
+        self.tally.count_copy(copy);
+        let Self { cpu, spool, builder, clock, .. } = self;
+        let mut out = |page: &[u8]| spool.write_page(page);
         let whole = *clock == IDENTITY_CLOCK && copy.page.start == 0;
         let stored = if whole { builder.put_page(page, copy.events, copy.page.lost, &mut out) } else { Ok(false) };
         let result = match stored {
@@ -93,32 +97,81 @@ impl Recording {
         Ok(())
     }
 
-    fn finish_pages(&mut self) -> Result<()> {
-        for (slot, b) in self.builders.iter_mut().enumerate() {
-            let (cpu, writer) = (self.cpus[slot], &mut self.writer);
-            b.flush(&mut |page: &[u8]| writer.write_page(cpu, page))?;
-        }
-        Ok(())
+    /// Writes the page being built.
+    fn finish(&mut self) -> Result<(), DatError> {
+        let spool = &mut *self.spool;
+        self.builder.flush(&mut |page: &[u8]| spool.write_page(page))
     }
 }
 
-/// How `record` reads: live, by page copies into `page` (one sub-buffer); after the producer
-/// went away, record by record from what it left.
-struct Copies<'r> {
-    rec: &'r RefCell<Recording>,
+/// How `record` reads a CPU: live, by page copies into `page` (one sub-buffer); after the
+/// producer went away, record by record from what it left.
+struct Copies<'r, 's> {
+    rec: &'r RefCell<CpuRecording<'s>>,
     page: Vec<u8>,
 }
 
-impl live::Reading for Copies<'_> {
-    fn live(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<u64, Error> {
+impl live::Reading for Copies<'_, '_> {
+    fn live(&mut self, _slot: usize, cpu: &mut CpuReader, scope: DrainScope) -> Result<u64, Error> {
         let rec = self.rec;
-        cpu.drain_copies(&mut self.page, |copy, page| rec.borrow_mut().take_copy(slot, copy, page))
+        cpu.drain_copies(scope, &mut self.page, |copy, page| rec.borrow_mut().take_copy(copy, page))
     }
 
-    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<u64, Error> {
+    fn remaining(&mut self, _slot: usize, cpu: &mut CpuReader) -> Result<u64, Error> {
         let rec = self.rec;
-        cpu.drain_remaining(|record| rec.borrow_mut().take(slot, record))
+        cpu.drain_remaining(|record| rec.borrow_mut().take(record))
     }
+}
+
+/// What one CPU's reader has done so far, for the progress line.
+#[derive(Debug, Default)]
+struct Progress {
+    events: AtomicU64,
+    lost: AtomicU64,
+    pages: AtomicU64,
+}
+
+impl Progress {
+    fn publish(&self, tally: &Tally, pages: u64) {
+        // Ordering: Relaxed; the counts are only shown, and each is exact on its own.
+        self.events.store(tally.events, Ordering::Relaxed);
+        self.lost.store(tally.lost, Ordering::Relaxed);
+        self.pages.store(pages, Ordering::Relaxed);
+    }
+}
+
+/// Records the CPU of `session` (it has one) into `spool` until a stop condition: why it
+/// stopped and what was read.
+fn record_cpu(
+    session: &mut Session,
+    spool: &mut Spool,
+    opts: LiveOptions,
+    stop: &AtomicBool,
+    progress: &Progress,
+) -> Result<(Stop, Tally)> {
+    let cpu = session.cpus[0].cpu();
+    let page_size = session.subbuf_size as usize;
+    let rec = RefCell::new(CpuRecording {
+        cpu,
+        spool,
+        builder: PageBuilder::new(page_size),
+        tally: Tally::default(),
+        clock: session.clock,
+        error: None,
+    });
+    let mut reading = Copies { rec: &rec, page: vec![0; page_size] };
+    let why = live::run(session, opts, stop, &mut reading, |_, _| {
+        let mut r = rec.borrow_mut();
+        if let Some(e) = r.error.take() {
+            return Err(e);
+        }
+        progress.publish(&r.tally, r.spool.pages());
+        Ok(())
+    })?;
+    let mut rec = rec.into_inner();
+    rec.finish().with_context(|| format!("writing the trace file (cpu {cpu})"))?;
+    progress.publish(&rec.tally, rec.spool.pages());
+    Ok((why, rec.tally))
 }
 
 /// The trace clock's name: the kernel's from `trace_clock`; a producer's timestamps are
@@ -133,49 +186,82 @@ fn clock_name(target: &Target) -> Option<String> {
 pub fn run(args: &RecordArgs) -> Result<()> {
     let stop = interrupt_flag()?;
     let target = args.source.target()?;
-    let mut session = Session::open(&target, &args.source.cpus)?;
-    let cpus: Vec<u32> = session.cpus.iter().map(|c| c.cpu()).collect();
-    let info = DatInfo::new(session.subbuf_size, &session.formats, clock_name(&target));
-    let writer = DatWriter::create(&args.output, info, session.nr_cpus, &cpus)
+    let mut sessions = Session::open_each(&target, &args.source.cpus)?;
+    let Some(first) = sessions.first() else { bail!("no CPU to record") };
+    let cpus: Vec<u32> = sessions.iter().map(|s| s.cpus[0].cpu()).collect();
+    let info = DatInfo::new(first.subbuf_size, &first.formats, clock_name(&target));
+    let page_size = u64::from(first.subbuf_size);
+    let mut writer = DatWriter::create(&args.output, info, first.nr_cpus, &cpus)
         .with_context(|| format!("creating {}", args.output.display()))?;
-    let rec = RefCell::new(Recording {
-        writer,
-        builders: cpus.iter().map(|_| PageBuilder::new(session.subbuf_size as usize)).collect(),
-        tallies: vec![Tally::default(); cpus.len()],
-        cpus: cpus.clone(),
-        clock: session.clock,
-        error: None,
-    });
+    let progress: Vec<Progress> = cpus.iter().map(|_| Progress::default()).collect();
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{spinner} recording [{elapsed_precise}] {msg}").expect("a valid template"),
     );
     let started = Instant::now();
-    let mut reading = Copies { rec: &rec, page: vec![0; session.subbuf_size as usize] };
-    let why = live::run(&mut session, args.live.options(), &stop, &mut reading, |_, _| {
-        let mut r = rec.borrow_mut();
-        if let Some(e) = r.error.take() {
-            return Err(e);
-        }
-        let events: u64 = r.tallies.iter().map(|t| t.events).sum();
-        let lost: u64 = r.tallies.iter().map(|t| t.lost).sum();
+    let opts = args.live.options();
+    let show = || {
+        let sum = |f: fn(&Progress) -> &AtomicU64| -> u64 {
+            // Ordering: Relaxed; see `Progress::publish`.
+            progress.iter().map(|p| f(p).load(Ordering::Relaxed)).sum()
+        };
+        let (events, lost, pages) = (sum(|p| &p.events), sum(|p| &p.lost), sum(|p| &p.pages));
         let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        let bytes = r.writer.pages() * r.writer.page_size() as u64;
-        bar.set_message(format!("{events} events, {}, {rate:.0} events/s, {lost} lost", HumanBytes(bytes)));
+        let bytes = HumanBytes(pages * page_size);
+        bar.set_message(format!("{events} events, {bytes}, {rate:.0} events/s, {lost} lost"));
         bar.tick();
-        Ok(())
+    };
+    let results: Vec<Result<(Stop, Tally)>> = std::thread::scope(|scope| {
+        let mut threads = Vec::new();
+        let mut failed = None;
+        // Spools come in CPU order, as the sessions do.
+        for ((session, (_, spool)), progress) in sessions.iter_mut().zip(writer.spools()).zip(&progress) {
+            let stop = &*stop;
+            let name = format!("record-cpu{}", session.cpus[0].cpu());
+            let spawned = std::thread::Builder::new().name(name).spawn_scoped(scope, move || {
+                let result = record_cpu(session, spool, opts, stop, progress);
+                if result.is_err() {
+                    // Ordering: Relaxed; the flag carries no data. The other CPUs stop too.
+                    stop.store(true, Ordering::Relaxed);
+                }
+                result
+            });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    // Ordering: Relaxed, as above.
+                    stop.store(true, Ordering::Relaxed);
+                    failed = Some(anyhow!(e).context("starting a reader thread"));
+                    break;
+                }
+            }
+        }
+        while !threads.iter().all(|t| t.is_finished()) {
+            show();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut results: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err(anyhow!("a reader thread panicked"))))
+            .collect();
+        results.extend(failed.map(Err));
+        results
     });
     bar.finish_and_clear();
-    let why = why?;
     let secs = started.elapsed().as_secs_f64();
-    let mut rec = rec.into_inner();
-    rec.finish_pages()?;
-    let rows = rows(&session, &rec.tallies, secs)?;
-    let stats: Vec<String> = rows.iter().map(table::cpustat).collect();
-    let events: u64 = rec.tallies.iter().map(|t| t.events).sum();
-    let pages = rec.writer.pages();
-    let size = rec.writer.finish(&stats).with_context(|| format!("writing {}", args.output.display()))?;
-    eprint!("{}", table::summary(&rows));
+    let mut why = None;
+    let mut table_rows = Vec::new();
+    for (session, result) in sessions.iter().zip(results) {
+        let (stopped, tally) = result?;
+        why.get_or_insert(stopped);
+        table_rows.extend(rows(session, &[tally], secs)?);
+    }
+    let why = why.context("no CPU was recorded")?;
+    let stats: Vec<String> = table_rows.iter().map(table::cpustat).collect();
+    let events: u64 = table_rows.iter().filter_map(|r| r.tally).map(|t| t.events).sum();
+    let pages = writer.pages();
+    let size = writer.finish(&stats).with_context(|| format!("writing {}", args.output.display()))?;
+    eprint!("{}", table::summary(&table_rows));
     eprintln!(
         "trace-reader: {}; wrote {}: {events} events in {} pages, {}",
         why.reason(),

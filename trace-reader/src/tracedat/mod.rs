@@ -22,7 +22,7 @@ mod write;
 
 pub use page::{PageBuilder, PageError};
 pub use read::{DatCpu, DatFile, DatPages};
-pub use write::{DatInfo, DatWriter};
+pub use write::{DatInfo, DatWriter, Spool};
 
 /// The first ten bytes.
 const MAGIC: &[u8; 10] = b"\x17\x08\x44tracing";

@@ -186,11 +186,9 @@ impl PageBuilder {
 
 /// Losses `a` noted earlier followed by `b`, as one.
 fn merge_lost(a: Option<Lost>, b: Lost) -> Option<Lost> {
-    match (a, b) {
-        (a, Lost::None) => a,
-        (Some(Lost::Count(a)), Lost::Count(b)) => Some(Lost::Count(a + b)),
-        (Some(Lost::Unknown), _) | (_, Lost::Unknown) => Some(Lost::Unknown),
-        (_, b) => Some(b),
+    match a.unwrap_or(Lost::None).then(b) {
+        Lost::None => a,
+        merged => Some(merged),
     }
 }
 

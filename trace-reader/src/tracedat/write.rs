@@ -55,11 +55,34 @@ impl DatInfo {
     }
 }
 
-/// One CPU's spooled pages.
+/// One CPU's spooled pages. [`DatWriter::spools`] hands them out, so that each CPU can be
+/// recorded on a thread of its own.
 #[derive(Debug)]
-struct Spool {
+pub struct Spool {
     file: BufWriter<File>,
+    page_size: usize,
     pages: u64,
+}
+
+impl Spool {
+    /// Appends a page.
+    pub fn write_page(&mut self, page: &[u8]) -> Result<(), DatError> {
+        if page.len() != self.page_size {
+            return Err(DatError::Corrupt(format!(
+                "a {}-byte page in a file of {}-byte pages",
+                page.len(),
+                self.page_size
+            )));
+        }
+        self.file.write_all(page)?;
+        self.pages += 1;
+        Ok(())
+    }
+
+    /// Pages written so far.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
 }
 
 /// A trace.dat being recorded.
@@ -85,7 +108,8 @@ impl DatWriter {
         let mut spools: Vec<Option<Spool>> = (0..nr_cpus).map(|_| None).collect();
         for &cpu in cpus {
             let file = tempfile::tempfile_in(&dir)?;
-            spools[cpu as usize] = Some(Spool { file: BufWriter::with_capacity(1 << 20, file), pages: 0 });
+            let file = BufWriter::with_capacity(1 << 20, file);
+            spools[cpu as usize] = Some(Spool { file, page_size: info.page_size as usize, pages: 0 });
         }
         Ok(Self { path: path.to_path_buf(), info, spools })
     }
@@ -102,21 +126,16 @@ impl DatWriter {
 
     /// Appends a page of `cpu`.
     pub fn write_page(&mut self, cpu: u32, page: &[u8]) -> Result<(), DatError> {
-        if page.len() != self.page_size() {
-            return Err(DatError::Corrupt(format!(
-                "a {}-byte page in a file of {}-byte pages",
-                page.len(),
-                self.page_size()
-            )));
-        }
-        let spool = self
-            .spools
+        self.spools
             .get_mut(cpu as usize)
             .and_then(Option::as_mut)
-            .ok_or_else(|| DatError::Corrupt(format!("cpu {cpu} is not being recorded")))?;
-        spool.file.write_all(page)?;
-        spool.pages += 1;
-        Ok(())
+            .ok_or_else(|| DatError::Corrupt(format!("cpu {cpu} is not being recorded")))?
+            .write_page(page)
+    }
+
+    /// The recorded CPUs' spools, by CPU id, to be written at once.
+    pub fn spools(&mut self) -> impl Iterator<Item = (u32, &mut Spool)> {
+        self.spools.iter_mut().enumerate().filter_map(|(cpu, s)| Some((cpu as u32, s.as_mut()?)))
     }
 
     /// Writes the file: header, `cpustats` (one text per CPU, as tracefs `per_cpu/cpuN/stats`),
