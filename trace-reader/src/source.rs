@@ -391,3 +391,16 @@ fn select(nr_cpus: u32, only: &[u32]) -> Result<Vec<u32>> {
     cpus.dedup();
     Ok(cpus)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpus_are_selected_in_cpu_order_each_once() {
+        assert_eq!(select(3, &[]).unwrap(), [0, 1, 2], "all by default");
+        assert_eq!(select(4, &[2, 0, 2]).unwrap(), [0, 2], "sorted, duplicates dropped");
+        assert!(select(2, &[2]).unwrap_err().to_string().contains("no cpu 2"));
+        assert!(select(0, &[]).is_err(), "a source without CPUs");
+    }
+}
