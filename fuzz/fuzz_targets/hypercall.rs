@@ -63,22 +63,28 @@ impl Machine {
     }
 
     /// Puts `bytes` at `offset` of scratch RAM and loads `len` bytes from there; on success,
-    /// notes the pages the accepted descriptor donated.
+    /// notes the RAM pages the accepted descriptor donated.
     fn load(&mut self, bytes: &[u8], offset: u64, len: u64) {
         let scratch = self.platform.find(self.scratch, 1).expect("scratch").shm();
         let offset = (offset % PAGE) as usize;
         let bytes = &bytes[..bytes.len().min(PAGE as usize - offset)];
         scratch.store_bytes_unaligned(offset, bytes);
+        // The descriptor as the hypervisor read it, taken before the call: the scratch page
+        // itself may be among the pages it donates (the regions can lie next to each other in
+        // the address space), and then the hypervisor writes over it.
+        let mut page = vec![0u8; PAGE as usize];
+        scratch.load_bytes(0, &mut page);
+        let copy = &page[offset..offset + (len as usize).min(PAGE as usize - offset)];
         if self.hyp.hvc(call::LOAD, [self.scratch + offset as u64, len, 0, 0]).status != 0 {
             return;
         }
-        let mut copy = vec![0u8; (len as usize).min(PAGE as usize - offset)];
-        scratch.load_bytes(offset, &mut copy);
-        let (header, rest) = DescHeader::read_from_prefix(&copy).expect("an accepted descriptor has a header");
+        let (header, rest) = DescHeader::read_from_prefix(copy).expect("an accepted descriptor has a header");
         for i in 0..header.nr_cpus as usize {
             let cpu = CpuDesc::read_from_prefix(&rest[i * size_of::<CpuDesc>()..]).expect("and its CPUs").0;
             for (addr, len) in [(cpu.meta_addr, cpu.meta_len), (cpu.data_addr, cpu.data_len)] {
-                for page in (addr - self.ram) / PAGE..(addr - self.ram + len).div_ceil(PAGE) {
+                // Pages outside RAM (scratch, when it lies next to RAM) carry no canary.
+                let Some(from) = addr.checked_sub(self.ram) else { continue };
+                for page in from / PAGE..(from + len).div_ceil(PAGE).min(RAM_PAGES) {
                     self.donated[page as usize] = true;
                 }
             }
@@ -97,7 +103,8 @@ fuzz_target!(|steps: Vec<Step>| {
         match step {
             Step::Load { nr_subbufs, big_pages, drop_mode, cpus } => {
                 let subbuf = if big_pages { 2 * PAGE as u32 } else { PAGE as u32 };
-                let header = DescHeader::new(cpus.len() as u32, subbuf, u32::from(nr_subbufs % 8), u32::from(drop_mode));
+                let header =
+                    DescHeader::new(cpus.len() as u32, subbuf, u32::from(nr_subbufs % 8), u32::from(drop_mode));
                 let mut bytes = header.as_bytes().to_vec();
                 for c in cpus.iter().take(6) {
                     let at = |page: u8| m.ram + u64::from(page) % (RAM_PAGES + 2) * PAGE;

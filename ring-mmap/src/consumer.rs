@@ -40,9 +40,9 @@ impl Lost {
 pub enum DrainScope {
     /// Everything committed, the page the writer is on included (up to its `commit`).
     Everything,
-    /// Finished pages: a page a swap hands over while the writer is still on it is left unread,
-    /// to be read in one piece once the writer has moved on (the doorbell rings then), or by a
-    /// later drain of everything. Fewer round trips per page, and no page read in two pieces,
+    /// Finished pages: the page the writer is still on is left unread (kept, with the losses
+    /// before it, when a swap just handed it over), to be read in one piece once the writer has
+    /// moved on (the doorbell rings then), or by a later drain of everything. Fewer round trips per page, and no page read in two pieces,
     /// for a recorder that need not see events the moment they are committed. Only hyptrace
     /// buffers tell which page the writer is on; a kernel buffer is drained whole.
     FinishedPages,
