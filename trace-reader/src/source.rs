@@ -246,41 +246,50 @@ impl Session {
         })
     }
 
-    /// Opens `target` as one session per CPU in `only` (all if empty), each to be read on a
-    /// thread of its own. A producer's CPUs get a connection each: one connection's calls take
-    /// turns, and the producer serves connections side by side.
-    pub fn open_each(target: &Target, only: &[u32]) -> Result<Vec<Self>> {
+    /// Opens `target` as up to `groups` sessions, each to be read on a thread of its own: the
+    /// CPUs in `only` (all if empty) dealt out in turn, so a session holds CPUs `g`,
+    /// `g + groups`, ... of the selection, in CPU order. A producer's sessions get a connection
+    /// each: one connection's calls take turns, and the producer serves connections side by
+    /// side.
+    pub fn open_groups(target: &Target, only: &[u32], groups: usize) -> Result<Vec<Self>> {
+        let groups = groups.max(1);
         let Target::Producer { socket, wait } = target else {
-            return Ok(Self::open(target, only)?.split());
+            return Ok(Self::open(target, only)?.split(groups));
         };
         let first = connect(socket, *wait)?;
         let cpus = select(first.hello().nr_cpus, only)?;
-        let mut sessions = Vec::with_capacity(cpus.len());
+        let mut sessions = Vec::with_capacity(groups.min(cpus.len()));
         let mut connection = Some(first);
-        for cpu in cpus {
+        for g in 0..groups.min(cpus.len()) {
+            let group: Vec<u32> = cpus.iter().copied().skip(g).step_by(groups).collect();
             let c = match connection.take() {
                 Some(c) => c,
                 None => connect(socket, *wait)?,
             };
-            sessions.push(Self::producer(target.clone(), c, &[cpu]).with_context(|| format!("opening cpu {cpu}"))?);
+            sessions
+                .push(Self::producer(target.clone(), c, &group).with_context(|| format!("opening cpus {group:?}"))?);
         }
         Ok(sessions)
     }
 
-    /// One session per CPU of this one.
-    fn split(self) -> Vec<Self> {
+    /// This session's CPUs dealt out in turn into up to `groups` sessions.
+    fn split(self, groups: usize) -> Vec<Self> {
         let Self { target, connection, cpus, formats, clock, subbuf_size, nr_cpus } = self;
-        cpus.into_iter()
-            .map(|cpu| Self {
+        let mut split: Vec<Self> = (0..groups.min(cpus.len()))
+            .map(|_| Self {
                 target: target.clone(),
                 connection: connection.clone(),
-                cpus: vec![cpu],
+                cpus: Vec::new(),
                 formats: formats.clone(),
                 clock,
                 subbuf_size,
                 nr_cpus,
             })
-            .collect()
+            .collect();
+        for (i, cpu) in cpus.into_iter().enumerate() {
+            split[i % groups].cpus.push(cpu);
+        }
+        split
     }
 
     fn open_producer(target: Target, socket: &std::path::Path, wait: Duration, only: &[u32]) -> Result<Self> {

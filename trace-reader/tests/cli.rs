@@ -97,7 +97,8 @@ fn show_reads_without_consuming_and_stats_count() {
 
 #[test]
 fn record_writes_a_file_trace_cmd_reports_identically() {
-    let mut sim = Sim::start(2, Mode::Drop, 3000, 64);
+    // Three CPUs: more than the reader threads on a 2-core machine, so one thread reads two.
+    let mut sim = Sim::start(3, Mode::Drop, 3000, 64);
     let file = sim.dir.path().join("trace.dat");
     let recorder = {
         let (socket, file) = (sim.socket.clone(), file.clone());

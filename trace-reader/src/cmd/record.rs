@@ -1,10 +1,11 @@
 //! `record`: consume events into a trace.dat file.
 //!
-//! Each CPU is read on a thread of its own, over a session of its own (a connection of its own,
-//! for a producer), into its own spool of the file, the way trace-cmd records with a reader per
-//! CPU: a CPU whose buffer fills is read as soon as any CPU can run its reader, rather than after
-//! one reader has gone over the other CPUs, and copying pages into the file is spread over the
-//! machine. The main thread shows progress.
+//! The CPUs are read by as many threads as the machine has CPUs (fewer if fewer are recorded),
+//! each over a session of its own (a connection of its own, for a producer) and into each CPU's
+//! own spool of the file, the way trace-cmd records with a reader per CPU: a CPU whose buffer
+//! fills is read as soon as the machine can run its reader, rather than after one reader has
+//! gone over every other CPU, and copying pages into the file is spread over the machine. The
+//! main thread shows progress.
 
 use super::{interrupt_flag, rows};
 use crate::cli::RecordArgs;
@@ -19,6 +20,7 @@ use ring_mmap::producer::IDENTITY_CLOCK;
 use ring_mmap::wire::ClockBody;
 use ring_mmap::{DrainScope, Error, PageCopy, Record};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -104,26 +106,27 @@ impl CpuRecording<'_> {
     }
 }
 
-/// How `record` reads a CPU: live, by page copies into `page` (one sub-buffer); after the
-/// producer went away, record by record from what it left.
+/// How `record` reads a session's CPUs (`recs[slot]` records CPU slot `slot`): live, by page
+/// copies into `page` (one sub-buffer); after the producer went away, record by record from
+/// what it left.
 struct Copies<'r, 's> {
-    rec: &'r RefCell<CpuRecording<'s>>,
+    recs: &'r [RefCell<CpuRecording<'s>>],
     page: Vec<u8>,
 }
 
 impl live::Reading for Copies<'_, '_> {
-    fn live(&mut self, _slot: usize, cpu: &mut CpuReader, scope: DrainScope) -> Result<u64, Error> {
-        let rec = self.rec;
+    fn live(&mut self, slot: usize, cpu: &mut CpuReader, scope: DrainScope) -> Result<u64, Error> {
+        let rec = &self.recs[slot];
         cpu.drain_copies(scope, &mut self.page, |copy, page| rec.borrow_mut().take_copy(copy, page))
     }
 
-    fn remaining(&mut self, _slot: usize, cpu: &mut CpuReader) -> Result<u64, Error> {
-        let rec = self.rec;
+    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<u64, Error> {
+        let rec = &self.recs[slot];
         cpu.drain_remaining(|record| rec.borrow_mut().take(record))
     }
 }
 
-/// What one CPU's reader has done so far, for the progress line.
+/// What one reader thread has done so far, for the progress line.
 #[derive(Debug, Default)]
 struct Progress {
     events: AtomicU64,
@@ -140,38 +143,56 @@ impl Progress {
     }
 }
 
-/// Records the CPU of `session` (it has one) into `spool` until a stop condition: why it
-/// stopped and what was read.
-fn record_cpu(
+/// Records the CPUs of `session`, each into its spool (`spools[slot]` for CPU slot `slot`),
+/// until a stop condition: why it stopped and what was read from each CPU.
+fn record_session(
     session: &mut Session,
-    spool: &mut Spool,
+    spools: Vec<&mut Spool>,
     opts: LiveOptions,
     stop: &AtomicBool,
     progress: &Progress,
-) -> Result<(Stop, Tally)> {
-    let cpu = session.cpus[0].cpu();
+) -> Result<(Stop, Vec<Tally>)> {
     let page_size = session.subbuf_size as usize;
-    let rec = RefCell::new(CpuRecording {
-        cpu,
-        spool,
-        builder: PageBuilder::new(page_size),
-        tally: Tally::default(),
-        clock: session.clock,
-        error: None,
-    });
-    let mut reading = Copies { rec: &rec, page: vec![0; page_size] };
+    let recs: Vec<RefCell<CpuRecording<'_>>> = session
+        .cpus
+        .iter()
+        .zip(spools)
+        .map(|(cpu, spool)| {
+            RefCell::new(CpuRecording {
+                cpu: cpu.cpu(),
+                spool,
+                builder: PageBuilder::new(page_size),
+                tally: Tally::default(),
+                clock: session.clock,
+                error: None,
+            })
+        })
+        .collect();
+    let publish = |recs: &[RefCell<CpuRecording<'_>>]| {
+        let mut sum = Tally::default();
+        let mut pages = 0;
+        for r in recs {
+            let r = r.borrow();
+            (sum.events, sum.lost, pages) =
+                (sum.events + r.tally.events, sum.lost + r.tally.lost, pages + r.spool.pages());
+        }
+        progress.publish(&sum, pages);
+    };
+    let mut reading = Copies { recs: &recs, page: vec![0; page_size] };
     let why = live::run(session, opts, stop, &mut reading, |_, _| {
-        let mut r = rec.borrow_mut();
-        if let Some(e) = r.error.take() {
+        if let Some(e) = recs.iter().find_map(|r| r.borrow_mut().error.take()) {
             return Err(e);
         }
-        progress.publish(&r.tally, r.spool.pages());
+        publish(&recs);
         Ok(())
     })?;
-    let mut rec = rec.into_inner();
-    rec.finish().with_context(|| format!("writing the trace file (cpu {cpu})"))?;
-    progress.publish(&rec.tally, rec.spool.pages());
-    Ok((why, rec.tally))
+    for r in &recs {
+        let mut r = r.borrow_mut();
+        let cpu = r.cpu;
+        r.finish().with_context(|| format!("writing the trace file (cpu {cpu})"))?;
+    }
+    publish(&recs);
+    Ok((why, recs.into_iter().map(|r| r.into_inner().tally).collect()))
 }
 
 /// The trace clock's name: the kernel's from `trace_clock`; a producer's timestamps are
@@ -186,14 +207,16 @@ fn clock_name(target: &Target) -> Option<String> {
 pub fn run(args: &RecordArgs) -> Result<()> {
     let stop = interrupt_flag()?;
     let target = args.source.target()?;
-    let mut sessions = Session::open_each(&target, &args.source.cpus)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut sessions = Session::open_groups(&target, &args.source.cpus, threads)?;
     let Some(first) = sessions.first() else { bail!("no CPU to record") };
-    let cpus: Vec<u32> = sessions.iter().map(|s| s.cpus[0].cpu()).collect();
+    let mut cpus: Vec<u32> = sessions.iter().flat_map(|s| s.cpus.iter().map(CpuReader::cpu)).collect();
+    cpus.sort_unstable();
     let info = DatInfo::new(first.subbuf_size, &first.formats, clock_name(&target));
     let page_size = u64::from(first.subbuf_size);
     let mut writer = DatWriter::create(&args.output, info, first.nr_cpus, &cpus)
         .with_context(|| format!("creating {}", args.output.display()))?;
-    let progress: Vec<Progress> = cpus.iter().map(|_| Progress::default()).collect();
+    let progress: Vec<Progress> = sessions.iter().map(|_| Progress::default()).collect();
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{spinner} recording [{elapsed_precise}] {msg}").expect("a valid template"),
@@ -211,17 +234,21 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         bar.set_message(format!("{events} events, {bytes}, {rate:.0} events/s, {lost} lost"));
         bar.tick();
     };
-    let results: Vec<Result<(Stop, Tally)>> = std::thread::scope(|scope| {
+    // Each session's spools, in the order of its CPUs.
+    let spools = {
+        let mut by_cpu: BTreeMap<u32, &mut Spool> = writer.spools().collect();
+        let mut take = |cpu: u32| by_cpu.remove(&cpu).with_context(|| format!("cpu {cpu} has no spool"));
+        sessions.iter().map(|s| s.cpus.iter().map(|c| take(c.cpu())).collect()).collect::<Result<Vec<Vec<_>>>>()?
+    };
+    let results: Vec<Result<(Stop, Vec<Tally>)>> = std::thread::scope(|scope| {
         let mut threads = Vec::new();
         let mut failed = None;
-        // Spools come in CPU order, as the sessions do.
-        for ((session, (_, spool)), progress) in sessions.iter_mut().zip(writer.spools()).zip(&progress) {
+        for (i, ((session, spools), progress)) in sessions.iter_mut().zip(spools).zip(&progress).enumerate() {
             let stop = &*stop;
-            let name = format!("record-cpu{}", session.cpus[0].cpu());
-            let spawned = std::thread::Builder::new().name(name).spawn_scoped(scope, move || {
-                let result = record_cpu(session, spool, opts, stop, progress);
+            let spawned = std::thread::Builder::new().name(format!("record-{i}")).spawn_scoped(scope, move || {
+                let result = record_session(session, spools, opts, stop, progress);
                 if result.is_err() {
-                    // Ordering: Relaxed; the flag carries no data. The other CPUs stop too.
+                    // Ordering: Relaxed; the flag carries no data. The other threads stop too.
                     stop.store(true, Ordering::Relaxed);
                 }
                 result
@@ -252,10 +279,11 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     let mut why = None;
     let mut table_rows = Vec::new();
     for (session, result) in sessions.iter().zip(results) {
-        let (stopped, tally) = result?;
+        let (stopped, tallies) = result?;
         why.get_or_insert(stopped);
-        table_rows.extend(rows(session, &[tally], secs)?);
+        table_rows.extend(rows(session, &tallies, secs)?);
     }
+    table_rows.sort_by_key(|r| r.cpu);
     let why = why.context("no CPU was recorded")?;
     let stats: Vec<String> = table_rows.iter().map(table::cpustat).collect();
     let events: u64 = table_rows.iter().filter_map(|r| r.tally).map(|t| t.events).sum();
