@@ -252,16 +252,14 @@ impl Session {
     /// each: one connection's calls take turns, and the producer serves connections side by
     /// side.
     pub fn open_groups(target: &Target, only: &[u32], groups: usize) -> Result<Vec<Self>> {
-        let groups = groups.max(1);
         let Target::Producer { socket, wait } = target else {
             return Ok(Self::open(target, only)?.split(groups));
         };
         let first = connect(socket, *wait)?;
-        let cpus = select(first.hello().nr_cpus, only)?;
-        let mut sessions = Vec::with_capacity(groups.min(cpus.len()));
+        let groups = deal(select(first.hello().nr_cpus, only)?, groups);
+        let mut sessions = Vec::with_capacity(groups.len());
         let mut connection = Some(first);
-        for g in 0..groups.min(cpus.len()) {
-            let group: Vec<u32> = cpus.iter().copied().skip(g).step_by(groups).collect();
+        for group in groups {
             let c = match connection.take() {
                 Some(c) => c,
                 None => connect(socket, *wait)?,
@@ -275,21 +273,18 @@ impl Session {
     /// This session's CPUs dealt out in turn into up to `groups` sessions.
     fn split(self, groups: usize) -> Vec<Self> {
         let Self { target, connection, cpus, formats, clock, subbuf_size, nr_cpus } = self;
-        let mut split: Vec<Self> = (0..groups.min(cpus.len()))
-            .map(|_| Self {
+        deal(cpus, groups)
+            .into_iter()
+            .map(|cpus| Self {
                 target: target.clone(),
                 connection: connection.clone(),
-                cpus: Vec::new(),
+                cpus,
                 formats: formats.clone(),
                 clock,
                 subbuf_size,
                 nr_cpus,
             })
-            .collect();
-        for (i, cpu) in cpus.into_iter().enumerate() {
-            split[i % groups].cpus.push(cpu);
-        }
-        split
+            .collect()
     }
 
     fn open_producer(target: Target, socket: &std::path::Path, wait: Duration, only: &[u32]) -> Result<Self> {
@@ -360,6 +355,17 @@ impl Session {
     }
 }
 
+/// `items` dealt out in turn into up to `groups` groups (at least one), each in the items' order:
+/// group `g` holds items `g`, `g + groups`, ...; no group is empty.
+fn deal<T>(items: Vec<T>, groups: usize) -> Vec<Vec<T>> {
+    let groups = groups.max(1).min(items.len());
+    let mut dealt: Vec<Vec<T>> = (0..groups).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        dealt[i % groups].push(item);
+    }
+    dealt
+}
+
 /// Connects to the producer serving `socket`, waiting up to `wait` for it to appear.
 fn connect(socket: &std::path::Path, wait: Duration) -> Result<Arc<Connection>> {
     let deadline = Instant::now() + wait;
@@ -404,6 +410,13 @@ fn select(nr_cpus: u32, only: &[u32]) -> Result<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpus_are_dealt_out_in_turn_into_non_empty_groups() {
+        assert_eq!(deal(vec![0, 1, 2, 3, 4], 2), [vec![0, 2, 4], vec![1, 3]]);
+        assert_eq!(deal(vec![5, 7], 4), [vec![5], vec![7]], "no empty group");
+        assert_eq!(deal(vec![1, 2], 0), [vec![1, 2]], "at least one group");
+    }
 
     #[test]
     fn cpus_are_selected_in_cpu_order_each_once() {

@@ -135,10 +135,16 @@ struct Progress {
 }
 
 impl Progress {
-    fn publish(&self, tally: &Tally, pages: u64) {
+    /// Shows what the thread's CPUs have recorded so far.
+    fn publish(&self, recs: &[RefCell<CpuRecording<'_>>]) {
+        let (mut events, mut lost, mut pages) = (0, 0, 0);
+        for r in recs {
+            let r = r.borrow();
+            (events, lost, pages) = (events + r.tally.events, lost + r.tally.lost, pages + r.spool.pages());
+        }
         // Ordering: Relaxed; the counts are only shown, and each is exact on its own.
-        self.events.store(tally.events, Ordering::Relaxed);
-        self.lost.store(tally.lost, Ordering::Relaxed);
+        self.events.store(events, Ordering::Relaxed);
+        self.lost.store(lost, Ordering::Relaxed);
         self.pages.store(pages, Ordering::Relaxed);
     }
 }
@@ -168,22 +174,12 @@ fn record_session(
             })
         })
         .collect();
-    let publish = |recs: &[RefCell<CpuRecording<'_>>]| {
-        let mut sum = Tally::default();
-        let mut pages = 0;
-        for r in recs {
-            let r = r.borrow();
-            (sum.events, sum.lost, pages) =
-                (sum.events + r.tally.events, sum.lost + r.tally.lost, pages + r.spool.pages());
-        }
-        progress.publish(&sum, pages);
-    };
     let mut reading = Copies { recs: &recs, page: vec![0; page_size] };
     let why = live::run(session, opts, stop, &mut reading, |_, _| {
         if let Some(e) = recs.iter().find_map(|r| r.borrow_mut().error.take()) {
             return Err(e);
         }
-        publish(&recs);
+        progress.publish(&recs);
         Ok(())
     })?;
     for r in &recs {
@@ -191,7 +187,7 @@ fn record_session(
         let cpu = r.cpu;
         r.finish().with_context(|| format!("writing the trace file (cpu {cpu})"))?;
     }
-    publish(&recs);
+    progress.publish(&recs);
     Ok((why, recs.into_iter().map(|r| r.into_inner().tally).collect()))
 }
 
