@@ -181,6 +181,12 @@ pub struct RecordArgs {
     /// When to stop, how often to look.
     #[command(flatten)]
     pub live: LiveArgs,
+    /// Let the scheduler run the reader threads anywhere, instead of each on the CPUs whose
+    /// buffers it reads (where this machine has them): a buffer is written on its own CPU, and
+    /// read there its pages are in that CPU's caches and its reader is never the one held up
+    /// while its writer runs on
+    #[arg(long)]
+    pub no_pin: bool,
 }
 
 /// Arguments of `recover`.

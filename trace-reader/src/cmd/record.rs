@@ -4,10 +4,12 @@
 //! each over a session of its own (a connection of its own, for a producer) and into each CPU's
 //! own spool of the file, the way trace-cmd records with a reader per CPU: a CPU whose buffer
 //! fills is read as soon as the machine can run its reader, rather than after one reader has
-//! gone over every other CPU, and copying pages into the file is spread over the machine. The
-//! main thread shows progress.
+//! gone over every other CPU, and copying pages into the file is spread over the machine. Each
+//! thread runs on the CPUs it reads, where the machine has them ([`crate::affinity`];
+//! `--no-pin` leaves the placing to the scheduler). The main thread shows progress.
 
 use super::{interrupt_flag, rows};
+use crate::affinity;
 use crate::cli::RecordArgs;
 use crate::live::{self, LiveOptions, Stop, Tally};
 use crate::source::{CpuReader, Session, Target, to_ns};
@@ -219,6 +221,7 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     );
     let started = Instant::now();
     let opts = args.live.options();
+    let pin = !args.no_pin;
     let show = || {
         let sum = |f: fn(&Progress) -> &AtomicU64| -> u64 {
             // Ordering: Relaxed; see `Progress::publish`.
@@ -242,6 +245,12 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         for (i, ((session, spools), progress)) in sessions.iter_mut().zip(spools).zip(&progress).enumerate() {
             let stop = &*stop;
             let spawned = std::thread::Builder::new().name(format!("record-{i}")).spawn_scoped(scope, move || {
+                if pin {
+                    let cpus: Vec<u32> = session.cpus.iter().map(CpuReader::cpu).collect();
+                    if let Err(e) = affinity::run_on(&cpus) {
+                        eprintln!("trace-reader: the reader of cpus {cpus:?} runs on any CPU: {e}");
+                    }
+                }
                 let result = record_session(session, spools, opts, stop, progress);
                 if result.is_err() {
                     // Ordering: Relaxed; the flag carries no data. The other threads stop too.
