@@ -108,7 +108,7 @@ impl DatWriter {
         let mut spools: Vec<Option<Spool>> = (0..nr_cpus).map(|_| None).collect();
         for &cpu in cpus {
             let file = tempfile::tempfile_in(&dir)?;
-            let file = BufWriter::with_capacity(1 << 20, file);
+            let file = BufWriter::with_capacity(spool_buffer(info.page_size as usize), file);
             spools[cpu as usize] = Some(Spool { file, page_size: info.page_size as usize, pages: 0 });
         }
         Ok(Self { path: path.to_path_buf(), info, spools })
@@ -200,6 +200,13 @@ impl DatWriter {
         file.sync_all()?;
         Ok(file.stream_position()?)
     }
+}
+
+/// The buffer of a spool of `page_size`-byte pages: small pages are gathered into writes of
+/// 64 KiB, while a page as large goes to the file straight from the caller's buffer (a buffered
+/// writer passes on a write as large as its buffer), saving a copy of every large page.
+fn spool_buffer(page_size: usize) -> usize {
+    page_size.max(64 << 10)
 }
 
 /// A text preceded by its 64-bit size.
