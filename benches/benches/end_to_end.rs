@@ -14,6 +14,10 @@
 //!   the events/s reaching the file at that rate. The search halves the rate until a trial loses
 //!   nothing, then bisects between that rate and the lowest that lost.
 //!
+//! - `store_new_pages` and `store_rewrite`: 256 MiB written into a new file in the trials'
+//!   directory, then over the same file again: what storing costs there, the recorder's largest
+//!   cost per event on a machine that charges much for new memory.
+//!
 //! Not a criterion benchmark (each trial is two processes running for seconds), but its figures
 //! go where criterion's do, in criterion's layout, for `perf-report`. `--quick` runs shorter
 //! trials and fewer bisection steps; a name filter that does not match `end_to_end` skips it.
@@ -22,7 +26,7 @@
 use anyhow::{Context, Result};
 use criterion::Throughput;
 use hyptrace_benches::pipeline::{self, Binaries, Recorded, Workload};
-use hyptrace_benches::{cpus, results};
+use hyptrace_benches::{cpus, results, storage};
 use std::path::Path;
 use std::time::Duration;
 
@@ -49,6 +53,8 @@ fn plan() -> Option<Plan> {
             println!("end_to_end/record_lossless_{name}: benchmark");
         }
         println!("end_to_end/producer_alone: benchmark");
+        println!("end_to_end/store_new_pages: benchmark");
+        println!("end_to_end/store_rewrite: benchmark");
         return None;
     }
     Some(if args.iter().any(|a| a == "--quick") {
@@ -67,6 +73,9 @@ fn describe(trial: &Recorded) -> String {
     let produced: u64 = trial.produced.cpus.iter().map(|c| c.entries + c.dropped).sum();
     format!("{produced} events produced, {} recorded, {} lost", trial.read(), trial.lost())
 }
+
+/// Bytes the storage figures write (each pass).
+const STORED: usize = 256 << 20;
 
 /// Most halvings of the rate while looking for one that loses nothing.
 const MAX_HALVINGS: u32 = 8;
@@ -116,6 +125,13 @@ fn main() -> Result<()> {
     };
     let alone = pipeline::produce_alone(&bins, &Workload { mode: "overwrite", ..base }, scratch.path())?;
     report("producer_alone", alone.events_per_sec(), &format!("{} vCPUs flat out, no consumer", base.cpus))?;
+    let (new, rewrite) = storage::new_and_rewrite(scratch.path(), STORED)?;
+    for (id, took) in [("store_new_pages", new), ("store_rewrite", rewrite)] {
+        let rate = STORED as f64 / took.as_secs_f64();
+        println!("end_to_end/{id:<20} {:>8.3} GB/s", rate / 1e9);
+        let ns = took.as_nanos() as f64;
+        results::write(&results::criterion_dir(), "end_to_end", id, ns, Throughput::Bytes(STORED as u64))?;
+    }
     let ceiling = alone.events_per_sec() / EVENTS_PER_EXIT / f64::from(base.cpus);
     for (subbuf_size, nr_subbufs, name) in [(4096, 256, "4KiB"), (65536, 16, "64KiB")] {
         let work = Workload { subbuf_size, nr_subbufs, ..base };

@@ -1,7 +1,7 @@
 //! What hyptrace's benchmarks share: the floor and the record every peer stores
 //! ([`floor`], [`payload`]), CPU pinning ([`cpus`]), the criterion settings every benchmark runs
 //! with ([`settings`]), criterion's result files ([`results`]), and the processes of the
-//! end-to-end benchmark ([`pipeline`]).
+//! end-to-end benchmark ([`pipeline`]) with what its file system charges for storing ([`storage`]).
 //!
 //! Every figure the benchmarks publish is a ratio against a baseline measured in the same run on
 //! the same machine (`docs/perf.md`); `perf-report` turns the results into its tables.
@@ -12,4 +12,5 @@ pub mod payload;
 pub mod pipeline;
 pub mod results;
 pub mod settings;
+pub mod storage;
 pub mod tracefs;

@@ -317,6 +317,13 @@ const TABLES: &[Table] = &[
                 Metric::Events,
                 Target::None,
             ),
+            rate(
+                "storing into the trials' file system: a file's new pages vs rewriting them (GB/s)",
+                "end_to_end/store_new_pages",
+                Some("end_to_end/store_rewrite"),
+                Metric::Bytes,
+                Target::None,
+            ),
         ],
     },
 ];
