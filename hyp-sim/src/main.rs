@@ -76,7 +76,9 @@ struct Args {
     /// page), so that nothing is recorded before anyone reads; Ctrl-C stops waiting
     #[arg(long)]
     wait_for_consumer: bool,
-    /// How the thread that answers the host's hypercalls (the control socket) is scheduled
+    /// How the threads that answer the host's hypercalls (the control socket's, one per
+    /// connection, each running on the CPUs whose buffers its connection consumes, as a
+    /// hypervisor runs a hypercall on the CPU that makes it) are scheduled
     #[arg(long, value_enum, default_value = "realtime")]
     hypercall_priority: HypercallPriority,
 }
@@ -105,8 +107,13 @@ fn main() -> Result<()> {
     };
     let host = Arc::new(Host::boot(config).context("booting the hypervisor")?);
     let socket = args.socket.clone().unwrap_or_else(default_socket_path);
-    let options =
-        ServerOptions { realtime: args.hypercall_priority == HypercallPriority::Realtime, ..Default::default() };
+    // A hypervisor runs a hypercall on the CPU that makes it: a host reading CPU n's buffer from
+    // CPU n (trace-reader record does) has its GET_READER_PAGE answered there.
+    let options = ServerOptions {
+        realtime: args.hypercall_priority == HypercallPriority::Realtime,
+        on_consumed_cpus: true,
+        ..Default::default()
+    };
     let server =
         Server::start_with(&socket, host.clone(), options).with_context(|| format!("serving {}", socket.display()))?;
     eprintln!(

@@ -1,11 +1,11 @@
-//! Real-time scheduling for the thread that answers a producer's control socket.
+//! Real-time scheduling for the threads that answer a producer's control socket.
 //!
 //! A hypervisor runs a hypercall the moment the host makes it: the host's CPU traps into it, and
 //! nothing the host schedules comes first. A producer that answers GET_READER_PAGE from a thread
 //! of an ordinary process is queued behind whatever else runs on the CPUs (a simulated
 //! hypervisor's own vCPU threads, busy by design), for up to a scheduler time slice per request.
-//! Under `SCHED_FIFO` its answers come as soon as a request arrives instead. The thread only
-//! runs to answer, and polls at most a short window ([`crate::poll_window`]) before it sleeps,
+//! Under `SCHED_FIFO` its answers come as soon as a request arrives instead. A serving thread
+//! only runs to answer, and polls at most a short window ([`crate::poll_window`]) before it sleeps,
 //! so it cannot take a CPU for long; the kernel's real-time throttling bounds it besides.
 
 use rustix::io::Errno;

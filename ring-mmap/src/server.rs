@@ -1,4 +1,5 @@
-//! The producer's control socket: a `SOCK_SEQPACKET` Unix socket served by one thread.
+//! The producer's control socket: a `SOCK_SEQPACKET` Unix socket, each connection served by a
+//! thread of its own (started by the thread that accepts them).
 //!
 //! The socket file is created mode 0600 and every peer's credentials (`SO_PEERCRED`) must carry
 //! the producer's effective uid. Requests are answered in order, one message each
@@ -15,6 +16,7 @@ use crate::error::Error;
 use crate::poll_window::ClientWindows;
 use crate::producer::Producer;
 use crate::wire::{CpuBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, status};
+use parking_lot::Mutex;
 use ring_core::{SwapError, SwapStatus};
 use rustix::event::{EventfdFlags, PollFd, PollFlags};
 use rustix::io::Errno;
@@ -53,11 +55,17 @@ pub struct ServerOptions {
     /// producer that stands in for a hypervisor, whose hypercalls never wait for the host's
     /// scheduler. [`Server::realtime`] says whether it was granted.
     pub realtime: bool,
+    /// Serve each client on the CPUs whose buffers it consumes, where this machine has them:
+    /// its thread moves there when it begins consuming one. For a producer whose buffer `n` is
+    /// written on CPU `n` (as a hypervisor's are, for its physical CPUs) and a consumer reading
+    /// each CPU from that CPU: a hypervisor runs a hypercall on the CPU that makes it, so the
+    /// swap answers without waking another CPU.
+    pub on_consumed_cpus: bool,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { spin: DEFAULT_SPIN, realtime: false }
+        Self { spin: DEFAULT_SPIN, realtime: false, on_consumed_cpus: false }
     }
 }
 
@@ -99,7 +107,7 @@ impl Server {
             .spawn(move || {
                 let _ =
                     granted_tx.send(if options.realtime { crate::realtime::enter().map(|()| true) } else { Ok(false) });
-                Serve::new(listener, stop_rx, producer, options).run()
+                Acceptor::new(listener, stop_rx, producer, options).run()
             })
             .map_err(|e| Error::Io { what: "spawning the server thread", source: e })?;
         // The thread sends before it serves; a thread that died before that was refused nothing.
@@ -107,8 +115,9 @@ impl Server {
         Ok(Self { path: path.to_path_buf(), stop, thread: Some(thread), realtime })
     }
 
-    /// Whether the server thread runs under real-time scheduling (asked for with
-    /// [`ServerOptions::realtime`]): `Ok(false)` if it was not asked for, the error if it was
+    /// Whether the server's threads run under real-time scheduling (asked for with
+    /// [`ServerOptions::realtime`]; the accepting thread takes it, and the thread it starts for
+    /// each connection inherits it): `Ok(false)` if it was not asked for, the error if it was
     /// refused (`EPERM`: the process lacks the privilege).
     pub fn realtime(&self) -> Result<bool, Errno> {
         self.realtime
@@ -185,24 +194,227 @@ fn prepare_dir(dir: &Path, is_default: bool) -> Result<(), Error> {
     }
 }
 
+/// What the acceptor and every client's thread share.
+struct Shared {
+    producer: Arc<dyn Producer>,
+    /// The client consuming each CPU.
+    owners: Mutex<Vec<Option<u64>>>,
+    options: ServerOptions,
+}
+
+impl Shared {
+    /// Takes `cpu` for `client` unless another client consumes it: false then. True if `client`
+    /// owned it already (`newly` false) or takes it now (`newly` true).
+    fn claim(&self, cpu: u32, client: u64) -> Option<bool> {
+        let mut owners = self.owners.lock();
+        let owner = owners.get_mut(cpu as usize)?;
+        match *owner {
+            Some(o) if o != client => None,
+            Some(_) => Some(false),
+            None => {
+                *owner = Some(client);
+                Some(true)
+            }
+        }
+    }
+
+    /// The CPUs `client` consumes.
+    fn owned_by(&self, client: u64) -> Vec<u32> {
+        let owners = self.owners.lock();
+        owners.iter().enumerate().filter(|(_, o)| **o == Some(client)).map(|(cpu, _)| cpu as u32).collect()
+    }
+
+    /// Frees the CPUs `client` consumed, disarming their doorbells.
+    fn release(&self, client: u64) {
+        let mut owners = self.owners.lock();
+        for (cpu, owner) in owners.iter_mut().enumerate() {
+            if *owner == Some(client) {
+                *owner = None;
+                self.producer.disarm_doorbell(cpu as u32);
+            }
+        }
+    }
+}
+
+/// The thread that accepts connections, each served by a thread of its own.
+struct Acceptor {
+    listener: OwnedFd,
+    stop: Arc<OwnedFd>,
+    shared: Arc<Shared>,
+    next_id: u64,
+    clients: Vec<JoinHandle<()>>,
+    euid: u32,
+}
+
+impl Acceptor {
+    fn new(listener: OwnedFd, stop: OwnedFd, producer: Arc<dyn Producer>, options: ServerOptions) -> Self {
+        let owners = Mutex::new(vec![None; producer.nr_cpus() as usize]);
+        let euid = rustix::process::geteuid().as_raw();
+        let shared = Arc::new(Shared { producer, owners, options });
+        Self { listener, stop: Arc::new(stop), shared, next_id: 1, clients: Vec::new(), euid }
+    }
+
+    fn run(mut self) {
+        loop {
+            let mut fds = [PollFd::new(&*self.stop, PollFlags::IN), PollFd::new(&self.listener, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) | Err(Errno::INTR) => {}
+                // Out of memory for the poll set; back off instead of spinning.
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+            let [stop, listener] = [fds[0].revents(), fds[1].revents()];
+            if !stop.is_empty() {
+                break;
+            }
+            if !listener.is_empty() {
+                self.accept();
+            }
+        }
+        // The stop descriptor stays readable: every client's thread sees it and ends.
+        for client in self.clients {
+            let _ = client.join();
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let fd = match rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
+                Ok(fd) => fd,
+                Err(Errno::INTR) => continue,
+                // EAGAIN: nothing more to accept; anything else (EMFILE, ...) leaves it queued.
+                Err(_) => return,
+            };
+            let same_user = rustix::net::sockopt::socket_peercred(&fd).is_ok_and(|cred| cred.uid.as_raw() == self.euid);
+            self.clients.retain(|c| !c.is_finished());
+            if !same_user || self.clients.len() >= MAX_CLIENTS {
+                continue; // dropping `fd` closes the connection
+            }
+            let client = Client {
+                fd,
+                id: self.next_id,
+                stop: Arc::clone(&self.stop),
+                shared: Arc::clone(&self.shared),
+                windows: ClientWindows::default(),
+                placed_on: Vec::new(),
+            };
+            self.next_id += 1;
+            // A thread started by a real-time thread is real-time too. One that cannot be
+            // started closes the connection.
+            if let Ok(thread) = std::thread::Builder::new().name("hyptrace-client".into()).spawn(move || client.run()) {
+                self.clients.push(thread);
+            }
+        }
+    }
+}
+
+/// One connection, served by a thread of its own.
 struct Client {
     fd: OwnedFd,
     id: u64,
+    stop: Arc<OwnedFd>,
+    shared: Arc<Shared>,
     /// While one is open, its next request is expected soon: poll for it instead of sleeping.
     windows: ClientWindows,
+    /// The CPUs this thread was moved to ([`ServerOptions::on_consumed_cpus`]).
+    placed_on: Vec<u32>,
 }
 
-/// The server loop's state.
-struct Serve {
-    listener: OwnedFd,
-    stop: OwnedFd,
-    producer: Arc<dyn Producer>,
-    clients: Vec<Client>,
-    next_id: u64,
-    /// The client consuming each CPU.
-    owners: Vec<Option<u64>>,
-    euid: u32,
-    options: ServerOptions,
+impl Client {
+    fn run(mut self) {
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        loop {
+            // Poll without sleeping while the client's window is open (see `ServerOptions::spin`).
+            let polling = self.windows.open();
+            let mut fds = [PollFd::new(&*self.stop, PollFlags::IN), PollFd::new(&self.fd, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, polling.is_some().then_some(&zero)) {
+                Ok(0) if polling.is_some() => {
+                    if let Some(window) = &polling {
+                        window.pause();
+                    }
+                    continue;
+                }
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+            let [stop, ready] = [fds[0].revents(), fds[1].revents()];
+            if !stop.is_empty() {
+                break;
+            }
+            if ready.intersects(PollFlags::IN) {
+                self.windows.request();
+                let sleeps = match self.serve_one() {
+                    Served::Gone => break,
+                    Served::Awake => false,
+                    Served::Asleep => true,
+                };
+                self.windows.answered(self.shared.options.spin, sleeps);
+            } else if ready.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) {
+                break;
+            }
+        }
+        self.shared.release(self.id);
+    }
+
+    /// Reads and answers one message.
+    fn serve_one(&mut self) -> Served {
+        let mut buf = [0u8; 64];
+        // No room for ancillary data: descriptors a client sends are discarded by the kernel.
+        let mut no_fds = RecvAncillaryBuffer::default();
+        let got = rustix::net::recvmsg(
+            &self.fd,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut no_fds,
+            RecvFlags::TRUNC | RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+        );
+        let len = match got {
+            Ok(msg) if msg.bytes == 0 => return Served::Gone, // end of file
+            Ok(msg) => msg.bytes,
+            Err(Errno::AGAIN | Errno::INTR) => return Served::Awake,
+            Err(_) => return Served::Gone,
+        };
+        // A message longer than the buffer was truncated; `len` still says how long it was, so it
+        // fails `Request::parse`'s size check below.
+        let bytes = &buf[..len.min(buf.len())];
+        let shared = Arc::clone(&self.shared);
+        let (req, answer, claimed) = match Request::parse(bytes) {
+            Ok(req) if len == size_of::<Request>() => {
+                let (answer, claimed) = answer(&shared, self.id, &req);
+                (req, answer, claimed)
+            }
+            _ => (echo_of(bytes), Answer::status(status::EPROTO), false),
+        };
+        let sent = send_answer(self.fd.as_fd(), &req, &answer);
+        if claimed && shared.options.on_consumed_cpus {
+            self.move_to_consumed_cpus();
+        }
+        match sent {
+            false => Served::Gone,
+            true if answer.sleeps => Served::Asleep,
+            true => Served::Awake,
+        }
+    }
+
+    /// Moves this thread to the CPUs its client consumes, those of them it may run on (a
+    /// thread keeps its CPUs where it may run on none of them).
+    fn move_to_consumed_cpus(&mut self) {
+        let cpus = self.shared.owned_by(self.id);
+        if cpus == self.placed_on {
+            return;
+        }
+        let Ok(allowed) = rustix::thread::sched_getaffinity(None) else { return };
+        let mut set = rustix::thread::CpuSet::new();
+        let mut any = false;
+        for &cpu in &cpus {
+            let cpu = cpu as usize;
+            if cpu < rustix::thread::CpuSet::MAX_CPU && allowed.is_set(cpu) {
+                set.set(cpu);
+                any = true;
+            }
+        }
+        if any && rustix::thread::sched_setaffinity(None, &set).is_ok() {
+            self.placed_on = cpus;
+        }
+    }
 }
 
 /// What to send back: status, body, file descriptors.
@@ -234,135 +446,14 @@ enum Served {
     Asleep,
 }
 
-impl Serve {
-    fn new(listener: OwnedFd, stop: OwnedFd, producer: Arc<dyn Producer>, options: ServerOptions) -> Self {
-        let owners = vec![None; producer.nr_cpus() as usize];
-        let euid = rustix::process::geteuid().as_raw();
-        Self { listener, stop, producer, clients: Vec::new(), next_id: 1, owners, euid, options }
-    }
-
-    fn run(mut self) {
-        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
-        loop {
-            // Poll without sleeping while a client's window is open (see `ServerOptions::spin`).
-            let polling = self.clients.iter().find_map(|c| c.windows.open());
-            let mut fds = Vec::with_capacity(2 + self.clients.len());
-            fds.push(PollFd::new(&self.stop, PollFlags::IN));
-            fds.push(PollFd::new(&self.listener, PollFlags::IN));
-            fds.extend(self.clients.iter().map(|c| PollFd::new(&c.fd, PollFlags::IN)));
-            match rustix::event::poll(&mut fds, polling.is_some().then_some(&zero)) {
-                Ok(0) if polling.is_some() => {
-                    if let Some(window) = &polling {
-                        window.pause();
-                    }
-                    continue;
-                }
-                Ok(_) | Err(Errno::INTR) => {}
-                // Out of memory for the poll set; back off instead of spinning.
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
-            }
-            let ready: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
-            drop(fds);
-            if !ready[0].is_empty() {
-                return;
-            }
-            if !ready[1].is_empty() {
-                self.accept();
-            }
-            // Serve one message per ready client per round, so none can starve the others.
-            let mut gone = Vec::new();
-            for (i, revents) in ready[2..].iter().enumerate() {
-                if revents.intersects(PollFlags::IN) {
-                    self.clients[i].windows.request();
-                    let sleeps = match self.serve_one(i) {
-                        Served::Gone => {
-                            gone.push(i);
-                            continue;
-                        }
-                        Served::Awake => false,
-                        Served::Asleep => true,
-                    };
-                    self.clients[i].windows.answered(self.options.spin, sleeps);
-                } else if revents.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) {
-                    gone.push(i);
-                }
-            }
-            for i in gone.into_iter().rev() {
-                self.drop_client(i);
-            }
-        }
-    }
-
-    fn accept(&mut self) {
-        loop {
-            let fd = match rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
-                Ok(fd) => fd,
-                Err(Errno::INTR) => continue,
-                // EAGAIN: nothing more to accept; anything else (EMFILE, ...) leaves it queued.
-                Err(_) => return,
-            };
-            let same_user = rustix::net::sockopt::socket_peercred(&fd).is_ok_and(|cred| cred.uid.as_raw() == self.euid);
-            if !same_user || self.clients.len() >= MAX_CLIENTS {
-                continue; // dropping `fd` closes the connection
-            }
-            self.clients.push(Client { fd, id: self.next_id, windows: ClientWindows::default() });
-            self.next_id += 1;
-        }
-    }
-
-    fn drop_client(&mut self, i: usize) {
-        let client = self.clients.swap_remove(i);
-        for (cpu, owner) in self.owners.iter_mut().enumerate() {
-            if *owner == Some(client.id) {
-                *owner = None;
-                self.producer.disarm_doorbell(cpu as u32);
-            }
-        }
-    }
-
-    /// Reads and answers one message of client `i`.
-    fn serve_one(&mut self, i: usize) -> Served {
-        let mut buf = [0u8; 64];
-        // No room for ancillary data: descriptors a client sends are discarded by the kernel.
-        let mut no_fds = RecvAncillaryBuffer::default();
-        let got = rustix::net::recvmsg(
-            &self.clients[i].fd,
-            &mut [IoSliceMut::new(&mut buf)],
-            &mut no_fds,
-            RecvFlags::TRUNC | RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
-        );
-        let len = match got {
-            Ok(msg) if msg.bytes == 0 => return Served::Gone, // end of file
-            Ok(msg) => msg.bytes,
-            Err(Errno::AGAIN | Errno::INTR) => return Served::Awake,
-            Err(_) => return Served::Gone,
-        };
-        // A message longer than the buffer was truncated; `len` still says how long it was, so it
-        // fails `Request::parse`'s size check below.
-        let bytes = &buf[..len.min(buf.len())];
-        let producer = self.producer.clone();
-        let (req, answer) = match Request::parse(bytes) {
-            Ok(req) if len == size_of::<Request>() => {
-                let answer = answer(&*producer, &mut self.owners, self.clients[i].id, &req);
-                (req, answer)
-            }
-            _ => (echo_of(bytes), Answer::status(status::EPROTO)),
-        };
-        match send_answer(self.clients[i].fd.as_fd(), &req, &answer) {
-            false => Served::Gone,
-            true if answer.sleeps => Served::Asleep,
-            true => Served::Awake,
-        }
-    }
-}
-
-/// Answers a well-formed request of `client`.
-fn answer<'p>(producer: &'p dyn Producer, owners: &mut [Option<u64>], client: u64, req: &Request) -> Answer<'p> {
+/// Answers a well-formed request of `client`; true with it if the client began consuming a CPU.
+fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bool) {
+    let producer = &*shared.producer;
     let Some(op) = Op::from_u32(req.op) else {
-        return Answer::status(status::ENOTTY);
+        return (Answer::status(status::ENOTTY), false);
     };
     let cpu_ok = req.cpu < producer.nr_cpus();
-    match op {
+    let answer = match op {
         Op::Hello => {
             let hello = producer.hello();
             let mut answer = Answer::body(&hello);
@@ -393,20 +484,18 @@ fn answer<'p>(producer: &'p dyn Producer, owners: &mut [Option<u64>], client: u6
         }
         Op::Stats => Answer::body(&producer.stats(req.cpu)),
         Op::GetReaderPage | Op::Wait => {
-            let owner = &mut owners[req.cpu as usize];
-            if owner.is_some_and(|o| o != client) {
-                return Answer::status(status::EBUSY);
-            }
-            *owner = Some(client);
+            let Some(newly) = shared.claim(req.cpu, client) else {
+                return (Answer::status(status::EBUSY), false);
+            };
             if op == Op::Wait {
                 let pages = u32::try_from(req.arg).unwrap_or(u32::MAX);
                 let wait = producer.arm_doorbell(req.cpu, pages);
-                return Answer { sleeps: wait.ready == 0, ..Answer::body(&wait) };
+                return (Answer { sleeps: wait.ready == 0, ..Answer::body(&wait) }, newly);
             }
             let Ok(read) = u32::try_from(req.arg) else {
-                return Answer::status(status::EINVAL);
+                return (Answer::status(status::EINVAL), newly);
             };
-            match producer.swap_reader_page(req.cpu, read) {
+            let answer = match producer.swap_reader_page(req.cpu, read) {
                 Ok(update) => Answer::body(&ReaderBody {
                     id: update.id,
                     read: update.read,
@@ -420,9 +509,11 @@ fn answer<'p>(producer: &'p dyn Producer, owners: &mut [Option<u64>], client: u6
                 }),
                 Err(SwapError::Busy) => Answer::status(status::EBUSY),
                 Err(SwapError::ReadPastCommit { .. }) => Answer::status(status::EINVAL),
-            }
+            };
+            return (answer, newly);
         }
-    }
+    };
+    (answer, false)
 }
 
 /// The op and cpu to echo in the answer to a malformed message (what of them could be read).
