@@ -401,10 +401,15 @@ fn render_row(dir: &Path, row: &Row) -> Result<String> {
 
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string()))
-        .unwrap_or_else(|| "unknown CPU".into());
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.split_once(':')).map(|(_, v)| v.trim()))
+    };
+    let model = field("model name").unwrap_or("unknown CPU");
+    // Virtual machines of one model name differ in clock: say which this was.
+    let model = match field("cpu MHz").and_then(|m| m.parse::<f64>().ok()) {
+        Some(mhz) => format!("{model} at {mhz:.0} MHz"),
+        None => model.to_string(),
+    };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let rustc = std::process::Command::new("rustc")
