@@ -12,7 +12,7 @@
 //!   │ writers ──▶ CpuBuffer (cpu N)│  memfd / file    │ ReadOnlyMapping (PROT_READ)    │
 //!   │             meta │ sub-bufs ─┼──────────────────┼▶ SharedView ─▶ EventIter      │
 //!   │             doorbell eventfd ┼──────────────────┼▶ poll (wait)                   │
-//!   │ Server (socket thread)       │  SOCK_SEQPACKET  │ Connection / SocketCpu         │
+//!   │ Server (thread per client)   │  SOCK_SEQPACKET  │ Connection / SocketCpu         │
 //!   │   GET_READER_PAGE ─▶ swap ◀──┼──────────────────┼─ Consumer::read_page / drain   │
 //!   └──────────────────────────────┘  fds: SCM_RIGHTS └───────────────────────────────┘
 //! ```
@@ -24,8 +24,10 @@
 //!   handed out in place, losses reported where they happened, [`Consumer::wait`] on the
 //!   doorbell, [`Consumer::drain_remaining`] after the producer died.
 //! - Post-mortem: [`BufferDir`] and [`DirCpu`] read a dead producer's buffer directory.
+//! - Either side: [`affinity`] runs a thread on the CPUs whose buffers it serves.
 //! - The wire format is [`wire`]; the errors, [`Error`].
 
+pub mod affinity;
 pub mod backing;
 pub mod client;
 pub mod consumer;

@@ -398,20 +398,7 @@ impl Client {
     /// thread keeps its CPUs where it may run on none of them).
     fn move_to_consumed_cpus(&mut self) {
         let cpus = self.shared.owned_by(self.id);
-        if cpus == self.placed_on {
-            return;
-        }
-        let Ok(allowed) = rustix::thread::sched_getaffinity(None) else { return };
-        let mut set = rustix::thread::CpuSet::new();
-        let mut any = false;
-        for &cpu in &cpus {
-            let cpu = cpu as usize;
-            if cpu < rustix::thread::CpuSet::MAX_CPU && allowed.is_set(cpu) {
-                set.set(cpu);
-                any = true;
-            }
-        }
-        if any && rustix::thread::sched_setaffinity(None, &set).is_ok() {
+        if cpus != self.placed_on && crate::affinity::run_on(&cpus).is_ok_and(|on| !on.is_empty()) {
             self.placed_on = cpus;
         }
     }

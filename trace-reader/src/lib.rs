@@ -2,11 +2,10 @@
 //!
 //! The library behind the `trace-reader` tool: event formats and decoding ([`formats`]), the
 //! buffers to read, hyptrace producers or the Linux kernel ([`source`]), the consuming read loop
-//! ([`live`]) and where its threads run ([`affinity`]), ordering events of several CPUs by time ([`merge`]), printing them ([`output`],
+//! ([`live`]), ordering events of several CPUs by time ([`merge`]), printing them ([`output`],
 //! [`table`]), trace-cmd's trace.dat file ([`tracedat`]), and the command line ([`cli`],
 //! [`cmd`]).
 
-pub mod affinity;
 pub mod cli;
 pub mod cmd;
 pub mod formats;

@@ -5,11 +5,10 @@
 //! own spool of the file, the way trace-cmd records with a reader per CPU: a CPU whose buffer
 //! fills is read as soon as the machine can run its reader, rather than after one reader has
 //! gone over every other CPU, and copying pages into the file is spread over the machine. Each
-//! thread runs on the CPUs it reads, where the machine has them ([`crate::affinity`];
+//! thread runs on the CPUs it reads, where the machine has them ([`ring_mmap::affinity`];
 //! `--no-pin` leaves the placing to the scheduler). The main thread shows progress.
 
 use super::{interrupt_flag, rows};
-use crate::affinity;
 use crate::cli::RecordArgs;
 use crate::live::{self, LiveOptions, Stop, Tally};
 use crate::source::{CpuReader, Session, Target, to_ns};
@@ -247,7 +246,7 @@ pub fn run(args: &RecordArgs) -> Result<()> {
             let spawned = std::thread::Builder::new().name(format!("record-{i}")).spawn_scoped(scope, move || {
                 if pin {
                     let cpus: Vec<u32> = session.cpus.iter().map(CpuReader::cpu).collect();
-                    if let Err(e) = affinity::run_on(&cpus) {
+                    if let Err(e) = ring_mmap::affinity::run_on(&cpus) {
                         eprintln!("trace-reader: the reader of cpus {cpus:?} runs on any CPU: {e}");
                     }
                 }

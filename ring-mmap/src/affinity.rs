@@ -1,11 +1,12 @@
-//! Running a CPU's reader on that CPU.
+//! Running a thread on the CPUs whose buffers it serves.
 //!
 //! A per-CPU buffer is written on its own CPU (the kernel's, and a hypervisor's for its physical
 //! CPUs; hyp-sim pins each vCPU thread to the CPU of its buffer). A reader running there too
 //! reads pages its writer just left in that CPU's caches, and stops when the writer stops: on a
 //! virtual machine whose host takes a CPU away for milliseconds at a time, a reader on another
 //! CPU can be the one held up while the writer goes on and fills the buffer (see
-//! `docs/perf.md`).
+//! `docs/perf.md`). The same goes for the producer's thread answering that reader's swaps
+//! ([`crate::ServerOptions::on_consumed_cpus`]).
 
 use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 
