@@ -200,6 +200,8 @@ struct Shared {
     /// The client consuming each CPU.
     owners: Mutex<Vec<Option<u64>>>,
     options: ServerOptions,
+    /// The serving threads: which are busy, which wait.
+    workers: Mutex<Workers>,
 }
 
 impl Shared {
@@ -236,13 +238,14 @@ impl Shared {
     }
 }
 
-/// The thread that accepts connections, each served by a thread of its own.
+/// The thread that accepts connections, each served by a thread of its own: an idle one when
+/// there is one ([`serve_connections`]), else a new one.
 struct Acceptor {
     listener: OwnedFd,
     stop: Arc<OwnedFd>,
     shared: Arc<Shared>,
     next_id: u64,
-    clients: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
     euid: u32,
 }
 
@@ -250,8 +253,8 @@ impl Acceptor {
     fn new(listener: OwnedFd, stop: OwnedFd, producer: Arc<dyn Producer>, options: ServerOptions) -> Self {
         let owners = Mutex::new(vec![None; producer.nr_cpus() as usize]);
         let euid = rustix::process::geteuid().as_raw();
-        let shared = Arc::new(Shared { producer, owners, options });
-        Self { listener, stop: Arc::new(stop), shared, next_id: 1, clients: Vec::new(), euid }
+        let shared = Arc::new(Shared { producer, owners, options, workers: Mutex::default() });
+        Self { listener, stop: Arc::new(stop), shared, next_id: 1, threads: Vec::new(), euid }
     }
 
     fn run(mut self) {
@@ -270,9 +273,15 @@ impl Acceptor {
                 self.accept();
             }
         }
-        // The stop descriptor stays readable: every client's thread sees it and ends.
-        for client in self.clients {
-            let _ = client.join();
+        // Idle threads see their channel close; busy ones see the stop descriptor, which stays
+        // readable, and do not go idle again.
+        {
+            let mut workers = self.shared.workers.lock();
+            workers.stopping = true;
+            workers.waiting.clear();
+        }
+        for thread in self.threads {
+            let _ = thread.join();
         }
     }
 
@@ -285,8 +294,7 @@ impl Acceptor {
                 Err(_) => return,
             };
             let same_user = rustix::net::sockopt::socket_peercred(&fd).is_ok_and(|cred| cred.uid.as_raw() == self.euid);
-            self.clients.retain(|c| !c.is_finished());
-            if !same_user || self.clients.len() >= MAX_CLIENTS {
+            if !same_user || self.shared.workers.lock().busy >= MAX_CLIENTS {
                 continue; // dropping `fd` closes the connection
             }
             let client = Client {
@@ -298,12 +306,86 @@ impl Acceptor {
                 placed_on: Vec::new(),
             };
             self.next_id += 1;
-            // A thread started by a real-time thread is real-time too. One that cannot be
-            // started closes the connection.
-            if let Ok(thread) = std::thread::Builder::new().name("hyptrace-client".into()).spawn(move || client.run()) {
-                self.clients.push(thread);
+            self.shared.workers.lock().busy += 1;
+            self.hand_over(client);
+        }
+    }
+
+    /// Gives `client` to an idle thread, or to a new one. A thread started by a real-time
+    /// thread is real-time too. If none can be started, the connection is closed.
+    fn hand_over(&mut self, client: Client) {
+        let mut client = client;
+        loop {
+            let Some((_, waiting)) = self.shared.workers.lock().waiting.pop() else { break };
+            match waiting.send(client) {
+                Ok(()) => return,
+                // That thread has gone: try the next.
+                Err(std::sync::mpsc::SendError(back)) => client = back,
             }
         }
+        self.threads.retain(|t| !t.is_finished());
+        let shared = Arc::clone(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("hyptrace-client".into())
+            .spawn(move || serve_connections(&shared, client));
+        match spawned {
+            Ok(thread) => self.threads.push(thread),
+            Err(_) => self.shared.workers.lock().busy -= 1,
+        }
+    }
+}
+
+/// How long a thread whose connection ended waits for another before it ends.
+const IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The serving threads: how many serve a connection, which wait for one.
+#[derive(Default)]
+struct Workers {
+    /// Connections being served.
+    busy: usize,
+    /// Each waiting thread and its channel, the last to go idle last.
+    waiting: Vec<(std::thread::ThreadId, std::sync::mpsc::Sender<Client>)>,
+    /// The server is stopping: no thread goes idle.
+    stopping: bool,
+}
+
+/// A serving thread: serves `first`, then each connection the acceptor hands it while it waits
+/// idle (starting a thread costs about 100 µs here, several round trips, and a client that
+/// connects for one question, as `trace-reader stats` does, would pay it every time), until it
+/// has waited [`IDLE_WAIT`] for nothing or the server stops. Between connections it goes back to
+/// the CPUs it was started on.
+fn serve_connections(shared: &Shared, first: Client) {
+    let home = rustix::thread::sched_getaffinity(None).ok();
+    let me = std::thread::current().id();
+    let mut next = Some(first);
+    while let Some(client) = next.take() {
+        client.run();
+        if let Some(home) = &home {
+            let _ = rustix::thread::sched_setaffinity(None, home);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let mut workers = shared.workers.lock();
+            workers.busy -= 1;
+            if workers.stopping {
+                return;
+            }
+            workers.waiting.push((me, tx));
+        }
+        next = match rx.recv_timeout(IDLE_WAIT) {
+            Ok(client) => Some(client),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let mut workers = shared.workers.lock();
+                // Still listed: leave. Taken: the acceptor is sending a connection (or dropped
+                // the channel, stopping), so wait for that.
+                let before = workers.waiting.len();
+                workers.waiting.retain(|(thread, _)| *thread != me);
+                let listed = workers.waiting.len() != before;
+                drop(workers);
+                if listed { None } else { rx.recv().ok() }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+        };
     }
 }
 
