@@ -1,5 +1,6 @@
 //! The producer's control socket: a `SOCK_SEQPACKET` Unix socket, each connection served by a
-//! thread of its own (started by the thread that accepts them).
+//! thread of its own (one whose last connection ended, or a new one, handed it by the thread
+//! that accepts them).
 //!
 //! The socket file is created mode 0600 and every peer's credentials (`SO_PEERCRED`) must carry
 //! the producer's effective uid. Requests are answered in order, one message each

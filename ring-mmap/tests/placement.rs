@@ -99,11 +99,11 @@ fn a_thread_whose_connection_ended_serves_the_next_from_where_it_started() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let second = Connection::connect(server.path()).unwrap();
     assert_eq!(serving_thread_cpus(&second), mine, "the same thread, back where it started");
-    // Many connections one after the other: still one thread, every one answered.
+    // Many connections one after the other, each handed to whichever thread is free (a new one
+    // when the last has not yet seen its hangup): every one is answered.
     drop(second);
     for _ in 0..50 {
         let conn = Connection::connect(server.path()).unwrap();
         conn.stats(1).unwrap();
     }
-    assert!(threads_named("hyptrace-client").len() <= 2, "threads are reused");
 }
