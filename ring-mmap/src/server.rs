@@ -206,8 +206,8 @@ struct Shared {
 }
 
 impl Shared {
-    /// Takes `cpu` for `client` unless another client consumes it: false then. True if `client`
-    /// owned it already (`newly` false) or takes it now (`newly` true).
+    /// Takes `cpu` for `client` unless another client consumes it (`None` then): `Some(false)`
+    /// if `client` owned it already, `Some(true)` if it takes it now.
     fn claim(&self, cpu: u32, client: u64) -> Option<bool> {
         let mut owners = self.owners.lock();
         let owner = owners.get_mut(cpu as usize)?;
@@ -295,8 +295,12 @@ impl Acceptor {
                 Err(_) => return,
             };
             let same_user = rustix::net::sockopt::socket_peercred(&fd).is_ok_and(|cred| cred.uid.as_raw() == self.euid);
-            if !same_user || self.shared.workers.lock().busy >= MAX_CLIENTS {
-                continue; // dropping `fd` closes the connection
+            {
+                let mut workers = self.shared.workers.lock();
+                if !same_user || workers.busy >= MAX_CLIENTS {
+                    continue; // dropping `fd` closes the connection
+                }
+                workers.busy += 1;
             }
             let client = Client {
                 fd,
@@ -307,15 +311,13 @@ impl Acceptor {
                 placed_on: Vec::new(),
             };
             self.next_id += 1;
-            self.shared.workers.lock().busy += 1;
             self.hand_over(client);
         }
     }
 
-    /// Gives `client` to an idle thread, or to a new one. A thread started by a real-time
-    /// thread is real-time too. If none can be started, the connection is closed.
-    fn hand_over(&mut self, client: Client) {
-        let mut client = client;
+    /// Gives `client` (counted busy) to an idle thread, or to a new one. A thread started by a
+    /// real-time thread is real-time too. If none can be started, the connection is closed.
+    fn hand_over(&mut self, mut client: Client) {
         loop {
             let Some((_, waiting)) = self.shared.workers.lock().waiting.pop() else { break };
             match waiting.send(client) {
@@ -379,11 +381,16 @@ fn serve_connections(shared: &Shared, first: Client) {
                 let mut workers = shared.workers.lock();
                 // Still listed: leave. Taken: the acceptor is sending a connection (or dropped
                 // the channel, stopping), so wait for that.
-                let before = workers.waiting.len();
-                workers.waiting.retain(|(thread, _)| *thread != me);
-                let listed = workers.waiting.len() != before;
-                drop(workers);
-                if listed { None } else { rx.recv().ok() }
+                match workers.waiting.iter().position(|(thread, _)| *thread == me) {
+                    Some(at) => {
+                        workers.waiting.remove(at);
+                        None
+                    }
+                    None => {
+                        drop(workers);
+                        rx.recv().ok()
+                    }
+                }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
         };
@@ -458,21 +465,23 @@ impl Client {
         // A message longer than the buffer was truncated; `len` still says how long it was, so it
         // fails `Request::parse`'s size check below.
         let bytes = &buf[..len.min(buf.len())];
-        let shared = Arc::clone(&self.shared);
         let (req, answer, claimed) = match Request::parse(bytes) {
             Ok(req) if len == size_of::<Request>() => {
-                let (answer, claimed) = answer(&shared, self.id, &req);
+                let (answer, claimed) = answer(&self.shared, self.id, &req);
                 (req, answer, claimed)
             }
             _ => (echo_of(bytes), Answer::status(status::EPROTO), false),
         };
         let sent = send_answer(self.fd.as_fd(), &req, &answer);
-        if claimed && shared.options.on_consumed_cpus {
+        let sleeps = answer.sleeps;
+        // The answer borrows the producer's descriptors through `self.shared`: done with it.
+        drop(answer);
+        if claimed && self.shared.options.on_consumed_cpus {
             self.move_to_consumed_cpus();
         }
         match sent {
             false => Served::Gone,
-            true if answer.sleeps => Served::Asleep,
+            true if sleeps => Served::Asleep,
             true => Served::Awake,
         }
     }
