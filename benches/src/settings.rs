@@ -1,7 +1,7 @@
 //! The criterion settings every benchmark runs with.
 //!
 //! Warm-up and measurement times are set here, explicitly, so that a full
-//! `cargo bench -p hyptrace-benches` fits its budget (docs/perf.md has the count); criterion's
+//! `cargo bench -p benches` fits its budget (docs/perf.md has the count); criterion's
 //! own command-line flags still apply on top, `--quick` for smoke runs included.
 
 use criterion::Criterion;

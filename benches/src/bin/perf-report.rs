@@ -1,8 +1,8 @@
 //! `perf-report`: turns criterion's results into the tables of `docs/perf.md`.
 //!
 //! Every row puts a hyptrace figure beside its baseline from the same `cargo bench` run, with the
-//! ratio and the target it is held to. Run `cargo bench -p hyptrace-benches` first, then
-//! `cargo run -p hyptrace-benches --bin perf-report -- --write docs/perf.md`.
+//! ratio and the target it is held to. Run `cargo bench -p benches` first, then
+//! `cargo run -p benches --bin perf-report -- --write docs/perf.md`.
 #![forbid(unsafe_code)]
 
 use anyhow::{Context, Result, bail};
@@ -423,7 +423,7 @@ fn machine() -> String {
 
 fn render(dir: &Path) -> Result<String> {
     if !dir.is_dir() {
-        bail!("no results in {} (run `cargo bench -p hyptrace-benches` first)", dir.display());
+        bail!("no results in {} (run `cargo bench -p benches` first)", dir.display());
     }
     let mut out = String::new();
     writeln!(out, "Machine: {}.", machine())?;
