@@ -1,8 +1,9 @@
 //! End to end: `hyp-sim` producing into 1 MiB per CPU in drop mode, `trace-reader record`
-//! writing every event to a trace.dat file (on tmpfs where there is one, so the disk is not what
-//! is measured), as separate processes; the 1 MiB split two ways: 256 × 4 KiB sub-buffers (the
-//! kernel's default page) and 16 × 64 KiB (fewer, larger pages: a sixteenth of the
-//! GET_READER_PAGE round trips per event).
+//! writing every event to a trace.dat file in the temporary directory (`TMPDIR`, else `/tmp`:
+//! where users record, on the disk), as separate processes; the 1 MiB split two ways: 256 × 4 KiB
+//! sub-buffers (the kernel's default page) and 16 × 64 KiB (fewer, larger pages: a sixteenth of
+//! the GET_READER_PAGE round trips per event). The recorder is given what it has for keeping up
+//! where the machine allows it (`RecordOptions::best_for`): `--realtime` and `--direct-io`.
 //!
 //! - `producer_alone`: hyp-sim flat out with no consumer (overwrite mode, so every event is
 //!   written), the events/s the producer itself can make: the baseline.
@@ -12,11 +13,14 @@
 //!   for below the producer's flat-out rate, each trial checked from both processes' reports
 //!   (nothing dropped or overwritten, nothing reported lost, every committed event in the file);
 //!   the events/s reaching the file at that rate. The search halves the rate until a trial loses
-//!   nothing, then bisects between that rate and the lowest that lost.
+//!   nothing, then bisects between that rate and the lowest that lost. A flat-out trial that lost
+//!   nothing is the lossless figure itself.
+//! - `record_lossless_64KiB_timeshared`: the same search with the reader threads scheduled like
+//!   any other thread (no `--realtime`), when the others had it: what real-time scheduling buys.
 //!
 //! - `store_new_pages` and `store_rewrite`: 256 MiB written into a new file in the trials'
-//!   directory, then over the same file again: what storing costs there, the recorder's largest
-//!   cost per event on a machine that charges much for new memory.
+//!   directory, then over the same file again: what storing through the page cache costs there,
+//!   which `--direct-io` avoids.
 //!
 //! Not a criterion benchmark (each trial is two processes running for seconds), but its figures
 //! go where criterion's do, in criterion's layout, for `perf-report`. `--quick` runs shorter
@@ -25,7 +29,7 @@
 
 use anyhow::{Context, Result};
 use criterion::Throughput;
-use hyptrace_benches::pipeline::{self, Binaries, Recorded, Workload};
+use hyptrace_benches::pipeline::{self, Binaries, RecordOptions, Recorded, Workload};
 use hyptrace_benches::{cpus, results, storage};
 use std::path::Path;
 use std::time::Duration;
@@ -52,6 +56,7 @@ fn plan() -> Option<Plan> {
             println!("end_to_end/record_flat_out_{name}: benchmark");
             println!("end_to_end/record_lossless_{name}: benchmark");
         }
+        println!("end_to_end/record_lossless_64KiB_timeshared: benchmark");
         println!("end_to_end/producer_alone: benchmark");
         println!("end_to_end/store_new_pages: benchmark");
         println!("end_to_end/store_rewrite: benchmark");
@@ -80,41 +85,63 @@ const STORED: usize = 256 << 20;
 /// Most halvings of the rate while looking for one that loses nothing.
 const MAX_HALVINGS: u32 = 8;
 
-/// The highest per-vCPU exit rate below `ceiling` at which a recording loses nothing, and that
-/// trial: the rate is halved until a trial loses nothing, then bisected between that rate and
-/// the lowest that lost, `plan.bisection_steps` times. `None` if even the lowest rate tried lost
-/// events.
-fn lossless(bins: &Binaries, work: Workload, ceiling: u64, plan: &Plan, scratch: &Path) -> Result<Option<Recorded>> {
-    let (mut low, mut high) = (0, ceiling);
-    let mut best = None;
-    let (mut halvings, mut steps) = (0, 0);
-    while steps < plan.bisection_steps && halvings < MAX_HALVINGS {
-        let rate = if best.is_none() { high / 2 } else { (low + high) / 2 };
-        let trial = pipeline::record(bins, &Workload { rate, ..work }, scratch)?;
-        println!("  {rate:>9} exits/s per vCPU: {}", describe(&trial));
-        if trial.lossless() {
-            low = rate;
-            best = Some(trial);
-        } else {
-            high = rate;
+/// What every lossless search needs besides its workload and recorder options.
+struct Search<'a> {
+    bins: &'a Binaries,
+    plan: &'a Plan,
+    scratch: &'a Path,
+    /// Per-vCPU exit rate the producer makes alone: the search stays below it.
+    ceiling: u64,
+}
+
+impl Search<'_> {
+    /// The highest per-vCPU exit rate below the ceiling at which a recording loses nothing,
+    /// and that trial: the rate is halved until a trial loses nothing, then bisected between
+    /// that rate and the lowest that lost, `plan.bisection_steps` times. `None` if even the
+    /// lowest rate tried lost events.
+    fn lossless(&self, work: Workload, opts: RecordOptions) -> Result<Option<Recorded>> {
+        let (mut low, mut high) = (0, self.ceiling);
+        let mut best = None;
+        let (mut halvings, mut steps) = (0, 0);
+        while steps < self.plan.bisection_steps && halvings < MAX_HALVINGS {
+            let rate = if best.is_none() { high / 2 } else { (low + high) / 2 };
+            let trial = pipeline::record(self.bins, &Workload { rate, ..work }, opts, self.scratch)?;
+            println!("  {rate:>9} exits/s per vCPU: {}", describe(&trial));
+            if trial.lossless() {
+                low = rate;
+                best = Some(trial);
+            } else {
+                high = rate;
+            }
+            if best.is_none() {
+                halvings += 1;
+            } else {
+                steps += 1;
+            }
         }
-        if best.is_none() {
-            halvings += 1;
-        } else {
-            steps += 1;
+        Ok(best)
+    }
+
+    /// Reports as `id` the lossless figure of `work` recorded with `opts`, given its flat-out
+    /// trial: that trial if it lost nothing, else [`Search::lossless`]'s.
+    fn report(&self, work: Workload, opts: RecordOptions, flat: Recorded, id: &str) -> Result<()> {
+        let best = if flat.lossless() { Some(flat) } else { self.lossless(work, opts)? };
+        match best {
+            Some(trial) => report(id, trial.events_per_sec(), &describe(&trial)),
+            None => {
+                println!("end_to_end/{id}: every rate tried lost events; not measured");
+                Ok(())
+            }
         }
     }
-    Ok(best)
 }
 
 fn main() -> Result<()> {
     let Some(plan) = plan() else { return Ok(()) };
     let bins = Binaries::locate()?;
-    let scratch = match Path::new("/dev/shm") {
-        shm if shm.is_dir() => tempfile::tempdir_in(shm),
-        _ => tempfile::tempdir(),
-    }
-    .context("creating a scratch directory")?;
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let opts = RecordOptions::best_for(scratch.path());
+    println!("end_to_end: recording into {} with {:?}", scratch.path().display(), opts.args());
     let base = Workload {
         cpus: cpus::available() as u32,
         rate: 0,
@@ -132,18 +159,23 @@ fn main() -> Result<()> {
         let ns = took.as_nanos() as f64;
         results::write(&results::criterion_dir(), "end_to_end", id, ns, Throughput::Bytes(STORED as u64))?;
     }
-    let ceiling = alone.events_per_sec() / EVENTS_PER_EXIT / f64::from(base.cpus);
+    let ceiling = (alone.events_per_sec() / EVENTS_PER_EXIT / f64::from(base.cpus)) as u64;
+    let search = Search { bins: &bins, plan: &plan, scratch: scratch.path(), ceiling };
     for (subbuf_size, nr_subbufs, name) in [(4096, 256, "4KiB"), (65536, 16, "64KiB")] {
         let work = Workload { subbuf_size, nr_subbufs, ..base };
         println!("end_to_end: {nr_subbufs} x {name} sub-buffers per CPU");
-        let flat = pipeline::record(&bins, &work, scratch.path())?;
+        let flat = pipeline::record(&bins, &work, opts, scratch.path())?;
         report(&format!("record_flat_out_{name}"), flat.events_per_sec(), &describe(&flat))?;
-        let best =
-            if flat.lossless() { Some(flat) } else { lossless(&bins, work, ceiling as u64, &plan, scratch.path())? };
-        match best {
-            Some(trial) => report(&format!("record_lossless_{name}"), trial.events_per_sec(), &describe(&trial))?,
-            None => println!("end_to_end/record_lossless_{name}: every rate tried lost events; not measured"),
-        }
+        let id = format!("record_lossless_{name}");
+        search.report(work, opts, flat, &id)?;
+    }
+    if opts.realtime {
+        let work = Workload { subbuf_size: 65536, nr_subbufs: 16, ..base };
+        println!("end_to_end: 16 x 64KiB sub-buffers per CPU, reader threads timeshared (no --realtime)");
+        let timeshared = RecordOptions { realtime: false, ..opts };
+        let flat = pipeline::record(&bins, &work, timeshared, scratch.path())?;
+        println!("  flat out: {}", describe(&flat));
+        search.report(work, timeshared, flat, "record_lossless_64KiB_timeshared")?;
     }
     Ok(())
 }

@@ -4,6 +4,8 @@
 //! binaries; [`produce_alone`] and [`record`] run one trial and parse both reports.
 
 use anyhow::{Context, Result, bail, ensure};
+use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+use rustix::io::Errno;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -56,6 +58,44 @@ pub struct Workload {
     pub nr_subbufs: u32,
     /// How long the guests run.
     pub duration: Duration,
+}
+
+/// How `trace-reader record` runs in a trial: which of its options for keeping up it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecordOptions {
+    /// `--realtime`: reader threads under `SCHED_FIFO`.
+    pub realtime: bool,
+    /// `--direct-io`: pages stored around the page cache.
+    pub direct_io: bool,
+}
+
+impl RecordOptions {
+    /// Every option this process and `dir` allow, as a user after zero loss would run it:
+    /// `--realtime` where a thread of this process may take `SCHED_FIFO`, `--direct-io` where a
+    /// file in `dir` takes `O_DIRECT`. Says on stdout why an option is left out.
+    pub fn best_for(dir: &Path) -> Self {
+        let realtime = std::thread::spawn(ring_mmap::realtime::enter).join().unwrap_or(Err(Errno::PERM));
+        if let Err(e) = realtime {
+            println!("end_to_end: recording without --realtime: SCHED_FIFO refused ({e})");
+        }
+        let direct_io =
+            tempfile::tempfile_in(dir).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO)).and_then(|file| {
+                let flags = fcntl_getfl(&file)?;
+                fcntl_setfl(&file, flags | OFlags::DIRECT)
+            });
+        if let Err(e) = direct_io {
+            println!("end_to_end: recording without --direct-io: {} refuses O_DIRECT ({e:?})", dir.display());
+        }
+        Self { realtime: realtime.is_ok(), direct_io: direct_io.is_ok() }
+    }
+
+    /// The command-line options.
+    pub fn args(self) -> Vec<&'static str> {
+        [(self.realtime, "--realtime"), (self.direct_io, "--direct-io")]
+            .into_iter()
+            .filter_map(|(on, arg)| on.then_some(arg))
+            .collect()
+    }
 }
 
 /// One CPU's line of hyp-sim's report.
@@ -139,11 +179,11 @@ pub fn produce_alone(bins: &Binaries, work: &Workload, scratch: &Path) -> Result
     parse_hyp_sim(&finish(sim, work.duration)?)
 }
 
-/// Runs hyp-sim with `trace-reader record` writing `scratch/trace.dat`: started as soon as
+/// Runs hyp-sim with `trace-reader record` (given `opts`) writing `scratch/trace.dat`: started as soon as
 /// hyp-sim serves its socket, stopping when hyp-sim exits after draining. hyp-sim starts its
 /// guests once the recorder reads every CPU (`--wait-for-consumer`), so a trial measures the
 /// recording, not the race to start it.
-pub fn record(bins: &Binaries, work: &Workload, scratch: &Path) -> Result<Recorded> {
+pub fn record(bins: &Binaries, work: &Workload, opts: RecordOptions, scratch: &Path) -> Result<Recorded> {
     let socket = scratch.join("record.sock");
     let file = scratch.join("trace.dat");
     let sim = spawn_hyp_sim(bins, work, &socket, 5.0, &["--wait-for-consumer"])?;
@@ -157,6 +197,7 @@ pub fn record(bins: &Binaries, work: &Workload, scratch: &Path) -> Result<Record
         .arg(&socket)
         .arg("-o")
         .arg(&file)
+        .args(opts.args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -7,6 +7,11 @@
 //! Under `SCHED_FIFO` its answers come as soon as a request arrives instead. A serving thread
 //! only runs to answer, and polls at most a short window ([`crate::poll_window`]) before it sleeps,
 //! so it cannot take a CPU for long; the kernel's real-time throttling bounds it besides.
+//!
+//! A consumer may take the same priority for its reader threads (`trace-reader record
+//! --realtime`), so that a reader woken by a finished page runs at once. It should then sleep for
+//! its answers at once ([`crate::Connection::set_answer_spin`] of zero): a serving thread on the
+//! same CPU at the same priority cannot take the CPU from a client polling for its answer.
 
 use rustix::io::Errno;
 

@@ -187,6 +187,20 @@ pub struct RecordArgs {
     /// while its writer runs on
     #[arg(long)]
     pub no_pin: bool,
+    /// Store the pages with direct I/O (O_DIRECT), around the page cache, a mebibyte per write:
+    /// far less CPU per byte where every page-cache page is fresh memory the machine charges for
+    /// (virtual machines whose host takes freed memory back), and no page cache filled with the
+    /// trace. The output's file system must take O_DIRECT (a tmpfs takes it and saves nothing).
+    /// The finished file is assembled through the page cache as usual
+    #[arg(long)]
+    pub direct_io: bool,
+    /// Run the reader threads under real-time scheduling (SCHED_FIFO, the lowest priority),
+    /// so that a reader woken by a full page runs at once instead of waiting for its CPU behind
+    /// busy threads (the producer's own, on a machine it keeps busy): with a small buffer, that
+    /// wait is what loses events. Needs CAP_SYS_NICE (root) or an RLIMIT_RTPRIO of at least 1.
+    /// Readers sleep between pages, and the kernel's real-time throttling bounds them besides
+    #[arg(long)]
+    pub realtime: bool,
 }
 
 /// Arguments of `recover`.

@@ -6,14 +6,16 @@
 //! fills is read as soon as the machine can run its reader, rather than after one reader has
 //! gone over every other CPU, and copying pages into the file is spread over the machine. Each
 //! thread runs on the CPUs it reads, where the machine has them ([`ring_mmap::affinity`];
-//! `--no-pin` leaves the placing to the scheduler). The main thread shows progress.
+//! `--no-pin` leaves the placing to the scheduler); with `--realtime` each runs under
+//! `SCHED_FIFO` ([`ring_mmap::realtime`]), the spools' writing threads not. The main thread shows
+//! progress.
 
 use super::{interrupt_flag, rows};
 use crate::cli::RecordArgs;
 use crate::live::{self, LiveOptions, Stop, Tally};
 use crate::source::{CpuReader, Session, Target, to_ns};
 use crate::table;
-use crate::tracedat::{DatError, DatInfo, DatWriter, PageBuilder, Spool};
+use crate::tracedat::{DatError, DatInfo, DatWriter, PageBuilder, Spool, SpoolIo};
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ring_core::EventIter;
@@ -200,6 +202,21 @@ fn clock_name(target: &Target) -> Option<String> {
     Some(text.split('[').nth(1)?.split(']').next()?.to_string())
 }
 
+/// Moves the calling reader thread to `SCHED_FIFO`, and has it sleep at once for the answers of
+/// its session's producer instead of polling for them first: a producer's thread answering on
+/// the same CPU at the same real-time priority (hyp-sim's does) cannot take the CPU from a
+/// reader polling for its answer, so every poll would run its whole window for nothing.
+fn enter_realtime(session: &Session) -> Result<()> {
+    ring_mmap::realtime::enter().map_err(|e| {
+        anyhow!(std::io::Error::from(e))
+            .context("--realtime: taking SCHED_FIFO (needs CAP_SYS_NICE or an RLIMIT_RTPRIO of 1)")
+    })?;
+    if let Some(connection) = &session.connection {
+        connection.set_answer_spin(Duration::ZERO);
+    }
+    Ok(())
+}
+
 /// Runs `record`.
 pub fn run(args: &RecordArgs) -> Result<()> {
     let stop = interrupt_flag()?;
@@ -211,7 +228,8 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     cpus.sort_unstable();
     let info = DatInfo::new(first.subbuf_size, &first.formats, clock_name(&target));
     let page_size = u64::from(first.subbuf_size);
-    let mut writer = DatWriter::create(&args.output, info, first.nr_cpus, &cpus)
+    let io = if args.direct_io { SpoolIo::Direct } else { SpoolIo::Buffered };
+    let mut writer = DatWriter::create(&args.output, info, first.nr_cpus, &cpus, io)
         .with_context(|| format!("creating {}", args.output.display()))?;
     let progress: Vec<Progress> = sessions.iter().map(|_| Progress::default()).collect();
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -221,6 +239,7 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     let started = Instant::now();
     let opts = args.live.options();
     let pin = !args.no_pin;
+    let realtime = args.realtime;
     let show = || {
         let sum = |f: fn(&Progress) -> &AtomicU64| -> u64 {
             // Ordering: Relaxed; see `Progress::publish`.
@@ -250,7 +269,11 @@ pub fn run(args: &RecordArgs) -> Result<()> {
                         eprintln!("trace-reader: the reader of cpus {cpus:?} runs on any CPU: {e}");
                     }
                 }
-                let result = record_session(session, spools, opts, stop, progress);
+                let result = match realtime {
+                    true => enter_realtime(session),
+                    false => Ok(()),
+                }
+                .and_then(|()| record_session(session, spools, opts, stop, progress));
                 if result.is_err() {
                     // Ordering: Relaxed; the flag carries no data. The other threads stop too.
                     stop.store(true, Ordering::Relaxed);

@@ -18,11 +18,13 @@
 
 mod page;
 mod read;
+mod spool;
 mod write;
 
 pub use page::{PageBuilder, PageError};
 pub use read::{DatCpu, DatFile, DatPages};
-pub use write::{DatInfo, DatWriter, Spool};
+pub use spool::{DIRECT_CHUNK, Spool, SpoolIo};
+pub use write::{DatInfo, DatWriter};
 
 /// The first ten bytes.
 const MAGIC: &[u8; 10] = b"\x17\x08\x44tracing";
@@ -77,4 +79,12 @@ pub enum DatError {
     /// The file is damaged.
     #[error("corrupt trace.dat: {0}")]
     Corrupt(String),
+    /// Direct writes were asked for where the file system does not take them.
+    #[error("the file system of {} does not take O_DIRECT writes: {source}", dir.display())]
+    DirectIo {
+        /// Where the spools were to be.
+        dir: std::path::PathBuf,
+        /// What `fcntl` said.
+        source: std::io::Error,
+    },
 }

@@ -2,11 +2,12 @@
 //! recording (CPUs are recorded at once, the file stores them one after the other), then the
 //! header is written and the CPUs' pages are copied after it, each CPU's at a page boundary.
 
+use super::spool::{Spool, SpoolIo};
 use super::{DatError, HEADER_EVENT, MAGIC, VERSION, header_page, option};
 use crate::formats::Formats;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 
 /// What a trace.dat describes besides the pages.
@@ -55,36 +56,6 @@ impl DatInfo {
     }
 }
 
-/// One CPU's spooled pages. [`DatWriter::spools`] hands them out, so that each CPU can be
-/// recorded on a thread of its own.
-#[derive(Debug)]
-pub struct Spool {
-    file: BufWriter<File>,
-    page_size: usize,
-    pages: u64,
-}
-
-impl Spool {
-    /// Appends a page.
-    pub fn write_page(&mut self, page: &[u8]) -> Result<(), DatError> {
-        if page.len() != self.page_size {
-            return Err(DatError::Corrupt(format!(
-                "a {}-byte page in a file of {}-byte pages",
-                page.len(),
-                self.page_size
-            )));
-        }
-        self.file.write_all(page)?;
-        self.pages += 1;
-        Ok(())
-    }
-
-    /// Pages written so far.
-    pub fn pages(&self) -> u64 {
-        self.pages
-    }
-}
-
 /// A trace.dat being recorded.
 #[derive(Debug)]
 pub struct DatWriter {
@@ -96,9 +67,9 @@ pub struct DatWriter {
 
 impl DatWriter {
     /// Starts a file at `path` for a source of `nr_cpus` CPUs of which `cpus` are recorded. The
-    /// spool files live next to `path` (so the final copy stays on one file system) and vanish
-    /// with the process.
-    pub fn create(path: &Path, info: DatInfo, nr_cpus: u32, cpus: &[u32]) -> Result<Self, DatError> {
+    /// spool files live next to `path` (so the final copy stays on one file system), store their
+    /// pages as `io` says and vanish with the process.
+    pub fn create(path: &Path, info: DatInfo, nr_cpus: u32, cpus: &[u32], io: SpoolIo) -> Result<Self, DatError> {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -107,9 +78,7 @@ impl DatWriter {
         File::create(path)?;
         let mut spools: Vec<Option<Spool>> = (0..nr_cpus).map(|_| None).collect();
         for &cpu in cpus {
-            let file = tempfile::tempfile_in(&dir)?;
-            let file = BufWriter::with_capacity(spool_buffer(info.page_size as usize), file);
-            spools[cpu as usize] = Some(Spool { file, page_size: info.page_size as usize, pages: 0 });
+            spools[cpu as usize] = Some(Spool::create(&dir, info.page_size as usize, io)?);
         }
         Ok(Self { path: path.to_path_buf(), info, spools })
     }
@@ -121,7 +90,7 @@ impl DatWriter {
 
     /// Pages written so far, all CPUs together.
     pub fn pages(&self) -> u64 {
-        self.spools.iter().flatten().map(|s| s.pages).sum()
+        self.spools.iter().flatten().map(Spool::pages).sum()
     }
 
     /// Appends a page of `cpu`.
@@ -183,7 +152,7 @@ impl DatWriter {
         let page = u64::from(info.page_size);
         let mut at = table_end.next_multiple_of(page);
         for spool in &self.spools {
-            let size = spool.as_ref().map_or(0, |s| s.pages * page);
+            let size = spool.as_ref().map_or(0, |s| s.pages() * page);
             out.write_all(&at.to_ne_bytes())?;
             out.write_all(&size.to_ne_bytes())?;
             at += size;
@@ -191,22 +160,13 @@ impl DatWriter {
         let pos = out.stream_position()?;
         out.write_all(&vec![0; (table_end.next_multiple_of(page) - pos) as usize])?;
         for spool in self.spools.into_iter().flatten() {
-            let mut file = spool.file.into_inner().map_err(|e| e.into_error())?;
-            file.seek(SeekFrom::Start(0))?;
-            std::io::copy(&mut file, &mut out)?;
+            std::io::copy(&mut spool.into_file()?, &mut out)?;
         }
         let mut file = out.into_inner().map_err(|e| e.into_error())?;
         file.flush()?;
         file.sync_all()?;
         Ok(file.stream_position()?)
     }
-}
-
-/// The buffer of a spool of `page_size`-byte pages: small pages are gathered into writes of
-/// 64 KiB, while a page as large goes to the file straight from the caller's buffer (a buffered
-/// writer passes on a write as large as its buffer), saving a copy of every large page.
-fn spool_buffer(page_size: usize) -> usize {
-    page_size.max(64 << 10)
 }
 
 /// A text preceded by its 64-bit size.
