@@ -304,7 +304,7 @@ const TABLES: &[Table] = &[
                 Target::None,
             ),
             rate(
-                "16 × 64 KiB: recorded with hyp-sim flat out (losing events) vs hyp-sim alone",
+                "16 × 64 KiB: recorded with hyp-sim flat out, lost or not, vs hyp-sim alone",
                 "end_to_end/record_flat_out_64KiB",
                 Some("end_to_end/producer_alone"),
                 Metric::Events,
@@ -318,7 +318,7 @@ const TABLES: &[Table] = &[
                 Target::None,
             ),
             rate(
-                "256 × 4 KiB: recorded with hyp-sim flat out (losing events) vs hyp-sim alone",
+                "256 × 4 KiB: recorded with hyp-sim flat out, lost or not, vs hyp-sim alone",
                 "end_to_end/record_flat_out_4KiB",
                 Some("end_to_end/producer_alone"),
                 Metric::Events,
