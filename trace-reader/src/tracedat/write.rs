@@ -63,12 +63,26 @@ pub struct DatWriter {
     info: DatInfo,
     /// By CPU id; `None` for CPUs not recorded.
     spools: Vec<Option<Spool>>,
+    /// Whether the file was written whole; a writer dropped before that removes it.
+    finished: bool,
+}
+
+/// A recording that fails (or a file whose writing fails) leaves no file behind: its pages were
+/// only in the spools, which vanish with it, and an empty or partial trace.dat would only be
+/// mistaken for a recording.
+impl Drop for DatWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl DatWriter {
     /// Starts a file at `path` for a source of `nr_cpus` CPUs of which `cpus` are recorded. The
     /// spool files live next to `path` (so the final copy stays on one file system), store their
-    /// pages as `io` says and vanish with the process.
+    /// pages as `io` says and vanish with the process. `path` is truncated now, and removed
+    /// again if the writer is dropped before [`DatWriter::finish`] succeeds.
     pub fn create(path: &Path, info: DatInfo, nr_cpus: u32, cpus: &[u32], io: SpoolIo) -> Result<Self, DatError> {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -76,11 +90,12 @@ impl DatWriter {
         };
         // Fail now, not at the end, if the file cannot be written.
         File::create(path)?;
-        let mut spools: Vec<Option<Spool>> = (0..nr_cpus).map(|_| None).collect();
+        let mut writer = Self { path: path.to_path_buf(), info, spools: Vec::new(), finished: false };
+        writer.spools = (0..nr_cpus).map(|_| None).collect();
         for &cpu in cpus {
-            spools[cpu as usize] = Some(Spool::create(&dir, info.page_size as usize, io)?);
+            writer.spools[cpu as usize] = Some(Spool::create(&dir, writer.info.page_size as usize, io)?);
         }
-        Ok(Self { path: path.to_path_buf(), info, spools })
+        Ok(writer)
     }
 
     /// Bytes per page.
@@ -109,7 +124,7 @@ impl DatWriter {
 
     /// Writes the file: header, `cpustats` (one text per CPU, as tracefs `per_cpu/cpuN/stats`),
     /// then every CPU's pages. Returns the file's size.
-    pub fn finish(self, cpustats: &[String]) -> Result<u64, DatError> {
+    pub fn finish(mut self, cpustats: &[String]) -> Result<u64, DatError> {
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&self.path)?);
         let info = &self.info;
         out.write_all(MAGIC)?;
@@ -159,13 +174,15 @@ impl DatWriter {
         }
         let pos = out.stream_position()?;
         out.write_all(&vec![0; (table_end.next_multiple_of(page) - pos) as usize])?;
-        for spool in self.spools.into_iter().flatten() {
+        for spool in std::mem::take(&mut self.spools).into_iter().flatten() {
             std::io::copy(&mut spool.into_file()?, &mut out)?;
         }
         let mut file = out.into_inner().map_err(|e| e.into_error())?;
         file.flush()?;
         file.sync_all()?;
-        Ok(file.stream_position()?)
+        let size = file.stream_position()?;
+        self.finished = true;
+        Ok(size)
     }
 }
 
@@ -181,4 +198,24 @@ fn option_text(out: &mut impl Write, id: u16, text: &str) -> std::io::Result<()>
     out.write_all(&(text.len() as u32 + 1).to_ne_bytes())?;
     out.write_all(text.as_bytes())?;
     out.write_all(&[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_dropped_unfinished_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.dat");
+        let info = || DatInfo::new(4096, &Formats::default(), None);
+        let mut w = DatWriter::create(&path, info(), 1, &[0], SpoolIo::Buffered).unwrap();
+        w.write_page(0, &[0; 4096]).unwrap();
+        assert!(path.exists(), "created at once, so an unwritable path fails early");
+        drop(w);
+        assert!(!path.exists(), "an unfinished recording is removed");
+        let w = DatWriter::create(&path, info(), 1, &[0], SpoolIo::Buffered).unwrap();
+        let size = w.finish(&[]).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "a finished one stays");
+    }
 }
