@@ -4,11 +4,11 @@
 //! binaries; [`produce_alone`] and [`record`] run one trial and parse both reports.
 
 use anyhow::{Context, Result, bail, ensure};
-use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
 use rustix::io::Errno;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use trace_reader::tracedat::{DIRECT_CHUNK, Spool, SpoolIo};
 
 /// The release binaries of the pipeline.
 #[derive(Debug, Clone)]
@@ -78,13 +78,10 @@ impl RecordOptions {
         if let Err(e) = realtime {
             println!("end_to_end: recording without --realtime: SCHED_FIFO refused ({e})");
         }
-        let direct_io =
-            tempfile::tempfile_in(dir).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO)).and_then(|file| {
-                let flags = fcntl_getfl(&file)?;
-                fcntl_setfl(&file, flags | OFlags::DIRECT)
-            });
-        if let Err(e) = direct_io {
-            println!("end_to_end: recording without --direct-io: {} refuses O_DIRECT ({e:?})", dir.display());
+        // The recorder's own spool, so that the check is the one `record --direct-io` makes.
+        let direct_io = Spool::create(dir, DIRECT_CHUNK, SpoolIo::Direct);
+        if let Err(e) = &direct_io {
+            println!("end_to_end: recording without --direct-io: {e}");
         }
         Self { realtime: realtime.is_ok(), direct_io: direct_io.is_ok() }
     }

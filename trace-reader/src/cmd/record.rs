@@ -269,11 +269,8 @@ pub fn run(args: &RecordArgs) -> Result<()> {
                         eprintln!("trace-reader: the reader of cpus {cpus:?} runs on any CPU: {e}");
                     }
                 }
-                let result = match realtime {
-                    true => enter_realtime(session),
-                    false => Ok(()),
-                }
-                .and_then(|()| record_session(session, spools, opts, stop, progress));
+                let result = if realtime { enter_realtime(session) } else { Ok(()) }
+                    .and_then(|()| record_session(session, spools, opts, stop, progress));
                 if result.is_err() {
                     // Ordering: Relaxed; the flag carries no data. The other threads stop too.
                     stop.store(true, Ordering::Relaxed);

@@ -158,9 +158,7 @@ impl Spool {
                         "direct writes need pages of a multiple of {DIRECT_ALIGN} bytes, not {page_size}"
                     )));
                 }
-                let flags = fcntl_getfl(&file).map_err(std::io::Error::from)?;
-                fcntl_setfl(&file, flags | OFlags::DIRECT)
-                    .map_err(|e| DatError::DirectIo { dir: dir.to_path_buf(), source: std::io::Error::from(e) })?;
+                set_direct(&file, true).map_err(|source| DatError::DirectIo { dir: dir.to_path_buf(), source })?;
                 Sink::Direct(DirectSink::new(file, DIRECT_CHUNK.max(page_size))?)
             }
         };
@@ -196,14 +194,20 @@ impl Spool {
             Sink::Buffered(file) => file.into_inner().map_err(|e| e.into_error())?,
             Sink::Direct(direct) => {
                 let file = direct.finish()?;
-                let flags = fcntl_getfl(&file).map_err(std::io::Error::from)?;
-                fcntl_setfl(&file, flags - OFlags::DIRECT).map_err(std::io::Error::from)?;
+                set_direct(&file, false)?;
                 file
             }
         };
         file.seek(SeekFrom::Start(0))?;
         Ok(file)
     }
+}
+
+/// Turns `O_DIRECT` on or off for `file`.
+fn set_direct(file: &File, on: bool) -> std::io::Result<()> {
+    let flags = fcntl_getfl(file)?;
+    let flags = if on { flags | OFlags::DIRECT } else { flags - OFlags::DIRECT };
+    Ok(fcntl_setfl(file, flags)?)
 }
 
 /// The buffer of a buffered spool of `page_size`-byte pages: small pages are gathered into

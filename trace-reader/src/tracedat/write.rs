@@ -90,8 +90,9 @@ impl DatWriter {
         };
         // Fail now, not at the end, if the file cannot be written.
         File::create(path)?;
-        let mut writer = Self { path: path.to_path_buf(), info, spools: Vec::new(), finished: false };
-        writer.spools = (0..nr_cpus).map(|_| None).collect();
+        // Built before the spools, so that a spool failing removes the file again (`Drop`).
+        let spools = (0..nr_cpus).map(|_| None).collect();
+        let mut writer = Self { path: path.to_path_buf(), info, spools, finished: false };
         for &cpu in cpus {
             writer.spools[cpu as usize] = Some(Spool::create(&dir, writer.info.page_size as usize, io)?);
         }
