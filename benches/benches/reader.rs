@@ -1,9 +1,10 @@
 //! Reader cost on full, hot sub-buffers (32 × 4 KiB of 16-byte events, which stay in cache):
 //!
-//! - `decode_shm`: decoding every page in place in shared memory (`EventIter` over `ShmPage`,
-//!   the path every consumer takes), copying each payload out, against `plain_read`, a plain
-//!   read of the same bytes from private memory (summing them as 64-bit words), and
-//!   `decode_slice`, the same decode from a private copy;
+//! - `decode_shm`: decoding every page in place in shared memory (`EventIter::drain_events`
+//!   over `ShmPage`, the path every consumer takes), copying each payload out, against
+//!   `plain_read`, a plain read of the same bytes from private memory (summing them as 64-bit
+//!   words), and `decode_slice`, the same decode from a private copy;
+//! - `decode_shm_mixed`: `decode_shm` on pages of events of mixed sizes;
 //! - `snapshot`: a non-consuming snapshot of the whole buffer (every page copied and validated)
 //!   against `plain_copy`, a `memcpy` of the same bytes;
 //! - `consume_in_process`: consuming the whole ring through reader-page swaps
@@ -67,11 +68,13 @@ fn in_place(g: &mut BenchmarkGroup<'_, WallTime>) {
             let mut sum = 0u64;
             let mut out = [0u8; 16];
             for page in &pages {
-                for event in EventIter::new(page).expect("a valid page") {
-                    let event = event.expect("a valid event");
-                    event.payload.copy_to(&mut out);
-                    sum = fold(sum, event.timestamp, &out);
-                }
+                let mut events = EventIter::new(page).expect("a valid page");
+                events
+                    .drain_events(|event| {
+                        event.payload.copy_to(&mut out);
+                        sum = fold(sum, event.timestamp, &out);
+                    })
+                    .expect("valid events");
             }
             black_box(sum)
         })
@@ -80,10 +83,8 @@ fn in_place(g: &mut BenchmarkGroup<'_, WallTime>) {
         b.iter(|| {
             let mut sum = 0u64;
             for page in private.chunks(page_len) {
-                for event in EventIter::new(page).expect("a valid page") {
-                    let event = event.expect("a valid event");
-                    sum = fold(sum, event.timestamp, event.payload);
-                }
+                let mut events = EventIter::new(page).expect("a valid page");
+                events.drain_events(|event| sum = fold(sum, event.timestamp, event.payload)).expect("valid events");
             }
             black_box(sum)
         })
@@ -102,6 +103,50 @@ fn in_place(g: &mut BenchmarkGroup<'_, WallTime>) {
             black_box(&copy);
         })
     });
+}
+
+/// The same pages as [`in_place`], full of events of mixed sizes (payloads of 8 to 64 bytes in
+/// a pseudo-random order), decoded in place as `decode_shm` does: the decoder's fast path
+/// expects each event to be the size of the one before, and here it mostly is not.
+fn in_place_mixed(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let buf = CpuBuffer::with_heap(Config { geometry: geometry(), mode: Mode::Overwrite }, CounterClock::default())
+        .expect("heap buffer");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let capacity = u64::from(geometry().data_size()) * u64::from(SUBBUFS);
+    let mut written = 0;
+    // Overwrite mode: writing more than the ring holds leaves every ring page full.
+    for i in 0u64.. {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let len = 8 + 8 * (state % 8) as usize;
+        let bytes: Vec<u8> = i.to_ne_bytes().iter().copied().cycle().take(len).collect();
+        buf.write(&bytes).expect("overwrite mode never refuses");
+        written += 4 + len as u64;
+        if written > 2 * capacity {
+            break;
+        }
+    }
+    let view = buf.view();
+    let pages: Vec<_> = (0..SUBBUFS).map(|id| view.page(id).expect("page")).collect();
+    let decode = |pages: &[ring_core::ShmPage<'_>]| {
+        let mut sum = 0u64;
+        let mut count = 0u64;
+        let mut out = [0u8; 8];
+        for page in pages {
+            let mut events = EventIter::new(page).expect("a valid page");
+            count += events
+                .drain_events(|event| {
+                    event.payload.copy_to(&mut out);
+                    sum = sum.wrapping_add(event.timestamp ^ u64::from_ne_bytes(out));
+                })
+                .expect("valid events");
+        }
+        (sum, count)
+    };
+    let events = decode(&pages).1;
+    g.throughput(Throughput::ElementsAndBytes { elements: events, bytes: u64::from(SUBBUF_SIZE * SUBBUFS) });
+    g.bench_function("decode_shm_mixed", |b| b.iter(|| black_box(decode(&pages))));
 }
 
 /// Consuming benchmarks: `refill` writes a ring's worth of events (untimed), `consume` reads
@@ -187,6 +232,7 @@ fn reader(c: &mut Criterion) {
     cpus::pin_or_warn(0);
     let mut g = c.benchmark_group("reader");
     in_place(&mut g);
+    in_place_mixed(&mut g);
     consume_in_process(&mut g);
     consume_socket(&mut g);
     g.finish();

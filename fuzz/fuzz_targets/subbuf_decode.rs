@@ -1,10 +1,11 @@
 //! The sub-buffer decoder on arbitrary pages: never a panic or an out-of-bounds read, every
-//! payload inside the page, and the two page sources (plain bytes, shared memory read
-//! through atomics) decode identically.
+//! payload inside the page, the two page sources (plain bytes, shared memory read through
+//! atomics) decode identically, and draining (the consumers' path) hands over what iterating
+//! yields.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ring_core::{EventIter, ShmPage, ShmRegion};
+use ring_core::{Event, EventIter, ShmPage, ShmRegion};
 
 fuzz_target!(|input: &[u8]| {
     // The first two bytes pick a start offset; the rest is the page.
@@ -36,5 +37,20 @@ fuzz_target!(|input: &[u8]| {
         }
         (Err(a), Err(b)) => assert_eq!(a, b),
         (a, b) => panic!("the decoders disagree: {:?} vs {:?}", a.is_ok(), b.is_ok()),
+    }
+    if let Ok(mut events) = EventIter::starting_at(&shm, start) {
+        let iterated: Vec<_> = EventIter::starting_at(page, start).expect("decodes as above").collect();
+        let mut drained = Vec::new();
+        let outcome = events.drain_events(|e: Event<_>| drained.push((e.offset, e.end, e.timestamp, e.payload.to_vec())));
+        let before_error: Vec<_> = iterated
+            .iter()
+            .map_while(|e| e.as_ref().ok())
+            .map(|e| (e.offset, e.end, e.timestamp, e.payload.to_vec()))
+            .collect();
+        assert_eq!(drained, before_error);
+        match outcome {
+            Ok(n) => assert!(n as usize == drained.len() && iterated.iter().all(Result::is_ok)),
+            Err(e) => assert_eq!(iterated.get(drained.len()), Some(&Err(e))),
+        }
     }
 });

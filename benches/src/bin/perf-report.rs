@@ -240,6 +240,13 @@ const TABLES: &[Table] = &[
                 Target::None,
             ),
             rate(
+                "decode in shared memory, payloads of mixed sizes (8 to 64 bytes) vs all of 16 bytes (GB/s)",
+                "reader/decode_shm_mixed",
+                Some("reader/decode_shm"),
+                Metric::Bytes,
+                Target::None,
+            ),
+            rate(
                 "non-consuming snapshot vs a `memcpy` of the same bytes (GB/s)",
                 "reader/snapshot",
                 Some("reader/plain_copy"),
