@@ -30,7 +30,7 @@
 //!
 //! - **head**: the oldest page not yet handed to the consumer. Marked, as in the kernel, by a
 //!   `HEAD` flag on the link of the page *before* it ([`link`]).
-//! - **tail**: the page the writer is on ([`buffer`]'s writer state, read by swappers).
+//! - **tail**: the page the writer is on (`buffer`'s writer state, read by swappers).
 //! - **commit**: the page header's `commit` word, bytes of finished events; stored with release
 //!   ordering after the bytes it covers. A reader never reads past it.
 //! - **reader**: the reader page id, in the meta area's `reader.id`.
@@ -106,7 +106,7 @@
 //! | meta `data_index[].id` | swapper | snapshot readers |
 //! | links (`next`, sequence ranges) | writer; swapper via CAS | writer, swapper |
 //!
-//! Atomics come from one facade, [`sync`] (loom under `--cfg loom`); shared memory is only
+//! Atomics come from one facade, `sync` (loom under `--cfg loom`); shared memory is only
 //! touched through [`shm::ShmRegion`].
 
 #![no_std]
