@@ -138,7 +138,7 @@ fn in_place_mixed(g: &mut BenchmarkGroup<'_, WallTime>) {
             count += events
                 .drain_events(|event| {
                     event.payload.copy_to(&mut out);
-                    sum = sum.wrapping_add(event.timestamp ^ u64::from_ne_bytes(out));
+                    sum = fold(sum, event.timestamp, &out);
                 })
                 .expect("valid events");
         }
