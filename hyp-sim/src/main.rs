@@ -38,22 +38,22 @@ enum HypercallPriority {
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Args {
-    /// Simulated physical CPUs, one vCPU thread and one buffer each [default: all cores]
+    /// Simulated physical CPUs, one vCPU thread and one buffer each (1 to 64) [default: all cores]
     #[arg(long)]
     cpus: Option<u32>,
     /// Guest exits per second per vCPU, each recording three events; 0 runs as fast as possible
     #[arg(long, default_value_t = 1000)]
     rate: u64,
     /// How long the guests run, in seconds; 0 runs until Ctrl-C
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = seconds)]
     duration: f64,
     /// What happens when a buffer is full
     #[arg(long, value_enum, default_value = "overwrite")]
     mode: ModeArg,
-    /// Bytes per sub-buffer (a power of two, at least 4096)
+    /// Bytes per sub-buffer (a power of two, 4096 to 1 MiB)
     #[arg(long, default_value_t = 4096)]
     subbuf_size: u32,
-    /// Sub-buffers per CPU, the reader page included (at least 3)
+    /// Sub-buffers per CPU, the reader page included (3 to 4096)
     #[arg(long, default_value_t = 64)]
     nr_subbufs: u32,
     /// Control socket path [default: $XDG_RUNTIME_DIR/hyptrace.sock or /tmp/hyptrace-<uid>/hyptrace.sock]
@@ -64,7 +64,7 @@ struct Args {
     #[arg(long)]
     dir: Option<PathBuf>,
     /// After the guests stop, keep serving up to this many seconds while consumers drain
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = seconds)]
     linger: f64,
     /// Seed of the guests' exit streams
     #[arg(long, default_value_t = 1)]
@@ -81,6 +81,15 @@ struct Args {
     /// hypervisor runs a hypercall on the CPU that makes it) are scheduled
     #[arg(long, value_enum, default_value = "realtime")]
     hypercall_priority: HypercallPriority,
+}
+
+/// A number of seconds: finite, not negative, and within what a `Duration` holds.
+fn seconds(arg: &str) -> Result<f64, String> {
+    let secs: f64 = arg.parse().map_err(|e| format!("{e}"))?;
+    if Duration::try_from_secs_f64(secs).is_err() {
+        return Err(format!("{arg} is not a number of seconds (finite, 0 or more)"));
+    }
+    Ok(secs)
 }
 
 fn main() -> Result<()> {
@@ -174,8 +183,9 @@ fn main() -> Result<()> {
     host.set_tracing(false)?;
 
     // Give consumers a chance to read everything before the buffers go away.
-    let linger_until = Instant::now() + Duration::from_secs_f64(args.linger.max(0.0));
-    while Instant::now() < linger_until && !drained(&host) {
+    // A linger too long to add to the clock lasts until the consumers have drained.
+    let linger_until = Instant::now().checked_add(Duration::from_secs_f64(args.linger));
+    while linger_until.is_none_or(|until| Instant::now() < until) && !drained(&host) {
         std::thread::sleep(Duration::from_millis(20));
     }
     // The report first: consumers print theirs when the socket closes.

@@ -395,13 +395,20 @@ impl<'a> MetaPage<'a> {
     }
     /// `data_index[slot].cnt` with acquire semantics, or `None` if the slot is outside the area.
     pub fn slot_cnt(&self, slot: u32) -> Option<u32> {
-        let at = off::data_index_cnt(slot);
+        let at = self.data_index_field(slot, offset_of!(DataIndex, cnt))?;
         self.region.fits(at, 4).then(|| self.region.load_u32_acquire(at))
     }
     /// `data_index[slot].id`, or `None` if the slot is outside the area.
     pub fn slot_id(&self, slot: u32) -> Option<u32> {
-        let at = off::data_index_id(slot);
+        let at = self.data_index_field(slot, offset_of!(DataIndex, id))?;
         self.region.fits(at, 4).then(|| self.region.load_u32(at))
+    }
+    /// Offset of the field at `field` of `data_index[slot]`, located through the meta area's
+    /// `data_index_offset` as readers must (docs/abi.md §2.2; version 1 puts the array at
+    /// [`DATA_INDEX_OFFSET`]), or `None` if it overflows.
+    fn data_index_field(&self, slot: u32, field: usize) -> Option<usize> {
+        (self.region.load_u32(off::EXT_DATA_INDEX_OFFSET) as usize)
+            .checked_add(slot as usize * size_of::<DataIndex>() + field)
     }
     /// `first_seq[id]`, or `None` if it lies outside the area (or `seq_offset` is corrupt).
     pub fn first_seq(&self, id: u32) -> Option<u64> {

@@ -103,7 +103,7 @@ impl<'r> SlotRead<'r> {
         let first_seq = self.view.meta().first_seq(self.id);
         fence(Ordering::Acquire);
         let region = self.view.meta().region();
-        let cnt = region.load_u32(crate::meta::off::data_index_cnt(self.slot));
+        let cnt = self.view.meta().slot_cnt(self.slot).ok_or(SnapshotError::BadSlot { slot: self.slot })?;
         let swaps = region.load_u64(crate::meta::off::EXT_SWAPS);
         if cnt != self.cnt || swaps != self.swaps {
             return Err(SnapshotError::Overwritten { slot: self.slot });
@@ -230,7 +230,8 @@ mod with_std {
                 .map_while(Result::ok)
                 .take_while(|e| e.offset < self.start)
                 .count();
-            self.first_seq.map(|f| f + before as u64)
+            // A first_seq that overflows is a lie of the producer: the sequence is unknown.
+            self.first_seq.and_then(|f| f.checked_add(before as u64))
         }
 
         /// Sequence number just past the page's last event: `first_seq` plus every event on the
@@ -238,7 +239,7 @@ mod with_std {
         /// consecutive, losses only fall between pages.
         pub fn end_seq(&self) -> Option<u64> {
             let all = EventIter::new(self.bytes.as_slice()).into_iter().flatten().map_while(Result::ok).count();
-            self.first_seq.map(|f| f + all as u64)
+            self.first_seq.and_then(|f| f.checked_add(all as u64))
         }
 
         fn first_timestamp(&self) -> Option<u64> {

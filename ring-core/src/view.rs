@@ -9,7 +9,7 @@ use crate::decode::ShmPage;
 use crate::error::GeometryError;
 use crate::geometry::Geometry;
 use crate::meta::{
-    DATA_INDEX_OFFSET, META_BASE_LEN, META_EXT_MAGIC, META_FLAG_HYPTRACE_EXT, MetaPage, meta_struct_len,
+    DATA_INDEX_OFFSET, DataIndex, META_BASE_LEN, META_EXT_MAGIC, META_FLAG_HYPTRACE_EXT, MetaPage, meta_struct_len,
 };
 use crate::shm::ShmRegion;
 
@@ -63,8 +63,21 @@ impl<'r> SharedView<'r> {
             if page.nr_slots() != geo.nr_slots() {
                 return Err(ViewError::Inconsistent("nr_slots is not nr_subbufs - 1"));
             }
-            if page.meta_struct_len() as usize != meta_struct_len(geo.nr_slots()) {
+            // The arrays are found where the meta area says, inside `meta_struct_len`, which a
+            // later compatible revision may make larger than version 1's (docs/abi.md §7).
+            let struct_len = page.meta_struct_len() as usize;
+            let index_at = r.load_u32(crate::meta::off::EXT_DATA_INDEX_OFFSET) as usize;
+            let seq_at = r.load_u32(crate::meta::off::EXT_SEQ_OFFSET) as usize;
+            let index_end = index_at + geo.nr_slots() as usize * size_of::<DataIndex>();
+            let seq_end = seq_at + geo.nr_subbufs() as usize * size_of::<u64>();
+            if struct_len < meta_struct_len(geo.nr_slots()) || struct_len > meta.len() {
                 return Err(ViewError::Inconsistent("meta_struct_len does not match nr_subbufs"));
+            }
+            if index_at < DATA_INDEX_OFFSET || !index_at.is_multiple_of(4) || index_end > struct_len {
+                return Err(ViewError::Inconsistent("data_index[] is not inside the meta structure"));
+            }
+            if seq_at < DATA_INDEX_OFFSET || !seq_at.is_multiple_of(8) || seq_end > struct_len {
+                return Err(ViewError::Inconsistent("first_seq[] is not inside the meta structure"));
             }
             if meta.len() < geo.meta_size() {
                 return Err(GeometryError::MetaTooSmall { need: geo.meta_size(), got: meta.len() }.into());
@@ -118,6 +131,8 @@ mod tests {
     use crate::meta::{TraceBufferMeta, off};
     use crate::snapshot::SnapshotError;
     use crate::sync::Ordering;
+    use std::vec;
+    use std::vec::Vec;
     use zerocopy::IntoBytes;
 
     /// A meta page as the kernel fills it: the 80-byte base, zeros after.
@@ -161,5 +176,60 @@ mod tests {
         let meta = kernel_meta(4);
         meta.store_u32(off::META_STRUCT_LEN, 40, Ordering::Relaxed);
         assert!(matches!(SharedView::new(&meta, &data), Err(ViewError::Inconsistent(_))));
+    }
+
+    /// A copy of `meta`'s bytes in a region of its own, to rewrite.
+    fn copy_of(meta: &ShmRegion) -> ShmRegion {
+        let mut bytes = vec![0u8; meta.len()];
+        meta.load_bytes(0, &mut bytes);
+        let copy = ShmRegion::alloc_zeroed(meta.len());
+        copy.store_bytes(0, &bytes);
+        copy
+    }
+
+    #[test]
+    fn data_index_is_found_where_the_meta_area_says() {
+        let config = crate::Config { geometry: Geometry::new(4096, 4).unwrap(), mode: crate::Mode::Overwrite };
+        let buf = crate::CpuBuffer::with_heap(config, crate::CounterClock::default()).unwrap();
+        for i in 0u32..600 {
+            buf.write(&i.to_ne_bytes()).unwrap();
+        }
+        let (meta, data) = buf.regions();
+        let events = |view: &SharedView<'_>| -> Vec<(u64, Vec<u8>)> {
+            view.snapshot().unwrap().events().map(|e| (e.timestamp, e.payload.to_vec())).collect()
+        };
+        let expected = events(&SharedView::new(meta, data).unwrap());
+        assert!(!expected.is_empty());
+
+        // A later revision that moves data_index[] to 2048 and says so, with a longer structure:
+        // the array found there, the old place ignored.
+        let moved = copy_of(meta);
+        let mut index = [0u8; 24];
+        meta.load_bytes(DATA_INDEX_OFFSET, &mut index);
+        moved.store_bytes(2048, &index);
+        moved.store_bytes(DATA_INDEX_OFFSET, &[0xff; 24]);
+        moved.store_u32(off::EXT_DATA_INDEX_OFFSET, 2048, Ordering::Relaxed);
+        moved.store_u32(off::META_STRUCT_LEN, 2048 + 24, Ordering::Relaxed);
+        let view = SharedView::new(&moved, data).unwrap();
+        assert_eq!(view.meta().slot_id(0), SharedView::new(meta, data).unwrap().meta().slot_id(0));
+        assert_eq!(events(&view), expected);
+
+        // Arrays outside the structure, misaligned, or a structure longer than the area: refused.
+        for (field, value) in [
+            (off::EXT_DATA_INDEX_OFFSET, 2060),
+            (off::EXT_DATA_INDEX_OFFSET, 8),
+            (off::EXT_DATA_INDEX_OFFSET, 2050),
+            (off::EXT_SEQ_OFFSET, 2052),
+            (off::EXT_SEQ_OFFSET, 172),
+            (off::META_STRUCT_LEN, 4097),
+            (off::META_STRUCT_LEN, 199),
+        ] {
+            let bad = copy_of(&moved);
+            bad.store_u32(field, value, Ordering::Relaxed);
+            assert!(
+                matches!(SharedView::new(&bad, data), Err(ViewError::Inconsistent(_))),
+                "field at {field} = {value} accepted"
+            );
+        }
     }
 }

@@ -199,8 +199,9 @@ impl ReadOnlyMapping {
         }
         // A memfd must be sealed against shrinking. A regular file (a `--dir` buffer) cannot be
         // sealed, on tmpfs it even reports F_SEAL_SEAL alone: its producer is trusted not to
-        // truncate it. Only the name tells the two apart.
-        if is_memfd(fd) {
+        // truncate it (which would fault this process on access: docs/abi.md §1). Only the name
+        // tells the two apart; a descriptor whose name cannot be read must show the seal.
+        if may_be_memfd(fd) {
             let seals = rustix::fs::fcntl_get_seals(fd).map_err(|e| Error::io("F_GET_SEALS", e))?;
             if !seals.contains(SealFlags::SHRINK) {
                 return Err(Error::Protocol("the buffer memfd can still be shrunk (F_SEAL_SHRINK missing)".into()));
@@ -245,9 +246,9 @@ impl ReadOnlyMapping {
 }
 
 /// True if `fd` is a memfd (its `/proc/self/fd` link reads `/memfd:NAME (deleted)`).
-fn is_memfd(fd: BorrowedFd<'_>) -> bool {
+fn may_be_memfd(fd: BorrowedFd<'_>) -> bool {
     let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-    std::fs::read_link(link).is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"/memfd:"))
+    std::fs::read_link(link).map_or(true, |target| target.as_os_str().as_encoded_bytes().starts_with(b"/memfd:"))
 }
 
 /// Takes the non-blocking `flock` `how` on the buffer file `path`, open as `fd`: a live producer
@@ -315,7 +316,7 @@ mod tests {
         let b = CpuBacking::create(&Backing::Dir(dir.path().to_path_buf()), 0, layout()).unwrap();
         let seals = rustix::fs::fcntl_get_seals(b.read_only_fd());
         assert!(seals.is_ok_and(|s| !s.contains(SealFlags::SHRINK)), "tmpfs files report seals without SHRINK");
-        assert!(!is_memfd(b.read_only_fd()));
+        assert!(!may_be_memfd(b.read_only_fd()));
         assert!(ReadOnlyMapping::new(b.read_only_fd(), layout().file_size(), 4096).is_ok());
     }
 

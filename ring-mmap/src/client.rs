@@ -38,6 +38,10 @@ pub const DEFAULT_ANSWER_SPIN: Duration = Duration::from_micros(10);
 /// Most CPUs a producer may describe.
 pub const MAX_CPUS: u32 = 4096;
 
+/// Largest event-format description a producer may announce (the formats of thousands of
+/// events take a few hundred KiB): more is refused rather than allocated.
+pub const MAX_FORMATS_LEN: u64 = 64 << 20;
+
 /// The events to poll [`Connection::hangup_fd`] for.
 pub const HANGUP_POLL: rustix::event::PollFlags = rustix::event::PollFlags::RDHUP;
 
@@ -89,13 +93,17 @@ impl Connection {
             .map_err(|e| Error::io("SO_RCVTIMEO", e))?;
         let socket = Mutex::new(Socket { fd, broken: false, spin: DEFAULT_ANSWER_SPIN });
         let answer = call(&socket, Request::new(Op::Hello, 0, u64::from(PROTOCOL_VERSION)), true)?;
-        let hello: HelloBody = parse_body(&answer.body)?;
-        if answer.header.status != status::OK || hello.version != PROTOCOL_VERSION {
-            return Err(Error::Protocol(format!(
-                "producer speaks protocol version {}, this consumer {PROTOCOL_VERSION}",
-                hello.version
-            )));
-        }
+        // A producer that refuses the handshake may still say which version it speaks.
+        let hello = match (answer.header.status, parse_body::<HelloBody>(&answer.body)) {
+            (_, Ok(hello)) if hello.version != PROTOCOL_VERSION => {
+                return Err(Error::Protocol(format!(
+                    "producer speaks protocol version {}, this consumer {PROTOCOL_VERSION}",
+                    hello.version
+                )));
+            }
+            (status::OK, body) => body?,
+            (refusal, _) => return Err(Error::Refused { op: Op::Hello, cpu: 0, status: refusal }),
+        };
         let geometry = check_hello(&hello)?;
         let hangup = socket.lock().fd.try_clone().map_err(|e| Error::Io { what: "dup", source: e })?;
         Ok(Arc::new(Self { socket, hangup, hello, geometry, path: path.to_path_buf() }))
@@ -190,6 +198,12 @@ fn check_hello(hello: &HelloBody) -> Result<Geometry, Error> {
     if hello.nr_cpus == 0 || hello.nr_cpus > MAX_CPUS {
         return Err(Error::Protocol(format!("producer describes {} CPUs", hello.nr_cpus)));
     }
+    if hello.formats_len > MAX_FORMATS_LEN {
+        return Err(Error::Protocol(format!(
+            "producer announces {} bytes of event formats, more than the {MAX_FORMATS_LEN} accepted",
+            hello.formats_len
+        )));
+    }
     if hello.mode > 1 {
         return Err(Error::Protocol(format!("unknown buffer mode {}", hello.mode)));
     }
@@ -209,6 +223,13 @@ fn call(socket: &Mutex<Socket>, req: Request, accept_refusal: bool) -> Result<An
     let op = Op::from_u32(req.op).expect("requests are built from an Op");
     let mut socket = socket.lock();
     if socket.broken {
+        // A producer that went away since is reported as such, so callers read what it left.
+        let mut fds = [rustix::event::PollFd::new(&socket.fd, HANGUP_POLL)];
+        if rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 })).is_ok()
+            && is_hangup(fds[0].revents())
+        {
+            return Err(Error::Hangup);
+        }
         return Err(Error::Protocol("the connection is out of step after an earlier failure".into()));
     }
     send(&socket.fd, req.as_bytes())?;

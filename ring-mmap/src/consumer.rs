@@ -9,7 +9,7 @@
 
 use crate::error::Error;
 use ring_core::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
-use ring_core::{DrainBound, Event, EventIter, MissedEvents, PageSource, SharedView, ShmBytes};
+use ring_core::{DrainBound, Event, EventIter, Geometry, MissedEvents, PageSource, SharedView, ShmBytes};
 use std::time::Duration;
 
 /// Events lost before a reader page.
@@ -28,7 +28,7 @@ impl Lost {
     pub fn then(self, later: Lost) -> Lost {
         match (self, later) {
             (a, Lost::None) => a,
-            (Lost::Count(a), Lost::Count(b)) => Lost::Count(a + b),
+            (Lost::Count(a), Lost::Count(b)) => Lost::Count(a.saturating_add(b)),
             (Lost::Unknown, _) | (_, Lost::Unknown) => Lost::Unknown,
             (Lost::None, b) => b,
         }
@@ -167,6 +167,15 @@ impl Position {
     ) -> Result<u64, Error> {
         let malformed = |error| Error::Malformed { cpu, id: page.id, error };
         let mut events = EventIter::starting_at(bytes, page.start as usize).map_err(malformed)?;
+        // An honest producer never says more was read than it committed (commit only grows).
+        if page.start as usize > events.data_end() || !page.start.is_multiple_of(4) {
+            return Err(Error::Protocol(format!(
+                "cpu {cpu}: reader page {} was read to {}, past its commit of {} bytes (or misaligned)",
+                page.id,
+                page.start,
+                events.data_end()
+            )));
+        }
         if new_page {
             // The page's first_seq is stable while it is the reader page.
             let before = match page.start {
@@ -178,17 +187,21 @@ impl Position {
                     .take_while(|e| e.offset < start)
                     .count(),
             };
-            self.next_seq = first_seq.map(|f| f + before as u64);
+            // A first_seq so large that the count overflows is a lie: the sequence is unknown.
+            self.next_seq = first_seq.and_then(|f| f.checked_add(before as u64));
         }
         let count = match events.drain_events(each) {
             Ok(count) => count,
             Err(error) => {
+                // How many events the skipped remainder held is unknown, and with it the
+                // sequence number of the next one (the next page publishes its own).
                 self.read = events.data_end() as u32;
+                self.next_seq = None;
                 return Err(malformed(error));
             }
         };
         self.read = (events.position() as u32).max(page.start);
-        self.next_seq = self.next_seq.map(|s| s + count);
+        self.next_seq = self.next_seq.and_then(|s| s.checked_add(count));
         Ok(count)
     }
 }
@@ -198,14 +211,17 @@ impl Position {
 pub struct Consumer<S: CpuSource> {
     source: S,
     pos: Position,
+    /// The buffer's geometry when consuming began, which its meta area must keep.
+    geometry: Geometry,
 }
 
 impl<S: CpuSource> Consumer<S> {
     /// Starts consuming `source`, resuming where a previous consumer left its reader page (the
     /// meta area's `reader.id` and `reader.read`).
     pub fn new(source: S) -> Result<Self, Error> {
-        let reader = source.view()?.meta().reader();
-        Ok(Self { source, pos: Position { read: reader.read, page: None, next_seq: None, deferred: None } })
+        let view = source.view()?;
+        let (reader, geometry) = (view.meta().reader(), view.geometry());
+        Ok(Self { source, pos: Position { read: reader.read, page: None, next_seq: None, deferred: None }, geometry })
     }
 
     /// The source.
@@ -249,7 +265,7 @@ impl<S: CpuSource> Consumer<S> {
             sink(Record::Lost(page.lost));
         }
         let cpu = self.source.cpu();
-        let view = self.source.view()?;
+        let view = checked_view(&self.source, self.geometry)?;
         let shm = reader_page(&view, page.id)?;
         let first_seq = published_first_seq(&view, page.id);
         let events = self.pos.decode(cpu, &page, new_page, &shm, first_seq, |e| sink(Record::Event(e)))?;
@@ -273,7 +289,7 @@ impl<S: CpuSource> Consumer<S> {
     fn copy_answered(&mut self, mut page: ReaderPage, out: &mut [u8]) -> Result<PageCopy, Error> {
         let new_page = self.pos.moved_to(&mut page);
         let cpu = self.source.cpu();
-        let view = self.source.view()?;
+        let view = checked_view(&self.source, self.geometry)?;
         let shm = reader_page(&view, page.id)?;
         shm.copy_to(out);
         let first_seq = published_first_seq(&view, page.id);
@@ -319,7 +335,7 @@ impl<S: CpuSource> Consumer<S> {
         scope: DrainScope,
         mut read_one: impl FnMut(&mut Self, ReaderPage) -> Result<(ReaderPage, u64), Error>,
     ) -> Result<u64, Error> {
-        let mut bound = DrainBound::new(self.source.view()?.geometry());
+        let mut bound = DrainBound::new(checked_view(&self.source, self.geometry)?.geometry());
         let mut total = 0;
         loop {
             let before = self.position();
@@ -346,7 +362,7 @@ impl<S: CpuSource> Consumer<S> {
 
     /// The page the writer is on, where the buffer says (hyptrace's meta extension does).
     fn writer_page(&self) -> Result<Option<u32>, Error> {
-        let view = self.source.view()?;
+        let view = checked_view(&self.source, self.geometry)?;
         Ok(view.has_extension().then(|| view.meta().tail_id()))
     }
 
@@ -357,7 +373,7 @@ impl<S: CpuSource> Consumer<S> {
     /// Needs hyptrace's meta extension (not available on kernel buffers, which do not crash).
     pub fn drain_remaining(&mut self, mut sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
         let cpu = self.source.cpu();
-        let view = self.source.view()?;
+        let view = checked_view(&self.source, self.geometry)?;
         let reader = view.meta().reader();
         // If the producer swapped for us but died before answering, its reader page is newer than
         // ours and was not read at all; ours had been read to its end (or it would not swap).
@@ -395,6 +411,21 @@ impl<S: CpuSource> Consumer<S> {
     pub fn wait(&mut self, pages: u32, timeout: Option<Duration>) -> Result<Wakeup, Error> {
         self.source.wait(pages, timeout)
     }
+}
+
+/// The view of `source`, or a protocol error if its meta area no longer describes `geometry`,
+/// the buffer consuming began with (a producer may rewrite its meta area at any time; page
+/// copies are sized by the geometry it had).
+fn checked_view<S: CpuSource>(source: &S, geometry: Geometry) -> Result<SharedView<'_>, Error> {
+    let view = source.view()?;
+    if view.geometry() != geometry {
+        return Err(Error::Protocol(format!(
+            "cpu {}: the meta area changed the buffer's geometry from {geometry:?} to {:?}",
+            source.cpu(),
+            view.geometry()
+        )));
+    }
+    Ok(view)
 }
 
 /// Reader page `id` of `view`, or a protocol error if the producer named a page that does not

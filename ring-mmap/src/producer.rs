@@ -25,8 +25,9 @@ pub trait Producer: Send + Sync {
     fn cpu_fds(&self, cpu: u32) -> (BorrowedFd<'_>, BorrowedFd<'_>);
     /// GET_READER_PAGE: [`CpuBuffer::swap_reader_page`] on CPU `cpu`.
     fn swap_reader_page(&self, cpu: u32, read: u32) -> Result<ReaderUpdate, SwapError>;
-    /// CPU `cpu`'s counters.
-    fn stats(&self, cpu: u32) -> StatsBody;
+    /// CPU `cpu`'s counters, or `None` while it has none to give (a hypervisor whose buffer is
+    /// being reloaded): the server answers EBUSY then, never made-up zeros.
+    fn stats(&self, cpu: u32) -> Option<StatsBody>;
     /// Arms CPU `cpu`'s doorbell ([`CpuBuffer::arm_doorbell`]).
     fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody;
     /// Withdraws an arming (its consumer left).
@@ -135,9 +136,9 @@ impl<C: Clock + Send + Sync> Producer for ShmProducer<C> {
         self.buffer(cpu).swap_reader_page(read)
     }
 
-    fn stats(&self, cpu: u32) -> StatsBody {
+    fn stats(&self, cpu: u32) -> Option<StatsBody> {
         let b = self.buffer(cpu);
-        stats_body(b.stats(), b.full_pages())
+        Some(stats_body(b.stats(), b.full_pages()))
     }
 
     fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody {

@@ -37,6 +37,9 @@ use zerocopy::IntoBytes;
 /// Most clients served at once; more are refused at accept.
 pub const MAX_CLIENTS: usize = 64;
 
+/// How long the acceptor pauses after `accept` fails for want of resources (descriptors, memory).
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// How long the server keeps polling without sleeping after it served a request, by default.
 ///
 /// Consumers ask for pages in bursts while they drain, so staying awake briefly for the next
@@ -291,8 +294,13 @@ impl Acceptor {
             let fd = match rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
                 Ok(fd) => fd,
                 Err(Errno::INTR) => continue,
-                // EAGAIN: nothing more to accept; anything else (EMFILE, ...) leaves it queued.
-                Err(_) => return,
+                Err(Errno::AGAIN) => return,
+                // Anything else (EMFILE, ENOBUFS, ...) leaves the connection queued and the
+                // listener readable: pause before the next poll rather than spin on it.
+                Err(_) => {
+                    std::thread::sleep(ACCEPT_BACKOFF);
+                    return;
+                }
             };
             let same_user = rustix::net::sockopt::socket_peercred(&fd).is_ok_and(|cred| cred.uid.as_raw() == self.euid);
             {
@@ -561,7 +569,7 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bo
             answer.fds = vec![file, doorbell];
             answer
         }
-        Op::Stats => Answer::body(&producer.stats(req.cpu)),
+        Op::Stats => producer.stats(req.cpu).map_or(Answer::status(status::EBUSY), |s| Answer::body(&s)),
         Op::GetReaderPage | Op::Wait => {
             let Some(newly) = shared.claim(req.cpu, client) else {
                 return (Answer::status(status::EBUSY), false);

@@ -67,7 +67,7 @@ impl Tally {
 
     fn count_lost(&mut self, lost: Lost) {
         match lost {
-            Lost::Count(n) => self.lost += n,
+            Lost::Count(n) => self.lost = self.lost.saturating_add(n),
             Lost::Unknown => self.lost_unknown += 1,
             Lost::None => {}
         }

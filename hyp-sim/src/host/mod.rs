@@ -49,6 +49,16 @@ pub enum HostError {
     /// Buffer memory could not be created.
     #[error(transparent)]
     Memory(#[from] ring_mmap::Error),
+    /// The configuration asks for more than the hypervisor supports.
+    #[error("{what} is {got}, the hypervisor supports at most {max}")]
+    Limit {
+        /// What is out of range.
+        what: &'static str,
+        /// The value asked for.
+        got: u64,
+        /// The largest supported.
+        max: u64,
+    },
 }
 
 /// The host.
@@ -75,6 +85,16 @@ impl Host {
     /// donates the buffers (`LOAD`), calibrates the trace clock (`UPDATE_CLOCK`) and turns tracing
     /// on (`ENABLE`).
     pub fn boot(config: HostConfig) -> Result<Self, HostError> {
+        let geometry = config.buffer.geometry;
+        for (what, got, max) in [
+            ("the number of CPUs", config.nr_cpus, crate::hyp::desc::MAX_CPUS as u32),
+            ("the number of sub-buffers per CPU", geometry.nr_subbufs(), HYP_MAX_SUBBUFS),
+            ("the sub-buffer size", geometry.subbuf_size(), crate::hyp::desc::MAX_SUBBUF_SIZE),
+        ] {
+            if got > max {
+                return Err(HostError::Limit { what, got: u64::from(got), max: u64::from(max) });
+            }
+        }
         let layout = CpuLayout { geometry: config.buffer.geometry };
         let config_cpus = config.nr_cpus;
         let mut builder = PlatformBuilder::new(config.nr_cpus);
@@ -249,8 +269,8 @@ impl Producer for Host {
         Ok(ReaderUpdate { status, id: id as u32, read: read as u32, lost_events })
     }
 
-    fn stats(&self, cpu: u32) -> StatsBody {
-        self.cpu_stats(cpu).map(|(s, _)| s).unwrap_or_default()
+    fn stats(&self, cpu: u32) -> Option<StatsBody> {
+        self.cpu_stats(cpu).map(|(s, _)| s).ok()
     }
 
     fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody {
