@@ -54,6 +54,9 @@ pub(crate) struct WriterState {
     pub depth: LocalU32,
     /// Set by nested writers when they stage an event or drop one.
     pub nest_pending: LocalU32,
+    /// Reservations that ended before one they enclose (out of order), as a bit per depth they
+    /// found: see [`CpuBuffer::end_reservation`].
+    pub ended_early: LocalU32,
     /// Bytes used in the tail page's data area; `PAGE_CLOSED` once the page is closed.
     pub off: LocalU32,
     pub enabled: LocalBool,
@@ -171,23 +174,26 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Events committed but neither consumed nor overwritten.
+    /// Events committed but neither consumed nor overwritten (0 if counters read while the
+    /// buffer was busy, which are not one instant's, say otherwise).
     pub fn in_buffer(&self) -> u64 {
-        debug_assert!(self.read + self.overrun <= self.entries, "accounting drifted: {self:?}");
-        self.entries.saturating_sub(self.read + self.overrun)
+        self.entries.saturating_sub(self.read.saturating_add(self.overrun))
     }
 }
 
 impl<'a, C: Clock> CpuBuffer<'a, C> {
     /// Builds a buffer over `meta` (the meta area) and `data` (the sub-buffer array), with one
-    /// writer-private link per sub-buffer in `links` (extra links are left unused). Initialises all of it: the meta area, every
-    /// sub-buffer header, the ring. It has no doorbell; add one with
-    /// [`CpuBuffer::with_doorbell`].
+    /// writer-private link per sub-buffer in `links` (extra links are left unused). Initialises
+    /// all of it: the meta area, every sub-buffer header, the ring. It has no doorbell; add one
+    /// with [`CpuBuffer::with_doorbell`].
+    ///
+    /// The links are borrowed exclusively: they name the sub-buffers the writer moves onto, and
+    /// a second buffer sharing them could make this one follow ids it does not have.
     pub fn new(
         config: Config,
         meta: ShmRegion,
         data: ShmRegion,
-        links: &'a [SubBufLink],
+        links: &'a mut [SubBufLink],
         clock: C,
     ) -> Result<Self, GeometryError> {
         Self::build(config, meta, data, Links::Borrowed(links), clock)
@@ -212,6 +218,7 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
             w: WriterState {
                 depth: LocalU32::new(0),
                 nest_pending: LocalU32::new(0),
+                ended_early: LocalU32::new(0),
                 enabled: LocalBool::new(true),
                 off: LocalU32::new(0),
                 page_data: LocalU64::new(0),
@@ -303,6 +310,7 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
         let w = &self.w;
         w.depth.store(0, Ordering::Relaxed);
         w.nest_pending.store(0, Ordering::Relaxed);
+        w.ended_early.store(0, Ordering::Relaxed);
         self.ws.doorbell.store(0, Ordering::Relaxed);
         self.ws.tail.store(1, Ordering::Relaxed);
         self.ws.slot.store(0, Ordering::Relaxed);
@@ -421,8 +429,10 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
     pub(crate) fn advance_head_slot(&self) {
         let slots = self.geo.nr_slots();
         // Ordering: AcqRel on the private counter orders the two movers' updates and checks (see
-        // above). Release on the meta store: a snapshot reader that sees the new head slot
-        // (Acquire) also sees the page changes that made the old head invalid.
+        // above). Release on the meta store: a reader that sees the new head slot (Acquire) also
+        // sees what its mover published before it (a push's overrun and pages_lost). Which pages
+        // hold data is not ordered by it: a push moves the head before the writer resets the
+        // page, and snapshots validate each page by its slot's `cnt` (`crate::snapshot`).
         let mut now =
             match self.sw.head_slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some((s + 1) % slots)) {
                 Ok(prev) | Err(prev) => (prev + 1) % slots,

@@ -109,18 +109,38 @@ impl Clock for ManualClock {
     }
 }
 
-/// Nanoseconds of the host's monotonic clock since the first `MonotonicClock` reading in this
+/// Nanoseconds of the host's monotonic clock since the first `MonotonicClock` was made in this
 /// process (so every CPU's buffer shares one epoch).
+///
+/// The epoch is fixed when the clock is made ([`MonotonicClock::new`]), not at its first
+/// reading: a reading may come from a nested writer in a signal handler, which must not be the
+/// one to initialise a `OnceLock` (re-entering one from a handler can deadlock).
 #[cfg(feature = "std")]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MonotonicClock;
+#[derive(Debug, Clone, Copy)]
+pub struct MonotonicClock {
+    epoch: std::time::Instant,
+}
+
+#[cfg(feature = "std")]
+impl MonotonicClock {
+    /// A clock counting from this process's epoch (set by the first one made).
+    pub fn new() -> Self {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        Self { epoch: *EPOCH.get_or_init(std::time::Instant::now) }
+    }
+}
+
+#[cfg(feature = "std")]
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 #[cfg(feature = "std")]
 impl Clock for MonotonicClock {
     fn now(&self) -> u64 {
-        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        let epoch = *EPOCH.get_or_init(std::time::Instant::now);
-        u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -152,8 +172,8 @@ mod tests {
     #[cfg(feature = "std")]
     #[test]
     fn monotonic_clock_is_monotonic() {
-        let a = MonotonicClock.now();
+        let a = MonotonicClock::new().now();
         std::thread::sleep(std::time::Duration::from_millis(1));
-        assert!(MonotonicClock.now() >= a + 1_000_000);
+        assert!(MonotonicClock::new().now() >= a + 1_000_000);
     }
 }

@@ -9,6 +9,7 @@
 
 use crate::decode::{DecodeError, Event, EventIter, ShmBytes};
 use crate::error::SwapError;
+use crate::format::COMMIT_LEN_MASK;
 use crate::geometry::Geometry;
 use crate::swap::{ReaderUpdate, SwapStatus};
 use crate::view::SharedView;
@@ -105,8 +106,15 @@ impl Cursor {
             self.page = update.id;
             self.read = update.read;
             let page = view.page(update.id).ok_or(ConsumeError::BadReaderPage(update.id))?;
-            let mut events = EventIter::starting_at(&page, self.read as usize)
-                .map_err(|error| ConsumeError::Malformed { id: update.id, error })?;
+            let mut events = match EventIter::starting_at(&page, self.read as usize) {
+                Ok(events) => events,
+                Err(error) => {
+                    // A header that cannot be decoded at all: give the page back as read to the
+                    // commit it claims, or every later drain would stop on it again.
+                    self.read = (page.commit() & COMMIT_LEN_MASK) as u32;
+                    return Err(ConsumeError::Malformed { id: update.id, error });
+                }
+            };
             let got = match events.drain_events(|event| sink(Consumed::Event(event))) {
                 Ok(got) => got,
                 Err(error) => {
@@ -151,6 +159,40 @@ mod tests {
             .unwrap();
         assert_eq!(got, seen);
         (got, requests, swaps)
+    }
+
+    #[test]
+    fn a_page_whose_header_cannot_be_decoded_is_skipped_not_stuck_on() {
+        let buf = buffer(64, 6, Mode::Overwrite); // two 20-byte events per page
+        for seq in 0..6 {
+            buf.write(&seq_payload(seq, 12)).unwrap();
+        }
+        // The oldest page (id 1) claims more data than a page holds.
+        let (_, data) = buf.regions();
+        let geo = buf.geometry();
+        data.store_u64(
+            geo.subbuf_offset(1) + crate::format::SUBBUF_COMMIT_OFFSET,
+            4096,
+            crate::sync::Ordering::Relaxed,
+        );
+        let view = buf.view();
+        let mut cursor = Cursor::default();
+        let mut seqs = std::vec::Vec::new();
+        let mut drain = |cursor: &mut Cursor| {
+            cursor.drain(
+                &view,
+                |read| buf.swap_reader_page(read),
+                |c| {
+                    if let Consumed::Event(e) = c {
+                        seqs.push(e.payload.to_vec()[0]);
+                    }
+                },
+            )
+        };
+        let err = drain(&mut cursor).unwrap_err();
+        assert!(matches!(err, ConsumeError::Malformed { id: 1, error: DecodeError::CommitTooLarge { .. } }), "{err:?}");
+        drain(&mut cursor).unwrap();
+        assert_eq!(seqs, [2, 3, 4, 5], "the pages after the bad one");
     }
 
     #[test]

@@ -24,7 +24,10 @@
 //! refused ([`WriteError::NestedTooLarge`]), one that does not fit in what is left is dropped and
 //! counted, and so are writes nested deeper than [`NEST_LEVELS`]. To keep lost-event reports
 //! exact, the flush closes the tail page before accounting such drops, so the gap falls on a page
-//! boundary like every other loss.
+//! boundary like every other loss. It falls after the events of the same flush: the count is
+//! exact, but a drop that came before some of the events staged with it (a deeper level that
+//! was full while a shallower one still had room) is reported after them. Drops come of full
+//! lanes, so they mostly follow what filled them.
 
 use crate::buffer::CpuBuffer;
 use crate::clock::Clock;
@@ -184,12 +187,49 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
 
     /// Publishes a staged record to the flusher and closes the nested context.
     pub(crate) fn nested_commit(&self, spot: &LaneSpot) {
+        self.nested_publish(spot);
+        self.leave_nested(spot.depth);
+    }
+
+    /// Publishes a staged record to the flusher, leaving the nested context open.
+    pub(crate) fn nested_publish(&self, spot: &LaneSpot) {
         let lane = self.lanes.lane(spot.level);
         signal_fence();
         lane.tail.store(spot.pos.wrapping_add(spot.words), Ordering::Relaxed);
         signal_fence();
         self.w.nest_pending.store(1, Ordering::Relaxed);
-        self.leave_nested(spot.depth);
+    }
+
+    /// Closes the context of a [`crate::Reservation`] that found the depth at `depth` (0: an
+    /// outermost one), which need not be the innermost open context.
+    ///
+    /// Reservations are meant to end innermost first, but safe code can end them in any order
+    /// (a `Vec` of them drops front to back). One that ends while a context it encloses is
+    /// still open is marked in `ended_early` and the depth stays where it is, so that later
+    /// writes nest above the open context and never share its lane; when the innermost open
+    /// context ends, the depth falls past every context below it that ended early, and once
+    /// it reaches 0 the staged events are flushed as after any outermost write. A context
+    /// that ended early is never the innermost one (something it encloses is still open), so
+    /// the depth always falls to the innermost context still open. Interrupting contexts run
+    /// above the depth they find and clear their own bits before they return, so the load
+    /// and store of the bits here need no more than signal fences.
+    pub(crate) fn end_reservation(&self, depth: u32) {
+        let w = &self.w;
+        let early = w.ended_early.load(Ordering::Relaxed);
+        if w.depth.load(Ordering::Relaxed) != depth + 1 {
+            w.ended_early.store(early | 1 << depth, Ordering::Relaxed);
+            return;
+        }
+        let mut below = depth;
+        let mut early_left = early;
+        while below > 0 && early_left & 1 << (below - 1) != 0 {
+            early_left &= !(1 << (below - 1));
+            below -= 1;
+        }
+        if early_left != early {
+            w.ended_early.store(early_left, Ordering::Relaxed);
+        }
+        if below == 0 { self.end_outer() } else { self.leave_nested(below) }
     }
 
     /// Stages a whole nested event.
@@ -340,6 +380,46 @@ mod tests {
         let ts: Vec<u64> = got.events.iter().map(|e| e.0).collect();
         assert_eq!(ts, [1000, 1010, 1020, 1025]);
         assert_eq!(buf.w.depth.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn reservations_ended_in_any_order_lose_nothing_and_wedge_nothing() {
+        // Three reservations, outermost first, ended (committed or dropped) in every order:
+        // every committed event and every later write arrives, nothing is counted lost, and the
+        // CPU is outermost again afterwards.
+        for order in [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]] {
+            for commit in [true, false] {
+                let buf = buffer(4096, 8, Mode::Drop);
+                let mut held: Vec<Option<Reservation<'_, '_, _>>> = (0..3u32)
+                    .map(|seq| {
+                        let mut r = buf.reserve(4).unwrap();
+                        r.write_at(0, &seq.to_ne_bytes()).unwrap();
+                        Some(r)
+                    })
+                    .collect();
+                for (n, &i) in order.iter().enumerate() {
+                    let r = held[i].take().unwrap();
+                    if commit {
+                        r.commit()
+                    } else {
+                        drop(r)
+                    }
+                    // Writes between the ends: staged while a reservation is still open.
+                    buf.write(&seq_payload(10 + n as u32, 0)).unwrap();
+                }
+                for seq in 100..400 {
+                    buf.write(&seq_payload(seq, 0)).unwrap();
+                }
+                assert_eq!(buf.w.depth.load(Ordering::Relaxed), 0, "{order:?} commit {commit}");
+                let got = drain(&buf);
+                let mut seqs = got.seqs();
+                seqs.sort_unstable();
+                let reserved = if commit { 0..3 } else { 0..0 };
+                let expected: Vec<u32> = reserved.chain(10..13).chain(100..400).collect();
+                assert_eq!(seqs, expected, "{order:?} commit {commit}");
+                assert_eq!((got.total_lost(), buf.stats().dropped), (0, 0), "{order:?} commit {commit}");
+            }
+        }
     }
 
     #[test]

@@ -43,7 +43,9 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
     /// Reserves room for an event of `len` payload bytes, stamped now.
     ///
     /// Reservations may nest (a signal handler reserving while the code it interrupted holds one):
-    /// see [`crate::nest`]. Commit them innermost first.
+    /// see [`crate::nest`]. Commit them innermost first: ended in another order, nothing is lost,
+    /// but writes made while an enclosed reservation is still open after its outer one ended
+    /// are staged, as nested ones, until it ends too.
     pub fn reserve(&self, len: usize) -> Result<Reservation<'_, 'a, C, D>, WriteError> {
         let layout = self.layout_for(len)?;
         let depth = self.enter()?;
@@ -107,9 +109,12 @@ impl<C: Clock, D: Doorbell> Reservation<'_, '_, C, D> {
         match self.target {
             Target::Ring(spot) => {
                 self.buf.ring_commit(&spot);
-                self.buf.end_outer();
+                self.buf.end_reservation(0);
             }
-            Target::Lane(spot) => self.buf.nested_commit(&spot),
+            Target::Lane(spot) => {
+                self.buf.nested_publish(&spot);
+                self.buf.end_reservation(spot.depth);
+            }
         }
     }
 
@@ -126,9 +131,9 @@ impl<C: Clock, D: Doorbell> Reservation<'_, '_, C, D> {
         match self.target {
             Target::Ring(spot) => {
                 self.buf.ring_discard(&spot);
-                self.buf.end_outer();
+                self.buf.end_reservation(0);
             }
-            Target::Lane(spot) => self.buf.leave_nested(spot.depth),
+            Target::Lane(spot) => self.buf.end_reservation(spot.depth),
         }
     }
 }

@@ -188,6 +188,10 @@ pub struct ReaderCopy {
 /// Attempts [`SharedView::snapshot`] makes before giving up on a consumer that keeps swapping.
 pub const SNAPSHOT_ATTEMPTS: u32 = 8;
 
+/// Readings of the ring's tail and head a snapshot takes, at most, to find them from one state
+/// of the ring while the writer keeps moving.
+const WINDOW_ATTEMPTS: u32 = 64;
+
 #[cfg(feature = "std")]
 pub use with_std::{Snapshot, SnapshotPage};
 
@@ -303,6 +307,37 @@ mod with_std {
             Ok(self.snapshot_once(Some(reader_start)))
         }
 
+        /// The writer's page id, the tail slot and the head slot, read as one state of the ring.
+        ///
+        /// Ordering: the tail first (its id, then its slot, the reverse of the order the writer
+        /// stores them in), then the head, each an acquire load, so the head is at least as new
+        /// as the tail: read the other way round, a writer moving between the loads makes a
+        /// full ring look like one page (tail == head), or a consumed ring like a full one. A
+        /// head newer by one move only leaves the newest page out; newer by more (this thread
+        /// was preempted between the loads) would leave most of a full ring out, so the loads
+        /// are repeated until the writer's count of page moves (`subbufs_touched`, which it
+        /// stores before the tail) is the same before and after them. Every move between the
+        /// tail's and the head's loads but the last one stores it before the head the loads saw,
+        /// so the count after sees it. A writer that never stops moving long enough gets the
+        /// last reading.
+        fn ring_window(&self) -> (u32, u32, u32) {
+            let meta = self.meta();
+            let slots = self.geometry().nr_slots();
+            let moves = || meta.region().load_u64_acquire(crate::meta::off::PAGES_TOUCHED);
+            let mut before = moves();
+            for _ in 0..WINDOW_ATTEMPTS {
+                let tail_id = meta.tail_id();
+                let tail = meta.tail_slot() % slots;
+                let head = meta.head_slot() % slots;
+                let after = moves();
+                if after == before {
+                    return (tail_id, tail, head);
+                }
+                before = after;
+            }
+            (meta.tail_id(), meta.tail_slot() % slots, meta.head_slot() % slots)
+        }
+
         /// One pass over the reader page and the ring; `quiescent` gives the reader page's start
         /// when the producer is gone (the reader page is then read without `reader_seq`, which a
         /// producer that died mid-swap leaves odd).
@@ -334,11 +369,10 @@ mod with_std {
                 Err(_) => snap.discarded += 1,
             }
             let reader = meta.reader().id;
-            let head = meta.head_slot() % slots;
-            let tail = meta.tail_slot() % slots;
+            let (tail_id, tail, head) = self.ring_window();
             // The writer on the reader page means the ring holds nothing unread (head is then
             // tail + 1, as it also is for a full ring).
-            if meta.tail_id() == reader {
+            if tail_id == reader {
                 snap.pages.retain(|p| p.first_timestamp().is_some());
                 return snap;
             }
@@ -357,9 +391,10 @@ mod with_std {
                     Err(_) => snap.discarded += 1,
                 }
             }
-            // Pages whose slot fell behind the head while we copied were consumed or lost.
-            let head_now = meta.head_slot() % slots;
+            // Pages whose slot fell behind the head while we copied were consumed or lost. The
+            // tail first again, so the window is never wider than the ring was.
             let tail_now = meta.tail_slot() % slots;
+            let head_now = meta.head_slot() % slots;
             let window = (tail_now + slots - head_now) % slots + 1;
             for page in ring {
                 let slot = page.slot.unwrap_or(0);

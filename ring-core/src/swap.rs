@@ -72,8 +72,11 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         if read > commit {
             return Err(SwapError::ReadPastCommit { read, commit });
         }
-        // Ordering: Release so a consumer that acquires `reader.id` sees this too.
-        self.meta.store_u32(off::READER_READ, read, Ordering::Release);
+        // Ordering: Relaxed; the value is all a reader takes from it (`MetaPage::reader`, a
+        // consumer resuming where this one stopped), and it publishes nothing else. When the
+        // page is swapped below, `take_head` stores 0 here before its Release store of
+        // `reader.id`, which readers acquire first, so they never pair a new id with this value.
+        self.meta.store_u32(off::READER_READ, read, Ordering::Relaxed);
         if read < commit {
             return Ok(ReaderUpdate { status: SwapStatus::Unread, id: reader, read, lost_events: 0 });
         }

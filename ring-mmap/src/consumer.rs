@@ -8,7 +8,7 @@
 //! `&[u8]` into memory the writer may still be writing.
 
 use crate::error::Error;
-use ring_core::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
+use ring_core::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
 use ring_core::{DrainBound, Event, EventIter, Geometry, MissedEvents, PageSource, SharedView, ShmBytes};
 use std::time::Duration;
 
@@ -166,7 +166,16 @@ impl Position {
         each: impl FnMut(Event<P::Payload<'p>>),
     ) -> Result<u64, Error> {
         let malformed = |error| Error::Malformed { cpu, id: page.id, error };
-        let mut events = EventIter::starting_at(bytes, page.start as usize).map_err(malformed)?;
+        let mut events = match EventIter::starting_at(bytes, page.start as usize) {
+            Ok(events) => events,
+            Err(error) => {
+                // A header that cannot be decoded at all: give the page back as read to the
+                // commit it claims, or every later read would stop on it again.
+                self.read = (bytes.header().1 & COMMIT_LEN_MASK).min(u64::from(u32::MAX)) as u32;
+                self.next_seq = None;
+                return Err(malformed(error));
+            }
+        };
         // An honest producer never says more was read than it committed (commit only grows).
         if page.start as usize > events.data_end() || !page.start.is_multiple_of(4) {
             return Err(Error::Protocol(format!(

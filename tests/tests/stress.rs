@@ -144,8 +144,9 @@ fn snapshotter(bufs: &[Buf], stop: &AtomicBool) -> (u64, u64, u64) {
 
 fn stress(mode: Mode) {
     let geometry = Geometry::new(1024, 8).expect("valid geometry");
-    let bufs: Vec<Buf> =
-        (0..CPUS).map(|_| CpuBuffer::with_heap(Config { geometry, mode }, MonotonicClock).expect("heap")).collect();
+    let bufs: Vec<Buf> = (0..CPUS)
+        .map(|_| CpuBuffer::with_heap(Config { geometry, mode }, MonotonicClock::new()).expect("heap"))
+        .collect();
     let stop_writers = AtomicBool::new(false);
     let stop_readers = AtomicBool::new(false);
     let swaps = AtomicU64::new(0);
