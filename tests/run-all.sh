@@ -6,9 +6,11 @@
 #       bash tests/run-all.sh        # a quicker pass
 #
 # Needs: the stable toolchain with clippy and rustfmt, the x86_64-unknown-none target, a
-# nightly toolchain with miri and rust-src, and cargo-fuzz (.ci/run installs all of them).
+# nightly toolchain with miri and rust-src, cargo-fuzz, a C compiler and trace-cmd: it runs
+# tests/setup.sh first, which installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash tests/setup.sh
 
 export PROPTEST_CASES="${PROPTEST_CASES:-10000}"
 export HYPTRACE_STRESS_MS="${HYPTRACE_STRESS_MS:-3000}"

@@ -39,6 +39,33 @@ impl Backing {
         std::fs::write(&temporary, bytes).map_err(|e| Error::path("writing", &temporary, e))?;
         std::fs::rename(&temporary, &path).map_err(|e| Error::path("renaming into place", &path, e))
     }
+
+    /// Removes what an earlier producer left in a [`Backing::Dir`] directory that this one does
+    /// not overwrite, so that a post-mortem reader does not take it for this producer's: the
+    /// files of CPUs `nr_cpus` and up (a reader takes `cpu0` up to the last consecutive file),
+    /// and the clock conversion (published again if this producer has one). A producer creates
+    /// its own CPUs' files first, then calls this; a file another live producer still holds is
+    /// [`Error::ProducerAlive`].
+    pub fn remove_stale_files(&self, nr_cpus: u32) -> Result<(), Error> {
+        let Backing::Dir(dir) = self else { return Ok(()) };
+        let clock = dir.join(crate::postmortem::CLOCK_FILE);
+        match std::fs::remove_file(&clock) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::path("removing", &clock, e)),
+            _ => {}
+        }
+        for cpu in nr_cpus.. {
+            let path = dir.join(cpu_file_name(cpu));
+            let fd = match rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::NOENT) => return Ok(()),
+                Err(e) => return Err(Error::path("opening", &path, e.into())),
+            };
+            // Taken so that no live producer's file is removed; dropped with `fd`.
+            lock_cpu_file(fd.as_fd(), &path, FlockOperation::NonBlockingLockExclusive)?;
+            std::fs::remove_file(&path).map_err(|e| Error::path("removing", &path, e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Where things are in one CPU's file.
@@ -274,6 +301,26 @@ mod tests {
 
     fn layout() -> CpuLayout {
         CpuLayout { geometry: Geometry::new(4096, 4).unwrap() }
+    }
+
+    #[test]
+    fn stale_files_of_an_earlier_run_are_removed_unless_a_live_producer_holds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let backing = Backing::Dir(dir.path().to_path_buf());
+        let three: Vec<_> = (0..3).map(|cpu| CpuBacking::create(&backing, cpu, layout()).unwrap()).collect();
+        // A live producer holds cpu2: nothing of it is removed.
+        assert!(matches!(backing.remove_stale_files(2), Err(Error::ProducerAlive(_))));
+        assert!(dir.path().join("cpu2").exists());
+        drop(three);
+        // A later run of one CPU: cpu1 and cpu2 go, cpu0 is its own.
+        std::fs::write(dir.path().join(crate::postmortem::CLOCK_FILE), [0; 24]).unwrap();
+        let one = CpuBacking::create(&backing, 0, layout()).unwrap();
+        backing.remove_stale_files(1).unwrap();
+        let left: Vec<_> = (0..3).filter(|cpu| dir.path().join(cpu_file_name(*cpu)).exists()).collect();
+        assert_eq!(left, [0]);
+        assert!(!dir.path().join(crate::postmortem::CLOCK_FILE).exists(), "an old clock conversion goes too");
+        drop(one);
+        Backing::Memfd.remove_stale_files(0).unwrap();
     }
 
     #[test]

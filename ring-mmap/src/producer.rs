@@ -90,6 +90,7 @@ impl<C: Clock> ShmProducer<C> {
                 .with_doorbell(EventFdDoorbell::new()?);
             cpus.push(ProducerCpu { buffer, backing });
         }
+        config.backing.remove_stale_files(config.nr_cpus)?;
         config.backing.publish(FORMATS_FILE, &config.formats)?;
         Ok(Self { cpus, config, clock: Mutex::new(IDENTITY_CLOCK) })
     }

@@ -47,11 +47,11 @@ pub enum Command {
     /// lost, bytes), like tracefs per_cpu/cpuN/stats.
     Stats(StatsArgs),
     /// Consume events into a trace-cmd trace.dat file (version 6) that `trace-cmd report` and
-    /// KernelShark open. Shows progress on stderr; Ctrl-C or --duration stops it and leaves a
-    /// complete file.
+    /// KernelShark open. Shows progress on stderr; Ctrl-C, SIGTERM or --duration stops it and
+    /// leaves a complete file (a failed recording leaves any earlier file of the name as it was).
     Record(RecordArgs),
     /// Print a trace.dat file written by `record` (or an uncompressed version 6 file from
-    /// trace-cmd), without trace-cmd.
+    /// trace-cmd of the top-level buffer), without trace-cmd.
     Report(ReportArgs),
     /// Print every event a dead (crashed, killed or exited) producer committed to the buffer
     /// directory it wrote (hyp-sim --dir): oldest first, merged across CPUs, with the events
@@ -80,7 +80,8 @@ pub struct SourceArgs {
     /// With --kernel: where tracefs is mounted
     #[arg(long, requires = "kernel", default_value = ring_mmap::kernel::TRACEFS)]
     pub tracefs: PathBuf,
-    /// Seconds to wait for the producer's socket to appear (it may still be starting)
+    /// Seconds to wait for the producer's socket to appear (it may still be starting; not used
+    /// with --kernel or --dir)
     #[arg(long, default_value_t = 5.0, value_parser = seconds)]
     pub wait: f64,
     /// Read only these CPUs (repeat, or separate with commas) [default: all]
@@ -182,9 +183,9 @@ pub struct RecordArgs {
     #[command(flatten)]
     pub live: LiveArgs,
     /// Let the scheduler run the reader threads anywhere, instead of each on the CPUs whose
-    /// buffers it reads (where this machine has them): a buffer is written on its own CPU, and
-    /// read there its pages are in that CPU's caches and its reader is never the one held up
-    /// while its writer runs on
+    /// buffers it reads (where this machine has them): a buffer is written on its own CPU, so
+    /// read there its pages are in that CPU's caches, and a reader woken by its doorbell does
+    /// not wake a second CPU
     #[arg(long)]
     pub no_pin: bool,
     /// Store the pages with direct I/O (O_DIRECT), around the page cache, a mebibyte per write:

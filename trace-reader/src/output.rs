@@ -15,7 +15,9 @@ use std::io::Write;
 pub enum Style {
     /// ftrace-style text.
     Text,
-    /// One JSON object per line.
+    /// One JSON object per line for events and losses ({"cpu", "ts_ns", "event", "pid",
+    /// "fields"} or {"cpu", "lost"}, lost null when the count is unknown); `stats` prints one
+    /// JSON array of per-CPU objects.
     Json,
 }
 
@@ -67,17 +69,27 @@ impl Printer {
 
     /// Prints a line.
     pub fn write(&mut self, text: &str) {
-        if writeln!(self.out, "{text}").is_err() {
-            std::process::exit(0);
+        if let Err(e) = writeln!(self.out, "{text}") {
+            output_failed(e);
         }
     }
 
     /// Flushes what was printed.
     pub fn flush(&mut self) {
-        if self.out.flush().is_err() {
-            std::process::exit(0);
+        if let Err(e) = self.out.flush() {
+            output_failed(e);
         }
     }
+}
+
+/// Ends the process on an output error: quietly and successfully when the reader of a pipe went
+/// away (`trace-reader stream | head`), with the error and status 1 otherwise (a full disk).
+fn output_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("trace-reader: writing the output: {e}");
+    std::process::exit(1)
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ fn record_and_compare_with_trace_cmd(options: &'static [&'static str]) {
     let out = recorder.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if let Some(refusal) = ["does not take O_DIRECT", "taking SCHED_FIFO"].iter().find(|r| stderr.contains(*r)) {
-        println!("skipped: this machine refuses {options:?} ({refusal}): {stderr}");
+        println!("SKIPPED: this machine refuses {options:?} ({refusal}): {stderr}");
         return;
     }
     ok(&out);
@@ -149,6 +149,16 @@ fn record_and_compare_with_trace_cmd(options: &'static [&'static str]) {
 
 #[test]
 fn an_interrupted_record_leaves_a_valid_file() {
+    interrupted_record_leaves_a_valid_file("-INT");
+}
+
+#[test]
+fn a_terminated_record_leaves_a_valid_file() {
+    interrupted_record_leaves_a_valid_file("-TERM");
+}
+
+/// `record` stopped by `signal` (a `kill` option) finishes its file.
+fn interrupted_record_leaves_a_valid_file(signal: &str) {
     let mut sim = Sim::start(2, Mode::Overwrite, 0, 32);
     let file = sim.dir.path().join("int.dat");
     // Reader threads left to the scheduler (the other record test runs them on their CPUs).
@@ -158,7 +168,7 @@ fn an_interrupted_record_leaves_a_valid_file() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
     sim.finish(Duration::ZERO);
     ok(&out);

@@ -101,6 +101,7 @@ impl Host {
         let buffers = (0..config.nr_cpus)
             .map(|cpu| builder.buffer(&config.backing, cpu, layout))
             .collect::<Result<Vec<_>, _>>()?;
+        config.backing.remove_stale_files(config.nr_cpus)?;
         let scratch = builder.anon(MAX_DESC_BYTES)?;
         let platform = Arc::new(builder.build()?);
         let hyp = Arc::new(Hyp::boot(platform.clone(), HYP_MAX_SUBBUFS));

@@ -219,10 +219,11 @@ fn enter_realtime(session: &Session) -> Result<()> {
 
 /// Runs `record`.
 pub fn run(args: &RecordArgs) -> Result<()> {
-    let stop = interrupt_flag()?;
     let target = args.source.target()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut sessions = Session::open_groups(&target, &args.source.cpus, threads)?;
+    // Only once connected: until then Ctrl-C ends the wait for a producer (nothing is written).
+    let stop = interrupt_flag()?;
     let Some(first) = sessions.first() else { bail!("no CPU to record") };
     let mut cpus: Vec<u32> = sessions.iter().flat_map(|s| s.cpus.iter().map(CpuReader::cpu)).collect();
     cpus.sort_unstable();

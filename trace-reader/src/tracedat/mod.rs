@@ -36,6 +36,8 @@ mod option {
     pub const DONE: u16 = 0;
     /// Per-CPU statistics text.
     pub const CPUSTAT: u16 = 2;
+    /// An instance buffer's offset and name (its events are not in the top-level flyrecord).
+    pub const BUFFER: u16 = 3;
     /// The trace clock list, the one in use in brackets.
     pub const TRACECLOCK: u16 = 4;
     /// The tool that wrote the file.

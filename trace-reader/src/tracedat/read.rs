@@ -95,10 +95,17 @@ impl DatFile {
     /// Opens and parses the header of `path`.
     pub fn open(path: &Path) -> Result<Self, DatError> {
         let file = File::open(path)?;
-        let len = file.metadata()?.len();
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(DatError::Io(std::io::Error::new(std::io::ErrorKind::IsADirectory, "it is a directory")));
+        }
+        let len = meta.len();
         let mut f = Fields { r: BufReader::new(&file), left: len };
-        if f.bytes(10, "magic").ok().as_deref() != Some(MAGIC.as_slice()) {
-            return Err(DatError::NotTraceDat);
+        match f.bytes(10, "magic") {
+            Ok(magic) if magic == MAGIC => {}
+            // A file that cannot be read is that, not a file of another kind.
+            Err(DatError::Io(e)) => return Err(DatError::Io(e)),
+            _ => return Err(DatError::NotTraceDat),
         }
         let version = f.cstr("version")?;
         if version != "6" {
@@ -149,7 +156,7 @@ impl DatFile {
         if u64::from(nr_cpus) * 16 > f.left {
             return Err(DatError::Corrupt(format!("{nr_cpus} CPUs")));
         }
-        let (mut clock, mut cpustats, mut writer) = (None, Vec::new(), None);
+        let (mut clock, mut cpustats, mut writer, mut instances) = (None, Vec::new(), None, Vec::new());
         let mut section = f.bytes(10, "section")?;
         if section == b"options  \0" {
             loop {
@@ -158,8 +165,14 @@ impl DatFile {
                     break;
                 }
                 let n = f.u32("option size")?;
-                let body = f.text(u64::from(n), "option")?;
-                let body = body.trim_end_matches('\0').to_string();
+                let raw = f.bytes(u64::from(n), "option")?;
+                if id == option::BUFFER {
+                    // The offset of the instance's own flyrecord section, then its name.
+                    let name = raw.get(8..).unwrap_or_default();
+                    instances.push(String::from_utf8_lossy(name).trim_end_matches('\0').to_string());
+                    continue;
+                }
+                let body = String::from_utf8_lossy(&raw).trim_end_matches('\0').to_string();
                 match id {
                     option::TRACECLOCK => {
                         clock = body.split('[').nth(1).and_then(|s| s.split(']').next()).map(str::to_string);
@@ -170,6 +183,13 @@ impl DatFile {
                 }
             }
             section = f.bytes(10, "section")?;
+        }
+        if !instances.is_empty() {
+            return Err(DatError::Unsupported(format!(
+                "events of instance buffers ({}): this reader reads files of the top-level buffer only \
+                 (trace-cmd report reads these)",
+                instances.join(", ")
+            )));
         }
         if section != b"flyrecord\0" {
             return Err(DatError::Unsupported(format!(
@@ -268,7 +288,7 @@ mod tests {
         let info = DatInfo::new(4096, &formats, Some("mono".into()));
         let mut w = match DatWriter::create(&path, info, 3, &[0, 2], io) {
             Err(DatError::DirectIo { dir, source }) => {
-                println!("skipped: {} refuses O_DIRECT ({source})", dir.display());
+                println!("SKIPPED: {} refuses O_DIRECT ({source})", dir.display());
                 return;
             }
             w => w.unwrap(),
@@ -327,5 +347,28 @@ mod tests {
             std::fs::write(&path, &bytes[..cut]).unwrap();
             assert!(DatFile::open(&path).is_err(), "truncated at {cut}");
         }
+        // A directory is an I/O error, not "not a trace.dat".
+        assert!(matches!(DatFile::open(dir.path()), Err(DatError::Io(_))));
+    }
+
+    #[test]
+    fn files_with_instance_buffers_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("g.dat");
+        let w = DatWriter::create(&good, DatInfo::new(4096, &Formats::default(), None), 1, &[0], SpoolIo::Buffered)
+            .unwrap();
+        w.finish(&[]).unwrap();
+        let mut bytes = std::fs::read(&good).unwrap();
+        // A BUFFER option, as trace-cmd writes for `-B review`, first among the options.
+        let at = bytes.windows(10).position(|w| w == b"options  \0").unwrap() + 10;
+        let mut buffer = option::BUFFER.to_ne_bytes().to_vec();
+        buffer.extend_from_slice(&15u32.to_ne_bytes());
+        buffer.extend_from_slice(&8192u64.to_ne_bytes());
+        buffer.extend_from_slice(b"review\0");
+        bytes.splice(at..at, buffer);
+        let path = dir.path().join("b.dat");
+        std::fs::write(&path, &bytes).unwrap();
+        let err = DatFile::open(&path).unwrap_err();
+        assert!(matches!(&err, DatError::Unsupported(m) if m.contains("(review)")), "{err}");
     }
 }

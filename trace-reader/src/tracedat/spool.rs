@@ -237,7 +237,7 @@ mod tests {
                 let mut spool = match Spool::create(dir.path(), size, io) {
                     Ok(spool) => spool,
                     Err(DatError::DirectIo { dir, source }) => {
-                        println!("skipping direct spools: {} refuses O_DIRECT: {source}", dir.display());
+                        println!("SKIPPED: direct spools: {} refuses O_DIRECT: {source}", dir.display());
                         continue;
                     }
                     Err(e) => panic!("{io:?}: {e}"),

@@ -1,13 +1,14 @@
 //! Writing a trace.dat file: each CPU's pages are spooled to an anonymous temporary file while
 //! recording (CPUs are recorded at once, the file stores them one after the other), then the
-//! header is written and the CPUs' pages are copied after it, each CPU's at a page boundary.
+//! header is written and the CPUs' pages are copied after it, each CPU's at a page boundary,
+//! into a temporary file beside the output that replaces it only once it is complete.
 
 use super::spool::{Spool, SpoolIo};
 use super::{DatError, HEADER_EVENT, MAGIC, VERSION, header_page, option};
 use crate::formats::Formats;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// What a trace.dat describes besides the pages.
@@ -57,51 +58,51 @@ impl DatInfo {
 }
 
 /// A trace.dat being recorded.
+///
+/// A recording that fails (or a file whose writing fails) leaves the output as it was, an
+/// earlier recording of the same name included: the file is written under a temporary name
+/// beside it, which [`DatWriter::finish`] renames over it once it is complete, and which
+/// vanishes with the writer otherwise. An empty or partial trace.dat would only be mistaken
+/// for a recording.
 #[derive(Debug)]
 pub struct DatWriter {
     path: PathBuf,
+    /// The file being written, under a temporary name in `path`'s directory.
+    file: tempfile::NamedTempFile,
     info: DatInfo,
     /// By CPU id; `None` for CPUs not recorded.
     spools: Vec<Option<Spool>>,
-    /// Whether the file was written whole; a writer dropped before that removes it.
-    finished: bool,
-}
-
-/// A recording that fails (or a file whose writing fails) leaves no file behind: its pages were
-/// only in the spools, which vanish with it, and an empty or partial trace.dat would only be
-/// mistaken for a recording.
-impl Drop for DatWriter {
-    fn drop(&mut self) {
-        if !self.finished {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }
 
 impl DatWriter {
-    /// Starts a file at `path` for a source of `nr_cpus` CPUs of which `cpus` are recorded. The
-    /// spool files live next to `path` (so the final copy stays on one file system), store their
-    /// pages as `io` says and vanish with the process. `path` is truncated now, and removed
-    /// again if the writer is dropped before [`DatWriter::finish`] succeeds.
+    /// Starts a file to become `path`, for a source of `nr_cpus` CPUs of which `cpus` are
+    /// recorded. The file and the spools live next to `path` (so the final copy and rename
+    /// stay on one file system); the spools store their pages as `io` says and vanish with the
+    /// process.
     pub fn create(path: &Path, info: DatInfo, nr_cpus: u32, cpus: &[u32], io: SpoolIo) -> Result<Self, DatError> {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        // Fail now, not at the end, if the file cannot be written.
-        File::create(path)?;
-        // Built before the spools, so that a spool failing removes the file again (`Drop`).
+        // Fail now, not at the end, if the file cannot be put there.
+        if path.is_dir() {
+            return Err(DatError::Io(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                format!("{} is a directory", path.display()),
+            )));
+        }
+        // Created as `File::create` would (0666 less the umask), not 0600.
+        let file = tempfile::Builder::new()
+            .prefix(".trace-reader-")
+            .suffix(".dat.tmp")
+            .permissions(std::fs::Permissions::from_mode(0o666))
+            .tempfile_in(&dir)?;
         let spools = (0..nr_cpus).map(|_| None).collect();
-        let mut writer = Self { path: path.to_path_buf(), info, spools, finished: false };
+        let mut writer = Self { path: path.to_path_buf(), file, info, spools };
         for &cpu in cpus {
             writer.spools[cpu as usize] = Some(Spool::create(&dir, writer.info.page_size as usize, io)?);
         }
         Ok(writer)
-    }
-
-    /// Bytes per page.
-    pub fn page_size(&self) -> usize {
-        self.info.page_size as usize
     }
 
     /// Pages written so far, all CPUs together.
@@ -126,7 +127,7 @@ impl DatWriter {
     /// Writes the file: header, `cpustats` (one text per CPU, as tracefs `per_cpu/cpuN/stats`),
     /// then every CPU's pages. Returns the file's size.
     pub fn finish(mut self, cpustats: &[String]) -> Result<u64, DatError> {
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&self.path)?);
+        let mut out = BufWriter::with_capacity(1 << 20, self.file.as_file_mut());
         let info = &self.info;
         out.write_all(MAGIC)?;
         out.write_all(VERSION)?;
@@ -178,11 +179,11 @@ impl DatWriter {
         for spool in std::mem::take(&mut self.spools).into_iter().flatten() {
             std::io::copy(&mut spool.into_file()?, &mut out)?;
         }
-        let mut file = out.into_inner().map_err(|e| e.into_error())?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         file.flush()?;
         file.sync_all()?;
         let size = file.stream_position()?;
-        self.finished = true;
+        self.file.persist(&self.path).map_err(|e| DatError::Io(e.error))?;
         Ok(size)
     }
 }
@@ -206,17 +207,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_writer_dropped_unfinished_leaves_no_file() {
+    fn a_writer_dropped_unfinished_leaves_the_output_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.dat");
+        let files = || std::fs::read_dir(dir.path()).unwrap().count();
         let info = || DatInfo::new(4096, &Formats::default(), None);
         let mut w = DatWriter::create(&path, info(), 1, &[0], SpoolIo::Buffered).unwrap();
         w.write_page(0, &[0; 4096]).unwrap();
-        assert!(path.exists(), "created at once, so an unwritable path fails early");
         drop(w);
-        assert!(!path.exists(), "an unfinished recording is removed");
+        assert_eq!(files(), 0, "an unfinished recording leaves nothing");
+        std::fs::write(&path, b"an earlier recording").unwrap();
+        drop(DatWriter::create(&path, info(), 1, &[0], SpoolIo::Buffered).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"an earlier recording", "nor replaces an earlier one");
         let w = DatWriter::create(&path, info(), 1, &[0], SpoolIo::Buffered).unwrap();
         let size = w.finish(&[]).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "a finished one stays");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "a finished one replaces it");
+        assert_eq!(files(), 1);
+        let dir_as_output = DatWriter::create(dir.path(), info(), 1, &[0], SpoolIo::Buffered);
+        assert!(dir_as_output.is_err(), "a directory is refused at once");
     }
 }
