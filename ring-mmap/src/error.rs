@@ -33,7 +33,7 @@ pub enum Error {
     #[error("malformed message: {0}")]
     Wire(#[from] WireError),
     /// The producer refused a request.
-    #[error("producer refused {op:?} for cpu {cpu}: {}", std::io::Error::from_raw_os_error(-status))]
+    #[error("producer refused {op:?} for cpu {cpu}: {}{}", std::io::Error::from_raw_os_error(-status), refusal_hint(*op, *status))]
     Refused {
         /// The request.
         op: Op,
@@ -88,5 +88,16 @@ impl Error {
             Error::Refused { status, .. } => Some(-status),
             _ => None,
         }
+    }
+}
+
+/// What a refusal most likely means, where the errno alone does not say.
+fn refusal_hint(op: Op, status: i32) -> &'static str {
+    match (op, status) {
+        (Op::GetReaderPage | Op::Wait, crate::wire::status::EBUSY) => {
+            " (another client is consuming this CPU: each CPU has one consumer at a time, while \
+             reads that do not consume, snapshots, need no claim)"
+        }
+        _ => "",
     }
 }

@@ -98,7 +98,9 @@ impl std::fmt::Display for Value {
             Value::Unsigned(v) => write!(f, "{v}"),
             Value::Signed(v) => write!(f, "{v}"),
             Value::Hex(v) => write!(f, "0x{v:x}"),
-            Value::Str(s) => write!(f, "{s}"),
+            // Escaped, so that one event is one line whatever a producer puts in its strings (a
+            // trace_marker write ends in a newline; a string could forge a line of its own).
+            Value::Str(s) => write_escaped(f, s),
             Value::Array(a) => {
                 write!(f, "[")?;
                 for (i, v) in a.iter().enumerate() {
@@ -294,6 +296,23 @@ fn int(bytes: &[u8]) -> u64 {
     }
 }
 
+/// `s` with backslashes and control characters escaped (`\\`, `\n`, `\t`, `\r`, `\xNN`), the rest
+/// as it is.
+fn write_escaped(f: &mut std::fmt::Formatter<'_>, s: &str) -> std::fmt::Result {
+    use std::fmt::Write as _;
+    for c in s.chars() {
+        match c {
+            '\\' => f.write_str("\\\\")?,
+            '\n' => f.write_str("\\n")?,
+            '\t' => f.write_str("\\t")?,
+            '\r' => f.write_str("\\r")?,
+            c if c.is_control() => write!(f, "\\x{:02x}", u32::from(c))?,
+            c => f.write_char(c)?,
+        }
+    }
+    Ok(())
+}
+
 fn c_string(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
@@ -471,6 +490,12 @@ mod tests {
         assert_eq!(f.len(), 2);
         assert_eq!(f.get(4).unwrap().name, "other");
         assert!(Formats::from_blob("hyp", b"name: x\n").is_err(), "no ID line");
+    }
+
+    #[test]
+    fn strings_print_on_one_line() {
+        let v = Value::Str("hello\n  0 [LOST 5 EVENTS]\t\\ \u{1b} it's".into());
+        assert_eq!(v.to_string(), "hello\\n  0 [LOST 5 EVENTS]\\t\\\\ \\x1b it's");
     }
 
     #[test]

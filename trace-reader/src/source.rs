@@ -143,11 +143,19 @@ impl CpuReader {
         each!(self, c => c.source().view())
     }
 
-    /// The CPU's counters. A hyptrace buffer's come from its meta page, so they are there
-    /// even after the producer has gone; the kernel's from the meta page and tracefs `stats`.
+    /// The CPU's counters. A live hyptrace producer's exact ones (`STATS`); once it has gone,
+    /// or for a buffer directory, the meta page's, which the writer refreshes as it moves from
+    /// page to page (so they can lag behind by the page it is on); the kernel's from the meta
+    /// page and tracefs `stats`.
     pub fn counters(&self, tracing: Option<&std::path::Path>) -> Result<Counters> {
         let view = self.view()?;
-        let m = view.meta().counters();
+        let mut m = view.meta().counters();
+        if let CpuReader::Socket(c) = self
+            && let Ok(s) = c.source().stats()
+        {
+            (m.entries, m.overrun, m.dropped, m.read) = (s.entries, s.overrun, s.dropped, s.read);
+            (m.pages_lost, m.pages_touched) = (s.pages_lost, s.pages_touched);
+        }
         match self {
             CpuReader::Socket(_) | CpuReader::Dir(_) => Ok(Counters {
                 entries: m.entries,

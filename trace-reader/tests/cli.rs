@@ -20,7 +20,9 @@ fn census(events: &[common::EventLine]) -> BTreeMap<(u32, String), u64> {
 
 #[test]
 fn stream_prints_every_event_in_time_order_then_the_table() {
-    let mut sim = Sim::start(2, Mode::Drop, 2000, 64);
+    // A megabyte per CPU holds the whole run, so nothing is lost even if the reader is kept
+    // from its CPU (the other tests run flat-out producers meanwhile).
+    let mut sim = Sim::start(2, Mode::Drop, 2000, 256);
     let reader = {
         let socket = sim.socket.clone();
         std::thread::spawn(move || common::reader(&["stream", "--socket", socket.to_str().unwrap()]))
@@ -109,7 +111,8 @@ fn record_with_direct_io_and_realtime_readers_writes_the_same() {
 /// `trace-cmd report` reads it too.
 fn record_and_compare_with_trace_cmd(options: &'static [&'static str]) {
     // Three CPUs: more than the reader threads on a 2-core machine, so one thread reads two.
-    let mut sim = Sim::start(3, Mode::Drop, 3000, 64);
+    // A megabyte per CPU holds the whole run, however the reader threads are scheduled.
+    let mut sim = Sim::start(3, Mode::Drop, 3000, 256);
     let file = sim.dir.path().join("trace.dat");
     let recorder = {
         let (socket, file) = (sim.socket.clone(), file.clone());

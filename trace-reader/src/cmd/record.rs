@@ -199,7 +199,7 @@ fn record_session(
 fn clock_name(target: &Target) -> Option<String> {
     let Target::Kernel { tracing } = target else { return None };
     let text = std::fs::read_to_string(tracing.join("trace_clock")).ok()?;
-    Some(text.split('[').nth(1)?.split(']').next()?.to_string())
+    crate::tracedat::clock_in_use(&text)
 }
 
 /// Moves the calling reader thread to `SCHED_FIFO`, and has it sleep at once for the answers of

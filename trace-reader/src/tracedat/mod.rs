@@ -55,6 +55,12 @@ pub const HEADER_EVENT: &str = "# compressed entry header\n\
 \ttime_stamp : type == 31\n\
 \tdata max type_len  == 28\n";
 
+/// The clock in use in a list of trace clocks as tracefs `trace_clock` (and trace.dat's
+/// TRACECLOCK option) give it: `local [global] counter`.
+pub fn clock_in_use(list: &str) -> Option<String> {
+    Some(list.split('[').nth(1)?.split(']').next()?.to_string())
+}
+
 /// The kernel's `events/header_page` text for sub-buffers of `page_size` bytes.
 pub fn header_page(page_size: u32) -> String {
     format!(

@@ -175,7 +175,7 @@ impl DatFile {
                 let body = String::from_utf8_lossy(&raw).trim_end_matches('\0').to_string();
                 match id {
                     option::TRACECLOCK => {
-                        clock = body.split('[').nth(1).and_then(|s| s.split(']').next()).map(str::to_string);
+                        clock = super::clock_in_use(&body);
                     }
                     option::CPUSTAT => cpustats.push(body),
                     option::VERSION => writer = Some(body),
