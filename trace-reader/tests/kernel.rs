@@ -48,6 +48,11 @@ fn record_of_a_kernel_instance_matches_trace_cmd() {
     assert_eq!(ids, (1..=u64::from(RECORDS)).collect::<Vec<_>>(), "in order (one writer thread)");
     assert!(ours.iter().all(|e| e.2 == "raw_data"));
     assert_eq!(ours[0].3, "id=0x1 buf=rec00001");
+    // The kernel's symbols are in the file, for trace-cmd to name addresses with.
+    let symbols = std::fs::read_to_string("/proc/kallsyms").expect("reading /proc/kallsyms");
+    let first = symbols.lines().next().expect("a kernel symbol");
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.windows(first.len()).any(|w| w == first.as_bytes()), "kallsyms recorded");
     let Some(tc) = trace_cmd() else { return };
     let theirs = trace_cmd_report(tc, &file);
     assert_eq!(theirs.len(), ours.len(), "trace-cmd sees every event");

@@ -202,6 +202,26 @@ fn clock_name(target: &Target) -> Option<String> {
     crate::tracedat::clock_in_use(&text)
 }
 
+/// Adds what trace-cmd needs to name a kernel recording's addresses and processes: kernel
+/// symbols, `printk` formats (of `bprint` events) and the saved command lines, from the tracefs
+/// root above `tracing` (an instance has none of its own). One that cannot be read is left out,
+/// with a warning: the events are complete without it.
+fn kernel_symbols(info: &mut DatInfo, tracing: &std::path::Path) {
+    let root = match tracing.parent() {
+        Some(parent) if parent.file_name().is_some_and(|n| n == "instances") => parent.parent().unwrap_or(tracing),
+        _ => tracing,
+    };
+    let read = |path: std::path::PathBuf| {
+        std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            eprintln!("trace-reader: recording without {}: {e}", path.display());
+            String::new()
+        })
+    };
+    info.kallsyms = read("/proc/kallsyms".into());
+    info.printk_formats = read(root.join("printk_formats"));
+    info.cmdlines = read(root.join("saved_cmdlines"));
+}
+
 /// Moves the calling reader thread to `SCHED_FIFO`, and has it sleep at once for the answers of
 /// its session's producer instead of polling for them first: a producer's thread answering on
 /// the same CPU at the same real-time priority (hyp-sim's does) cannot take the CPU from a
@@ -227,7 +247,10 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     let Some(first) = sessions.first() else { bail!("no CPU to record") };
     let mut cpus: Vec<u32> = sessions.iter().flat_map(|s| s.cpus.iter().map(CpuReader::cpu)).collect();
     cpus.sort_unstable();
-    let info = DatInfo::new(first.subbuf_size, &first.formats, clock_name(&target));
+    let mut info = DatInfo::new(first.subbuf_size, &first.formats, clock_name(&target));
+    if let Target::Kernel { tracing } = &target {
+        kernel_symbols(&mut info, tracing);
+    }
     let page_size = u64::from(first.subbuf_size);
     let io = if args.direct_io { SpoolIo::Direct } else { SpoolIo::Buffered };
     let mut writer = DatWriter::create(&args.output, info, first.nr_cpus, &cpus, io)

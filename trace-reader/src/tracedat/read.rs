@@ -54,6 +54,19 @@ impl<R: Read> Fields<R> {
         Ok(b)
     }
 
+    /// Moves past `n` bytes without keeping them.
+    fn skip(&mut self, n: u64, what: &str) -> Result<(), DatError> {
+        if n > self.left {
+            return Err(DatError::Corrupt(format!("{what}: {n} bytes announced, {} left in the file", self.left)));
+        }
+        let skipped = std::io::copy(&mut (&mut self.r).take(n), &mut std::io::sink())?;
+        if skipped != n {
+            return Err(DatError::Corrupt(format!("{what}: the file ends inside it")));
+        }
+        self.left -= n;
+        Ok(())
+    }
+
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DatError> {
         let b = self.bytes(N as u64, what)?;
         Ok(b.try_into().expect("N bytes"))
@@ -147,11 +160,11 @@ impl DatFile {
             }
         }
         let n = f.u32("kallsyms")?;
-        f.bytes(u64::from(n), "kallsyms")?;
+        f.skip(u64::from(n), "kallsyms")?;
         let n = f.u32("printk formats")?;
-        f.bytes(u64::from(n), "printk formats")?;
+        f.skip(u64::from(n), "printk formats")?;
         let n = f.u64("saved cmdlines")?;
-        f.bytes(n, "saved cmdlines")?;
+        f.skip(n, "saved cmdlines")?;
         let nr_cpus = f.u32("cpu count")?;
         if u64::from(nr_cpus) * 16 > f.left {
             return Err(DatError::Corrupt(format!("{nr_cpus} CPUs")));

@@ -26,6 +26,12 @@ pub struct DatInfo {
     pub systems: BTreeMap<String, Vec<String>>,
     /// The trace clock's name.
     pub clock: Option<String>,
+    /// Kernel symbols, as `/proc/kallsyms` lists them (empty for a hyptrace producer): what
+    /// trace-cmd names instruction pointers with.
+    pub kallsyms: String,
+    /// tracefs `printk_formats` (empty for a hyptrace producer): the formats `bprint` events
+    /// refer to by address.
+    pub printk_formats: String,
     /// `saved_cmdlines` text (`pid comm` lines).
     pub cmdlines: String,
 }
@@ -52,6 +58,8 @@ impl DatInfo {
             ftrace,
             systems,
             clock,
+            kallsyms: String::new(),
+            printk_formats: String::new(),
             cmdlines: String::new(),
         }
     }
@@ -150,8 +158,8 @@ impl DatWriter {
                 text64(&mut out, f)?;
             }
         }
-        out.write_all(&0u32.to_ne_bytes())?; // kallsyms
-        out.write_all(&0u32.to_ne_bytes())?; // printk formats
+        text32(&mut out, &info.kallsyms)?;
+        text32(&mut out, &info.printk_formats)?;
         text64(&mut out, &info.cmdlines)?;
         out.write_all(&(self.spools.len() as u32).to_ne_bytes())?;
         out.write_all(b"options  \0")?;
@@ -186,6 +194,13 @@ impl DatWriter {
         self.file.persist(&self.path).map_err(|e| DatError::Io(e.error))?;
         Ok(size)
     }
+}
+
+/// A text preceded by its 32-bit size.
+fn text32(out: &mut impl Write, text: &str) -> std::io::Result<()> {
+    let len = u32::try_from(text.len()).map_err(|_| std::io::Error::other("a text of 4 GiB or more"))?;
+    out.write_all(&len.to_ne_bytes())?;
+    out.write_all(text.as_bytes())
 }
 
 /// A text preceded by its 64-bit size.
