@@ -336,7 +336,19 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     let stats: Vec<String> = table_rows.iter().map(table::cpustat).collect();
     let events: u64 = table_rows.iter().filter_map(|r| r.tally).map(|t| t.events).sum();
     let pages = writer.pages();
-    let size = writer.finish(&stats).with_context(|| format!("writing {}", args.output.display()))?;
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} writing {msg} [{bar:30}] {bytes}/{total_bytes}")
+            .expect("a valid template"),
+    );
+    bar.set_message(args.output.display().to_string());
+    let size = writer
+        .finish(&stats, |copied, total| {
+            bar.set_length(total);
+            bar.set_position(copied);
+        })
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    bar.finish_and_clear();
     eprint!("{}", table::summary(&table_rows));
     eprintln!(
         "trace-reader: {}; wrote {}: {events} events in {} pages, {}",

@@ -324,7 +324,7 @@ mod tests {
             w.write_page(2, p).unwrap();
         }
         assert!(w.write_page(1, &pages[0]).is_err(), "cpu 1 is not recorded");
-        w.finish(&["CPU: 0\n".into(), "CPU: 2\n".into()]).unwrap();
+        w.finish(&["CPU: 0\n".into(), "CPU: 2\n".into()], |_, _| {}).unwrap();
 
         let f = DatFile::open(&path).unwrap();
         assert_eq!((f.page_size, f.clock.as_deref(), f.cpus.len()), (4096, Some("mono"), 3));
@@ -352,7 +352,7 @@ mod tests {
         let good = dir.path().join("g.dat");
         let w = DatWriter::create(&good, DatInfo::new(4096, &Formats::default(), None), 1, &[0], SpoolIo::Buffered)
             .unwrap();
-        w.finish(&[]).unwrap();
+        w.finish(&[], |_, _| {}).unwrap();
         let bytes = std::fs::read(&good).unwrap();
         assert!(DatFile::open(&good).is_ok());
         // Every truncation is an error, never a panic.
@@ -370,7 +370,7 @@ mod tests {
         let good = dir.path().join("g.dat");
         let w = DatWriter::create(&good, DatInfo::new(4096, &Formats::default(), None), 1, &[0], SpoolIo::Buffered)
             .unwrap();
-        w.finish(&[]).unwrap();
+        w.finish(&[], |_, _| {}).unwrap();
         let mut bytes = std::fs::read(&good).unwrap();
         // A BUFFER option, as trace-cmd writes for `-B review`, first among the options.
         let at = bytes.windows(10).position(|w| w == b"options  \0").unwrap() + 10;

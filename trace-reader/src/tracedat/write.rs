@@ -7,7 +7,7 @@ use super::spool::{Spool, SpoolIo};
 use super::{DatError, HEADER_EVENT, MAGIC, VERSION, header_page, option};
 use crate::formats::Formats;
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Seek, Write};
+use std::io::{BufWriter, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -133,8 +133,9 @@ impl DatWriter {
     }
 
     /// Writes the file: header, `cpustats` (one text per CPU, as tracefs `per_cpu/cpuN/stats`),
-    /// then every CPU's pages. Returns the file's size.
-    pub fn finish(mut self, cpustats: &[String]) -> Result<u64, DatError> {
+    /// then every CPU's pages, telling `progress` how many of the pages' bytes are in (of how
+    /// many) as it goes. Returns the file's size.
+    pub fn finish(mut self, cpustats: &[String], mut progress: impl FnMut(u64, u64)) -> Result<u64, DatError> {
         let mut out = BufWriter::with_capacity(1 << 20, self.file.as_file_mut());
         let info = &self.info;
         out.write_all(MAGIC)?;
@@ -184,8 +185,20 @@ impl DatWriter {
         }
         let pos = out.stream_position()?;
         out.write_all(&vec![0; (table_end.next_multiple_of(page) - pos) as usize])?;
+        let total = at - table_end.next_multiple_of(page);
+        let mut copied = 0;
+        progress(copied, total);
         for spool in std::mem::take(&mut self.spools).into_iter().flatten() {
-            std::io::copy(&mut spool.into_file()?, &mut out)?;
+            let mut pages = spool.into_file()?;
+            // In chunks, so that a long copy shows how far it is.
+            loop {
+                let n = std::io::copy(&mut (&mut pages).take(COPY_CHUNK), &mut out)?;
+                if n == 0 {
+                    break;
+                }
+                copied += n;
+                progress(copied, total);
+            }
         }
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.flush()?;
@@ -195,6 +208,9 @@ impl DatWriter {
         Ok(size)
     }
 }
+
+/// Bytes of spooled pages copied into the file between two progress reports.
+const COPY_CHUNK: u64 = 16 << 20;
 
 /// A text preceded by its 32-bit size.
 fn text32(out: &mut impl Write, text: &str) -> std::io::Result<()> {
@@ -234,8 +250,14 @@ mod tests {
         std::fs::write(&path, b"an earlier recording").unwrap();
         drop(DatWriter::create(&path, info(), 1, &[0], SpoolIo::Buffered).unwrap());
         assert_eq!(std::fs::read(&path).unwrap(), b"an earlier recording", "nor replaces an earlier one");
-        let w = DatWriter::create(&path, info(), 1, &[0], SpoolIo::Buffered).unwrap();
-        let size = w.finish(&[]).unwrap();
+        let mut w = DatWriter::create(&path, info(), 1, &[0], SpoolIo::Buffered).unwrap();
+        for _ in 0..3 {
+            w.write_page(0, &[0; 4096]).unwrap();
+        }
+        let mut reports = Vec::new();
+        let size = w.finish(&[], |copied, total| reports.push((copied, total))).unwrap();
+        assert_eq!(reports.first(), Some(&(0, 3 * 4096)), "progress starts at 0 of the pages' bytes");
+        assert_eq!(reports.last(), Some(&(3 * 4096, 3 * 4096)), "and ends with all of them");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "a finished one replaces it");
         assert_eq!(files(), 1);
         let dir_as_output = DatWriter::create(dir.path(), info(), 1, &[0], SpoolIo::Buffered);
