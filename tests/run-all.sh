@@ -67,9 +67,11 @@ part no_std cargo build -p ring-core --no-default-features --target x86_64-unkno
 part tests cargo test --workspace --profile ci -- --nocapture
 part loom env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test --profile ci -p hyptrace-tests --test loom_ring --test loom_clock
-part fuzz env FUZZ_SECONDS="$fuzz_seconds" bash -c 'cd fuzz && cargo +nightly fuzz build -O &&
+# Optimised, with debug assertions and overflow checks on (-a): an arithmetic overflow on what
+# a hostile peer sent is a crash found, not a silently wrapped value.
+part fuzz env FUZZ_SECONDS="$fuzz_seconds" bash -c 'cd fuzz && cargo +nightly fuzz build -O -a &&
     for t in $(cargo +nightly fuzz list); do
-        echo "== fuzzing $t"; cargo +nightly fuzz run -O "$t" -- -max_total_time="$FUZZ_SECONDS" 2>&1 | grep -Ev "^#[0-9]+"
+        echo "== fuzzing $t"; cargo +nightly fuzz run -O -a "$t" -- -max_total_time="$FUZZ_SECONDS" 2>&1 | grep -Ev "^#[0-9]+"
         test "${PIPESTATUS[0]}" -eq 0 || exit 1
     done'
 part miri env MIRIFLAGS="-Zmiri-strict-provenance" CARGO_TARGET_DIR=target/miri \

@@ -1,12 +1,13 @@
 //! A hostile producer: an arbitrary meta area and sub-buffers, and arbitrary GET_READER_PAGE
 //! answers. Validating the view, snapshots (live and post-mortem) and a consumer reading
-//! pages must never panic or read outside the mapping; anything wrong is an `Err`.
+//! pages (in place, by copies, by drains of either scope) must never panic or read outside the
+//! mapping; anything wrong is an `Err`.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ring_core::{SharedView, ShmRegion};
-use ring_mmap::{Consumer, CpuSource, Error, Lost, ReaderPage, Wakeup};
+use ring_mmap::{Consumer, CpuSource, DrainScope, Error, Lost, ReaderPage, Wakeup};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
@@ -93,9 +94,18 @@ fuzz_target!(|input: Input| {
         }
     }
     let Ok(mut consumer) = Consumer::new(source) else { return };
-    // Read until the answers run out (a hangup) or the producer is caught lying.
-    for _ in 0..64 {
-        if consumer.read_page(|r| drop(r)).is_err() {
+    let Ok(page_len) = consumer.source().view().map(|v| v.geometry().subbuf_size() as usize) else { return };
+    let mut out = vec![0u8; page_len];
+    // Read, by every path a consumer has, until the answers run out (a hangup) or the producer
+    // is caught lying.
+    for round in 0..64 {
+        let read = match round % 4 {
+            0 => consumer.read_page(|r| drop(r)).map(drop),
+            1 => consumer.copy_page(&mut out).map(drop),
+            2 => consumer.drain_copies(DrainScope::FinishedPages, &mut out, |_, _| {}).map(drop),
+            _ => consumer.drain_copies(DrainScope::Everything, &mut out, |_, _| {}).map(drop),
+        };
+        if read.is_err() {
             break;
         }
     }
