@@ -80,6 +80,7 @@ impl Merger {
     }
 
     /// True if nothing is held.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.queues.iter().all(VecDeque::is_empty)
     }

@@ -69,9 +69,19 @@ impl CpuItems {
     }
 }
 
+/// Trace clocks whose timestamps are nanoseconds, as the kernel's `trace_clocks[]` marks them
+/// (the others, `counter`, `uptime` and `x86-tsc`, count events, jiffies or cycles).
+const NANOSECOND_CLOCKS: [&str; 7] = ["local", "global", "perf", "mono", "mono_raw", "boot", "tai"];
+
 /// Runs `report`.
 pub fn run(args: &ReportArgs) -> Result<()> {
     let file = DatFile::open(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    if let Some(clock) = file.clock.as_deref().filter(|c| !NANOSECOND_CLOCKS.contains(c)) {
+        eprintln!(
+            "trace-reader: {} was recorded with the {clock} clock: its timestamps are shown as if they were nanoseconds",
+            args.file.display()
+        );
+    }
     if let Some(bad) = args.cpus.iter().find(|&&c| c as usize >= file.cpus.len()) {
         bail!("there is no cpu {bad} in {} (it has {})", args.file.display(), file.cpus.len());
     }

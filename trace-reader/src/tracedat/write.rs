@@ -118,7 +118,8 @@ impl DatWriter {
         self.spools.iter().flatten().map(Spool::pages).sum()
     }
 
-    /// Appends a page of `cpu`.
+    /// Appends a page of `cpu` (recording writes into [`DatWriter::spools`] instead).
+    #[cfg(test)]
     pub fn write_page(&mut self, cpu: u32, page: &[u8]) -> Result<(), DatError> {
         self.spools
             .get_mut(cpu as usize)
