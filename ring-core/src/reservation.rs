@@ -43,9 +43,12 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
     /// Reserves room for an event of `len` payload bytes, stamped now.
     ///
     /// Reservations may nest (a signal handler reserving while the code it interrupted holds one):
-    /// see [`crate::nest`]. Commit them innermost first: ended in another order, nothing is lost,
-    /// but writes made while an enclosed reservation is still open after its outer one ended
-    /// are staged, as nested ones, until it ends too.
+    /// see [`crate::nest`]. Commit them innermost first. Ended in another order, nothing is lost
+    /// uncounted, but a reservation that ends before one it encloses keeps its nesting level
+    /// until that one ends: writes made meanwhile are staged, as nested ones, and a chain of
+    /// reservations each ended after the next was made holds one more level per link, so past
+    /// [`crate::nest::NEST_LEVELS`] links later ones are dropped (and counted) until the chain
+    /// ends.
     pub fn reserve(&self, len: usize) -> Result<Reservation<'_, 'a, C, D>, WriteError> {
         let layout = self.layout_for(len)?;
         let depth = self.enter()?;

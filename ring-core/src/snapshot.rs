@@ -313,13 +313,15 @@ mod with_std {
         /// stores them in), then the head, each an acquire load, so the head is at least as new
         /// as the tail: read the other way round, a writer moving between the loads makes a
         /// full ring look like one page (tail == head), or a consumed ring like a full one. A
-        /// head newer by one move only leaves the newest page out; newer by more (this thread
-        /// was preempted between the loads) would leave most of a full ring out, so the loads
-        /// are repeated until the writer's count of page moves (`subbufs_touched`, which it
-        /// stores before the tail) is the same before and after them. Every move between the
-        /// tail's and the head's loads but the last one stores it before the head the loads saw,
-        /// so the count after sees it. A writer that never stops moving long enough gets the
-        /// last reading.
+        /// head newer by a move or two only leaves the newest pages out; newer by more (this
+        /// thread was preempted between the loads) would leave most of a full ring out, so the
+        /// loads are repeated until the writer's count of page moves (`subbufs_touched`, which
+        /// it stores after pushing the head and before the tail) is the same before and after
+        /// them. Of the moves between the tail's and the head's loads, all but the last store
+        /// the count before the head the loads saw, so the count after sees them; the count
+        /// before may already include the move whose tail the loads missed. The head is
+        /// therefore at most two moves newer than the tail. A writer that never stops moving
+        /// long enough gets the last reading.
         fn ring_window(&self) -> (u32, u32, u32) {
             let meta = self.meta();
             let slots = self.geometry().nr_slots();

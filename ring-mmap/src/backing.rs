@@ -44,8 +44,10 @@ impl Backing {
     /// not overwrite, so that a post-mortem reader does not take it for this producer's: the
     /// files of CPUs `nr_cpus` and up (a reader takes `cpu0` up to the last consecutive file),
     /// and the clock conversion (published again if this producer has one). A producer creates
-    /// its own CPUs' files first, then calls this; a file another live producer still holds is
-    /// [`Error::ProducerAlive`].
+    /// its own CPUs' files first, holding their locks, then calls this: no other live producer
+    /// can hold any file of the directory then (it would hold `cpu0`), so the stale files are
+    /// removed without locking them (a post-mortem reader of the old run may hold one; unlinking
+    /// leaves its mapping intact).
     pub fn remove_stale_files(&self, nr_cpus: u32) -> Result<(), Error> {
         let Backing::Dir(dir) = self else { return Ok(()) };
         let clock = dir.join(crate::postmortem::CLOCK_FILE);
@@ -55,14 +57,11 @@ impl Backing {
         }
         for cpu in nr_cpus.. {
             let path = dir.join(cpu_file_name(cpu));
-            let fd = match rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) {
-                Ok(fd) => fd,
-                Err(rustix::io::Errno::NOENT) => return Ok(()),
-                Err(e) => return Err(Error::path("opening", &path, e.into())),
-            };
-            // Taken so that no live producer's file is removed; dropped with `fd`.
-            lock_cpu_file(fd.as_fd(), &path, FlockOperation::NonBlockingLockExclusive)?;
-            std::fs::remove_file(&path).map_err(|e| Error::path("removing", &path, e))?;
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(Error::path("removing", &path, e)),
+            }
         }
         Ok(())
     }
@@ -304,14 +303,16 @@ mod tests {
     }
 
     #[test]
-    fn stale_files_of_an_earlier_run_are_removed_unless_a_live_producer_holds_them() {
+    fn stale_files_of_an_earlier_run_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let backing = Backing::Dir(dir.path().to_path_buf());
         let three: Vec<_> = (0..3).map(|cpu| CpuBacking::create(&backing, cpu, layout()).unwrap()).collect();
-        // A live producer holds cpu2: nothing of it is removed.
-        assert!(matches!(backing.remove_stale_files(2), Err(Error::ProducerAlive(_))));
-        assert!(dir.path().join("cpu2").exists());
+        // A second producer of the directory is refused at cpu0, before it removes anything.
+        assert!(matches!(CpuBacking::create(&backing, 0, layout()), Err(Error::ProducerAlive(_))));
         drop(three);
+        // A post-mortem reader of the old run holds cpu2: it is removed all the same.
+        let reader = open_cpu_file(dir.path(), 2).unwrap();
+        lock_cpu_file(reader.as_fd(), &dir.path().join("cpu2"), FlockOperation::NonBlockingLockShared).unwrap();
         // A later run of one CPU: cpu1 and cpu2 go, cpu0 is its own.
         std::fs::write(dir.path().join(crate::postmortem::CLOCK_FILE), [0; 24]).unwrap();
         let one = CpuBacking::create(&backing, 0, layout()).unwrap();
@@ -319,7 +320,7 @@ mod tests {
         let left: Vec<_> = (0..3).filter(|cpu| dir.path().join(cpu_file_name(*cpu)).exists()).collect();
         assert_eq!(left, [0]);
         assert!(!dir.path().join(crate::postmortem::CLOCK_FILE).exists(), "an old clock conversion goes too");
-        drop(one);
+        drop((one, reader));
         Backing::Memfd.remove_stale_files(0).unwrap();
     }
 

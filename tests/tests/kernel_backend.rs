@@ -126,3 +126,28 @@ fn kernel_losses_are_reported_from_the_page_flags() {
     drop(consumer);
     drop(inst);
 }
+
+#[test]
+fn a_buffer_reset_under_the_consumer_starts_its_reader_page_over() {
+    let Some(root) = tracefs() else { return };
+    let inst = instance(&root, "reset", 64);
+    write_records(inst.path(), 20, 20);
+    let mut consumer = Consumer::new(KernelCpu::open(inst.path(), 0).expect("mapping cpu0")).expect("consumer");
+    let mut got = Vec::new();
+    let mut take = |r: Record<'_>| match r {
+        Record::Event(e) => got.push(Ok(parse_raw(&e.payload.to_vec()).1)),
+        Record::Lost(l) => got.push(Err(l)),
+    };
+    consumer.drain(&mut take).expect("drain before the reset");
+    // `echo > trace`: the reader page is emptied in place, behind the consumer's position, and
+    // until a new event arrives the kernel keeps it as the reader page.
+    inst.set("trace", "").expect("resetting the buffer");
+    consumer.drain(&mut take).expect("a reset is not the producer's error");
+    write_records(inst.path(), 1, 20);
+    consumer.drain(&mut take).expect("drain after the reset");
+    let mut expected: Vec<Result<u32, Lost>> = (0..20).map(Ok).collect();
+    expected.extend([Err(Lost::Unknown), Ok(0)]);
+    assert_eq!(got, expected, "the record written after the reset, after a loss of unknown size");
+    drop(consumer);
+    drop(inst);
+}

@@ -48,7 +48,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// Consume events into a trace-cmd trace.dat file (version 6) that `trace-cmd report` and
     /// KernelShark open. Shows progress on stderr; Ctrl-C, SIGTERM or --duration stops it and
-    /// leaves a complete file (a failed recording leaves any earlier file of the name as it was).
+    /// leaves a complete file (a recording that fails before reading anything leaves an earlier
+    /// file of the name as it was; one that fails later keeps what it read).
     Record(RecordArgs),
     /// Print a trace.dat file written by `record` (or an uncompressed version 6 file from
     /// trace-cmd of the top-level buffer), without trace-cmd.

@@ -324,15 +324,25 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     });
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    let mut why = None;
+    let (mut why, mut failure) = (None, None);
     let mut table_rows = Vec::new();
     for (session, result) in sessions.iter().zip(results) {
-        let (stopped, tallies) = result?;
-        why.get_or_insert(stopped);
-        table_rows.extend(rows(session, &tallies, secs)?);
+        match result {
+            Ok((stopped, tallies)) => {
+                why.get_or_insert(stopped);
+                table_rows.extend(rows(session, &tallies, secs)?);
+            }
+            Err(e) => drop(failure.get_or_insert(e)),
+        }
     }
     table_rows.sort_by_key(|r| r.cpu);
-    let why = why.context("no CPU was recorded")?;
+    // A reader that failed after others (or itself) had read pages: what was read is kept, in
+    // a complete file, and the failure reported after it. One that failed before anything was
+    // read leaves the output as it was.
+    let failure = match failure {
+        Some(e) if writer.pages() == 0 => return Err(e),
+        failure => failure,
+    };
     let stats: Vec<String> = table_rows.iter().map(table::cpustat).collect();
     let events: u64 = table_rows.iter().filter_map(|r| r.tally).map(|t| t.events).sum();
     let pages = writer.pages();
@@ -350,12 +360,21 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         .with_context(|| format!("writing {}", args.output.display()))?;
     bar.finish_and_clear();
     eprint!("{}", table::summary(&table_rows));
+    let why = match (&failure, why) {
+        (Some(_), _) => "stopped by an error",
+        (None, Some(why)) => why.reason(),
+        (None, None) => "no CPU was recorded",
+    };
     eprintln!(
-        "trace-reader: {}; wrote {}: {events} events in {} pages, {}",
-        why.reason(),
+        "trace-reader: {why}; wrote {}: {events} events in {} pages, {}",
         args.output.display(),
         pages,
         HumanBytes(size)
     );
-    Ok(())
+    match failure {
+        Some(e) => {
+            Err(e.context(format!("recording stopped early ({} holds what was read before)", args.output.display())))
+        }
+        None => Ok(()),
+    }
 }

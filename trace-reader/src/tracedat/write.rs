@@ -7,7 +7,8 @@ use super::spool::{Spool, SpoolIo};
 use super::{DatError, HEADER_EVENT, MAGIC, VERSION, header_page, option};
 use crate::formats::Formats;
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Read, Seek, Write};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -74,41 +75,85 @@ impl DatInfo {
 /// for a recording.
 #[derive(Debug)]
 pub struct DatWriter {
-    path: PathBuf,
-    /// The file being written, under a temporary name in `path`'s directory.
-    file: tempfile::NamedTempFile,
+    output: Output,
     info: DatInfo,
     /// By CPU id; `None` for CPUs not recorded.
     spools: Vec<Option<Spool>>,
 }
 
+/// Where the file goes.
+#[derive(Debug)]
+enum Output {
+    /// A regular file, or none yet: written under a temporary name in its directory, then
+    /// renamed over `path`.
+    Replace { path: PathBuf, file: tempfile::NamedTempFile },
+    /// Anything else (a device such as `/dev/null`, a pipe): written in place.
+    InPlace(File),
+}
+
+/// The file `path` names, following a symbolic link (a dangling one too).
+fn follow_link(path: &Path) -> std::io::Result<PathBuf> {
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Ok(path.to_path_buf());
+    }
+    match std::fs::canonicalize(path) {
+        Ok(target) => Ok(target),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let link = std::fs::read_link(path)?;
+            Ok(path.parent().map_or(link.clone(), |dir| dir.join(&link)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl DatWriter {
-    /// Starts a file to become `path`, for a source of `nr_cpus` CPUs of which `cpus` are
-    /// recorded. The file and the spools live next to `path` (so the final copy and rename
-    /// stay on one file system); the spools store their pages as `io` says and vanish with the
-    /// process.
+    /// Starts a file to become `path` (the file a symbolic link names, if it is one), for a
+    /// source of `nr_cpus` CPUs of which `cpus` are recorded. The file and the spools live in
+    /// its directory (so the final copy and rename stay on one file system); the spools store
+    /// their pages as `io` says and vanish with the process. An existing file must be writable
+    /// and keeps its permissions; an output that is not a regular file is written in place,
+    /// its spools in the temporary directory.
     pub fn create(path: &Path, info: DatInfo, nr_cpus: u32, cpus: &[u32], io: SpoolIo) -> Result<Self, DatError> {
+        let path = follow_link(path)?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         // Fail now, not at the end, if the file cannot be put there.
-        if path.is_dir() {
-            return Err(DatError::Io(std::io::Error::new(
-                std::io::ErrorKind::IsADirectory,
-                format!("{} is a directory", path.display()),
-            )));
-        }
-        // Created as `File::create` would (0666 less the umask), not 0600.
-        let file = tempfile::Builder::new()
-            .prefix(".trace-reader-")
-            .suffix(".dat.tmp")
-            .permissions(std::fs::Permissions::from_mode(0o666))
-            .tempfile_in(&dir)?;
+        let (output, spool_dir) = match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                return Err(DatError::Io(std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    format!("{} is a directory", path.display()),
+                )));
+            }
+            Ok(m) if !m.is_file() => {
+                (Output::InPlace(std::fs::OpenOptions::new().write(true).open(&path)?), std::env::temp_dir())
+            }
+            existing => {
+                let mode = match existing {
+                    Ok(m) => {
+                        rustix::fs::access(&path, rustix::fs::Access::WRITE_OK).map_err(|e| {
+                            std::io::Error::new(e.kind(), format!("{} is not writable", path.display()))
+                        })?;
+                        m.permissions()
+                    }
+                    // Created as `File::create` would (0666 less the umask), not 0600.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::Permissions::from_mode(0o666),
+                    Err(e) => return Err(e.into()),
+                };
+                let file = tempfile::Builder::new()
+                    .prefix(".trace-reader-")
+                    .suffix(".dat.tmp")
+                    .permissions(mode)
+                    .tempfile_in(&dir)?;
+                (Output::Replace { path, file }, dir)
+            }
+        };
         let spools = (0..nr_cpus).map(|_| None).collect();
-        let mut writer = Self { path: path.to_path_buf(), file, info, spools };
+        let mut writer = Self { output, info, spools };
         for &cpu in cpus {
-            writer.spools[cpu as usize] = Some(Spool::create(&dir, writer.info.page_size as usize, io)?);
+            writer.spools[cpu as usize] = Some(Spool::create(&spool_dir, writer.info.page_size as usize, io)?);
         }
         Ok(writer)
     }
@@ -136,77 +181,113 @@ impl DatWriter {
     /// Writes the file: header, `cpustats` (one text per CPU, as tracefs `per_cpu/cpuN/stats`),
     /// then every CPU's pages, telling `progress` how many of the pages' bytes are in (of how
     /// many) as it goes. Returns the file's size.
-    pub fn finish(mut self, cpustats: &[String], mut progress: impl FnMut(u64, u64)) -> Result<u64, DatError> {
-        let mut out = BufWriter::with_capacity(1 << 20, self.file.as_file_mut());
-        let info = &self.info;
-        out.write_all(MAGIC)?;
-        out.write_all(VERSION)?;
-        out.write_all(&[u8::from(cfg!(target_endian = "big")), size_of::<usize>() as u8])?;
-        out.write_all(&info.page_size.to_ne_bytes())?;
-        out.write_all(b"header_page\0")?;
-        text64(&mut out, &info.header_page)?;
-        out.write_all(b"header_event\0")?;
-        text64(&mut out, &info.header_event)?;
-        out.write_all(&(info.ftrace.len() as u32).to_ne_bytes())?;
-        for f in &info.ftrace {
+    pub fn finish(self, cpustats: &[String], progress: impl FnMut(u64, u64)) -> Result<u64, DatError> {
+        let Self { mut output, info, spools } = self;
+        let file = match &mut output {
+            Output::Replace { file, .. } => file.as_file_mut(),
+            Output::InPlace(file) => file,
+        };
+        let size = write_file(file, &info, spools, cpustats, progress)?;
+        if let Output::Replace { path, file } = output {
+            file.as_file().sync_all()?;
+            file.persist(&path).map_err(|e| DatError::Io(e.error))?;
+        }
+        Ok(size)
+    }
+}
+
+/// [`DatWriter::finish`]'s writing of the whole file into `file`; returns its size.
+fn write_file(
+    file: &mut File,
+    info: &DatInfo,
+    spools: Vec<Option<Spool>>,
+    cpustats: &[String],
+    mut progress: impl FnMut(u64, u64),
+) -> Result<u64, DatError> {
+    // Positions are counted, not asked for: a pipe cannot tell its own.
+    let mut out = Counted { inner: BufWriter::with_capacity(1 << 20, file), written: 0 };
+    out.write_all(MAGIC)?;
+    out.write_all(VERSION)?;
+    out.write_all(&[u8::from(cfg!(target_endian = "big")), size_of::<usize>() as u8])?;
+    out.write_all(&info.page_size.to_ne_bytes())?;
+    out.write_all(b"header_page\0")?;
+    text64(&mut out, &info.header_page)?;
+    out.write_all(b"header_event\0")?;
+    text64(&mut out, &info.header_event)?;
+    out.write_all(&(info.ftrace.len() as u32).to_ne_bytes())?;
+    for f in &info.ftrace {
+        text64(&mut out, f)?;
+    }
+    out.write_all(&(info.systems.len() as u32).to_ne_bytes())?;
+    for (system, formats) in &info.systems {
+        out.write_all(system.as_bytes())?;
+        out.write_all(&[0])?;
+        out.write_all(&(formats.len() as u32).to_ne_bytes())?;
+        for f in formats {
             text64(&mut out, f)?;
         }
-        out.write_all(&(info.systems.len() as u32).to_ne_bytes())?;
-        for (system, formats) in &info.systems {
-            out.write_all(system.as_bytes())?;
-            out.write_all(&[0])?;
-            out.write_all(&(formats.len() as u32).to_ne_bytes())?;
-            for f in formats {
-                text64(&mut out, f)?;
+    }
+    text32(&mut out, &info.kallsyms)?;
+    text32(&mut out, &info.printk_formats)?;
+    text64(&mut out, &info.cmdlines)?;
+    out.write_all(&(spools.len() as u32).to_ne_bytes())?;
+    out.write_all(b"options  \0")?;
+    if let Some(clock) = &info.clock {
+        option_text(&mut out, option::TRACECLOCK, &format!("[{clock}]\n"))?;
+    }
+    option_text(&mut out, option::VERSION, concat!("trace-reader ", env!("CARGO_PKG_VERSION")))?;
+    for stat in cpustats {
+        option_text(&mut out, option::CPUSTAT, stat)?;
+    }
+    out.write_all(&option::DONE.to_ne_bytes())?;
+    out.write_all(b"flyrecord\0")?;
+    // Offsets: after the table, aligned up to a page, CPUs one after the other.
+    let table_end = out.written + 16 * spools.len() as u64;
+    let page = u64::from(info.page_size);
+    let mut at = table_end.next_multiple_of(page);
+    for spool in &spools {
+        let size = spool.as_ref().map_or(0, |s| s.pages() * page);
+        out.write_all(&at.to_ne_bytes())?;
+        out.write_all(&size.to_ne_bytes())?;
+        at += size;
+    }
+    let pos = out.written;
+    out.write_all(&vec![0; (table_end.next_multiple_of(page) - pos) as usize])?;
+    let total = at - table_end.next_multiple_of(page);
+    let mut copied = 0;
+    progress(copied, total);
+    for spool in spools.into_iter().flatten() {
+        let mut pages = spool.into_file()?;
+        // In chunks, so that a long copy shows how far it is.
+        loop {
+            let n = std::io::copy(&mut (&mut pages).take(COPY_CHUNK), &mut out)?;
+            if n == 0 {
+                break;
             }
+            copied += n;
+            progress(copied, total);
         }
-        text32(&mut out, &info.kallsyms)?;
-        text32(&mut out, &info.printk_formats)?;
-        text64(&mut out, &info.cmdlines)?;
-        out.write_all(&(self.spools.len() as u32).to_ne_bytes())?;
-        out.write_all(b"options  \0")?;
-        if let Some(clock) = &info.clock {
-            option_text(&mut out, option::TRACECLOCK, &format!("[{clock}]\n"))?;
-        }
-        option_text(&mut out, option::VERSION, concat!("trace-reader ", env!("CARGO_PKG_VERSION")))?;
-        for stat in cpustats {
-            option_text(&mut out, option::CPUSTAT, stat)?;
-        }
-        out.write_all(&option::DONE.to_ne_bytes())?;
-        out.write_all(b"flyrecord\0")?;
-        // Offsets: after the table, aligned up to a page, CPUs one after the other.
-        let table_end = out.stream_position()? + 16 * self.spools.len() as u64;
-        let page = u64::from(info.page_size);
-        let mut at = table_end.next_multiple_of(page);
-        for spool in &self.spools {
-            let size = spool.as_ref().map_or(0, |s| s.pages() * page);
-            out.write_all(&at.to_ne_bytes())?;
-            out.write_all(&size.to_ne_bytes())?;
-            at += size;
-        }
-        let pos = out.stream_position()?;
-        out.write_all(&vec![0; (table_end.next_multiple_of(page) - pos) as usize])?;
-        let total = at - table_end.next_multiple_of(page);
-        let mut copied = 0;
-        progress(copied, total);
-        for spool in std::mem::take(&mut self.spools).into_iter().flatten() {
-            let mut pages = spool.into_file()?;
-            // In chunks, so that a long copy shows how far it is.
-            loop {
-                let n = std::io::copy(&mut (&mut pages).take(COPY_CHUNK), &mut out)?;
-                if n == 0 {
-                    break;
-                }
-                copied += n;
-                progress(copied, total);
-            }
-        }
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.flush()?;
-        file.sync_all()?;
-        let size = file.stream_position()?;
-        self.file.persist(&self.path).map_err(|e| DatError::Io(e.error))?;
-        Ok(size)
+    }
+    let size = out.written;
+    out.inner.into_inner().map_err(|e| e.into_error())?.flush()?;
+    Ok(size)
+}
+
+/// A writer that counts the bytes written through it.
+struct Counted<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -263,5 +344,29 @@ mod tests {
         assert_eq!(files(), 1);
         let dir_as_output = DatWriter::create(dir.path(), info(), 1, &[0], SpoolIo::Buffered);
         assert!(dir_as_output.is_err(), "a directory is refused at once");
+    }
+
+    #[test]
+    fn links_are_followed_devices_written_in_place_and_modes_kept() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let info = || DatInfo::new(4096, &Formats::default(), None);
+        let finish =
+            |path: &Path| DatWriter::create(path, info(), 1, &[0], SpoolIo::Buffered).unwrap().finish(&[], |_, _| {});
+        // A link: the file it names becomes the recording, the link stays a link.
+        let target = dir.path().join("target.dat");
+        let link = dir.path().join("link.dat");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let size = finish(&link).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::metadata(&target).unwrap().len(), size);
+        // An existing file keeps its mode.
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+        finish(&target).unwrap();
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o640);
+        // A device is written, not replaced.
+        assert!(finish(Path::new("/dev/null")).unwrap() > 0);
+        assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left");
     }
 }
