@@ -68,10 +68,9 @@ impl<'r> SharedView<'r> {
             let struct_len = page.meta_struct_len() as usize;
             let index_at = r.load_u32(crate::meta::off::EXT_DATA_INDEX_OFFSET) as usize;
             let seq_at = r.load_u32(crate::meta::off::EXT_SEQ_OFFSET) as usize;
-            // Checked: on a 32-bit target a hostile offset could overflow.
-            let index_end =
-                index_at.checked_add(geo.nr_slots() as usize * size_of::<DataIndex>()).unwrap_or(usize::MAX);
-            let seq_end = seq_at.checked_add(geo.nr_subbufs() as usize * size_of::<u64>()).unwrap_or(usize::MAX);
+            // Saturating: on a 32-bit target a hostile offset could overflow (and then fail below).
+            let index_end = index_at.saturating_add(geo.nr_slots() as usize * size_of::<DataIndex>());
+            let seq_end = seq_at.saturating_add(geo.nr_subbufs() as usize * size_of::<u64>());
             if struct_len < meta_struct_len(geo.nr_slots()) || struct_len > meta.len() {
                 return Err(ViewError::Inconsistent("meta_struct_len does not match nr_subbufs"));
             }
