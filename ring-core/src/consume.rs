@@ -7,9 +7,8 @@
 //!
 //! [`CpuBuffer::swap_reader_page`]: crate::CpuBuffer::swap_reader_page
 
-use crate::decode::{DecodeError, Event, EventIter, ShmBytes};
+use crate::decode::{DecodeError, Event, EventIter, PageSource, ShmBytes};
 use crate::error::SwapError;
-use crate::format::COMMIT_LEN_MASK;
 use crate::geometry::Geometry;
 use crate::swap::{ReaderUpdate, SwapStatus};
 use crate::view::SharedView;
@@ -111,7 +110,7 @@ impl Cursor {
                 Err(error) => {
                     // A header that cannot be decoded at all: give the page back as read to the
                     // commit it claims, or every later drain would stop on it again.
-                    self.read = (page.commit() & COMMIT_LEN_MASK) as u32;
+                    self.read = page.committed_len();
                     return Err(ConsumeError::Malformed { id: update.id, error });
                 }
             };

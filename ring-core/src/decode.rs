@@ -33,6 +33,12 @@ pub trait PageSource {
     /// The payload bytes `off..off + len`; the caller guarantees they are inside the page.
     fn payload(&self, off: usize, len: usize) -> Self::Payload<'_>;
 
+    /// The data length `commit` claims, its flags masked off (unchecked against the page: what
+    /// a consumer gives back as read to skip a page it cannot decode).
+    fn committed_len(&self) -> u32 {
+        (self.header().1 & COMMIT_LEN_MASK) as u32
+    }
+
     /// [`PageSource::read_u32`] where the caller has checked the bounds itself (the decoder's
     /// fast path). The default checks anyway; a source whose `page_len` is exact may skip it.
     ///

@@ -326,18 +326,17 @@ mod with_std {
             let meta = self.meta();
             let slots = self.geometry().nr_slots();
             let moves = || meta.region().load_u64_acquire(crate::meta::off::PAGES_TOUCHED);
+            let reading = || (meta.tail_id(), meta.tail_slot() % slots, meta.head_slot() % slots);
             let mut before = moves();
-            for _ in 0..WINDOW_ATTEMPTS {
-                let tail_id = meta.tail_id();
-                let tail = meta.tail_slot() % slots;
-                let head = meta.head_slot() % slots;
+            let mut window = reading();
+            for _ in 1..WINDOW_ATTEMPTS {
                 let after = moves();
                 if after == before {
-                    return (tail_id, tail, head);
+                    break;
                 }
-                before = after;
+                (before, window) = (after, reading());
             }
-            (meta.tail_id(), meta.tail_slot() % slots, meta.head_slot() % slots)
+            window
         }
 
         /// One pass over the reader page and the ring; `quiescent` gives the reader page's start

@@ -8,7 +8,7 @@
 //! `&[u8]` into memory the writer may still be writing.
 
 use crate::error::Error;
-use ring_core::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
+use ring_core::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
 use ring_core::{DrainBound, Event, EventIter, Geometry, MissedEvents, PageSource, SharedView, ShmBytes};
 use std::time::Duration;
 
@@ -171,7 +171,7 @@ impl Position {
             Err(error) => {
                 // A header that cannot be decoded at all: give the page back as read to the
                 // commit it claims, or every later read would stop on it again.
-                self.read = (bytes.header().1 & COMMIT_LEN_MASK).min(u64::from(u32::MAX)) as u32;
+                self.read = bytes.committed_len();
                 self.next_seq = None;
                 return Err(malformed(error));
             }
@@ -344,7 +344,7 @@ impl<S: CpuSource> Consumer<S> {
         scope: DrainScope,
         mut read_one: impl FnMut(&mut Self, ReaderPage) -> Result<(ReaderPage, u64), Error>,
     ) -> Result<u64, Error> {
-        let mut bound = DrainBound::new(checked_view(&self.source, self.geometry)?.geometry());
+        let mut bound = DrainBound::new(self.geometry);
         let mut total = 0;
         loop {
             let before = self.position();

@@ -22,9 +22,8 @@ use crate::backing::ReadOnlyMapping;
 use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup, lost_from_page};
 use crate::error::Error;
 use memmap2::MmapOptions;
-use ring_core::format::COMMIT_LEN_MASK;
 use ring_core::meta::off;
-use ring_core::{EventIter, Geometry, SharedView, ShmRegion};
+use ring_core::{EventIter, Geometry, PageSource, SharedView, ShmRegion};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
@@ -123,9 +122,8 @@ impl CpuSource for KernelCpu {
         let swapped = id != self.reader;
         self.reader = id;
         if !swapped {
-            // Ordering: the acquire load of `commit` pairs with the kernel's commit of the page.
-            let commit = page.commit() & COMMIT_LEN_MASK;
-            if u64::from(read) > commit {
+            // Ordering: `commit` is read with acquire semantics, pairing with the kernel's commit.
+            if read > page.committed_len() {
                 // Read further than the page now holds: the buffer was reset under us (`echo >
                 // trace`, a tracer or clock change), which empties the reader page in place.
                 // Start it over; whatever the reset discarded unread is lost, uncounted.
