@@ -44,26 +44,29 @@ struct Fields<R> {
 }
 
 impl<R: Read> Fields<R> {
-    fn bytes(&mut self, n: u64, what: &str) -> Result<Vec<u8>, DatError> {
+    /// Counts `n` bytes of `what` as read, if the file has them.
+    fn claim(&mut self, n: u64, what: &str) -> Result<(), DatError> {
         if n > self.left {
             return Err(DatError::Corrupt(format!("{what}: {n} bytes announced, {} left in the file", self.left)));
         }
+        self.left -= n;
+        Ok(())
+    }
+
+    fn bytes(&mut self, n: u64, what: &str) -> Result<Vec<u8>, DatError> {
+        self.claim(n, what)?;
         let mut b = vec![0; n as usize];
         self.r.read_exact(&mut b)?;
-        self.left -= n;
         Ok(b)
     }
 
     /// Moves past `n` bytes without keeping them.
     fn skip(&mut self, n: u64, what: &str) -> Result<(), DatError> {
-        if n > self.left {
-            return Err(DatError::Corrupt(format!("{what}: {n} bytes announced, {} left in the file", self.left)));
-        }
+        self.claim(n, what)?;
         let skipped = std::io::copy(&mut (&mut self.r).take(n), &mut std::io::sink())?;
         if skipped != n {
             return Err(DatError::Corrupt(format!("{what}: the file ends inside it")));
         }
-        self.left -= n;
         Ok(())
     }
 
