@@ -35,27 +35,39 @@ fn scribble(dir: &Path, at: u64, value: &[u8]) {
     file.write_all_at(value, at).unwrap();
 }
 
-/// A producer whose GET_READER_PAGE answers, if `answer` is set, always name page 1 with
-/// `answer` read (as if the page had that much more than it does); otherwise an honest one.
-struct LyingAnswers {
-    inner: Arc<ShmProducer<ManualClock>>,
-    answer: Option<u32>,
+/// What a [`Lying`] producer lies about.
+#[derive(Clone, Copy)]
+enum Lie {
+    /// Every GET_READER_PAGE answer names page 1 with this much read (as if the page had that
+    /// much more than it does).
+    Read(u32),
+    /// HELLO announces this many bytes of event formats.
+    FormatsLen(u64),
 }
 
-impl Producer for LyingAnswers {
+/// An honest producer but for one lie.
+struct Lying {
+    inner: Arc<ShmProducer<ManualClock>>,
+    lie: Lie,
+}
+
+impl Producer for Lying {
     fn nr_cpus(&self) -> u32 {
         self.inner.nr_cpus()
     }
     fn hello(&self) -> HelloBody {
-        self.inner.hello()
+        match self.lie {
+            Lie::FormatsLen(formats_len) => HelloBody { formats_len, ..self.inner.hello() },
+            Lie::Read(_) => self.inner.hello(),
+        }
     }
     fn cpu_fds(&self, cpu: u32) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
         self.inner.cpu_fds(cpu)
     }
     fn swap_reader_page(&self, cpu: u32, read: u32) -> Result<ReaderUpdate, SwapError> {
-        match self.answer {
-            Some(read) => Ok(ReaderUpdate { status: SwapStatus::Unread, id: 1, read, lost_events: 0 }),
-            None => self.inner.swap_reader_page(cpu, read),
+        match self.lie {
+            Lie::Read(read) => Ok(ReaderUpdate { status: SwapStatus::Unread, id: 1, read, lost_events: 0 }),
+            Lie::FormatsLen(_) => self.inner.swap_reader_page(cpu, read),
         }
     }
     fn stats(&self, cpu: u32) -> Option<StatsBody> {
@@ -81,7 +93,7 @@ fn a_read_position_past_the_commit_is_a_protocol_error() {
     let inner = producer(Backing::Memfd, Vec::new());
     inner.cpu(0).write(b"hello").unwrap();
     for (read, what) in [(u32::MAX, "far past the page"), (4000, "past the commit"), (2, "misaligned")] {
-        let lying = Arc::new(LyingAnswers { inner: inner.clone(), answer: Some(read) });
+        let lying = Arc::new(Lying { inner: inner.clone(), lie: Lie::Read(read) });
         let server = Server::start(&dir.path().join(format!("sock{read}")), lying).unwrap();
         let cpu = Connection::connect(server.path()).unwrap().open_cpu(0).unwrap();
         let mut consumer = Consumer::new(cpu).unwrap();
@@ -214,52 +226,16 @@ fn a_geometry_changed_after_the_handshake_is_a_protocol_error() {
     assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");
 }
 
-/// A producer that announces `formats_len` bytes of event formats.
-struct HugeFormats {
-    inner: Arc<ShmProducer<ManualClock>>,
-    formats_len: u64,
-}
-
-impl Producer for HugeFormats {
-    fn nr_cpus(&self) -> u32 {
-        self.inner.nr_cpus()
-    }
-    fn hello(&self) -> HelloBody {
-        HelloBody { formats_len: self.formats_len, ..self.inner.hello() }
-    }
-    fn cpu_fds(&self, cpu: u32) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
-        self.inner.cpu_fds(cpu)
-    }
-    fn swap_reader_page(&self, cpu: u32, read: u32) -> Result<ReaderUpdate, SwapError> {
-        self.inner.swap_reader_page(cpu, read)
-    }
-    fn stats(&self, cpu: u32) -> Option<StatsBody> {
-        self.inner.stats(cpu)
-    }
-    fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody {
-        self.inner.arm_doorbell(cpu, pages)
-    }
-    fn disarm_doorbell(&self, cpu: u32) {
-        self.inner.disarm_doorbell(cpu)
-    }
-    fn formats(&self) -> &[u8] {
-        &[0; 64]
-    }
-    fn clock(&self) -> ClockBody {
-        self.inner.clock()
-    }
-}
-
 #[test]
 fn a_format_description_too_large_to_fetch_is_refused_at_the_handshake() {
     let dir = tempfile::tempdir().unwrap();
-    let inner = producer(Backing::Memfd, Vec::new());
-    let huge = Arc::new(HugeFormats { inner: inner.clone(), formats_len: u64::MAX });
+    let inner = producer(Backing::Memfd, vec![0; 64]);
+    let huge = Arc::new(Lying { inner: inner.clone(), lie: Lie::FormatsLen(u64::MAX) });
     let server = Server::start(&dir.path().join("huge"), huge).unwrap();
     let got = Connection::connect(server.path());
     assert!(matches!(got, Err(Error::Protocol(ref m)) if m.contains("event formats")), "{got:?}");
     // Within the limit, a description the producer then fails to deliver is an error too.
-    let short = Arc::new(HugeFormats { inner, formats_len: 1 << 20 });
+    let short = Arc::new(Lying { inner, lie: Lie::FormatsLen(1 << 20) });
     let server = Server::start(&dir.path().join("short"), short).unwrap();
     let got = Connection::connect(server.path()).unwrap().formats();
     assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");
