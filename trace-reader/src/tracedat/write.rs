@@ -119,6 +119,15 @@ impl DatWriter {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        // A regular file, new or not, is written beside itself and renamed over it at the end.
+        let replace = |path: PathBuf, mode| -> Result<(Output, PathBuf), DatError> {
+            let file = tempfile::Builder::new()
+                .prefix(".trace-reader-")
+                .suffix(".dat.tmp")
+                .permissions(mode)
+                .tempfile_in(&dir)?;
+            Ok((Output::Replace { path, file }, dir.clone()))
+        };
         // Fail now, not at the end, if the file cannot be put there.
         let (output, spool_dir) = match std::fs::metadata(&path) {
             Ok(m) if m.is_dir() => {
@@ -130,25 +139,16 @@ impl DatWriter {
             Ok(m) if !m.is_file() => {
                 (Output::InPlace(std::fs::OpenOptions::new().write(true).open(&path)?), std::env::temp_dir())
             }
-            existing => {
-                let mode = match existing {
-                    Ok(m) => {
-                        rustix::fs::access(&path, rustix::fs::Access::WRITE_OK).map_err(|e| {
-                            std::io::Error::new(e.kind(), format!("{} is not writable", path.display()))
-                        })?;
-                        m.permissions()
-                    }
-                    // Created as `File::create` would (0666 less the umask), not 0600.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::Permissions::from_mode(0o666),
-                    Err(e) => return Err(e.into()),
-                };
-                let file = tempfile::Builder::new()
-                    .prefix(".trace-reader-")
-                    .suffix(".dat.tmp")
-                    .permissions(mode)
-                    .tempfile_in(&dir)?;
-                (Output::Replace { path, file }, dir)
+            Ok(m) => {
+                rustix::fs::access(&path, rustix::fs::Access::WRITE_OK)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{} is not writable", path.display())))?;
+                replace(path, m.permissions())?
             }
+            // Created as `File::create` would (0666 less the umask), not 0600.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                replace(path, std::fs::Permissions::from_mode(0o666))?
+            }
+            Err(e) => return Err(e.into()),
         };
         let spools = (0..nr_cpus).map(|_| None).collect();
         let mut writer = Self { output, info, spools };
