@@ -54,7 +54,8 @@ fn fold(sum: u64, timestamp: u64, payload: &[u8]) -> u64 {
 fn in_place(g: &mut BenchmarkGroup<'_, WallTime>) {
     let buf = CpuBuffer::with_heap(Config { geometry: geometry(), mode: Mode::Overwrite }, CounterClock::default())
         .expect("heap buffer");
-    let events = fill(|p| buf.write(p).expect("overwrite mode never refuses"));
+    let writer = buf.writer().expect("the benchmark is the buffer's only writer");
+    let events = fill(|p| writer.write(p).expect("overwrite mode never refuses"));
     let view = buf.view();
     let pages: Vec<_> = (0..SUBBUFS).map(|id| view.page(id).expect("page")).collect();
     let page_len = SUBBUF_SIZE as usize;
@@ -111,6 +112,7 @@ fn in_place(g: &mut BenchmarkGroup<'_, WallTime>) {
 fn in_place_mixed(g: &mut BenchmarkGroup<'_, WallTime>) {
     let buf = CpuBuffer::with_heap(Config { geometry: geometry(), mode: Mode::Overwrite }, CounterClock::default())
         .expect("heap buffer");
+    let writer = buf.writer().expect("the benchmark is the buffer's only writer");
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let capacity = u64::from(geometry().data_size()) * u64::from(SUBBUFS);
     let mut written = 0;
@@ -121,7 +123,7 @@ fn in_place_mixed(g: &mut BenchmarkGroup<'_, WallTime>) {
         state ^= state << 17;
         let len = 8 + 8 * (state % 8) as usize;
         let bytes: Vec<u8> = i.to_ne_bytes().iter().copied().cycle().take(len).collect();
-        buf.write(&bytes).expect("overwrite mode never refuses");
+        writer.write(&bytes).expect("overwrite mode never refuses");
         written += 4 + len as u64;
         if written > 2 * capacity {
             break;
@@ -170,10 +172,11 @@ fn consume_in_process(g: &mut BenchmarkGroup<'_, WallTime>) {
         .expect("heap buffer");
     let view = buf.view();
     let mut cursor = Cursor::default();
+    let writer = buf.writer().expect("the benchmark is the buffer's only writer");
     consuming(
         g,
         "consume_in_process",
-        || fill(|p| buf.write(p).expect("the ring has room")),
+        || fill(|p| writer.write(p).expect("the ring has room")),
         || {
             let mut sum = 0u64;
             let mut out = [0u8; 16];
@@ -206,7 +209,7 @@ fn consume_socket(g: &mut BenchmarkGroup<'_, WallTime>) {
     let server = Server::start(&socket, producer.clone()).expect("serving");
     let conn = Connection::connect(&socket).expect("connect");
     let mut consumer = Consumer::new(conn.open_cpu(0).expect("open_cpu")).expect("consumer");
-    let writer = producer.cpu(0);
+    let writer = producer.cpu(0).writer().expect("the benchmark is the buffer's only writer");
     consuming(
         g,
         "consume_socket",

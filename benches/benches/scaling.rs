@@ -21,9 +21,10 @@ fn run(bufs: &[CpuBuffer<'static, CycleClock>], events: u64) -> Duration {
                 let ready = &ready;
                 s.spawn(move || {
                     cpus::pin_or_warn(cpu);
+                    let writer = buf.writer().expect("each thread claims its own CPU's writer");
                     ready.wait();
                     for i in 0..events {
-                        let _ = buf.write(&payload::<16>(black_box(i)));
+                        let _ = writer.write(&payload::<16>(black_box(i)));
                     }
                     Instant::now()
                 })

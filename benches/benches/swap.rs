@@ -21,11 +21,12 @@ fn in_process(c: &mut BenchmarkGroup<'_, WallTime>) {
     let buf = CpuBuffer::with_heap(Config { geometry, mode: Mode::Overwrite }, CounterClock::new(1)).expect("heap");
     let page_event = vec![7u8; geometry.max_payload()];
     let read = Cell::new(0u32);
+    let writer = buf.writer().expect("the benchmark is the buffer's only writer");
     c.bench_function("in_process_exchange", |b| {
         b.iter_batched(
             // Untimed: the writer fills one page (one event per page) and moves on, so the
             // swap below exchanges the reader page for it.
-            || buf.write(&page_event).expect("overwrite never refuses"),
+            || writer.write(&page_event).expect("overwrite never refuses"),
             |()| {
                 let up = buf.swap_reader_page(read.get()).expect("swap");
                 debug_assert_eq!(up.status, SwapStatus::Swapped);

@@ -59,7 +59,7 @@ fuzz_target!(|input: Input| {
     let s = served();
     for (cpu, &n) in input.writes.iter().enumerate() {
         for i in 0..u32::from(n) {
-            s.producer.cpu(cpu as u32).write(&i.to_ne_bytes()).expect("overwrite mode accepts");
+            s.producer.cpu(cpu as u32).writer().expect("the fuzzer is the only writer").write(&i.to_ne_bytes()).expect("overwrite mode accepts");
         }
     }
     let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)

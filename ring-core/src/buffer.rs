@@ -75,6 +75,14 @@ pub(crate) struct WriterState {
     pub pages_touched: LocalU64,
     /// `entries` when the writer moved onto the tail page.
     pub page_entries_base: LocalU64,
+    /// An outermost [`crate::Reservation`] is open (reserved in the ring, not yet committed or
+    /// discarded), and where to roll the writer back to if its context is found abandoned: see
+    /// [`crate::Writer`].
+    pub open_outer: LocalBool,
+    pub open_undo_off: LocalU32,
+    pub open_undo_ts: LocalU64,
+    /// Writing contexts found open when their claimed writer was released, and closed.
+    pub abandoned: LocalU64,
 }
 
 /// The writer's words that swappers and consumers read: written by the writer only when it moves
@@ -85,14 +93,17 @@ pub(crate) struct WriterState {
 pub(crate) struct WriterShared {
     /// Sub-buffer the writer is on.
     pub tail: AtomicU32,
-    /// Ring slot of `tail` (the slot it was in when the writer moved onto it).
-    pub slot: LocalU32,
+    /// Ring slot of `tail` (the slot it was in when the writer moved onto it); swappers read it to
+    /// count full pages, so it is a tracked atomic under loom.
+    pub slot: AtomicU32,
     /// Doorbell arming: 0 when no consumer waits, else its watermark in full pages plus one
     /// (see [`crate::doorbell`]).
     pub doorbell: AtomicU32,
     /// During a head push: the pushed page's `next` word as seen before the push, so a swapper can
     /// finish the push for a preempted writer.
     pub push_next: AtomicU64,
+    /// A [`crate::Writer`] is claimed ([`CpuBuffer::writer`]); only one exists at a time.
+    pub claimed: AtomicBool,
 }
 
 /// Swapper state, only touched while holding `lock`.
@@ -121,7 +132,7 @@ pub(crate) struct SwapperState {
 /// lockless single writer (nesting allowed) and swappers on any thread.
 ///
 /// Create one per CPU with [`CpuBuffer::new`] over memory handed to it (the hypervisor case), or
-/// [`CpuBuffer::with_heap`] (std). Write with [`CpuBuffer::write`] or [`CpuBuffer::reserve`];
+/// [`CpuBuffer::with_heap`] (std). Write through its one [`crate::Writer`] ([`CpuBuffer::writer`]);
 /// consume with [`CpuBuffer::swap_reader_page`] and [`CpuBuffer::view`].
 ///
 /// Laid out by who writes what: the fields set at construction first, then the writer's per-event
@@ -171,6 +182,10 @@ pub struct Stats {
     pub pages_touched: u64,
     /// Reader-page swaps.
     pub swaps: u64,
+    /// Writing contexts found open when their [`crate::Writer`] was released (a
+    /// [`crate::Reservation`] forgotten with `mem::forget`) and closed then: each one's reserved
+    /// room was given back and the nested events staged behind it were written.
+    pub abandoned: u64,
 }
 
 impl Stats {
@@ -229,12 +244,17 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
                 pages_lost: LocalU64::new(0),
                 pages_touched: LocalU64::new(0),
                 page_entries_base: LocalU64::new(0),
+                open_outer: LocalBool::new(false),
+                open_undo_off: LocalU32::new(0),
+                open_undo_ts: LocalU64::new(0),
+                abandoned: LocalU64::new(0),
             },
             ws: WriterShared {
                 tail: AtomicU32::new(1),
-                slot: LocalU32::new(0),
+                slot: AtomicU32::new(0),
                 doorbell: AtomicU32::new(0),
                 push_next: AtomicU64::new(0),
+                claimed: AtomicBool::new(false),
             },
             sw: SwapperState {
                 lock: AtomicBool::new(false),
@@ -311,13 +331,17 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
         w.depth.store(0, Ordering::Relaxed);
         w.nest_pending.store(0, Ordering::Relaxed);
         w.ended_early.store(0, Ordering::Relaxed);
+        w.open_outer.store(false, Ordering::Relaxed);
+        self.ws.claimed.store(false, Ordering::Relaxed);
         self.ws.doorbell.store(0, Ordering::Relaxed);
         self.ws.tail.store(1, Ordering::Relaxed);
         self.ws.slot.store(0, Ordering::Relaxed);
         w.off.store(0, Ordering::Relaxed);
         w.page_data.store((self.geo.subbuf_offset(1) + SUBBUF_HEADER_SIZE) as u64, Ordering::Relaxed);
         w.last_ts.store(0, Ordering::Relaxed);
-        for c in [&w.entries, &w.dropped, &w.overrun, &w.pages_lost, &w.pages_touched, &w.page_entries_base] {
+        for c in
+            [&w.entries, &w.dropped, &w.overrun, &w.pages_lost, &w.pages_touched, &w.page_entries_base, &w.abandoned]
+        {
             c.store(0, Ordering::Relaxed);
         }
         self.sw.reader.store(0, Ordering::Relaxed);
@@ -382,16 +406,6 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
         (&self.meta, &self.data)
     }
 
-    /// Publishes the writer's `entries` count in the meta area now. The writer publishes it itself
-    /// only when it leaves a page (every other counter as it changes), so after the writer stops
-    /// this makes the meta area's figure final for its readers. Calling it while the writer runs
-    /// is harmless: the value may briefly lag until the writer's next page crossing.
-    pub fn publish_entries(&self) {
-        // Ordering: Relaxed; a statistic, read on its own (see `stats`).
-        let entries = self.w.entries.load(Ordering::Relaxed);
-        self.publish_counter(crate::meta::off::ENTRIES, entries);
-    }
-
     /// Current counters. Exact at a quiescent point; during activity each field is a recent value.
     pub fn stats(&self) -> Stats {
         // Ordering: Relaxed throughout; these are statistics, exact only when quiescent (which the
@@ -405,6 +419,7 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
             pages_lost: w.pages_lost.load(Ordering::Relaxed),
             pages_touched: w.pages_touched.load(Ordering::Relaxed),
             swaps: self.sw.swaps.load(Ordering::Relaxed),
+            abandoned: w.abandoned.load(Ordering::Relaxed),
         }
     }
 

@@ -89,11 +89,28 @@ impl Cursor {
     ///
     /// Bounded ([`DrainBound`]): call it again to go on; with the writer stopped, one call reads
     /// everything.
-    pub fn drain<'r>(
+    ///
+    /// Events are read in place, so the sink sees each only during its call: once the drain
+    /// moves on, the page may go back to the writer. Keeping an event's payload handle past the
+    /// call does not compile (copy the bytes out instead):
+    ///
+    /// ```compile_fail
+    /// use ring_core::{Config, Consumed, CpuBuffer, Cursor, ManualClock, ShmBytes};
+    /// let buffer = CpuBuffer::with_heap(Config::default(), ManualClock::new(0)).unwrap();
+    /// buffer.writer().unwrap().write(b"event").unwrap();
+    /// let view = buffer.view();
+    /// let mut kept: Vec<ShmBytes<'_>> = Vec::new();
+    /// Cursor::default().drain(&view, |read| buffer.swap_reader_page(read), |consumed| {
+    ///     if let Consumed::Event(e) = consumed {
+    ///         kept.push(e.payload); // does not live long enough
+    ///     }
+    /// });
+    /// ```
+    pub fn drain(
         &mut self,
-        view: &SharedView<'r>,
+        view: &SharedView<'_>,
         mut swap: impl FnMut(u32) -> Result<ReaderUpdate, SwapError>,
-        mut sink: impl FnMut(Consumed<'r>),
+        mut sink: impl FnMut(Consumed<'_>),
     ) -> Result<u64, ConsumeError> {
         let mut bound = DrainBound::new(view.geometry());
         let mut total = 0;

@@ -82,6 +82,14 @@ pub enum WriteError {
     },
 }
 
+/// [`crate::CpuBuffer::writer`] was refused: the buffer's writer is claimed already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this buffer's writer is already claimed: one writer per CPU buffer at a time; keep the claimed \
+     writer where the CPU's writing happens, or wait until its holder drops it"
+)]
+pub struct WriterClaimed;
+
 /// A reader-page swap could not be performed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SwapError {

@@ -31,8 +31,9 @@ impl Geometry {
     pub const MAX_SUBBUF_SIZE: u32 = 1 << 24;
     /// Fewest sub-buffers: the reader page plus two in the ring.
     pub const MIN_SUBBUFS: u32 = 3;
-    /// Most sub-buffers (ids live in 30 bits of a link word).
-    pub const MAX_SUBBUFS: u32 = 1 << 30;
+    /// Most sub-buffers: the meta area, 16 bytes per sub-buffer, must keep its size in the u32
+    /// fields `meta_page_size` and `meta_struct_len` (and ids fit the 30 bits of a link word).
+    pub const MAX_SUBBUFS: u32 = 1 << 27;
 
     /// Validates a geometry: `subbuf_size` a power of two within bounds, at least 3 sub-buffers.
     pub fn new(subbuf_size: u32, nr_subbufs: u32) -> Result<Self, GeometryError> {
@@ -123,6 +124,8 @@ impl Geometry {
     }
 }
 
+const _: () = assert!(meta_area_size(Geometry::MAX_SUBBUFS - 1) <= u32::MAX as usize);
+
 impl Default for Geometry {
     /// 4 KiB sub-buffers, 256 of them (1 MiB per CPU).
     fn default() -> Self {
@@ -143,6 +146,18 @@ mod tests {
         let g = Geometry::new(4096, 3).unwrap();
         assert_eq!((g.nr_slots(), g.data_size(), g.data_len(), g.subbuf_offset(2)), (2, 4080, 12288, 8192));
         assert_eq!(g.meta_size(), 4096);
+    }
+
+    /// The meta area describes its own size in u32 fields: every geometry accepted fits them,
+    /// and those that would not are refused rather than wrapped.
+    #[test]
+    fn meta_sizes_of_every_accepted_geometry_fit_their_fields() {
+        let most = Geometry::new(32, Geometry::MAX_SUBBUFS).unwrap();
+        assert!(u32::try_from(most.meta_size()).is_ok());
+        assert!(u32::try_from(crate::meta::meta_struct_len(most.nr_slots())).is_ok());
+        for too_many in [Geometry::MAX_SUBBUFS + 1, 1 << 28, 1 << 30] {
+            assert_eq!(Geometry::new(32, too_many), Err(GeometryError::TooManySubBufs(too_many)));
+        }
     }
 
     #[test]

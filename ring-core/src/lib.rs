@@ -39,7 +39,7 @@
 //!
 //! ## Writing
 //!
-//! `reserve → fill → commit` ([`CpuBuffer::reserve`], [`CpuBuffer::write`]). The writer stamps
+//! `reserve → fill → commit` ([`Writer::reserve`], [`Writer::write`]). The writer stamps
 //! the event, and if it does not fit in the tail page it *closes* the page (null padding to the
 //! end, `commit` covering it) and *moves* to the next page:
 //!
@@ -62,6 +62,16 @@
 //! `commit`; no read-modify-write. That is possible because the ring has a single writing context
 //! at any time: writes nested inside an open write (signal handlers, interrupts) are staged and
 //! published by the outermost commit ([`nest`]).
+//!
+//! **The writer contract.** Writing goes through a [`Writer`], claimed once per buffer with
+//! [`CpuBuffer::writer`] (a compare-and-swap; a second claim while one lives is
+//! [`WriterClaimed`]). A `Writer` may move between threads but not be shared by them, so in safe
+//! code one context at a time writes a buffer, and nested writes are writes through the same
+//! writer while one of its reservations is open. Contexts that ensure exclusivity themselves (a
+//! hypervisor with preemption off, a signal handler of the claiming thread) use the `unsafe`
+//! [`CpuBuffer::writer_unchecked`], whose contract is the rule above. A context left open (a
+//! reservation forgotten with `mem::forget`) is closed, its room given back, when the claimed
+//! writer is released, and counted in [`Stats::abandoned`]; nothing wedges.
 //!
 //! ## The swap (GET_READER_PAGE)
 //!
@@ -139,6 +149,7 @@ pub(crate) mod sync;
 mod test_support;
 mod view;
 mod writer;
+mod writer_handle;
 
 pub use buffer::{Config, CpuBuffer, Stats};
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -149,7 +160,7 @@ pub use clock::{Clock, CounterClock, ManualClock};
 pub use consume::{ConsumeError, Consumed, Cursor, DrainBound};
 pub use decode::{DecodeError, Event, EventIter, Item, MissedEvents, PageSource, ShmBytes, ShmPage};
 pub use doorbell::{Doorbell, NoDoorbell};
-pub use error::{GeometryError, SwapError, WriteError};
+pub use error::{GeometryError, SwapError, WriteError, WriterClaimed};
 pub use geometry::{Geometry, Mode};
 pub use link::SubBufLink;
 pub use reservation::Reservation;
@@ -159,3 +170,4 @@ pub use snapshot::{ReaderCopy, SlotCopy, SlotRead, SnapshotError};
 pub use snapshot::{Snapshot, SnapshotPage};
 pub use swap::{ReaderUpdate, SwapStatus};
 pub use view::{SharedView, ViewError};
+pub use writer_handle::Writer;

@@ -108,8 +108,10 @@ pub struct MetaExt {
     pub reader_seq: u32,
     /// Reserved, zero.
     pub _reserved0: u32,
-    /// Reserved, zero.
-    pub _reserved1: u64,
+    /// The sequence number just past the last event of the reader page the latest swap gave back
+    /// (read to its end), stored before that swap made `reader_seq` odd: where consumption stood
+    /// if the producer died during the swap (see [`crate::swap`]).
+    pub swap_consumed_seq: u64,
 }
 
 const _: () = assert!(size_of::<MetaExt>() == 64);
@@ -125,7 +127,7 @@ const _: () = assert!(offset_of!(MetaExt, tail_id) == 40);
 const _: () = assert!(offset_of!(MetaExt, seq_offset) == 44);
 const _: () = assert!(offset_of!(MetaExt, reader_seq) == 48);
 const _: () = assert!(offset_of!(MetaExt, _reserved0) == 52);
-const _: () = assert!(offset_of!(MetaExt, _reserved1) == 56);
+const _: () = assert!(offset_of!(MetaExt, swap_consumed_seq) == 56);
 
 /// One `data_index[]` entry: which sub-buffer sits in a ring slot, and how often the writer moved
 /// onto that slot.
@@ -238,6 +240,8 @@ pub mod off {
     pub const EXT_SEQ_OFFSET: usize = ext_off!(seq_offset);
     /// `ext.reader_seq`.
     pub const EXT_READER_SEQ: usize = ext_off!(reader_seq);
+    /// `ext.swap_consumed_seq`.
+    pub const EXT_SWAP_CONSUMED_SEQ: usize = ext_off!(swap_consumed_seq);
 
     /// `data_index[slot].id`.
     pub const fn data_index_id(slot: u32) -> usize {
@@ -314,7 +318,7 @@ impl<'a> MetaPage<'a> {
         r.store_u32(off::EXT_SEQ_OFFSET, seq_offset(nr_slots) as u32, Ordering::Relaxed);
         r.store_u32(off::EXT_READER_SEQ, 0, Ordering::Relaxed);
         r.store_u32(META_EXT_OFFSET + offset_of!(MetaExt, _reserved0), 0, Ordering::Relaxed);
-        r.store_u64(META_EXT_OFFSET + offset_of!(MetaExt, _reserved1), 0, Ordering::Relaxed);
+        r.store_u64(off::EXT_SWAP_CONSUMED_SEQ, 0, Ordering::Relaxed);
         for id in 0..nr_subbufs {
             r.store_u64(seq_offset(nr_slots) + id as usize * size_of::<u64>(), 0, Ordering::Relaxed);
         }
@@ -388,6 +392,10 @@ impl<'a> MetaPage<'a> {
     /// `ext.reader_seq`, with acquire semantics.
     pub fn reader_seq(&self) -> u32 {
         self.region.load_u32_acquire(off::EXT_READER_SEQ)
+    }
+    /// `ext.swap_consumed_seq`.
+    pub fn swap_consumed_seq(&self) -> u64 {
+        self.region.load_u64(off::EXT_SWAP_CONSUMED_SEQ)
     }
     /// `ext.swaps`, with acquire semantics.
     pub fn swaps(&self) -> u64 {

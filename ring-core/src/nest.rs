@@ -41,6 +41,8 @@ use crate::sync::{Ordering, signal_fence};
 pub const NEST_LEVELS: usize = if cfg!(loom) { 1 } else { 4 };
 /// Words (4 bytes) per staging lane.
 pub const LANE_WORDS: usize = if cfg!(loom) { 16 } else { 512 };
+// Free-running lane positions wrap at 2^32 onto the same word.
+const _: () = assert!((1u64 << 32).is_multiple_of(LANE_WORDS as u64));
 /// Words of a staged record before its payload: timestamp (2) and payload length (1).
 const RECORD_HEADER_WORDS: u32 = 3;
 /// Largest payload a nested write can carry.
@@ -80,8 +82,12 @@ impl NestLane {
         &self.words[pos as usize % LANE_WORDS]
     }
 
+    /// Positions are free-running: they wrap at 2^32, a multiple of [`LANE_WORDS`], so word
+    /// arithmetic on them wraps too.
     fn timestamp_at(&self, pos: u32) -> u64 {
-        u64::from(self.word(pos).load(Ordering::Relaxed)) | u64::from(self.word(pos + 1).load(Ordering::Relaxed)) << 32
+        let low = self.word(pos).load(Ordering::Relaxed);
+        let high = self.word(pos.wrapping_add(1)).load(Ordering::Relaxed);
+        u64::from(low) | u64::from(high) << 32
     }
 
     /// Stores `bytes` into the payload of the record at `pos`, starting `offset` bytes in.
@@ -453,6 +459,33 @@ mod tests {
         assert_eq!(got.events.len(), 1 + fits + 1);
         // The drop shows up as a loss right before the first event after it.
         assert_eq!(got.lost, [(fits + 1, 3)]);
+    }
+
+    /// Lane positions are free-running u32 word counts: after 2^32 staged words they wrap, and
+    /// staging and flushing go on across the wrap (under overflow checks too).
+    #[test]
+    fn staging_goes_on_across_the_wrap_of_lane_positions() {
+        let buf = buffer(4096, 4, Mode::Overwrite);
+        for level in 0..NEST_LEVELS {
+            let lane = buf.lanes.lane(level);
+            lane.head.store(u32::MAX, Ordering::Relaxed);
+            lane.tail.store(u32::MAX, Ordering::Relaxed);
+        }
+        let writer = buf.writer().unwrap();
+        for round in 0..4u32 {
+            let outer = writer.reserve(4).unwrap();
+            for seq in 0..3 {
+                writer.write(&seq_payload(round * 10 + seq, 2 + seq as usize)).unwrap();
+            }
+            let mut inner = writer.reserve(6).unwrap();
+            inner.write_at(0, &(round * 10 + 9).to_ne_bytes()).unwrap();
+            inner.commit();
+            drop(outer);
+        }
+        let got = drain(&buf);
+        let want: Vec<u32> = (0..4).flat_map(|round| [0, 1, 2, 9].map(|seq| round * 10 + seq)).collect();
+        assert_eq!(got.seqs(), want);
+        assert!(buf.lanes.lane(0).tail.load(Ordering::Relaxed) < 100, "the positions wrapped");
     }
 
     #[test]

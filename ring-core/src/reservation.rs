@@ -7,6 +7,7 @@ use crate::error::WriteError;
 use crate::nest::LaneSpot;
 use crate::sync::Ordering;
 use crate::writer::RingSpot;
+use core::marker::PhantomData;
 
 #[derive(Debug, Clone, Copy)]
 enum Target {
@@ -16,21 +17,25 @@ enum Target {
     Lane(LaneSpot),
 }
 
-/// Room for one event, obtained from [`CpuBuffer::reserve`]. Fill it with
+/// Room for one event, obtained from [`crate::Writer::reserve`]. Fill it with
 /// [`Reservation::write_at`], then [`Reservation::commit`]. Dropping it without committing
 /// discards the event (nothing is recorded or counted).
 ///
 /// Payload bytes not written are zero in the last word and unspecified before it.
 ///
-/// An outermost reservation keeps this CPU's writing context open: `mem::forget`ting it instead
-/// of committing or dropping it leaves every later write on the CPU nested (staged, then dropped
-/// when the lanes fill) until [`CpuBuffer::reset`].
+/// A reservation borrows its writer and, like it, stays on the thread that made it (it is neither
+/// `Send` nor `Sync`). An outermost reservation keeps this CPU's writing context open:
+/// `mem::forget`ting it instead of committing or dropping it leaves later writes through the same
+/// writer nested (staged) until the writer is released, which closes the context, gives the
+/// reserved room back, writes what was staged and counts it in [`crate::Stats::abandoned`].
 #[must_use = "a reservation records nothing until it is committed"]
 pub struct Reservation<'b, 'a, C: Clock, D: Doorbell = NoDoorbell> {
     buf: &'b CpuBuffer<'a, C, D>,
     target: Target,
     len: usize,
     finished: bool,
+    /// Not `Send`, not `Sync`: the reservation belongs to its writer's thread.
+    _writer_thread: PhantomData<*const ()>,
 }
 
 impl<C: Clock, D: Doorbell> core::fmt::Debug for Reservation<'_, '_, C, D> {
@@ -40,16 +45,9 @@ impl<C: Clock, D: Doorbell> core::fmt::Debug for Reservation<'_, '_, C, D> {
 }
 
 impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
-    /// Reserves room for an event of `len` payload bytes, stamped now.
-    ///
-    /// Reservations may nest (a signal handler reserving while the code it interrupted holds one):
-    /// see [`crate::nest`]. Commit them innermost first. Ended in another order, nothing is lost
-    /// uncounted, but a reservation that ends before one it encloses keeps its nesting level
-    /// until that one ends: writes made meanwhile are staged, as nested ones, and a chain of
-    /// reservations each ended after the next was made holds one more level per link, so past
-    /// [`crate::nest::NEST_LEVELS`] links later ones are dropped (and counted) until the chain
-    /// ends.
-    pub fn reserve(&self, len: usize) -> Result<Reservation<'_, 'a, C, D>, WriteError> {
+    /// Reserves room for an event of `len` payload bytes, stamped now: the body of
+    /// [`crate::Writer::reserve`], which documents it. The caller is this CPU's writing context.
+    pub(crate) fn reserve(&self, len: usize) -> Result<Reservation<'_, 'a, C, D>, WriteError> {
         let layout = self.layout_for(len)?;
         let depth = self.enter()?;
         let target = if depth != 0 {
@@ -62,6 +60,7 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
                     // Relaxed; published by the Release store of `commit` at commit time.
                     let last = spot.payload_at + spot.stored_len as usize - 4;
                     self.data.store_u32(last, 0, Ordering::Relaxed);
+                    self.note_open_outer(&spot);
                     Target::Ring(spot)
                 }
                 Err(e) => {
@@ -70,7 +69,45 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
                 }
             }
         };
-        Ok(Reservation { buf: self, target, len, finished: false })
+        Ok(Reservation { buf: self, target, len, finished: false, _writer_thread: PhantomData })
+    }
+
+    /// Records the open outermost reservation `spot`, so that a writer released with it still
+    /// open can give its room back ([`CpuBuffer::close_abandoned_context`]).
+    fn note_open_outer(&self, spot: &RingSpot) {
+        // Ordering: Relaxed; writer-owned state, read only by this CPU's writing contexts.
+        self.w.open_undo_off.store(spot.undo_off, Ordering::Relaxed);
+        self.w.open_undo_ts.store(spot.undo_ts, Ordering::Relaxed);
+        self.w.open_outer.store(true, Ordering::Relaxed);
+    }
+
+    /// The open outermost reservation was committed or discarded.
+    fn note_outer_closed(&self) {
+        // Ordering: Relaxed; see `note_open_outer`.
+        self.w.open_outer.store(false, Ordering::Relaxed);
+    }
+
+    /// Closes a writing context its writer left open (the depth is not 0 with no write under
+    /// way: a reservation was forgotten), so that writing can go on: the open outermost
+    /// reservation, if any, gives its room back, reservations nested in it that were never
+    /// committed vanish (they were only staged), and what nested writers committed is written
+    /// to the ring. Counted in [`crate::Stats::abandoned`]. Returns whether there was one.
+    pub(crate) fn close_abandoned_context(&self) -> bool {
+        let w = &self.w;
+        // Ordering: Relaxed throughout; writer-owned state, and the caller is the writing context.
+        if w.depth.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        if w.open_outer.load(Ordering::Relaxed) {
+            let undo_off = w.open_undo_off.load(Ordering::Relaxed);
+            let undo_ts = w.open_undo_ts.load(Ordering::Relaxed);
+            self.ring_discard_to(undo_off, undo_ts);
+            self.note_outer_closed();
+        }
+        w.ended_early.store(0, Ordering::Relaxed);
+        w.abandoned.store(w.abandoned.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.end_outer();
+        true
     }
 }
 
@@ -112,6 +149,7 @@ impl<C: Clock, D: Doorbell> Reservation<'_, '_, C, D> {
         match self.target {
             Target::Ring(spot) => {
                 self.buf.ring_commit(&spot);
+                self.buf.note_outer_closed();
                 self.buf.end_reservation(0);
             }
             Target::Lane(spot) => {
@@ -134,6 +172,7 @@ impl<C: Clock, D: Doorbell> Reservation<'_, '_, C, D> {
         match self.target {
             Target::Ring(spot) => {
                 self.buf.ring_discard(&spot);
+                self.buf.note_outer_closed();
                 self.buf.end_reservation(0);
             }
             Target::Lane(spot) => self.buf.end_reservation(spot.depth),

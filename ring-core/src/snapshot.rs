@@ -204,7 +204,8 @@ mod with_std {
     /// One page of a [`Snapshot`].
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct SnapshotPage {
-        /// Ring slot, or `None` for the reader page.
+        /// Ring slot, or `None` for the reader page (and in a post-mortem read, which goes by
+        /// sequence numbers, not slots).
         pub slot: Option<u32>,
         /// Sub-buffer id.
         pub id: u32,
@@ -285,7 +286,7 @@ mod with_std {
                     std::thread::yield_now();
                     continue;
                 }
-                let snap = self.snapshot_once(None);
+                let snap = self.snapshot_once();
                 // Ordering: as in `copy_reader_page`, over the whole snapshot.
                 fence(Ordering::Acquire);
                 if self.meta().region().load_u32(crate::meta::off::EXT_READER_SEQ) == seq {
@@ -296,15 +297,64 @@ mod with_std {
         }
 
         /// Reads everything unread of a buffer whose producer is gone (crashed or exited): nothing
-        /// changes any more, so no swap can race the read. The reader page is read from data
-        /// offset `reader_start` (where the consumer stood; give the meta area's `reader.read`
-        /// if it does not know better). Ring pages the writer was resetting when it died (odd
-        /// `cnt`) held nothing recoverable and are counted in [`Snapshot::discarded`].
+        /// changes any more. `reader_start` is where the consumer stood on the reader page (give
+        /// the meta area's `reader.read` if it does not know better).
+        ///
+        /// Which page is in which slot is not trusted, since a producer killed in the middle of a
+        /// swap leaves that half updated ([`crate::swap`]); every sub-buffer is read, ordered by
+        /// its `first_seq[]`, and only events from the consumption point on are kept: the
+        /// reader page's event at `reader_start`, or, if the producer died during a swap
+        /// (`reader_seq` odd), `swap_consumed_seq`. A page's `commit` and `first_seq[]` always
+        /// agree (the writer empties a page before it gives it a new first sequence number, and
+        /// fills it only after), so each page holds exactly the events committed on it. Pages a
+        /// corrupt meta area gives no sequence number are left out and counted in
+        /// [`Snapshot::discarded`].
         pub fn snapshot_quiescent(&self, reader_start: u32) -> Result<Snapshot, SnapshotError> {
             if !self.has_extension() {
                 return Err(SnapshotError::NoExtension);
             }
-            Ok(self.snapshot_once(Some(reader_start)))
+            let meta = self.meta();
+            let consumed = if meta.reader_seq() % 2 == 1 {
+                meta.swap_consumed_seq()
+            } else {
+                let id = meta.reader().id;
+                let page = self.page(id).ok_or(SnapshotError::BadReaderPage(id))?;
+                let before = EventIter::new(&page)
+                    .into_iter()
+                    .flatten()
+                    .map_while(Result::ok)
+                    .take_while(|e| e.offset < reader_start)
+                    .count();
+                meta.first_seq(id).unwrap_or(0).saturating_add(before as u64)
+            };
+            let mut snap = Snapshot::default();
+            let mut bytes = std::vec![0u8; self.geometry().subbuf_size() as usize];
+            for id in 0..self.geometry().nr_subbufs() {
+                let (Some(page), Some(first_seq)) = (self.page(id), meta.first_seq(id)) else {
+                    snap.discarded += 1;
+                    continue;
+                };
+                page.copy_to(&mut bytes);
+                let events: Vec<u32> = EventIter::new(bytes.as_slice())
+                    .into_iter()
+                    .flatten()
+                    .map_while(Result::ok)
+                    .map(|e| e.offset)
+                    .collect();
+                // Events before the consumption point were read; a page starting after it is
+                // read whole. Pages with nothing left (read, or empty) are left out.
+                let skip = usize::try_from(consumed.saturating_sub(first_seq)).unwrap_or(usize::MAX);
+                let Some(&start) = events.get(skip) else { continue };
+                snap.pages.push(SnapshotPage {
+                    slot: None,
+                    id,
+                    start,
+                    first_seq: Some(first_seq),
+                    bytes: bytes.clone(),
+                });
+            }
+            snap.pages.sort_by_key(|p| p.first_seq);
+            Ok(snap)
         }
 
         /// The writer's page id, the tail slot and the head slot, read as one state of the ring.
@@ -339,27 +389,15 @@ mod with_std {
             window
         }
 
-        /// One pass over the reader page and the ring; `quiescent` gives the reader page's start
-        /// when the producer is gone (the reader page is then read without `reader_seq`, which a
-        /// producer that died mid-swap leaves odd).
-        fn snapshot_once(&self, quiescent: Option<u32>) -> Snapshot {
+        /// One pass over the reader page and the ring.
+        fn snapshot_once(&self) -> Snapshot {
             let geo = self.geometry();
             let size = geo.subbuf_size() as usize;
             let slots = geo.nr_slots();
             let mut snap = Snapshot::default();
             let mut buf = std::vec![0u8; size];
             let meta = self.meta();
-            let reader_copy = match quiescent {
-                None => self.copy_reader_page(&mut buf),
-                Some(start) => {
-                    let id = meta.reader().id;
-                    self.page(id).ok_or(SnapshotError::BadReaderPage(id)).map(|page| {
-                        page.copy_to(&mut buf);
-                        ReaderCopy { id, read: start, first_seq: meta.first_seq(id) }
-                    })
-                }
-            };
-            match reader_copy {
+            match self.copy_reader_page(&mut buf) {
                 Ok(c) => snap.pages.push(SnapshotPage {
                     slot: None,
                     id: c.id,

@@ -1,4 +1,23 @@
 //! Swapping the reader page with the head page (the producer side of GET_READER_PAGE).
+//!
+//! ## Crash consistency
+//!
+//! A producer can die at any instruction of a swap (SIGKILL), and a reader of its memory
+//! afterwards must still find every unread event. Which pages are where is then unreliable (the
+//! head page may be out of the ring and not yet the reader page, the page given back may be in
+//! the ring and refilled by the writer while `reader.id` still names it), so a post-mortem reader
+//! does not go by it ([`crate::SharedView::snapshot_quiescent`]): it reads every sub-buffer, orders
+//! them by their `first_seq[]`, and keeps the events from the consumption point on. That point
+//! is `reader.read` on the reader page, except while a swap is under way (`reader_seq` odd): the
+//! swap stores it first, as `swap_consumed_seq`, the sequence number just past the reader page it
+//! is giving back (read to its end):
+//!
+//! ```text
+//!   swap_consumed_seq = end_seq(R)        R: the reader page, read to its end
+//!   reader_seq = odd                      "the consumption point is swap_consumed_seq"
+//!   CAS  P.next: H|HEAD -> R, head_slot, data_index, reader.*, counters
+//!   reader_seq = even                     "the consumption point is reader.id at reader.read"
+//! ```
 
 use crate::buffer::CpuBuffer;
 use crate::clock::Clock;
@@ -8,6 +27,15 @@ use crate::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET};
 use crate::link::{LinkWord, SubBufLink};
 use crate::meta::off;
 use crate::sync::{Ordering, fence, spin_hint};
+
+/// Marks a step of the swap where the crash-consistency tests stop the swapper as a SIGKILL would
+/// (they unwind out of it, leaving memory as it is); nothing outside those tests.
+macro_rules! crash_point {
+    ($step:literal) => {
+        #[cfg(all(test, feature = "std", not(loom)))]
+        crash::point($step);
+    };
+}
 
 /// What a swap did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +131,11 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
             end_seq: reader_link.end_seq.load(Ordering::Relaxed),
             entries: reader_link.entries.load(Ordering::Relaxed),
         };
+        // Post-mortem readers (see the module docs): where consumption stands if we die from here
+        // on. Ordering: Relaxed; read only by readers of a dead producer's memory, and before the
+        // odd `reader_seq` in program order, which is all a process death preserves.
+        self.meta.store_u64(off::EXT_SWAP_CONSUMED_SEQ, given_back.end_seq, Ordering::Relaxed);
+        crash_point!("consumed-seq published");
         // Non-consuming readers of the reader page: it may go back to the writer from the CAS on,
         // so `reader_seq` turns odd before it (the Release fence orders the odd value before the
         // CAS, and so before any write the writer makes to the page after following it) and even
@@ -111,6 +144,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         let reader_seq = self.sw.reader_seq.load(Ordering::Relaxed);
         self.meta.store_u32(off::EXT_READER_SEQ, reader_seq.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
+        crash_point!("reader_seq odd");
         for _ in 0..max_steps(slots) {
             let link = &self.links[prev as usize];
             let next = link.load_next();
@@ -135,6 +169,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
                 spin_hint();
                 continue;
             }
+            crash_point!("head taken");
             let slot = (prev_slot + 1) % slots;
             let update = self.finish_swap(reader, given_back, head, slot);
             self.end_reader_update(reader_seq);
@@ -157,11 +192,13 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     /// summed up in `given_back`, took its slot.
     fn finish_swap(&self, old: u32, given_back: GivenBack, head: u32, slot: u32) -> ReaderUpdate {
         self.advance_head_slot();
+        crash_point!("head slot moved");
         // The slot now names the old reader page. Ordering: Relaxed; non-consuming readers do not
         // trust this id alone: a copy of the slot is validated by its `cnt` (the writer bumps it
         // before rewriting whatever page is there) and a whole snapshot by `reader_seq`, odd
         // since before the CAS and made even (Release) after this store.
         self.meta.store_u32(off::data_index_id(slot), old, Ordering::Relaxed);
+        crash_point!("slot renamed");
         // Ordering: Relaxed for swapper-owned state (under the lock).
         self.sw.hint.store(old, Ordering::Relaxed);
         self.sw.hint_slot.store(slot, Ordering::Relaxed);
@@ -186,6 +223,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // Ordering: Release; a consumer acquiring the reader id or the swap count sees the fields
         // above.
         self.meta.store_u32(off::READER_ID, head, Ordering::Release);
+        crash_point!("reader published");
         self.meta.store_u64(off::EXT_SWAPS, swaps, Ordering::Release);
         ReaderUpdate { status: SwapStatus::Swapped, id: head, read: 0, lost_events: lost }
     }
@@ -223,6 +261,44 @@ impl<C: Clock, D: Doorbell> Drop for SwapLock<'_, '_, C, D> {
     fn drop(&mut self) {
         // Ordering: Release pairs with the Acquire in `swap_reader_page`.
         self.0.sw.lock.store(false, Ordering::Release);
+    }
+}
+
+/// Stopping a swap at one of its steps, as a SIGKILL would, for the crash-consistency tests.
+#[cfg(all(test, feature = "std", not(loom)))]
+pub(crate) mod crash {
+    use core::cell::Cell;
+
+    /// Every step [`crash_point!`] marks, in the order a swap passes them.
+    pub(crate) const STEPS: [&str; 6] = [
+        "consumed-seq published",
+        "reader_seq odd",
+        "head taken",
+        "head slot moved",
+        "slot renamed",
+        "reader published",
+    ];
+
+    std::thread_local! {
+        static STOP_AT: Cell<Option<&'static str>> = const { Cell::new(None) };
+    }
+
+    /// What a stopped swap unwinds with.
+    struct Killed;
+
+    pub(crate) fn point(step: &'static str) {
+        if STOP_AT.get() == Some(step) {
+            STOP_AT.set(None);
+            std::panic::resume_unwind(std::boxed::Box::new(Killed));
+        }
+    }
+
+    /// Runs `swap`, stopping it at `step`; true if it got there (and stopped).
+    pub(crate) fn stopped_at(step: &'static str, swap: impl FnOnce()) -> bool {
+        STOP_AT.set(Some(step));
+        let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(swap)).is_err();
+        STOP_AT.set(None);
+        stopped
     }
 }
 
@@ -379,6 +455,91 @@ mod tests {
         assert_eq!(buf.links[1].load_next().id(), 0, "page 0 was spliced in after page 1");
         assert!(buf.links[0].load_next().is_head());
         assert_eq!(up.lost_events, 2, "the claimed page's events count as lost");
+    }
+
+    /// A producer killed at any step of a swap (stopped there as by SIGKILL, the writer going on
+    /// for a few more events before the process dies) leaves its memory readable post-mortem
+    /// with nothing unread reported lost: the page the swap was taking is found even when no
+    /// meta field but the swap's own names it yet, and the page it was giving back is never
+    /// decoded from a stale offset. In drop mode every committed unread event is recovered; in
+    /// overwrite mode the recovered events run without a gap up to the last one written, and
+    /// the events missing before them were overwritten.
+    #[test]
+    fn a_swap_killed_at_any_step_leaves_every_unread_event_recoverable() {
+        for mode in [Mode::Drop, Mode::Overwrite] {
+            // Events written before the swap (after the consumer caught up): on the reader page,
+            // a few ring pages, a full ring, more than the ring.
+            for unread in [3u32, 5, 8, 12] {
+                for step in crash::STEPS {
+                    for after in [0u32, 1, 3, 9] {
+                        killed_swap(mode, unread, step, after);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One [`a_swap_killed_at_any_step_leaves_every_unread_event_recoverable`] case.
+    fn killed_swap(mode: Mode, unread: u32, step: &'static str, after: u32) {
+        let case = std::format!("{mode:?}, {unread} unread, killed at '{step}', then {after} writes");
+        let buf = buffer(64, 5, mode); // 4 ring pages of 2 events
+        let writer = buf.writer().unwrap();
+        let mut committed = Vec::new();
+        let mut write = |seq: u32| {
+            if writer.write(&seq_payload(seq, 12)).is_ok() {
+                committed.push(seq);
+            }
+        };
+        for seq in 0..3 {
+            write(seq);
+        }
+        let mut cursor = Cursor::default();
+        drain_from(&buf, &mut cursor, &mut Drained::default());
+        for seq in 3..3 + unread {
+            write(seq);
+        }
+        // The consumer reads its reader page to the end, then asks for the next one.
+        let read_to = commit_of(&buf, cursor.page);
+        let consumed = seqs_on(&buf, cursor.page, 0).last().map_or(0, |&last| last + 1);
+        let stopped = crash::stopped_at(step, || {
+            let _ = buf.swap_reader_page(read_to);
+        });
+        for seq in 3 + unread..3 + unread + after {
+            write(seq);
+        }
+        let view = buf.view();
+        let start = if view.meta().reader().id == cursor.page { read_to } else { 0 };
+        let snap = view.snapshot_quiescent(start).unwrap();
+        let got: Vec<u32> = snap.events().map(|e| u32::from_ne_bytes(e.payload[..4].try_into().unwrap())).collect();
+        // What memory holds that the consumer had not read, page by page.
+        let mut intact: Vec<u32> = (0..5).flat_map(|id| seqs_on(&buf, id, 0)).filter(|&seq| seq >= consumed).collect();
+        intact.sort_unstable();
+        assert_eq!(got, intact, "{case} (stopped: {stopped}): not what memory holds unread");
+        let newest = committed.last().copied();
+        assert_eq!(got.last().copied(), newest.filter(|&n| n >= consumed), "{case}: the newest event");
+        if mode == Mode::Drop {
+            let unread: Vec<u32> = committed.iter().copied().filter(|&seq| seq >= consumed).collect();
+            assert_eq!(got, unread, "{case}: drop mode loses nothing committed");
+        }
+    }
+
+    /// The writer keeps its own count of each slot's `data_index[].cnt` instead of reading it
+    /// back from the meta area: a host that scribbles odd values there cannot make every slot
+    /// look forever mid-reset to snapshot readers.
+    #[test]
+    fn scribbled_slot_counters_do_not_stick() {
+        let buf = buffer(64, 4, Mode::Overwrite);
+        for slot in 0..3 {
+            buf.meta.store_u32(crate::meta::off::data_index_cnt(slot), 0x7fff_ffff, Ordering::Relaxed);
+        }
+        let writer = buf.writer().unwrap();
+        for seq in 0..12 {
+            writer.write(&seq_payload(seq, 12)).unwrap();
+        }
+        let snap = buf.view().snapshot().unwrap();
+        assert_eq!(snap.discarded, 0, "every slot validates again once the writer moved onto it");
+        let seqs: Vec<u32> = snap.events().map(|e| u32::from_ne_bytes(e.payload[..4].try_into().unwrap())).collect();
+        assert_eq!(seqs, [6, 7, 8, 9, 10, 11]);
     }
 
     /// In a hypervisor the host can write the meta area at any time. Scribbling over every word of

@@ -37,7 +37,9 @@ pub(crate) struct RingSpot {
 }
 
 impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
-    /// Records one event carrying `payload` (padded with zeros to a multiple of 4 bytes).
+    /// Records one event carrying `payload` (padded with zeros to a multiple of 4 bytes): the
+    /// body of [`crate::Writer::write`], which documents it. The caller is this CPU's writing
+    /// context.
     ///
     /// Returns [`WriteError::Dropped`] if the event was dropped (and counted), which only happens
     /// in [`Mode::Drop`] with a full ring, or for a nested write whose staging lane is full.
@@ -48,7 +50,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     // into its call site the payload copy has a constant length (an out-of-line call costs
     // about a third more instructions per event).
     #[inline(always)]
-    pub fn write(&self, payload: &[u8]) -> Result<(), WriteError> {
+    pub(crate) fn write(&self, payload: &[u8]) -> Result<(), WriteError> {
         let len = payload.len();
         if len == 0 || len > SMALL_DATA_MAX {
             return self.write_general(payload);
@@ -252,9 +254,21 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     /// Undoes an uncommitted reservation. Nothing else wrote to the ring since it was made
     /// (nested writers only stage), so the space and the time simply roll back.
     pub(crate) fn ring_discard(&self, spot: &RingSpot) {
+        self.ring_discard_to(spot.undo_off, spot.undo_ts);
+    }
+
+    /// Rolls the writer's offset and last timestamp back to `undo_off` and `undo_ts`.
+    pub(crate) fn ring_discard_to(&self, undo_off: u32, undo_ts: u64) {
         // Ordering: Relaxed; writer-owned state.
-        self.w.off.store(spot.undo_off, Ordering::Relaxed);
-        self.w.last_ts.store(spot.undo_ts, Ordering::Relaxed);
+        self.w.off.store(undo_off, Ordering::Relaxed);
+        self.w.last_ts.store(undo_ts, Ordering::Relaxed);
+    }
+
+    /// Publishes `entries` in the meta area. Only the writing context calls it (when it leaves a
+    /// page, and through [`crate::Writer`]), so the published count never goes backwards.
+    pub(crate) fn publish_entries(&self) {
+        // Ordering: Relaxed; writer-owned counter.
+        self.publish_counter(off::ENTRIES, self.w.entries.load(Ordering::Relaxed));
     }
 
     /// Counts one dropped event and returns the error for it.
@@ -304,7 +318,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         }
         let link = &self.links[tail as usize];
         let entries = w.entries.load(Ordering::Relaxed);
-        self.publish_counter(off::ENTRIES, entries);
+        self.publish_entries();
         link.end_seq.store(self.seq(), Ordering::Relaxed);
         link.entries.store((entries - w.page_entries_base.load(Ordering::Relaxed)) as u32, Ordering::Relaxed);
         w.off.store(PAGE_CLOSED, Ordering::Relaxed);
@@ -374,7 +388,11 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // publishes the reset (pairing with the reader's Acquire load of `cnt`), so a reader that
         // sees an even `cnt` never sees the previous lap's `commit`. Only the writer writes `cnt`.
         let cnt_at = off::data_index_cnt(slot);
-        let cnt = self.meta.load_u32(cnt_at);
+        // `cnt` is 2 per earlier move onto this slot, and moves go round the slots in order, so
+        // it follows from the writer's own count of moves: never read back from the meta area,
+        // which a host may scribble on.
+        let moves = w.pages_touched.load(Ordering::Relaxed);
+        let cnt = (moves / u64::from(self.geo.nr_slots())).wrapping_mul(2) as u32;
         self.meta.store_u32(cnt_at, cnt.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         let page = self.geo.subbuf_offset(id);

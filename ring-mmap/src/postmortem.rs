@@ -192,7 +192,7 @@ mod tests {
             |_| CounterClock::new(1),
         );
         assert!(matches!(second, Err(Error::ProducerAlive(_))), "a second producer must not truncate live files");
-        p.cpu(0).write(b"still here").unwrap();
+        p.cpu(0).writer().unwrap().write(b"still here").unwrap();
         drop(p);
         let opened = BufferDir::open(dir.path()).unwrap();
         assert_eq!(opened.cpus.len(), 2);
@@ -207,7 +207,7 @@ mod tests {
         p.set_clock(ClockBody { mult: 3, shift: 1, epoch_raw: 10, epoch_ns: 20 }).unwrap();
         // Three ring pages of ~500 events each: 5000 events lap the ring.
         for i in 0u32..5000 {
-            p.cpu(1).write(&i.to_le_bytes()).unwrap();
+            p.cpu(1).writer().unwrap().write(&i.to_le_bytes()).unwrap();
         }
         drop(p);
         let opened = BufferDir::open(dir.path()).unwrap();

@@ -95,7 +95,8 @@ impl<C: Clock> ShmProducer<C> {
         Ok(Self { cpus, config, clock: Mutex::new(IDENTITY_CLOCK) })
     }
 
-    /// CPU `cpu`'s buffer, to write events into. Panics if there is no such CPU.
+    /// CPU `cpu`'s buffer; write events through its one writer ([`CpuBuffer::writer`], claimed
+    /// by the thread that writes this CPU's events). Panics if there is no such CPU.
     pub fn cpu(&self, cpu: u32) -> &CpuBuffer<'static, C, EventFdDoorbell> {
         &self.cpus[cpu as usize].buffer
     }

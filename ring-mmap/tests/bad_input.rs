@@ -35,7 +35,7 @@ fn fixture() -> Fixture {
 /// A well-behaved client still gets correct answers.
 fn still_serves(f: &Fixture) {
     let conn = Connection::connect(f.server.path()).expect("a new client connects");
-    f.producer.cpu(0).write(b"ping").unwrap();
+    f.producer.cpu(0).writer().unwrap().write(b"ping").unwrap();
     assert!(conn.stats(0).expect("stats").entries >= 1);
 }
 

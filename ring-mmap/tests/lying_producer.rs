@@ -91,7 +91,7 @@ impl Producer for Lying {
 fn a_read_position_past_the_commit_is_a_protocol_error() {
     let dir = tempfile::tempdir().unwrap();
     let inner = producer(Backing::Memfd, Vec::new());
-    inner.cpu(0).write(b"hello").unwrap();
+    inner.cpu(0).writer().unwrap().write(b"hello").unwrap();
     for (read, what) in [(u32::MAX, "far past the page"), (4000, "past the commit"), (2, "misaligned")] {
         let lying = Arc::new(Lying { inner: inner.clone(), lie: Lie::Read(read) });
         let server = Server::start(&dir.path().join(format!("sock{read}")), lying).unwrap();
@@ -112,7 +112,7 @@ fn a_read_position_past_the_commit_is_a_protocol_error() {
 fn overflowing_first_seq(dir: &Path) -> Arc<ShmProducer<ManualClock>> {
     let inner = producer(Backing::Dir(dir.to_path_buf()), Vec::new());
     for _ in 0..10 {
-        inner.cpu(0).write(b"evt!").unwrap();
+        inner.cpu(0).writer().unwrap().write(b"evt!").unwrap();
     }
     scribble(dir, first_seq_at(1), &(u64::MAX - 2).to_ne_bytes());
     inner
@@ -182,7 +182,7 @@ impl CpuSource for ScriptedCpu {
 fn lost_counts_that_would_overflow_saturate() {
     let geometry = Geometry::new(GEOMETRY.0, GEOMETRY.1).unwrap();
     let buf = CpuBuffer::with_heap(Config { geometry, mode: Mode::Overwrite }, ManualClock::new(1)).unwrap();
-    buf.write(b"x").unwrap();
+    buf.writer().unwrap().write(b"x").unwrap();
     // Two swaps of the page the writer is on, each claiming u64::MAX events lost before it: a
     // recorder of finished pages defers both and reports their sum.
     let writer_page = buf.view().meta().tail_id();
@@ -206,7 +206,7 @@ fn a_geometry_changed_after_the_handshake_is_a_protocol_error() {
     let bufs = dir.path().join("bufs");
     let inner = producer(Backing::Dir(bufs.clone()), Vec::new());
     for _ in 0..10 {
-        inner.cpu(0).write(b"evt!").unwrap();
+        inner.cpu(0).writer().unwrap().write(b"evt!").unwrap();
     }
     let server = Server::start(&dir.path().join("sock"), inner.clone()).unwrap();
     let mut consumer = Consumer::new(Connection::connect(server.path()).unwrap().open_cpu(0).unwrap()).unwrap();

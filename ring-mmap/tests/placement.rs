@@ -60,7 +60,7 @@ fn serving_thread_cpus(conn: &Connection) -> Vec<usize> {
 fn consume(prod: &ShmProducer<ManualClock>, server: &Server, cpu: u32) -> Arc<Connection> {
     let conn = Connection::connect(server.path()).unwrap();
     let mut consumer = Consumer::new(conn.open_cpu(cpu).unwrap()).unwrap();
-    prod.cpu(cpu).write(b"event").unwrap();
+    prod.cpu(cpu).writer().unwrap().write(b"event").unwrap();
     assert_eq!(consumer.drain(|_| {}).unwrap(), 1);
     conn
 }

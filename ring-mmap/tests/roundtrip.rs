@@ -57,7 +57,7 @@ fn a_consumer_reads_what_the_producer_writes() {
     assert_eq!(conn.clock().unwrap().mult, 1);
 
     for i in 0..500u32 {
-        prod.cpu(1).write(&i.to_ne_bytes()).unwrap();
+        prod.cpu(1).writer().unwrap().write(&i.to_ne_bytes()).unwrap();
     }
     let mut consumer = Consumer::new(conn.open_cpu(1).unwrap()).unwrap();
     let mut seqs = Vec::new();
@@ -73,7 +73,7 @@ fn a_consumer_reads_what_the_producer_writes() {
 fn losses_are_reported_where_they_happened() {
     let Served { _dir, prod, server: _server, conn } = serve(Mode::Overwrite, b"");
     for i in 0..5000u32 {
-        prod.cpu(0).write(&i.to_ne_bytes()).unwrap();
+        prod.cpu(0).writer().unwrap().write(&i.to_ne_bytes()).unwrap();
     }
     let mut consumer = Consumer::new(conn.open_cpu(0).unwrap()).unwrap();
     let mut lost = 0;
@@ -94,7 +94,7 @@ fn losses_are_reported_where_they_happened() {
 fn waiting_consumers_are_woken_by_the_doorbell() {
     let Served { _dir, prod, server: _server, conn } = serve(Mode::Overwrite, b"");
     let mut consumer = Consumer::new(conn.open_cpu(0).unwrap()).unwrap();
-    prod.cpu(0).write(b"x").unwrap();
+    prod.cpu(0).writer().unwrap().write(b"x").unwrap();
     consumer.drain(|_| {}).unwrap();
     assert_eq!(consumer.wait(1, Some(Duration::from_millis(50))).unwrap(), Wakeup::TimedOut);
     let writer = {
@@ -102,7 +102,7 @@ fn waiting_consumers_are_woken_by_the_doorbell() {
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             for _ in 0..1000 {
-                prod.cpu(0).write(&[0; 16]).unwrap(); // several pages
+                prod.cpu(0).writer().unwrap().write(&[0; 16]).unwrap(); // several pages
             }
         })
     };
@@ -137,7 +137,7 @@ impl CpuSource for Racing {
         self.cpu.view()
     }
     fn get_reader_page(&mut self, read: u32) -> Result<ring_mmap::ReaderPage, ring_mmap::Error> {
-        self.producer.cpu(self.cpu.cpu()).write(&(self.written as u32).to_ne_bytes()).unwrap();
+        self.producer.cpu(self.cpu.cpu()).writer().unwrap().write(&(self.written as u32).to_ne_bytes()).unwrap();
         self.written += 1;
         self.cpu.get_reader_page(read)
     }
@@ -180,7 +180,7 @@ fn page_copies_hold_exactly_the_new_events() {
     };
     let mut out = vec![0xffu8; 4096];
     for i in 0..10u32 {
-        prod.cpu(0).write(&i.to_ne_bytes()).unwrap();
+        prod.cpu(0).writer().unwrap().write(&i.to_ne_bytes()).unwrap();
     }
     // The writer is still on this page: the copy holds the ten events and nothing after them.
     let first = consumer.copy_page(&mut out).unwrap();
@@ -190,7 +190,7 @@ fn page_copies_hold_exactly_the_new_events() {
     assert!(out[16 + 80..].iter().all(|&b| b == 0));
     // More events on the same page: the next copy starts where the first one ended.
     for i in 10..15u32 {
-        prod.cpu(0).write(&i.to_ne_bytes()).unwrap();
+        prod.cpu(0).writer().unwrap().write(&i.to_ne_bytes()).unwrap();
     }
     let mut copies = Vec::new();
     consumer.drain_copies(DrainScope::Everything, &mut out, |copy, page| copies.push((*copy, page.to_vec()))).unwrap();
@@ -222,7 +222,7 @@ fn finished_page_drains_read_every_page_whole_and_account_for_every_event() {
     // are dropped, each followed by a drain of finished pages only.
     for burst in [700u32, 100, 1600, 3000, 5, 900, 2500, 40] {
         for _ in 0..burst {
-            let _ = prod.cpu(0).write(&written.to_ne_bytes());
+            let _ = prod.cpu(0).writer().unwrap().write(&written.to_ne_bytes());
             written += 1;
         }
         consumer

@@ -19,6 +19,7 @@ use loom::sync::Arc;
 use loom::thread;
 use ring_core::{
     Config, Consumed, CounterClock, CpuBuffer, Cursor, EventIter, Geometry, Mode, SwapError, SwapStatus, WriteError,
+    Writer,
 };
 
 type Buf = CpuBuffer<'static, CounterClock>;
@@ -29,8 +30,13 @@ fn tiny(mode: Mode, subbuf_size: u32) -> Arc<Buf> {
     Arc::new(CpuBuffer::with_heap(Config { geometry, mode }, CounterClock::new(1)).expect("heap buffer"))
 }
 
-fn write(buf: &Buf, seq: u32) -> Result<(), WriteError> {
-    buf.write(&payload::make(seq, 8))
+fn write(writer: &Writer<'_, 'static, CounterClock>, seq: u32) -> Result<(), WriteError> {
+    writer.write(&payload::make(seq, 8))
+}
+
+/// The buffer's writer; each model has one writing thread at a time.
+fn claim(buf: &Buf) -> Writer<'_, 'static, CounterClock> {
+    buf.writer().expect("one writing thread at a time")
 }
 
 /// What a consumer saw: checked sequence numbers, and lost reports with the index they precede.
@@ -136,7 +142,7 @@ impl Race {
     fn run(self) {
         loom::model(move || {
             let buf = tiny(self.mode, self.subbuf_size);
-            let mut results: Vec<_> = (0..self.prefill).map(|seq| write(&buf, seq)).collect();
+            let mut results: Vec<_> = (0..self.prefill).map(|seq| write(&claim(&buf), seq)).collect();
             let mut cursor = Cursor::default();
             let mut seen = Seen::default();
             if self.consumer_first {
@@ -145,7 +151,10 @@ impl Race {
             let seqs = self.prefill..self.prefill + self.writes;
             let (written, (mut cursor, mut seen)) = race(
                 &buf,
-                move |buf| seqs.map(|seq| write(buf, seq)).collect::<Vec<_>>(),
+                move |buf| {
+                    let writer = claim(buf);
+                    seqs.map(|seq| write(&writer, seq)).collect::<Vec<_>>()
+                },
                 move |buf| {
                     consume_step(buf, &mut cursor, &mut seen);
                     (cursor, seen)
@@ -228,9 +237,10 @@ fn swap_races_an_outer_commit_flushing_a_nested_write() {
         let (results, (mut cursor, mut seen)) = race(
             &buf,
             |buf| {
-                let mut outer = buf.reserve(8).expect("reserve");
+                let writer = claim(buf);
+                let mut outer = writer.reserve(8).expect("reserve");
                 outer.write_at(0, &payload::make(0, 8)).expect("in bounds");
-                let nested = write(buf, 1);
+                let nested = write(&writer, 1);
                 outer.commit();
                 vec![Ok(()), nested]
             },
@@ -252,11 +262,11 @@ fn swap_races_an_outer_commit_flushing_a_nested_write() {
 fn validated_slot_reads_never_return_torn_pages() {
     loom::model(|| {
         let buf = tiny(Mode::Overwrite, ONE_PER_PAGE);
-        write(&buf, 0).expect("first write");
-        write(&buf, 1).expect("second write");
+        write(&claim(&buf), 0).expect("first write");
+        write(&claim(&buf), 1).expect("second write");
         let ((), seqs) = race(
             &buf,
-            |buf| write(buf, 2).expect("overwrite never refuses"),
+            |buf| write(&claim(buf), 2).expect("overwrite never refuses"),
             |buf| {
                 let mut copy = vec![0u8; 32];
                 buf.view().copy_slot(0, &mut copy).ok().map(|_| {
@@ -298,13 +308,13 @@ fn arming_the_doorbell_races_the_writer_finishing_a_page() {
                 .expect("heap buffer")
                 .with_doorbell(rings.clone()),
         );
-        buf.write(&payload::make(0, 8)).expect("write");
+        buf.writer().expect("unclaimed").write(&payload::make(0, 8)).expect("write");
         // The consumer takes the writer's page: caught up, nothing finished.
         assert_eq!(buf.swap_reader_page(0).expect("swap").status, SwapStatus::Swapped);
         assert_eq!(buf.full_pages(), 0);
         let writer = {
             let buf = buf.clone();
-            thread::spawn(move || buf.write(&payload::make(1, 8)).expect("write"))
+            thread::spawn(move || buf.writer().expect("unclaimed").write(&payload::make(1, 8)).expect("write"))
         };
         let consumer = {
             let buf = buf.clone();
@@ -327,8 +337,8 @@ fn arming_the_doorbell_races_the_writer_finishing_a_page() {
 fn validated_reader_page_copies_never_return_a_page_handed_back() {
     loom::model(|| {
         let buf = tiny(Mode::Overwrite, ONE_PER_PAGE);
-        write(&buf, 0).expect("write");
-        write(&buf, 1).expect("write");
+        write(&claim(&buf), 0).expect("write");
+        write(&claim(&buf), 1).expect("write");
         // The consumer takes page 1 (event 0); the writer is on page 2 (event 1).
         assert_eq!(buf.swap_reader_page(0).expect("swap").id, 1);
         let ((), copied) = race(
@@ -337,8 +347,9 @@ fn validated_reader_page_copies_never_return_a_page_handed_back() {
                 // Gives page 1 back (the new reader page is page 2), then the writer fills page
                 // 0 and moves on to page 1, overwriting event 0.
                 assert_eq!(buf.swap_reader_page(12).expect("swap").id, 2);
-                write(buf, 2).expect("write");
-                write(buf, 3).expect("write");
+                let writer = claim(buf);
+                write(&writer, 2).expect("write");
+                write(&writer, 3).expect("write");
             },
             |buf| {
                 let mut copy = vec![0u8; 32];
@@ -357,5 +368,41 @@ fn validated_reader_page_copies_never_return_a_page_handed_back() {
             Some((2, seqs)) => assert_eq!(seqs, [1], "reader page 2 copied with the wrong content"),
             Some((id, seqs)) => panic!("page {id} ({seqs:?}) was never the reader page"),
         }
+    });
+}
+
+/// Two threads race to claim the buffer's writer, each writing one event with it: at most one
+/// holds it at a time (the other is refused, never let in beside it), the winner's writes and the
+/// writer state it leaves are seen by a later claimant (the claim's Acquire against the release's
+/// Release), and every event written through a claim is committed.
+#[test]
+fn claims_of_the_writer_exclude_each_other_and_hand_its_state_over() {
+    loom::model(|| {
+        let buf = tiny(Mode::Drop, FOUR_PER_PAGE);
+        let holders = Arc::new(loom::sync::atomic::AtomicU32::new(0));
+        let claimant = |seq: u32| {
+            let (buf, holders) = (buf.clone(), holders.clone());
+            thread::spawn(move || {
+                let Ok(writer) = buf.writer() else { return false };
+                let inside = holders.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                assert_eq!(inside, 0, "two claimed writers at once");
+                write(&writer, seq).expect("the ring has room");
+                holders.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                true
+            })
+        };
+        let (a, b) = (claimant(0), claimant(1));
+        let claims = [a.join().expect("claimant panicked"), b.join().expect("claimant panicked")];
+        let wins = claims.iter().filter(|&&won| won).count() as u64;
+        assert!(wins >= 1, "an uncontended claim cannot fail");
+        let stats = buf.stats();
+        assert_eq!((stats.entries, stats.dropped, stats.abandoned), (wins, 0, 0));
+        assert_eq!(buf.view().meta().counters().entries, wins, "each release published its count");
+        // The buffer is free again and in a state the next writer continues from.
+        write(&claim(&buf), 2).expect("the ring has room");
+        let (mut cursor, mut seen) = (Cursor::default(), Seen::default());
+        drain(&buf, &mut cursor, &mut seen);
+        assert_eq!(seen.seqs.len() as u64, wins + 1);
+        assert_eq!(seen.seqs.last(), Some(&2));
     });
 }

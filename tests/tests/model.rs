@@ -125,6 +125,7 @@ fn run(program: &Program) -> Result<(), TestCaseError> {
     let buf = CpuBuffer::with_heap(Config { geometry, mode: program.mode }, ManualClock::new(1000)).expect("heap");
     let clock = buf.clock();
     let mut model = Oracle::new(geometry, program.mode);
+    let writer = buf.writer().expect("the model test is the only writer");
     let mut open: Vec<(Reservation<'_, '_, ManualClock>, Vec<u8>)> = Vec::new();
     let mut cursor = (0u32, 0u32);
     let mut next_seq = 0u32;
@@ -133,7 +134,7 @@ fn run(program: &Program) -> Result<(), TestCaseError> {
             Op::Write { len, dt } => {
                 clock.advance(dt);
                 let p = payload::make(next_seq, len);
-                let real = outcome(buf.write(&p));
+                let real = outcome(writer.write(&p));
                 let want = model.write(clock.now(), &p);
                 prop_assert_eq!(real, want, "write at step {}", step);
                 next_seq += 1;
@@ -145,7 +146,7 @@ fn run(program: &Program) -> Result<(), TestCaseError> {
                 clock.advance(dt);
                 let p = payload::make(next_seq, len);
                 let want = model.open(clock.now(), &p);
-                match buf.reserve(len) {
+                match writer.reserve(len) {
                     Ok(mut r) => {
                         prop_assert_eq!(want, WriteOutcome::Ok, "reserve at step {}", step);
                         r.write_at(0, &p).expect("within the reservation");
@@ -214,7 +215,7 @@ fn model_payload_padding_matches_the_decoder() {
     for len in 0..=9 {
         let buf = CpuBuffer::with_heap(Config { geometry, mode: Mode::Overwrite }, ManualClock::new(1)).expect("heap");
         let p = payload::make(len as u32, len);
-        buf.write(&p).expect("fits");
+        buf.writer().expect("unclaimed").write(&p).expect("fits");
         let page = buf.view().page(1).expect("page 1");
         let event = EventIter::new(&page).expect("decodes").next().expect("an event").expect("decodes");
         assert_eq!(event.payload.to_vec(), padded(&p), "len {len}");

@@ -40,27 +40,28 @@ fn len_of(seq: u32) -> usize {
 /// Writes events 0.. until told to stop; every 16th is an outer reservation with a nested write
 /// inside it (as a signal handler would make). Returns how many sequence numbers were used.
 fn writer(buf: &Buf, stop: &AtomicBool) -> u32 {
+    let writer = buf.writer().expect("one writer thread per buffer");
     let mut seq = 0u32;
     while !stop.load(Ordering::Relaxed) {
         if seq % 16 == 15 {
             let p = payload::make(seq, len_of(seq));
             let nested = payload::make(seq + 1, 12);
-            match buf.reserve(p.len()) {
+            match writer.reserve(p.len()) {
                 Ok(mut outer) => {
                     outer.write_at(0, &p).expect("in bounds");
-                    let _ = buf.write(&nested);
+                    let _ = writer.write(&nested);
                     outer.commit();
                 }
                 // The outer event was dropped (drop mode, ring full) and counted; the "nested"
                 // one then goes to the ring as an outermost write.
                 Err(WriteError::Dropped) => {
-                    let _ = buf.write(&nested);
+                    let _ = writer.write(&nested);
                 }
                 Err(e) => panic!("reserve {seq} failed: {e}"),
             }
             seq += 2;
         } else {
-            match buf.write(&payload::make(seq, len_of(seq))) {
+            match writer.write(&payload::make(seq, len_of(seq))) {
                 Ok(()) | Err(WriteError::Dropped) => {}
                 Err(e) => panic!("write {seq} failed: {e}"),
             }
@@ -176,7 +177,10 @@ fn stress(mode: Mode) {
         let seen = &mut seen[cpu];
         seen.drain(buf);
         // Losses are reported before the next event: a final event flushes the last report out.
-        buf.write(&payload::make(written[cpu], 8)).expect("the drained buffer has room");
+        buf.writer()
+            .expect("the writer threads are done")
+            .write(&payload::make(written[cpu], 8))
+            .expect("the drained buffer has room");
         seen.drain(buf);
         assert_eq!(seen.next_seq, written[cpu] + 1, "cpu {cpu}: the last event arrives");
         let s = buf.stats();
@@ -227,15 +231,17 @@ fn snapshots_of_a_fast_moving_ring_cover_the_ring() {
     let geometry = Geometry::new(64, SLOTS + 1).expect("geometry");
     let buf: Buf =
         CpuBuffer::with_heap(Config { geometry, mode: Mode::Overwrite }, MonotonicClock::new()).expect("heap");
+    let writer = buf.writer().expect("the only writer");
     for seq in 0..200 {
-        buf.write(&payload::make(seq, 8)).expect("overwrite mode");
+        writer.write(&payload::make(seq, 8)).expect("overwrite mode");
     }
     let stop = AtomicBool::new(false);
     let (snapshots, least) = thread::scope(|s| {
-        s.spawn(|| {
+        let stop = &stop;
+        s.spawn(move || {
             let mut seq = 200;
             while !stop.load(Ordering::Relaxed) {
-                buf.write(&payload::make(seq, 8)).expect("overwrite mode");
+                writer.write(&payload::make(seq, 8)).expect("overwrite mode");
                 seq = seq.wrapping_add(1);
             }
         });

@@ -31,7 +31,7 @@ fn serve(socket: &str) -> Result<()> {
         formats: Vec::new(),
     };
     let producer = Arc::new(ShmProducer::new(config, |_| CounterClock::new(1))?);
-    producer.cpu(0).write(b"one event")?;
+    producer.cpu(0).writer()?.write(b"one event")?;
     let _server = Server::start(socket.as_ref(), producer)?;
     ready()?;
     let _ = std::io::stdin().read_to_end(&mut Vec::new());

@@ -124,7 +124,8 @@ struct HypCpu {
     state: AtomicU32,
     /// Writers and host calls currently using `buffer`.
     users: AtomicU32,
-    /// Events the writer skipped because the buffer was being reset or torn down.
+    /// Events the writer skipped because the buffer was being reset or torn down, or another
+    /// thread held its writer.
     discarded: AtomicU64,
     buffer: UnsafeCell<Option<HypBuffer>>,
     /// The preallocated links while no buffer holds them.
@@ -275,20 +276,24 @@ impl Hyp {
         // Ordering: Relaxed, as `enabled`.
         let mask = self.events.load(Ordering::Relaxed);
         let wanted = |e: &HypEvent<'_>| mask & (1 << e.id()) != 0;
+        let discard = || {
+            let skipped = events.iter().filter(|e| wanted(e)).count() as u64;
+            // Ordering: Relaxed; a statistic.
+            c.discarded.fetch_add(skipped, Ordering::Relaxed);
+        };
         match c.enter() {
             Some(using) => {
+                // One writer per CPU: a second thread tracing on this CPU at the same moment
+                // (a caller breaking the one-vCPU-thread-per-CPU rule) has its events discarded.
+                let Ok(writer) = using.buffer().writer() else { return discard() };
                 for event in events.iter().filter(|e| wanted(e)) {
                     let mut payload = [0u8; MAX_PAYLOAD];
                     let len = event.encode(pid, &mut payload);
                     // A full ring in drop mode is counted by the buffer itself.
-                    let _ = using.buffer().write(&payload[..len]);
+                    let _ = writer.write(&payload[..len]);
                 }
             }
-            None if c.state.load(Ordering::Relaxed) == state::BUSY => {
-                let skipped = events.iter().filter(|e| wanted(e)).count() as u64;
-                // Ordering: Relaxed; a statistic.
-                c.discarded.fetch_add(skipped, Ordering::Relaxed);
-            }
+            None if c.state.load(Ordering::Relaxed) == state::BUSY => discard(),
             None => {}
         }
     }
@@ -322,16 +327,9 @@ impl Hyp {
             call::UNLOAD => self.unload().map(|()| HvcRet::ok(0, [0; 3])),
             call::ENABLE => {
                 let on = flag(a0)?;
-                // Ordering: Relaxed, see `trace`.
+                // Ordering: Relaxed, see `trace`. The meta pages' entry counts are final whenever
+                // no exit is being traced: each exit's writer publishes its count when released.
                 self.enabled.store(on, Ordering::Relaxed);
-                if !on {
-                    // Tracing stopped: make the meta pages' entry counts final for consumers.
-                    for c in self.cpus.iter() {
-                        if let Some(using) = c.enter() {
-                            using.buffer().publish_entries();
-                        }
-                    }
-                }
                 Ok(HvcRet::ok(0, [0; 3]))
             }
             call::ENABLE_EVENT => {

@@ -22,7 +22,7 @@ mod producer {
     use clap::{Parser, ValueEnum};
     use hyptrace_tests::payload;
     use hyptrace_tests::progress::Progress;
-    use ring_core::{Config, CounterClock, CpuBuffer, Geometry, Mode, WriteError};
+    use ring_core::{Config, CounterClock, Geometry, Mode, WriteError, Writer};
     use ring_mmap::{Backing, ProducerConfig, Server, ShmProducer};
     use std::io::{Read, Write};
     use std::path::PathBuf;
@@ -71,8 +71,12 @@ mod producer {
     }
 
     /// Writes event `seq`; false if it was dropped (ring full).
-    fn write_one<C: ring_core::Clock, D: ring_core::Doorbell>(buf: &CpuBuffer<'_, C, D>, seq: u64, len: usize) -> bool {
-        match buf.write(&payload::make(seq as u32, len)) {
+    fn write_one<C: ring_core::Clock, D: ring_core::Doorbell>(
+        writer: &Writer<'_, '_, C, D>,
+        seq: u64,
+        len: usize,
+    ) -> bool {
+        match writer.write(&payload::make(seq as u32, len)) {
             Ok(()) => true,
             Err(WriteError::Dropped) => false,
             Err(e) => panic!("write {seq}: {e}"),
@@ -84,19 +88,19 @@ mod producer {
     /// commits, or is dropped and counted then if the ring is full in drop mode; its write
     /// returning cannot say which.)
     fn write_nested<C: ring_core::Clock, D: ring_core::Doorbell>(
-        buf: &CpuBuffer<'_, C, D>,
+        writer: &Writer<'_, '_, C, D>,
         seq: u64,
         len: usize,
     ) -> Option<u64> {
         let outer = payload::make(seq as u32, len);
-        let mut reservation = match buf.reserve(len) {
+        let mut reservation = match writer.reserve(len) {
             Ok(r) => r,
             Err(WriteError::Dropped) => return None,
             Err(e) => panic!("reserve {seq}: {e}"),
         };
         let half = len / 2;
         reservation.write_at(0, &outer[..half]).expect("in bounds");
-        write_one(buf, seq + 1, len);
+        write_one(writer, seq + 1, len);
         reservation.write_at(half, &outer[half..]).expect("in bounds");
         reservation.commit();
         Some(seq)
@@ -129,13 +133,13 @@ mod producer {
                 let (producer, progress) = (producer.clone(), progress.clone());
                 let (events, len, pause, nested) = (args.events, args.payload, args.pause_us, args.nested);
                 std::thread::spawn(move || {
-                    let buf = producer.cpu(cpu);
+                    let buf = producer.cpu(cpu).writer().expect("one writer thread per CPU");
                     let mut seq = 0u64;
                     while events == 0 || seq < events {
                         let (written, last) = if nested && seq % 4 == 3 && (events == 0 || seq + 1 < events) {
-                            (2, write_nested(buf, seq, len))
+                            (2, write_nested(&buf, seq, len))
                         } else {
-                            (1, write_one(buf, seq, len).then_some(seq))
+                            (1, write_one(&buf, seq, len).then_some(seq))
                         };
                         if let (Some(progress), Some(last)) = (&progress, last) {
                             progress.committed(cpu, last + 1);
