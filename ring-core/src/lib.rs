@@ -109,8 +109,8 @@
 //! | memory | written by | read by |
 //! |---|---|---|
 //! | page bytes, `commit`, `timestamp` | writer | consumers (acquire on `commit`) |
-//! | meta counters `overrun dropped pages_*`, `tail_slot`; `entries` when leaving a page | writer | anyone |
-//! | meta `reader.*`, `read`, `swaps` | swapper | consumers |
+//! | meta counters `overrun dropped pages_*`, `tail_slot`; `entries` when leaving a page or released | writer | anyone |
+//! | meta `reader.*`, `read`, `swaps`, `swap_consumed_seq` | swapper | consumers (the last post-mortem) |
 //! | meta `head_slot` | writer and swapper (atomic RMW) | snapshot readers |
 //! | meta `data_index[].cnt` | writer (seqlock) | snapshot readers |
 //! | meta `data_index[].id` | swapper | snapshot readers |

@@ -377,8 +377,8 @@ impl<S: CpuSource> Consumer<S> {
 
     /// After the producer has gone ([`Wakeup::Hangup`], [`Error::Hangup`]): reads everything it
     /// committed that this consumer has not read, straight from the mapping (which no longer
-    /// changes): the rest of the reader page, then the ring from its head to where the writer
-    /// stopped, with the events lost between pages reported from the pages' sequence numbers.
+    /// changes): every page's events from where this consumer stood on, in order, with the events
+    /// lost between pages reported from the pages' sequence numbers (docs/abi.md §6.2).
     /// Needs hyptrace's meta extension (not available on kernel buffers, which do not crash).
     pub fn drain_remaining(&mut self, mut sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
         let cpu = self.source.cpu();

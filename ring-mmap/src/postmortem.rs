@@ -14,7 +14,8 @@
 //! Only committed data is read: each page up to its `commit`, which the writer advances only
 //! after an event's bytes are written (and, with nested writers, only when the outermost one
 //! commits), so an event the writer was in the middle of is never returned, torn or otherwise.
-//! A page the writer was resetting when it died (odd `cnt`) is skipped and counted.
+//! Pages are found by their sequence numbers, not their slots, so a producer killed in the middle
+//! of a swap loses nothing either ([`ring_core::SharedView::snapshot_quiescent`]).
 //!
 //! A live producer holds an exclusive `flock` on each of its files; [`DirCpu::open`] takes a
 //! shared one, so it refuses a live producer's files ([`Error::ProducerAlive`]) and no new
