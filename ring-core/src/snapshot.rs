@@ -239,6 +239,16 @@ mod with_std {
             self.first_seq.and_then(|f| f.checked_add(before as u64))
         }
 
+        /// Why the page stops decoding before its end (from [`SnapshotPage::start`]), if it does:
+        /// [`SnapshotPage::events`] gives the events before that.
+        pub fn decode_error(&self) -> Option<crate::DecodeError> {
+            let mut events = match EventIter::starting_at(self.bytes.as_slice(), self.start as usize) {
+                Ok(events) => events,
+                Err(error) => return Some(error),
+            };
+            events.find_map(Result::err)
+        }
+
         /// Sequence number just past the page's last event: `first_seq` plus every event on the
         /// page (from its start, not from [`SnapshotPage::start`]); events on a page are
         /// consecutive, losses only fall between pages.
@@ -267,6 +277,20 @@ mod with_std {
         pub fn events(&self) -> impl Iterator<Item = Event<&[u8]>> + '_ {
             self.pages.iter().flat_map(SnapshotPage::events)
         }
+    }
+
+    /// The data offsets of a page's events, as far as it decodes, and where it stops decoding
+    /// if it does before its end.
+    fn event_offsets(page: &[u8]) -> (Vec<u32>, Option<u32>) {
+        let Ok(mut events) = EventIter::new(page) else { return (Vec::new(), Some(0)) };
+        let mut offsets = Vec::new();
+        while let Some(event) = events.next() {
+            match event {
+                Ok(event) => offsets.push(event.offset),
+                Err(_) => return (offsets, Some(events.position() as u32)),
+            }
+        }
+        (offsets, None)
     }
 
     impl SharedView<'_> {
@@ -335,16 +359,16 @@ mod with_std {
                     continue;
                 };
                 page.copy_to(&mut bytes);
-                let events: Vec<u32> = EventIter::new(bytes.as_slice())
-                    .into_iter()
-                    .flatten()
-                    .map_while(Result::ok)
-                    .map(|e| e.offset)
-                    .collect();
+                let (events, fault_at) = event_offsets(&bytes);
                 // Events before the consumption point were read; a page starting after it is
-                // read whole. Pages with nothing left (read, or empty) are left out.
+                // read whole. Pages with nothing left (read, or empty) are left out, except one
+                // that stops decoding right there: its reader must hear of the damage.
                 let skip = usize::try_from(consumed.saturating_sub(first_seq)).unwrap_or(usize::MAX);
-                let Some(&start) = events.get(skip) else { continue };
+                let start = match (events.get(skip), fault_at) {
+                    (Some(&offset), _) => offset,
+                    (None, Some(fault)) if skip == events.len() => fault,
+                    _ => continue,
+                };
                 snap.pages.push(SnapshotPage {
                     slot: None,
                     id,

@@ -215,6 +215,43 @@ impl Position {
     }
 }
 
+/// What [`Consumer::drain_remaining`] read of a producer that has gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Remaining {
+    /// Events handed to the sink.
+    pub events: u64,
+    /// What was wrong with the buffer, in the order it was found; empty for an intact one.
+    pub damage: Vec<Damage>,
+}
+
+/// Something wrong with a buffer read after its producer had gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Damage {
+    /// A page stopped decoding part-way.
+    #[error(
+        "page {id} is malformed ({error}): its events up to that point were read, the rest of it is \
+         counted in the loss reported after it"
+    )]
+    MalformedPage {
+        /// The page's sub-buffer id.
+        id: u32,
+        /// What was wrong.
+        error: ring_core::DecodeError,
+    },
+    /// The pages' sequence numbers claim more events lost than the writer counted as
+    /// overwritten or dropped: the sequence numbers in the meta area are corrupted.
+    #[error(
+        "the pages' sequence numbers claim {reported} events lost, but the writer counted only {counted} \
+         overwritten or dropped: the meta area looks corrupted, so the loss counts shown are not reliable"
+    )]
+    ImplausibleLoss {
+        /// Events reported lost between pages.
+        reported: u64,
+        /// Events the writer's counters say were overwritten or dropped.
+        counted: u64,
+    },
+}
+
 /// A consuming reader of one CPU.
 #[derive(Debug)]
 pub struct Consumer<S: CpuSource> {
@@ -380,8 +417,12 @@ impl<S: CpuSource> Consumer<S> {
     /// changes): every page's events from where this consumer stood on, in order, with the events
     /// lost between pages reported from the pages' sequence numbers (docs/abi.md §6.2).
     /// Needs hyptrace's meta extension (not available on kernel buffers, which do not crash).
-    pub fn drain_remaining(&mut self, mut sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
-        let cpu = self.source.cpu();
+    ///
+    /// What it left may be damaged (a disk file, a producer that died scribbling): a page that
+    /// stops decoding part-way gives the events before the fault, the rest of it counts in the
+    /// loss reported before the next page, and reading goes on; such pages, and losses larger
+    /// than the writer's own counters allow, are listed in [`Remaining::damage`].
+    pub fn drain_remaining(&mut self, mut sink: impl FnMut(Record<'_>)) -> Result<Remaining, Error> {
         let view = checked_view(&self.source, self.geometry)?;
         let reader = view.meta().reader();
         // If the producer swapped for us but died before answering, its reader page is newer than
@@ -392,28 +433,46 @@ impl<S: CpuSource> Consumer<S> {
             None => reader.read,
         };
         let snap = view.snapshot_quiescent(start)?;
+        let counters = view.meta().counters();
         // Nothing was ever consumed from this buffer: every event before the first one left is
         // lost, and the first page's sequence number says how many.
-        if self.pos.page.is_none() && self.pos.next_seq.is_none() && view.meta().counters().read == 0 {
+        if self.pos.page.is_none() && self.pos.next_seq.is_none() && counters.read == 0 {
             self.pos.next_seq = Some(0);
         }
-        let mut total = 0;
+        let mut remaining = Remaining::default();
+        let mut lost = 0u64;
         // Each remaining page's first unread event is compared with the one expected next: what
         // lies between was lost (overwritten, or dropped with the ring full).
         for copy in &snap.pages {
             if let (Some(expected), Some(first)) = (self.pos.next_seq, copy.start_seq())
                 && first > expected
             {
+                lost = lost.saturating_add(first - expected);
                 sink(Record::Lost(Lost::Count(first - expected)));
             }
+            // The events that decode: a malformed rest is left out of the page's end too, so the
+            // next page's gap counts it.
             self.pos.next_seq = copy.end_seq();
             // Decoded from the mapping itself, so events come out as the live path gives them.
             let page = view.page(copy.id).ok_or(Error::Protocol(format!("page {} does not exist", copy.id)))?;
-            let malformed = |error| Error::Malformed { cpu, id: copy.id, error };
-            let mut events = EventIter::starting_at(&page, copy.start as usize).map_err(malformed)?;
-            total += events.drain_events(|event| sink(Record::Event(event))).map_err(malformed)?;
+            let decoded = EventIter::starting_at(&page, copy.start as usize).and_then(|mut events| {
+                let mut count = 0;
+                let result = events.drain_events(|event| {
+                    count += 1;
+                    sink(Record::Event(event));
+                });
+                remaining.events += count;
+                result
+            });
+            if let Err(error) = decoded {
+                remaining.damage.push(Damage::MalformedPage { id: copy.id, error });
+            }
         }
-        Ok(total)
+        let counted = counters.overrun.saturating_add(counters.dropped);
+        if remaining.damage.is_empty() && lost > counted {
+            remaining.damage.push(Damage::ImplausibleLoss { reported: lost, counted });
+        }
+        Ok(remaining)
     }
 
     /// Waits for data (see [`CpuSource::wait`]).

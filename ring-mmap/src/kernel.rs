@@ -194,14 +194,27 @@ impl KernelStats {
 }
 
 /// Mounts tracefs at [`TRACEFS`] if it is not mounted yet (needs root). Returns the directory.
+///
+/// Something else (systemd, another test) may mount it between the check and the mount, which
+/// then fails with `EBUSY`: that is success, once the mount it lost to is there.
 pub fn mount_tracefs() -> Result<PathBuf, Error> {
     let dir = PathBuf::from(TRACEFS);
-    if dir.join("trace_marker").exists() {
+    let mounted = || dir.join("trace_marker").exists();
+    if mounted() {
         return Ok(dir);
     }
-    rustix::mount::mount("nodev", &dir, "tracefs", rustix::mount::MountFlags::empty(), None)
-        .map_err(|e| Error::path("mounting tracefs on", &dir, e.into()))?;
+    let attempt = rustix::mount::mount("nodev", &dir, "tracefs", rustix::mount::MountFlags::empty(), None);
+    mount_outcome(attempt, mounted).map_err(|e| Error::path("mounting tracefs on", &dir, e.into()))?;
     Ok(dir)
+}
+
+/// Whether a mount `attempt` leaves tracefs mounted: it did, or it lost a race to another mount
+/// of it (`EBUSY`) and `mounted` now says so.
+fn mount_outcome(attempt: rustix::io::Result<()>, mounted: impl Fn() -> bool) -> rustix::io::Result<()> {
+    match attempt {
+        Err(rustix::io::Errno::BUSY) if mounted() => Ok(()),
+        other => other,
+    }
 }
 
 /// A tracefs instance (its own trace buffer), removed when dropped.
@@ -240,6 +253,15 @@ impl Drop for TracefsInstance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mount_that_lost_the_race_to_another_counts_as_mounted() {
+        use rustix::io::Errno;
+        assert_eq!(mount_outcome(Ok(()), || false), Ok(()));
+        assert_eq!(mount_outcome(Err(Errno::BUSY), || true), Ok(()), "mounted meanwhile by someone else");
+        assert_eq!(mount_outcome(Err(Errno::BUSY), || false), Err(Errno::BUSY), "busy, and still not mounted");
+        assert_eq!(mount_outcome(Err(Errno::PERM), || true), Err(Errno::PERM));
+    }
 
     #[test]
     fn the_ioctl_number_is_the_kernels() {

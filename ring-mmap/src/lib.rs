@@ -44,7 +44,9 @@ pub mod wire;
 
 pub use backing::{Backing, CpuBacking, CpuLayout, ReadOnlyMapping};
 pub use client::Connection;
-pub use consumer::{Consumer, CpuSource, DrainScope, Lost, PageCopy, PageRead, ReaderPage, Record, Wakeup};
+pub use consumer::{
+    Consumer, CpuSource, Damage, DrainScope, Lost, PageCopy, PageRead, ReaderPage, Record, Remaining, Wakeup,
+};
 pub use error::Error;
 pub use kernel::{KernelCpu, KernelStats, TracefsInstance};
 pub use postmortem::{BufferDir, DirCpu};

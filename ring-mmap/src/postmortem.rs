@@ -149,7 +149,7 @@ impl BufferDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::{Consumer, Lost, Record};
+    use crate::consumer::{Consumer, Damage, Lost, Record};
     use crate::{Backing, ProducerConfig, ShmProducer};
     use ring_core::{Config, CounterClock, Mode};
 
@@ -221,6 +221,77 @@ mod tests {
         let first = seqs[0];
         assert_eq!(lost, vec![u64::from(first)], "the overwritten ones are reported lost, exactly");
         assert!(seqs.iter().zip(first..).all(|(&s, want)| s == want), "in order, without a gap");
+    }
+
+    /// A dead producer's cpu 0 holding events 0..1500 of 4 bytes in drop mode (pages 1, 2 and 3
+    /// of 4 KiB, 510 events each, the last one 480), damaged by `damage(file bytes, offset of
+    /// sub-buffer 2)`, then read post-mortem: (events recovered, losses reported, damage found).
+    fn recover_damaged(damage: impl FnOnce(&mut [u8], usize)) -> (Vec<u32>, Vec<u64>, Vec<Damage>) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = producer(dir.path(), Mode::Drop);
+        let writer = p.cpu(0).writer().unwrap();
+        for i in 0u32..1500 {
+            writer.write(&i.to_le_bytes()).unwrap();
+        }
+        drop(writer);
+        drop(p);
+        let path = dir.path().join("cpu0");
+        let mut bytes = std::fs::read(&path).unwrap();
+        damage(&mut bytes, 4096 + 2 * 4096);
+        std::fs::write(&path, &bytes).unwrap();
+        let mut consumer = Consumer::new(DirCpu::open(dir.path(), 0).unwrap()).unwrap();
+        let (mut seqs, mut lost) = (Vec::new(), Vec::new());
+        let remaining = consumer
+            .drain_remaining(|r| match r {
+                Record::Lost(Lost::Count(n)) => lost.push(n),
+                Record::Lost(other) => panic!("unexpected {other:?}"),
+                Record::Event(e) => seqs.push(u32::from_le_bytes(e.payload.to_vec()[..4].try_into().unwrap())),
+            })
+            .unwrap();
+        assert_eq!(remaining.events, seqs.len() as u64);
+        (seqs, lost, remaining.damage)
+    }
+
+    #[test]
+    fn a_malformed_page_is_salvaged_and_reported_and_reading_goes_on() {
+        // Event 10 of page 2 (data offset 80) claims a length that runs past the page.
+        let (seqs, lost, damage) = recover_damaged(|bytes, page| {
+            let at = page + 16 + 80;
+            bytes[at..at + 8].copy_from_slice(&[0, 0, 0, 0, 0xf0, 0xff, 0xff, 0x7f]);
+        });
+        let expected: Vec<u32> = (0..520).chain(1020..1500).collect();
+        assert_eq!(seqs, expected, "the events before the fault and every later page");
+        assert_eq!(lost, [500], "the rest of the page is counted lost where it was");
+        assert!(matches!(damage[..], [Damage::MalformedPage { id: 2, .. }]), "{damage:?}");
+    }
+
+    #[test]
+    fn a_commit_past_the_data_area_is_reported_not_silently_lost() {
+        let (seqs, lost, damage) = recover_damaged(|bytes, page| {
+            bytes[page + 8..page + 16].copy_from_slice(&0xffffu64.to_ne_bytes());
+        });
+        assert_eq!(seqs, (0..510).chain(1020..1500).collect::<Vec<u32>>());
+        assert_eq!(lost, [510]);
+        assert!(
+            matches!(
+                damage[..],
+                [Damage::MalformedPage { id: 2, error: ring_core::DecodeError::CommitTooLarge { .. } }]
+            ),
+            "{damage:?}"
+        );
+    }
+
+    #[test]
+    fn sequence_numbers_that_claim_more_losses_than_the_writer_counted_are_flagged() {
+        // first_seq[3] (page 3, events 1020..1500) corrupted to a huge number.
+        let (seqs, lost, damage) = recover_damaged(|bytes, _| {
+            let at = off::EXT_SEQ_OFFSET;
+            let seq_offset = u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            bytes[seq_offset + 3 * 8..seq_offset + 4 * 8].copy_from_slice(&(u64::MAX / 2).to_ne_bytes());
+        });
+        assert_eq!(seqs.len(), 1500, "every event is still read");
+        assert_eq!(lost, [u64::MAX / 2 - 1020]);
+        assert_eq!(damage, [Damage::ImplausibleLoss { reported: u64::MAX / 2 - 1020, counted: 0 }]);
     }
 
     #[test]

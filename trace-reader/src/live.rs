@@ -5,7 +5,7 @@
 use crate::source::{CpuReader, Session};
 use anyhow::{Context, Result};
 use ring_mmap::client::{HANGUP_POLL, is_hangup};
-use ring_mmap::{DrainScope, Error, Lost, PageCopy, Record};
+use ring_mmap::{DrainScope, Error, Lost, PageCopy, Record, Remaining};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,7 +92,7 @@ pub trait Reading {
     /// more).
     fn live(&mut self, slot: usize, cpu: &mut CpuReader, scope: DrainScope) -> Result<u64, Error>;
     /// Reads what the producer left after it went away ([`CpuReader::drain_remaining`]).
-    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<u64, Error>;
+    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<Remaining, Error>;
 }
 
 /// The [`Reading`] that hands every record of CPU slot `slot`, in the CPU's order, to the
@@ -105,9 +105,19 @@ impl<F: FnMut(usize, Record<'_>)> Reading for EachRecord<F> {
         cpu.drain(|r| (self.0)(slot, r))
     }
 
-    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<u64, Error> {
+    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<Remaining, Error> {
         cpu.drain_remaining(|r| (self.0)(slot, r))
     }
+}
+
+/// How [`run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// Why it stopped.
+    pub stop: Stop,
+    /// Problems found in what a producer that went away left (each printed as a warning when
+    /// found): its events that could be read were read all the same.
+    pub damage: usize,
 }
 
 /// Reads `session` until a stop condition, each CPU as `reading` says; `round(session, last)`
@@ -119,7 +129,7 @@ pub fn run(
     stop: &AtomicBool,
     reading: &mut impl Reading,
     mut round: impl FnMut(&Session, bool) -> Result<()>,
-) -> Result<Stop> {
+) -> Result<Finished> {
     let start = Instant::now();
     let mut scope = DrainScope::Everything;
     let why = loop {
@@ -149,23 +159,28 @@ pub fn run(
             Err(e) => return Err(e).context("waiting for events"),
         }
     };
+    let mut damage = 0;
     for (slot, cpu) in session.cpus.iter_mut().enumerate() {
-        let got = match why {
+        let left = match why {
             // The mapping no longer changes: read everything the producer left in it.
             Stop::Hangup => reading.remaining(slot, cpu),
-            _ => reading.live(slot, cpu, DrainScope::Everything),
+            _ => reading.live(slot, cpu, DrainScope::Everything).map(|_| Remaining::default()),
         };
-        match got {
-            Ok(_) => {}
+        let left = match left {
+            Ok(left) => left,
             // The producer went away during this last pass: take what it left.
             Err(Error::Hangup) => {
-                reading.remaining(slot, cpu).with_context(|| format!("draining cpu {}", cpu.cpu()))?;
+                reading.remaining(slot, cpu).with_context(|| format!("draining cpu {}", cpu.cpu()))?
             }
             Err(e) => return Err(e).with_context(|| format!("reading cpu {}", cpu.cpu())),
+        };
+        for problem in &left.damage {
+            eprintln!("trace-reader: warning: cpu {}: {problem}", cpu.cpu());
         }
+        damage += left.damage.len();
     }
     round(session, true)?;
-    Ok(why)
+    Ok(Finished { stop: why, damage })
 }
 
 /// How [`wait`] ended.

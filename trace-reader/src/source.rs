@@ -8,7 +8,7 @@ use ring_core::{SharedView, Snapshot};
 use ring_mmap::wire::ClockBody;
 use ring_mmap::{
     BufferDir, Connection, Consumer, CpuSource, DirCpu, DrainScope, Error, KernelCpu, KernelStats, PageCopy, Record,
-    SocketCpu,
+    Remaining, SocketCpu,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -102,11 +102,11 @@ impl CpuReader {
 
     /// After the producer went away: reads what it left ([`Consumer::drain_remaining`]); a kernel
     /// buffer never goes away, so there is nothing to do.
-    pub fn drain_remaining(&mut self, sink: impl FnMut(Record<'_>)) -> Result<u64, Error> {
+    pub fn drain_remaining(&mut self, sink: impl FnMut(Record<'_>)) -> Result<Remaining, Error> {
         match self {
             CpuReader::Socket(c) => c.drain_remaining(sink),
             CpuReader::Dir(c) => c.drain_remaining(sink),
-            CpuReader::Kernel(_) => Ok(0),
+            CpuReader::Kernel(_) => Ok(Remaining::default()),
         }
     }
 
@@ -143,30 +143,44 @@ impl CpuReader {
         each!(self, c => c.source().view())
     }
 
-    /// The CPU's counters. A live hyptrace producer's exact ones (`STATS`); once it has gone,
-    /// or for a buffer directory, the meta page's, which the writer refreshes as it moves from
-    /// page to page (so they can lag behind by the page it is on); the kernel's from the meta
-    /// page and tracefs `stats`.
+    /// The CPU's counters. A live hyptrace producer's exact ones (`STATS`). Once it has gone, or
+    /// for a buffer directory, the meta page's, except `entries`, which the writer refreshes only
+    /// as it leaves a page or lets go of the buffer (a killed one did not): the unread events are
+    /// counted on the pages, and `entries` is at least what was read, overwritten and left.
+    /// The kernel's from the meta page and tracefs `stats`.
     pub fn counters(&self, tracing: Option<&std::path::Path>) -> Result<Counters> {
         let view = self.view()?;
         let mut m = view.meta().counters();
-        if let CpuReader::Socket(c) = self
-            && let Ok(s) = c.source().stats()
-        {
+        let exact = match self {
+            CpuReader::Socket(c) => c.source().stats().ok(),
+            CpuReader::Kernel(_) | CpuReader::Dir(_) => None,
+        };
+        if let Some(s) = exact {
             (m.entries, m.overrun, m.dropped, m.read) = (s.entries, s.overrun, s.dropped, s.read);
             (m.pages_lost, m.pages_touched) = (s.pages_lost, s.pages_touched);
         }
         match self {
-            CpuReader::Socket(_) | CpuReader::Dir(_) => Ok(Counters {
-                entries: m.entries,
-                overrun: m.overrun,
-                dropped: m.dropped,
-                read: m.read,
-                pages_lost: m.pages_lost,
-                pages_touched: m.pages_touched,
-                unread: m.entries.saturating_sub(m.read + m.overrun),
-                bytes: self.snapshot().ok().map(|snap| unread_bytes(&snap)),
-            }),
+            CpuReader::Socket(_) | CpuReader::Dir(_) => {
+                let snapshot = match exact {
+                    Some(_) => view.snapshot(),
+                    None => view.snapshot_quiescent(view.meta().reader().read),
+                }
+                .ok();
+                let unread = match (exact, &snapshot) {
+                    (None, Some(snap)) => snap.events().count() as u64,
+                    _ => m.entries.saturating_sub(m.read + m.overrun),
+                };
+                Ok(Counters {
+                    entries: m.entries.max(m.read.saturating_add(m.overrun).saturating_add(unread)),
+                    overrun: m.overrun,
+                    dropped: m.dropped,
+                    read: m.read,
+                    pages_lost: m.pages_lost,
+                    pages_touched: m.pages_touched,
+                    unread,
+                    bytes: snapshot.map(|snap| unread_bytes(&snap)),
+                })
+            }
             CpuReader::Kernel(c) => {
                 let dir = tracing.context("kernel counters need the tracefs directory")?;
                 let k: KernelStats = KernelCpu::stats_file(dir, c.source().cpu())?;
@@ -418,6 +432,36 @@ fn select(nr_cpus: u32, only: &[u32]) -> Result<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A producer killed mid-page never published its last events in `entries`: the counters
+    /// of its directory count them on the pages, so `entries >= read + overrun + unread`.
+    #[test]
+    fn a_dead_producers_entries_are_counted_from_its_pages() {
+        use ring_core::{Config, CounterClock, Geometry, Mode};
+        use ring_mmap::{Backing, ProducerConfig, ShmProducer};
+        let dir = tempfile::tempdir().unwrap();
+        let config = ProducerConfig {
+            nr_cpus: 1,
+            buffer: Config { geometry: Geometry::new(4096, 4).unwrap(), mode: Mode::Overwrite },
+            backing: Backing::Dir(dir.path().to_path_buf()),
+            formats: Vec::new(),
+        };
+        let producer = ShmProducer::new(config, |_| CounterClock::new(1)).unwrap();
+        let writer = producer.cpu(0).writer().unwrap();
+        for i in 0u32..2000 {
+            writer.write(&i.to_le_bytes()).unwrap();
+        }
+        // Killed: the writer never lets go, so the meta area's `entries` stops at its last page.
+        std::mem::forget(writer);
+        let lagging = producer.cpu(0).view().meta().counters().entries;
+        drop(producer);
+        let opened = BufferDir::open(dir.path()).unwrap();
+        let cpu = CpuReader::Dir(Consumer::new(opened.cpus.into_iter().next().unwrap()).unwrap());
+        let counters = cpu.counters(None).unwrap();
+        assert!(lagging < 2000, "the meta area lags: {lagging}");
+        assert_eq!(counters.entries, 2000);
+        assert_eq!(counters.read + counters.overrun + counters.unread, 2000, "{counters:?}");
+    }
 
     #[test]
     fn cpus_are_dealt_out_in_turn_into_non_empty_groups() {

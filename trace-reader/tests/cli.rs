@@ -223,6 +223,39 @@ fn recover_reads_everything_a_dead_producer_left_in_its_directory() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no buffer files"), "{out:?}");
 }
 
+/// A damaged page in a dead producer's directory: `recover` prints every event it can read,
+/// warns about the page, and exits with an error, instead of printing nothing.
+#[test]
+fn recover_salvages_around_a_malformed_page_and_says_so() {
+    let bufs = tempfile::tempdir().unwrap();
+    let dir = bufs.path().join("hyp");
+    let dir_arg = dir.to_str().unwrap();
+    let mut sim = Sim::start_in(1, Mode::Drop, 0, 8, ring_mmap::Backing::Dir(dir.clone()));
+    std::thread::sleep(Duration::from_millis(200));
+    sim.finish(Duration::ZERO);
+    let entries = sim.stats(0).entries;
+    drop(sim);
+    let intact = reader(&["recover", dir_arg]);
+    ok(&intact);
+    assert_eq!(parse_ours(&lines(&intact)).len() as u64, entries);
+    // The first event header of sub-buffer 2 claims a length past the end of the page.
+    let path = dir.join("cpu0");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let meta_size = u32::from_ne_bytes(bytes[0..4].try_into().unwrap()) as usize;
+    let at = meta_size + 2 * 4096 + 16;
+    bytes[at..at + 8].copy_from_slice(&[0, 0, 0, 0, 0xf0, 0xff, 0xff, 0x7f]);
+    std::fs::write(&path, &bytes).unwrap();
+    let out = reader(&["recover", dir_arg]);
+    assert!(!out.status.success(), "damage is an error: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning: cpu 0: page 2 is malformed"), "{stderr}");
+    assert!(stderr.contains("every event that could be read was read"), "{stderr}");
+    let text = lines(&out);
+    let salvaged = parse_ours(&text).len() as u64;
+    assert!(salvaged > entries / 2 && salvaged < entries, "{salvaged} of {entries} events salvaged");
+    assert_eq!(text.iter().filter(|l| l.contains("[LOST")).count(), 1, "the unreadable rest is counted lost");
+}
+
 #[test]
 fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,6 +23,18 @@ pub fn interrupt_flag() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
+/// The error a command whose output is the events it read ends with when it found `problems`
+/// (each printed as a warning) in a damaged buffer: it still printed every event it could read.
+pub fn fail_if_damaged(problems: usize) -> Result<()> {
+    match problems {
+        0 => Ok(()),
+        n => anyhow::bail!(
+            "the buffer is damaged ({n} problem{} listed above); every event that could be read was read",
+            if n == 1 { "" } else { "s" }
+        ),
+    }
+}
+
 /// A row per CPU of `session`, with what was read from each.
 pub fn rows(session: &Session, tallies: &[Tally], secs: f64) -> Result<Vec<Row>> {
     session

@@ -21,7 +21,7 @@ use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ring_core::EventIter;
 use ring_mmap::producer::IDENTITY_CLOCK;
 use ring_mmap::wire::ClockBody;
-use ring_mmap::{DrainScope, Error, PageCopy, Record};
+use ring_mmap::{DrainScope, Error, PageCopy, Record, Remaining};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -123,7 +123,7 @@ impl live::Reading for Copies<'_, '_> {
         cpu.drain_copies(scope, &mut self.page, |copy, page| rec.borrow_mut().take_copy(copy, page))
     }
 
-    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<u64, Error> {
+    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<Remaining, Error> {
         let rec = &self.recs[slot];
         cpu.drain_remaining(|record| rec.borrow_mut().take(record))
     }
@@ -178,7 +178,9 @@ fn record_session(
         })
         .collect();
     let mut reading = Copies { recs: &recs, page: vec![0; page_size] };
-    let why = live::run(session, opts, stop, &mut reading, |_, _| {
+    // What a dead producer's damaged buffer could not give is printed as warnings by `run`; the
+    // file holds what could be read, so the recording goes on.
+    let finished = live::run(session, opts, stop, &mut reading, |_, _| {
         if let Some(e) = recs.iter().find_map(|r| r.borrow_mut().error.take()) {
             return Err(e);
         }
@@ -191,7 +193,7 @@ fn record_session(
         r.finish().with_context(|| format!("writing the trace file (cpu {cpu})"))?;
     }
     progress.publish(&recs);
-    Ok((why, recs.into_iter().map(|r| r.into_inner().tally).collect()))
+    Ok((finished.stop, recs.into_iter().map(|r| r.into_inner().tally).collect()))
 }
 
 /// The trace clock's name: the kernel's from `trace_clock`; a producer's timestamps are

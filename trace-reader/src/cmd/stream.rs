@@ -28,7 +28,7 @@ pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Resul
     let mut tallies = vec![Tally::default(); cpus.len()];
     let mut printer = Printer::new(format);
     let started = Instant::now();
-    let why = live::run(
+    let finished = live::run(
         &mut session,
         options,
         &stop,
@@ -48,11 +48,11 @@ pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Resul
         },
     )?;
     let secs = started.elapsed().as_secs_f64();
-    let why = match why {
-        Stop::Hangup => format!("{}; everything it committed was read", why.reason()),
-        _ => why.reason().to_string(),
+    let why = match finished.stop {
+        Stop::Hangup if finished.damage == 0 => format!("{}; everything it committed was read", Stop::Hangup.reason()),
+        stop => stop.reason().to_string(),
     };
     // One write, so that it does not interleave with the producer's own report.
     eprintln!("{}trace-reader: {why}", table::summary(&rows(&session, &tallies, secs)?));
-    Ok(())
+    super::fail_if_damaged(finished.damage)
 }
