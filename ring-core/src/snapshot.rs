@@ -270,6 +270,10 @@ mod with_std {
         pub pages: Vec<SnapshotPage>,
         /// Pages that changed while being read (overwritten, swapped or consumed) and were left out.
         pub discarded: u32,
+        /// For a read after the producer is gone ([`SharedView::snapshot_quiescent`]): the
+        /// sequence number of the first event not consumed, where the read starts. Events from
+        /// there to the first page's are lost.
+        pub from_seq: Option<u64>,
     }
 
     impl Snapshot {
@@ -351,7 +355,7 @@ mod with_std {
                     .count();
                 meta.first_seq(id).unwrap_or(0).saturating_add(before as u64)
             };
-            let mut snap = Snapshot::default();
+            let mut snap = Snapshot { from_seq: Some(consumed), ..Snapshot::default() };
             let mut bytes = std::vec![0u8; self.geometry().subbuf_size() as usize];
             for id in 0..self.geometry().nr_subbufs() {
                 let (Some(page), Some(first_seq)) = (self.page(id), meta.first_seq(id)) else {

@@ -434,10 +434,10 @@ impl<S: CpuSource> Consumer<S> {
         };
         let snap = view.snapshot_quiescent(start)?;
         let counters = view.meta().counters();
-        // Nothing was ever consumed from this buffer: every event before the first one left is
-        // lost, and the first page's sequence number says how many.
-        if self.pos.page.is_none() && self.pos.next_seq.is_none() && counters.read == 0 {
-            self.pos.next_seq = Some(0);
+        // A consumer that has seen no event yet starts where consumption stood: what lies between
+        // there and the first page left was lost.
+        if self.pos.next_seq.is_none() {
+            self.pos.next_seq = snap.from_seq;
         }
         let mut remaining = Remaining::default();
         let mut lost = 0u64;
