@@ -49,6 +49,45 @@ pub enum Error {
     /// second producer may take it over).
     #[error("a running producer is using {}; read it through its control socket", .0.display())]
     ProducerAlive(PathBuf),
+    /// A producer's buffer directory that is not safe to write in: another user could replace
+    /// or read what the producer puts there.
+    #[error(
+        "refusing the buffer directory {}: {problem}; use a directory only you can write: one of \
+         yours with mode 0700 (chmod 0700 {}), or a path that does not exist yet (it is created so)",
+        path.display(),
+        path.display()
+    )]
+    UnsafeDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: Unsafety,
+    },
+    /// A file in a producer's buffer directory that the producer will not write: not a regular
+    /// file of this user's with a single name.
+    #[error(
+        "refusing {}: {problem}; a buffer directory must hold only your own regular files: remove \
+         it, or use another directory",
+        path.display()
+    )]
+    UnsafeFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: Unsafety,
+    },
+    /// A producer's buffer directory holds the buffers of a producer that has gone, which
+    /// starting this one would destroy.
+    #[error(
+        "{} holds the buffers of a producer that has gone: read them with `trace-reader recover \
+         {}`, then remove them (its cpuN files), or pass --force to overwrite them",
+        path.display(),
+        path.display()
+    )]
+    DirHoldsBuffers {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The producer did not answer in time.
     #[error("the producer did not answer {0:?} in time")]
     Timeout(Op),
@@ -87,6 +126,50 @@ impl Error {
         match self {
             Error::Refused { status, .. } => Some(-status),
             _ => None,
+        }
+    }
+}
+
+/// Why a producer refuses its buffer directory ([`Error::UnsafeDir`]) or a file in it
+/// ([`Error::UnsafeFile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsafety {
+    /// It is a symbolic link, which could point anywhere.
+    SymbolicLink,
+    /// It is not a directory (the buffer directory).
+    NotADirectory,
+    /// It is not a regular file (a file in the buffer directory).
+    NotARegularFile,
+    /// It belongs to another user.
+    OwnedBy {
+        /// Its owner's uid.
+        owner: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
+    /// Group or others have permissions on it (the buffer directory).
+    OpenToOthers {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// It has more than one name: another may be a file that must not be overwritten.
+    HardLinked {
+        /// Its number of names.
+        links: u64,
+    },
+}
+
+impl std::fmt::Display for Unsafety {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unsafety::SymbolicLink => write!(f, "it is a symbolic link"),
+            Unsafety::NotADirectory => write!(f, "it is not a directory"),
+            Unsafety::NotARegularFile => write!(f, "it is not a regular file"),
+            Unsafety::OwnedBy { owner, euid } => write!(f, "it is owned by uid {owner}, not by this user (uid {euid})"),
+            Unsafety::OpenToOthers { mode } => write!(f, "it is group- or world-accessible (mode {mode:04o})"),
+            Unsafety::HardLinked { links } => {
+                write!(f, "it has {links} hard links (another name of it may be elsewhere)")
+            }
         }
     }
 }

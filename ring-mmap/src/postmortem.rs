@@ -153,11 +153,12 @@ mod tests {
     use crate::{Backing, ProducerConfig, ShmProducer};
     use ring_core::{Config, CounterClock, Mode};
 
-    fn producer(dir: &Path, mode: Mode) -> ShmProducer<CounterClock> {
+    /// A producer of two CPUs in `dir`, overwriting what is there if `overwrite`.
+    fn producer(dir: &Path, mode: Mode, overwrite: bool) -> ShmProducer<CounterClock> {
         let config = ProducerConfig {
             nr_cpus: 2,
             buffer: Config { geometry: Geometry::new(4096, 4).unwrap(), mode },
-            backing: Backing::Dir(dir.to_path_buf()),
+            backing: Backing::Dir { path: dir.to_path_buf(), overwrite },
             formats: b"some formats".to_vec(),
         };
         ShmProducer::new(config, |_| CounterClock::new(1)).unwrap()
@@ -179,15 +180,16 @@ mod tests {
 
     #[test]
     fn a_live_producers_files_are_refused_and_its_directory_cannot_be_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = producer(dir.path(), Mode::Drop);
-        assert!(matches!(DirCpu::open(dir.path(), 0), Err(Error::ProducerAlive(_))));
-        assert!(matches!(BufferDir::open(dir.path()), Err(Error::ProducerAlive(_))));
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().join("bufs");
+        let p = producer(&dir, Mode::Drop, false);
+        assert!(matches!(DirCpu::open(&dir, 0), Err(Error::ProducerAlive(_))));
+        assert!(matches!(BufferDir::open(&dir), Err(Error::ProducerAlive(_))));
         let second = ShmProducer::new(
             ProducerConfig {
                 nr_cpus: 1,
                 buffer: Config { geometry: Geometry::new(4096, 4).unwrap(), mode: Mode::Drop },
-                backing: Backing::Dir(dir.path().to_path_buf()),
+                backing: Backing::Dir { path: dir.clone(), overwrite: false },
                 formats: Vec::new(),
             },
             |_| CounterClock::new(1),
@@ -195,7 +197,7 @@ mod tests {
         assert!(matches!(second, Err(Error::ProducerAlive(_))), "a second producer must not truncate live files");
         p.cpu(0).writer().unwrap().write(b"still here").unwrap();
         drop(p);
-        let opened = BufferDir::open(dir.path()).unwrap();
+        let opened = BufferDir::open(&dir).unwrap();
         assert_eq!(opened.cpus.len(), 2);
         assert_eq!(opened.formats.as_deref(), Some(&b"some formats"[..]));
         assert_eq!(opened.clock, None);
@@ -203,15 +205,16 @@ mod tests {
 
     #[test]
     fn everything_committed_is_recovered_with_overwritten_events_counted() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = producer(dir.path(), Mode::Overwrite);
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().join("bufs");
+        let p = producer(&dir, Mode::Overwrite, false);
         p.set_clock(ClockBody { mult: 3, shift: 1, epoch_raw: 10, epoch_ns: 20 }).unwrap();
         // Three ring pages of ~500 events each: 5000 events lap the ring.
         for i in 0u32..5000 {
             p.cpu(1).writer().unwrap().write(&i.to_le_bytes()).unwrap();
         }
         drop(p);
-        let opened = BufferDir::open(dir.path()).unwrap();
+        let opened = BufferDir::open(&dir).unwrap();
         assert_eq!(opened.clock, Some(ClockBody { mult: 3, shift: 1, epoch_raw: 10, epoch_ns: 20 }));
         let mut cpus = opened.cpus.into_iter();
         assert_eq!(recover(cpus.next().unwrap()), (vec![], vec![]), "cpu 0 wrote nothing");
@@ -225,27 +228,30 @@ mod tests {
 
     #[test]
     fn bad_files_are_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Path { .. })));
-        std::fs::write(dir.path().join("cpu0"), [0u8; 8]).unwrap();
-        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Protocol(_))), "shorter than a meta header");
-        std::fs::write(dir.path().join("cpu0"), [0u8; 16]).unwrap();
-        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Geometry(_))), "a zero geometry");
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().join("bufs");
+        assert!(matches!(BufferDir::open(&dir), Err(Error::Path { .. })));
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&dir).unwrap();
+        std::fs::write(dir.join("cpu0"), [0u8; 8]).unwrap();
+        assert!(matches!(BufferDir::open(&dir), Err(Error::Protocol(_))), "shorter than a meta header");
+        std::fs::write(dir.join("cpu0"), [0u8; 16]).unwrap();
+        assert!(matches!(BufferDir::open(&dir), Err(Error::Geometry(_))), "a zero geometry");
         // A meta area announcing more sub-buffers than the file holds.
         let mut meta = vec![0u8; 4096];
         meta[off::SUBBUF_SIZE..off::SUBBUF_SIZE + 4].copy_from_slice(&4096u32.to_ne_bytes());
         meta[off::NR_SUBBUFS..off::NR_SUBBUFS + 4].copy_from_slice(&1000u32.to_ne_bytes());
-        std::fs::write(dir.path().join("cpu0"), &meta).unwrap();
-        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Protocol(_))));
+        std::fs::write(dir.join("cpu0"), &meta).unwrap();
+        assert!(matches!(BufferDir::open(&dir), Err(Error::Protocol(_))));
         // The right size but no meta area at all (all zeros).
         meta[off::NR_SUBBUFS..off::NR_SUBBUFS + 4].copy_from_slice(&4u32.to_ne_bytes());
         meta.resize(4096 * 5, 0);
-        std::fs::write(dir.path().join("cpu0"), &meta).unwrap();
-        assert!(BufferDir::open(dir.path()).is_err());
-        std::fs::write(dir.path().join(CLOCK_FILE), [1u8; 5]).unwrap();
-        let p = producer(dir.path(), Mode::Drop);
+        std::fs::write(dir.join("cpu0"), &meta).unwrap();
+        assert!(BufferDir::open(&dir).is_err());
+        std::fs::write(dir.join(CLOCK_FILE), [1u8; 5]).unwrap();
+        // A producer told to overwrite them replaces the bad files.
+        let p = producer(&dir, Mode::Drop, true);
         drop(p);
-        std::fs::write(dir.path().join(CLOCK_FILE), [1u8; 5]).unwrap();
-        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Protocol(_))), "a clock file of the wrong size");
+        std::fs::write(dir.join(CLOCK_FILE), [1u8; 5]).unwrap();
+        assert!(matches!(BufferDir::open(&dir), Err(Error::Protocol(_))), "a clock file of the wrong size");
     }
 }
