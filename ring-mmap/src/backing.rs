@@ -12,9 +12,11 @@
 
 use crate::dir_backing::{CpuFile, DirBacking};
 use crate::error::Error;
+use crate::lock_holder::{LockHolder, another_users_holder};
 use memmap2::{MmapOptions, MmapRaw};
 use ring_core::{Geometry, ShmRegion};
 use rustix::fs::{FlockOperation, Mode, OFlags, SealFlags};
+use rustix::io::Errno;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -278,18 +280,39 @@ fn may_be_memfd(fd: BorrowedFd<'_>) -> bool {
 /// Takes the non-blocking `flock` `how` on the buffer file `path`, open as `fd`: a live producer
 /// holds its files exclusively, post-mortem readers shared, so a conflict means a producer is
 /// alive ([`Error::ProducerAlive`]).
+/// A process of another user's holding the lock is no producer of this user's: then
+/// [`Error::LockedByAnotherUser`].
 pub(crate) fn lock_cpu_file(fd: BorrowedFd<'_>, path: &Path, how: FlockOperation) -> Result<(), Error> {
     rustix::fs::flock(fd, how).map_err(|e| match e {
-        rustix::io::Errno::WOULDBLOCK => Error::ProducerAlive(path.to_path_buf()),
+        Errno::WOULDBLOCK => match another_users_holder(fd) {
+            Some(LockHolder { pid, uid }) => Error::LockedByAnotherUser { path: path.to_path_buf(), pid, uid },
+            None => Error::ProducerAlive(path.to_path_buf()),
+        },
         e => Error::path("locking", path, e.into()),
     })
 }
 
 /// Opens CPU `cpu`'s file in a [`Backing::Dir`] directory read-only (post-mortem reading).
+/// Where permission is denied because the file, or a directory on the way to it, is another
+/// user's, says so ([`Error::AnotherUsersFile`]).
 pub fn open_cpu_file(dir: &Path, cpu: u32) -> Result<OwnedFd, Error> {
     let path = dir.join(cpu_file_name(cpu));
-    rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::path("opening", &path, e.into()))
+    rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+        // What denies it: the file if it can be looked up, else the nearest directory that can
+        // (the one that cannot be searched).
+        let denier = path.ancestors().find_map(|at| owner_and_mode(at).map(|(owner, mode)| (at, owner, mode)));
+        match (e, denier) {
+            (Errno::ACCESS, Some((at, owner, mode))) if owner != rustix::process::geteuid().as_raw() => {
+                Error::AnotherUsersFile { path: at.to_path_buf(), owner, mode }
+            }
+            (e, _) => Error::path("opening", &path, e.into()),
+        }
+    })
+}
+
+/// The owner and permission bits of `path`, if it can be looked up.
+fn owner_and_mode(path: &Path) -> Option<(u32, u32)> {
+    rustix::fs::lstat(path).ok().map(|stat| (stat.st_uid, stat.st_mode & 0o7777))
 }
 
 #[cfg(test)]

@@ -49,6 +49,32 @@ pub enum Error {
     /// second producer may take it over).
     #[error("a running producer is using {}; read it through its control socket", .0.display())]
     ProducerAlive(PathBuf),
+    /// A process of another user holds a lock on this buffer file: it may be that user's
+    /// producer, or anything of theirs that opened the file; it is not this user's producer.
+    #[error(
+        "{} is locked by process {pid}, which runs as uid {uid}, another user: not a producer of \
+         yours (if it is theirs, read it through their producer's control socket; otherwise use \
+         a directory of your own)",
+        path.display()
+    )]
+    LockedByAnotherUser {
+        /// The buffer file.
+        path: PathBuf,
+        /// The process holding the lock (as `/proc/locks` names it).
+        pid: u32,
+        /// The uid it runs as.
+        uid: u32,
+    },
+    /// A buffer file this user may not read: it belongs to another user.
+    #[error("cannot open {}: it belongs to uid {owner} (mode {mode:04o}); read it as that user", path.display())]
+    AnotherUsersFile {
+        /// The file, or the directory that could not be entered.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A producer's buffer directory that is not safe to write in: another user could replace
     /// or read what the producer puts there.
     #[error(
@@ -86,6 +112,17 @@ pub enum Error {
     )]
     DirHoldsBuffers {
         /// The directory.
+        path: PathBuf,
+    },
+    /// A buffer file whose meta area was never written: most likely its producer died while
+    /// creating it, and nothing was ever recorded in it.
+    #[error(
+        "{} is not an initialised hyptrace buffer (its meta area is blank): its producer most \
+         likely died while creating it, before recording anything",
+        path.display()
+    )]
+    NotInitialised {
+        /// The file.
         path: PathBuf,
     },
     /// The producer did not answer in time.

@@ -35,6 +35,7 @@ mod dir_backing;
 pub mod doorbell;
 pub mod error;
 pub mod kernel;
+mod lock_holder;
 pub mod poll_window;
 pub mod postmortem;
 mod private_dir;

@@ -15,7 +15,9 @@
 //! after an event's bytes are written (and, with nested writers, only when the outermost one
 //! commits), so an event the writer was in the middle of is never returned, torn or otherwise.
 //! Pages are found by their sequence numbers, not their slots, so a producer killed in the middle
-//! of a swap loses nothing either ([`ring_core::SharedView::snapshot_quiescent`]).
+//! of a swap loses nothing either ([`ring_core::SharedView::snapshot_quiescent`]). A file whose
+//! meta area is blank, left by a producer that died while creating it, held nothing ever
+//! recorded ([`Error::NotInitialised`]).
 //!
 //! A live producer holds an exclusive `flock` on each of its files; [`DirCpu::open`] takes a
 //! shared one, so it refuses a live producer's files ([`Error::ProducerAlive`]) and no new
@@ -71,6 +73,10 @@ impl DirCpu {
 fn read_geometry(file: &OwnedFd, path: &Path) -> Result<Geometry, Error> {
     let mut header = [0u8; off::NR_SUBBUFS + 4];
     let got = rustix::io::pread(file, &mut header, 0).map_err(|e| Error::path("reading", path, e.into()))?;
+    // A producer killed while creating the file leaves it empty or zero-filled.
+    if header[..got].iter().all(|&byte| byte == 0) {
+        return Err(Error::NotInitialised { path: path.to_path_buf() });
+    }
     if got < header.len() {
         return Err(Error::Protocol(format!("{} is too short for a meta area ({got} bytes)", path.display())));
     }
@@ -122,7 +128,9 @@ impl BufferDir {
     /// Opens every CPU file of `dir` and reads its formats and clock files.
     pub fn open(dir: &Path) -> Result<Self, Error> {
         let mut cpus = Vec::new();
-        while dir.join(cpu_file_name(cpus.len() as u32)).exists() {
+        // A file that cannot be looked up (another user's directory) is opened all the same, to
+        // be refused with the reason.
+        while dir.join(cpu_file_name(cpus.len() as u32)).try_exists().unwrap_or(true) {
             cpus.push(DirCpu::open(dir, cpus.len() as u32)?);
         }
         if cpus.is_empty() {
@@ -232,10 +240,17 @@ mod tests {
         let dir = temporary.path().join("bufs");
         assert!(matches!(BufferDir::open(&dir), Err(Error::Path { .. })));
         std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&dir).unwrap();
-        std::fs::write(dir.join("cpu0"), [0u8; 8]).unwrap();
+        // What a producer killed while creating its file leaves: empty, or zero-filled.
+        for blank in [&[][..], &[0u8; 8], &[0u8; 4096 * 5]] {
+            std::fs::write(dir.join("cpu0"), blank).unwrap();
+            let error = BufferDir::open(&dir).unwrap_err();
+            assert!(matches!(error, Error::NotInitialised { .. }), "{error}");
+            assert!(error.to_string().contains("not an initialised hyptrace buffer"), "{error}");
+        }
+        std::fs::write(dir.join("cpu0"), [1u8; 8]).unwrap();
         assert!(matches!(BufferDir::open(&dir), Err(Error::Protocol(_))), "shorter than a meta header");
-        std::fs::write(dir.join("cpu0"), [0u8; 16]).unwrap();
-        assert!(matches!(BufferDir::open(&dir), Err(Error::Geometry(_))), "a zero geometry");
+        std::fs::write(dir.join("cpu0"), [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0]).unwrap();
+        assert!(matches!(BufferDir::open(&dir), Err(Error::Geometry(_))), "a zero sub-buffer size");
         // A meta area announcing more sub-buffers than the file holds.
         let mut meta = vec![0u8; 4096];
         meta[off::SUBBUF_SIZE..off::SUBBUF_SIZE + 4].copy_from_slice(&4096u32.to_ne_bytes());

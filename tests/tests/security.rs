@@ -309,3 +309,66 @@ fn a_dead_producers_buffers_are_kept_unless_forced() {
     run_test_producer(temporary.path(), &dir, 1, 5, true).expect("a run with --force");
     assert_eq!(events_left(&dir), [5], "overwritten: one CPU of five events");
 }
+
+#[test]
+fn another_users_running_producer_is_named_as_such() {
+    if skip_unless_root("another user's producer") {
+        return;
+    }
+    // nobody's producer, in nobody's directory (reachable by nobody: copies of the binary in
+    // an open directory, as for the socket test).
+    let temporary = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(temporary.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let exe = temporary.path().join("test-producer");
+    std::fs::copy(env!("CARGO_BIN_EXE_test-producer"), &exe).expect("copying test-producer");
+    let home = temporary.path().join("home");
+    make_dir(&home, 0o700);
+    std::os::unix::fs::chown(&home, Some(NOBODY), Some(NOBODY)).expect("chown");
+    let dir = home.join("bufs");
+    let mut theirs = Command::new(&exe)
+        .arg("--socket")
+        .arg(home.join("sock"))
+        .arg("--dir")
+        .arg(&dir)
+        .args(["--cpus", "1", "--events", "10"])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning test-producer as nobody");
+    // Kept open until it exits: it prints `done` when its writers finish.
+    let mut said = std::io::BufReader::new(theirs.stdout.take().expect("piped"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut said, &mut line).expect("reading");
+    assert_eq!(line.trim(), "ready", "nobody's test-producer said {line:?}");
+
+    // Root's post-mortem reader: the lock is held by another user's process, named.
+    let refused = ring_mmap::DirCpu::open(&dir, 0).expect_err("a live producer's file");
+    assert!(
+        matches!(&refused, ring_mmap::Error::LockedByAnotherUser { pid, uid: NOBODY, .. } if *pid == theirs.id()),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("which runs as uid 65534"), "{refused}");
+    // Root's producer does not take their directory over.
+    let refused = dir_producer(&dir, 1, true).expect_err("another user's directory");
+    assert!(matches!(refused, ring_mmap::Error::UnsafeDir { problem: Unsafety::OwnedBy { owner: NOBODY, .. }, .. }));
+    drop(theirs.stdin.take());
+    assert!(theirs.wait().expect("reaped").success());
+    drop(said);
+
+    // Dead, their buffers are theirs: another user's reader is told whose they are.
+    let probe = temporary.path().join("dir-probe");
+    std::fs::copy(env!("CARGO_BIN_EXE_dir-probe"), &probe).expect("copying dir-probe");
+    let out = Command::new(&probe).arg(&dir).uid(1).gid(1).output().expect("running dir-probe as uid 1");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let theirs = format!("cannot open {}: it belongs to uid 65534 (mode 0700)", home.display());
+    assert!(said.contains(&theirs), "{said}");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = Command::new(&probe).arg(&dir).uid(1).gid(1).output().expect("running dir-probe as uid 1");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let theirs = format!("cannot open {}: it belongs to uid 65534 (mode 0700)", dir.display());
+    assert!(said.contains(&theirs), "{said}");
+    let out = Command::new(&probe).arg(&dir).uid(NOBODY).gid(NOBODY).output().expect("running dir-probe as nobody");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "opened 1", "their own reader reads them");
+}
