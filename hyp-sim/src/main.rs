@@ -59,10 +59,17 @@ struct Args {
     /// Control socket path [default: $XDG_RUNTIME_DIR/hyptrace.sock or /tmp/hyptrace-<uid>/hyptrace.sock]
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Keep the buffers in files cpu0, cpu1, ... in this directory (they outlive the run)
-    /// instead of anonymous sealed memory
+    /// Keep the buffers in files cpu0, cpu1, ... in this directory (they outlive the run, for
+    /// `trace-reader recover DIR`) instead of anonymous sealed memory. The directory must be
+    /// yours and closed to everyone else (mode 0700; created so if missing); symbolic links and
+    /// files not yours in it are refused, and so is a directory holding the buffers of a
+    /// producer that has gone, unless --force
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// With --dir: overwrite the buffers a producer that has gone left in the directory (without
+    /// it they are kept, and the run refused, so that they can be read first)
+    #[arg(long, requires = "dir")]
+    force: bool,
     /// After the guests stop, keep serving up to this many seconds while consumers drain
     #[arg(long, default_value_t = 2.0, value_parser = seconds)]
     linger: f64,
@@ -112,7 +119,7 @@ fn main() -> Result<()> {
                 ModeArg::Drop => Mode::Drop,
             },
         },
-        backing: args.dir.clone().map_or(Backing::Memfd, Backing::Dir),
+        backing: args.dir.clone().map_or(Backing::Memfd, |path| Backing::Dir { path, overwrite: args.force }),
     };
     let host = Arc::new(Host::boot(config).context("booting the hypervisor")?);
     let socket = args.socket.clone().unwrap_or_else(default_socket_path);

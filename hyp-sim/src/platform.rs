@@ -10,7 +10,7 @@
 
 use memmap2::{MmapOptions, MmapRaw};
 use ring_core::ShmRegion;
-use ring_mmap::backing::{Backing, CpuBacking, CpuLayout};
+use ring_mmap::backing::{CpuBacking, CpuLayout, OpenBacking};
 use ring_mmap::doorbell::EventFdDoorbell;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
@@ -104,7 +104,7 @@ impl PlatformBuilder {
     }
 
     /// Adds a per-CPU buffer file laid out as `layout`; returns its region number.
-    pub fn buffer(&mut self, backing: &Backing, cpu: u32, layout: CpuLayout) -> Result<usize, ring_mmap::Error> {
+    pub fn buffer(&mut self, backing: &OpenBacking, cpu: u32, layout: CpuLayout) -> Result<usize, ring_mmap::Error> {
         let file = CpuBacking::create(backing, cpu, layout)?;
         self.ram.push(RamRegion::new(Memory::Buffer(file)));
         Ok(self.ram.len() - 1)

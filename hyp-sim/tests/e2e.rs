@@ -197,3 +197,39 @@ fn waiting_for_the_consumer_loses_nothing_before_it_starts_reading() {
         assert_eq!(stream.events, 3 * exits, "cpu {}: every event of every exit", stream.cpu);
     }
 }
+
+/// Runs hyp-sim for a tenth of a second on one CPU with `args`; its exit status and stderr.
+fn run_briefly(socket: &std::path::Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hyp-sim"))
+        .arg("--socket")
+        .arg(socket)
+        .args(["--cpus", "1", "--duration", "0.1", "--linger", "0", "--hypercall-priority", "normal"])
+        .args(args)
+        .output()
+        .expect("running hyp-sim");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_directory_holding_a_dead_runs_buffers_is_refused_unless_forced() {
+    let temporary = tempfile::tempdir().unwrap();
+    let socket = temporary.path().join("sock");
+    let dir = temporary.path().join("bufs");
+    let dir_args = [std::ffi::OsStr::new("--dir"), dir.as_os_str()];
+    let (ok, said) = run_briefly(&socket, &dir_args);
+    assert!(ok, "the first run failed:\n{said}");
+    let buffers = std::fs::read(dir.join("cpu0")).expect("the run's buffer file");
+
+    let (ok, said) = run_briefly(&socket, &dir_args);
+    assert!(!ok, "a second run took the dead run's directory over:\n{said}");
+    assert!(said.contains("holds the buffers of a producer that has gone"), "{said}");
+    assert!(said.contains(&format!("trace-reader recover {}", dir.display())) && said.contains("--force"), "{said}");
+    assert!(std::fs::read(dir.join("cpu0")).expect("still there") == buffers, "the dead run's buffers changed");
+
+    let (ok, said) = run_briefly(&socket, &[dir_args[0], dir_args[1], std::ffi::OsStr::new("--force")]);
+    assert!(ok, "a run with --force failed:\n{said}");
+    let cpus = ring_mmap::BufferDir::open(&dir).expect("the forced run's buffers").cpus;
+    assert_eq!(cpus.len(), 1);
+    let (ok, said) = run_briefly(&socket, &[std::ffi::OsStr::new("--force")]);
+    assert!(!ok && said.contains("--dir"), "--force without --dir is refused:\n{said}");
+}

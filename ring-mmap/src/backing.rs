@@ -6,12 +6,17 @@
 //! F_SEAL_SEAL`) right after the producer mapped it: its size can never change (a consumer's
 //! mapping can never hit `SIGBUS`) and no new writable mapping or `write()` is possible, even
 //! through a read-write descriptor. Files in a directory cannot be sealed; they exist so that
-//! other tools and a post-mortem reader can open them by name.
+//! other tools and a post-mortem reader can open them by name. The directory must be the
+//! producer's user's alone; it is opened and checked once ([`Backing::open`]), and every file in
+//! it is opened through that descriptor, never following a symbolic link.
 
+use crate::dir_backing::{CpuFile, DirBacking};
 use crate::error::Error;
+use crate::lock_holder::{LockHolder, another_users_holder};
 use memmap2::{MmapOptions, MmapRaw};
 use ring_core::{Geometry, ShmRegion};
 use rustix::fs::{FlockOperation, Mode, OFlags, SealFlags};
+use rustix::io::Errno;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -23,47 +28,57 @@ pub enum Backing {
     /// Anonymous sealed memfds, reachable only through the control socket.
     #[default]
     Memfd,
-    /// Files `cpu0`, `cpu1`, ... in this directory (created if missing), which outlive the producer.
-    Dir(PathBuf),
+    /// Files `cpu0`, `cpu1`, ... in a directory, which outlive the producer. The directory must be
+    /// this user's and closed to everyone else (mode 0700; it is created so if missing), and
+    /// every file the producer opens in it must be its user's regular file: anything else is
+    /// refused ([`Error::UnsafeDir`], [`Error::UnsafeFile`]).
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Overwrite the buffer files a producer that has gone left in the directory. Without
+        /// this, a directory holding any `cpuN` file is refused ([`Error::DirHoldsBuffers`]), so
+        /// that they can be read first. A live producer's directory is refused either way
+        /// ([`Error::ProducerAlive`]).
+        overwrite: bool,
+    },
 }
 
 impl Backing {
+    /// Gets ready to create a producer's buffers here: for a directory, opens it (creating it if
+    /// missing) and checks it (see [`Backing::Dir`]).
+    pub fn open(&self) -> Result<OpenBacking, Error> {
+        let dir = match self {
+            Backing::Memfd => None,
+            Backing::Dir { path, overwrite } => Some(DirBacking::open(path, *overwrite)?),
+        };
+        Ok(OpenBacking { dir })
+    }
+}
+
+/// A [`Backing`] opened by a producer, to create its CPUs' buffers in ([`CpuBacking::create`]).
+/// A directory is used through the descriptor opened and checked then, never through its path
+/// again.
+#[derive(Debug)]
+pub struct OpenBacking {
+    /// The directory, or `None` for memfds.
+    dir: Option<DirBacking>,
+}
+
+impl OpenBacking {
     /// Writes `bytes` to the file `name` of a [`Backing::Dir`] directory, atomically (a reader sees
     /// the old content or the new, never a mix); memfd buffers have no directory, so nothing is
     /// written. The producer publishes what a post-mortem reader needs besides the buffers
     /// ([`crate::postmortem`]): the event formats, the clock conversion.
     pub fn publish(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
-        let Backing::Dir(dir) = self else { return Ok(()) };
-        let path = dir.join(name);
-        let temporary = dir.join(format!(".{name}.new"));
-        std::fs::write(&temporary, bytes).map_err(|e| Error::path("writing", &temporary, e))?;
-        std::fs::rename(&temporary, &path).map_err(|e| Error::path("renaming into place", &path, e))
+        self.dir.as_ref().map_or(Ok(()), |dir| dir.publish(name, bytes))
     }
 
     /// Removes what an earlier producer left in a [`Backing::Dir`] directory that this one does
-    /// not overwrite, so that a post-mortem reader does not take it for this producer's: the
-    /// files of CPUs `nr_cpus` and up (a reader takes `cpu0` up to the last consecutive file),
-    /// and the clock conversion (published again if this producer has one). A producer creates
-    /// its own CPUs' files first, holding their locks, then calls this: no other live producer
-    /// can hold any file of the directory then (it would hold `cpu0`), so the stale files are
-    /// removed without locking them (a post-mortem reader of the old run may hold one; unlinking
-    /// leaves its mapping intact).
+    /// not overwrite (its CPU files beyond `nr_cpus`, its clock conversion), so that a post-mortem
+    /// reader does not take it for this producer's. Call it once this producer's own CPU files
+    /// are created (and locked).
     pub fn remove_stale_files(&self, nr_cpus: u32) -> Result<(), Error> {
-        let Backing::Dir(dir) = self else { return Ok(()) };
-        let clock = dir.join(crate::postmortem::CLOCK_FILE);
-        match std::fs::remove_file(&clock) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::path("removing", &clock, e)),
-            _ => {}
-        }
-        for cpu in nr_cpus.. {
-            let path = dir.join(cpu_file_name(cpu));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(Error::path("removing", &path, e)),
-            }
-        }
-        Ok(())
+        self.dir.as_ref().map_or(Ok(()), |dir| dir.remove_stale_files(nr_cpus))
     }
 }
 
@@ -101,11 +116,11 @@ pub struct CpuBacking {
 }
 
 impl CpuBacking {
-    /// Creates CPU `cpu`'s file (zero-filled) and maps it.
-    pub fn create(backing: &Backing, cpu: u32, layout: CpuLayout) -> Result<Self, Error> {
+    /// Creates CPU `cpu`'s file (zero-filled) in `backing` and maps it.
+    pub fn create(backing: &OpenBacking, cpu: u32, layout: CpuLayout) -> Result<Self, Error> {
         let size = layout.file_size();
-        let (file, read_only, sealed) = match backing {
-            Backing::Memfd => {
+        let (file, read_only, sealed) = match &backing.dir {
+            None => {
                 let fd = rustix::fs::memfd_create(
                     format!("hyptrace-cpu{cpu}"),
                     rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
@@ -113,24 +128,9 @@ impl CpuBacking {
                 .map_err(|e| Error::io("memfd_create", e))?;
                 (File::from(fd), None, true)
             }
-            Backing::Dir(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| Error::path("creating", dir, e))?;
-                let path = dir.join(cpu_file_name(cpu));
-                let fd = rustix::fs::open(
-                    &path,
-                    OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| Error::path("creating", &path, e.into()))?;
-                // Held for the producer's life (the kernel drops it when the process dies, however
-                // it dies): a second producer cannot take over the directory, and a post-mortem
-                // reader can tell a live producer's files from a dead one's.
-                lock_cpu_file(fd.as_fd(), &path, FlockOperation::NonBlockingLockExclusive)?;
-                // Only now, with the lock held, is the old content discarded.
-                rustix::fs::ftruncate(&fd, 0).map_err(|e| Error::path("truncating", &path, e.into()))?;
-                let ro = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| Error::path("opening", &path, e.into()))?;
-                (File::from(fd), Some(ro), false)
+            Some(dir) => {
+                let CpuFile { read_write, read_only } = dir.create_cpu_file(cpu)?;
+                (File::from(read_write), Some(read_only), false)
             }
         };
         file.set_len(size as u64).map_err(|e| Error::Io { what: "sizing a buffer file", source: e })?;
@@ -280,18 +280,39 @@ fn may_be_memfd(fd: BorrowedFd<'_>) -> bool {
 /// Takes the non-blocking `flock` `how` on the buffer file `path`, open as `fd`: a live producer
 /// holds its files exclusively, post-mortem readers shared, so a conflict means a producer is
 /// alive ([`Error::ProducerAlive`]).
+/// A process of another user's holding the lock is no producer of this user's: then
+/// [`Error::LockedByAnotherUser`].
 pub(crate) fn lock_cpu_file(fd: BorrowedFd<'_>, path: &Path, how: FlockOperation) -> Result<(), Error> {
     rustix::fs::flock(fd, how).map_err(|e| match e {
-        rustix::io::Errno::WOULDBLOCK => Error::ProducerAlive(path.to_path_buf()),
+        Errno::WOULDBLOCK => match another_users_holder(fd) {
+            Some(LockHolder { pid, uid }) => Error::LockedByAnotherUser { path: path.to_path_buf(), pid, uid },
+            None => Error::ProducerAlive(path.to_path_buf()),
+        },
         e => Error::path("locking", path, e.into()),
     })
 }
 
 /// Opens CPU `cpu`'s file in a [`Backing::Dir`] directory read-only (post-mortem reading).
+/// Where permission is denied because the file, or a directory on the way to it, is another
+/// user's, says so ([`Error::AnotherUsersFile`]).
 pub fn open_cpu_file(dir: &Path, cpu: u32) -> Result<OwnedFd, Error> {
     let path = dir.join(cpu_file_name(cpu));
-    rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::path("opening", &path, e.into()))
+    rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+        // What denies it: the file if it can be looked up, else the nearest directory that can
+        // (the one that cannot be searched).
+        let denier = path.ancestors().find_map(|at| owner_and_mode(at).map(|(owner, mode)| (at, owner, mode)));
+        match (e, denier) {
+            (Errno::ACCESS, Some((at, owner, mode))) if owner != rustix::process::geteuid().as_raw() => {
+                Error::AnotherUsersFile { path: at.to_path_buf(), owner, mode }
+            }
+            (e, _) => Error::path("opening", &path, e.into()),
+        }
+    })
+}
+
+/// The owner and permission bits of `path`, if it can be looked up.
+fn owner_and_mode(path: &Path) -> Option<(u32, u32)> {
+    rustix::fs::lstat(path).ok().map(|stat| (stat.st_uid, stat.st_mode & 0o7777))
 }
 
 #[cfg(test)]
@@ -302,31 +323,43 @@ mod tests {
         CpuLayout { geometry: Geometry::new(4096, 4).unwrap() }
     }
 
+    /// A backing directory `path`, opened.
+    fn open_dir(path: &Path, overwrite: bool) -> Result<OpenBacking, Error> {
+        Backing::Dir { path: path.to_path_buf(), overwrite }.open()
+    }
+
     #[test]
     fn stale_files_of_an_earlier_run_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let backing = Backing::Dir(dir.path().to_path_buf());
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().join("bufs");
+        let backing = open_dir(&dir, false).unwrap();
         let three: Vec<_> = (0..3).map(|cpu| CpuBacking::create(&backing, cpu, layout()).unwrap()).collect();
         // A second producer of the directory is refused at cpu0, before it removes anything.
-        assert!(matches!(CpuBacking::create(&backing, 0, layout()), Err(Error::ProducerAlive(_))));
+        assert!(matches!(open_dir(&dir, false), Err(Error::ProducerAlive(_))));
+        let overwriting = open_dir(&dir, true).unwrap();
+        assert!(matches!(CpuBacking::create(&overwriting, 0, layout()), Err(Error::ProducerAlive(_))));
         drop(three);
+        // Dead, the old run's files are refused unless overwriting them was asked for.
+        let refused = open_dir(&dir, false).unwrap_err();
+        assert!(matches!(&refused, Error::DirHoldsBuffers { path } if *path == dir), "{refused}");
+        assert_eq!(std::fs::metadata(dir.join("cpu2")).unwrap().len() as usize, layout().file_size());
         // A post-mortem reader of the old run holds cpu2: it is removed all the same.
-        let reader = open_cpu_file(dir.path(), 2).unwrap();
-        lock_cpu_file(reader.as_fd(), &dir.path().join("cpu2"), FlockOperation::NonBlockingLockShared).unwrap();
+        let reader = open_cpu_file(&dir, 2).unwrap();
+        lock_cpu_file(reader.as_fd(), &dir.join("cpu2"), FlockOperation::NonBlockingLockShared).unwrap();
         // A later run of one CPU: cpu1 and cpu2 go, cpu0 is its own.
-        std::fs::write(dir.path().join(crate::postmortem::CLOCK_FILE), [0; 24]).unwrap();
-        let one = CpuBacking::create(&backing, 0, layout()).unwrap();
-        backing.remove_stale_files(1).unwrap();
-        let left: Vec<_> = (0..3).filter(|cpu| dir.path().join(cpu_file_name(*cpu)).exists()).collect();
+        std::fs::write(dir.join(crate::postmortem::CLOCK_FILE), [0; 24]).unwrap();
+        let one = CpuBacking::create(&overwriting, 0, layout()).unwrap();
+        overwriting.remove_stale_files(1).unwrap();
+        let left: Vec<_> = (0..3).filter(|cpu| dir.join(cpu_file_name(*cpu)).exists()).collect();
         assert_eq!(left, [0]);
-        assert!(!dir.path().join(crate::postmortem::CLOCK_FILE).exists(), "an old clock conversion goes too");
+        assert!(!dir.join(crate::postmortem::CLOCK_FILE).exists(), "an old clock conversion goes too");
         drop((one, reader));
-        Backing::Memfd.remove_stale_files(0).unwrap();
+        Backing::Memfd.open().unwrap().remove_stale_files(0).unwrap();
     }
 
     #[test]
     fn memfds_are_sealed_and_handed_out_read_only() {
-        let b = CpuBacking::create(&Backing::Memfd, 0, layout()).unwrap();
+        let b = CpuBacking::create(&Backing::Memfd.open().unwrap(), 0, layout()).unwrap();
         assert_eq!(b.file().metadata().unwrap().len(), 4096 + 4 * 4096);
         let seals = rustix::fs::fcntl_get_seals(b.file()).unwrap();
         assert!(seals.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE | SealFlags::SEAL));
@@ -344,7 +377,7 @@ mod tests {
     #[test]
     fn files_in_a_directory_are_read_only_for_consumers() {
         let dir = tempfile::tempdir().unwrap();
-        let backing = Backing::Dir(dir.path().join("bufs"));
+        let backing = open_dir(&dir.path().join("bufs"), false).unwrap();
         let b = CpuBacking::create(&backing, 3, layout()).unwrap();
         let path = dir.path().join("bufs").join("cpu3");
         assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, layout().file_size());
@@ -361,7 +394,7 @@ mod tests {
             eprintln!("SKIPPED: no /dev/shm here");
             return;
         };
-        let b = CpuBacking::create(&Backing::Dir(dir.path().to_path_buf()), 0, layout()).unwrap();
+        let b = CpuBacking::create(&open_dir(&dir.path().join("bufs"), false).unwrap(), 0, layout()).unwrap();
         let seals = rustix::fs::fcntl_get_seals(b.read_only_fd());
         assert!(seals.is_ok_and(|s| !s.contains(SealFlags::SHRINK)), "tmpfs files report seals without SHRINK");
         assert!(!may_be_memfd(b.read_only_fd()));
@@ -370,7 +403,7 @@ mod tests {
 
     #[test]
     fn short_files_and_bad_layouts_are_refused() {
-        let b = CpuBacking::create(&Backing::Memfd, 0, layout()).unwrap();
+        let b = CpuBacking::create(&Backing::Memfd.open().unwrap(), 0, layout()).unwrap();
         let size = layout().file_size();
         assert!(matches!(ReadOnlyMapping::new(b.read_only_fd(), size + 4096, 4096), Err(Error::Protocol(_))));
         assert!(matches!(ReadOnlyMapping::new(b.read_only_fd(), size, 100), Err(Error::Protocol(_))));

@@ -49,6 +49,82 @@ pub enum Error {
     /// second producer may take it over).
     #[error("a running producer is using {}; read it through its control socket", .0.display())]
     ProducerAlive(PathBuf),
+    /// A process of another user holds a lock on this buffer file: it may be that user's
+    /// producer, or anything of theirs that opened the file; it is not this user's producer.
+    #[error(
+        "{} is locked by process {pid}, which runs as uid {uid}, another user: not a producer of \
+         yours (if it is theirs, read it through their producer's control socket; otherwise use \
+         a directory of your own)",
+        path.display()
+    )]
+    LockedByAnotherUser {
+        /// The buffer file.
+        path: PathBuf,
+        /// The process holding the lock (as `/proc/locks` names it).
+        pid: u32,
+        /// The uid it runs as.
+        uid: u32,
+    },
+    /// A buffer file this user may not read: it belongs to another user.
+    #[error("cannot open {}: it belongs to uid {owner} (mode {mode:04o}); read it as that user", path.display())]
+    AnotherUsersFile {
+        /// The file, or the directory that could not be entered.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A producer's buffer directory that is not safe to write in: another user could replace
+    /// or read what the producer puts there.
+    #[error(
+        "refusing the buffer directory {}: {problem}; use a directory only you can write: one of \
+         yours with mode 0700 (chmod 0700 {}), or a path that does not exist yet (it is created so)",
+        path.display(),
+        path.display()
+    )]
+    UnsafeDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: Unsafety,
+    },
+    /// A file in a producer's buffer directory that the producer will not write: not a regular
+    /// file of this user's with a single name.
+    #[error(
+        "refusing {}: {problem}; a buffer directory must hold only your own regular files: remove \
+         it, or use another directory",
+        path.display()
+    )]
+    UnsafeFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: Unsafety,
+    },
+    /// A producer's buffer directory holds the buffers of a producer that has gone, which
+    /// starting this one would destroy.
+    #[error(
+        "{} holds the buffers of a producer that has gone: read them with `trace-reader recover \
+         {}`, then remove them (its cpuN files), or pass --force to overwrite them",
+        path.display(),
+        path.display()
+    )]
+    DirHoldsBuffers {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A buffer file whose meta area was never written: most likely its producer died while
+    /// creating it, and nothing was ever recorded in it.
+    #[error(
+        "{} is not an initialised hyptrace buffer (its meta area is blank): its producer most \
+         likely died while creating it, before recording anything",
+        path.display()
+    )]
+    NotInitialised {
+        /// The file.
+        path: PathBuf,
+    },
     /// The producer did not answer in time.
     #[error("the producer did not answer {0:?} in time")]
     Timeout(Op),
@@ -87,6 +163,50 @@ impl Error {
         match self {
             Error::Refused { status, .. } => Some(-status),
             _ => None,
+        }
+    }
+}
+
+/// Why a producer refuses its buffer directory ([`Error::UnsafeDir`]) or a file in it
+/// ([`Error::UnsafeFile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsafety {
+    /// It is a symbolic link, which could point anywhere.
+    SymbolicLink,
+    /// It is not a directory (the buffer directory).
+    NotADirectory,
+    /// It is not a regular file (a file in the buffer directory).
+    NotARegularFile,
+    /// It belongs to another user.
+    OwnedBy {
+        /// Its owner's uid.
+        owner: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
+    /// Group or others have permissions on it (the buffer directory).
+    OpenToOthers {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// It has more than one name: another may be a file that must not be overwritten.
+    HardLinked {
+        /// Its number of names.
+        links: u64,
+    },
+}
+
+impl std::fmt::Display for Unsafety {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unsafety::SymbolicLink => write!(f, "it is a symbolic link"),
+            Unsafety::NotADirectory => write!(f, "it is not a directory"),
+            Unsafety::NotARegularFile => write!(f, "it is not a regular file"),
+            Unsafety::OwnedBy { owner, euid } => write!(f, "it is owned by uid {owner}, not by this user (uid {euid})"),
+            Unsafety::OpenToOthers { mode } => write!(f, "it is group- or world-accessible (mode {mode:04o})"),
+            Unsafety::HardLinked { links } => {
+                write!(f, "it has {links} hard links (another name of it may be elsewhere)")
+            }
         }
     }
 }

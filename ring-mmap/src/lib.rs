@@ -31,23 +31,26 @@ pub mod affinity;
 pub mod backing;
 pub mod client;
 pub mod consumer;
+mod dir_backing;
 pub mod doorbell;
 pub mod error;
 pub mod kernel;
+mod lock_holder;
 pub mod poll_window;
 pub mod postmortem;
+mod private_dir;
 pub mod producer;
 pub mod realtime;
 pub mod server;
 pub mod socket_cpu;
 pub mod wire;
 
-pub use backing::{Backing, CpuBacking, CpuLayout, ReadOnlyMapping};
+pub use backing::{Backing, CpuBacking, CpuLayout, OpenBacking, ReadOnlyMapping};
 pub use client::Connection;
 pub use consumer::{
     Consumer, CpuSource, Damage, DrainScope, Lost, PageCopy, PageRead, ReaderPage, Record, Remaining, Wakeup,
 };
-pub use error::Error;
+pub use error::{Error, Unsafety};
 pub use kernel::{KernelCpu, KernelStats, TracefsInstance};
 pub use postmortem::{BufferDir, DirCpu};
 pub use producer::{Producer, ProducerConfig, ShmProducer};

@@ -15,7 +15,9 @@
 //! after an event's bytes are written (and, with nested writers, only when the outermost one
 //! commits), so an event the writer was in the middle of is never returned, torn or otherwise.
 //! Pages are found by their sequence numbers, not their slots, so a producer killed in the middle
-//! of a swap loses nothing either ([`ring_core::SharedView::snapshot_quiescent`]).
+//! of a swap loses nothing either ([`ring_core::SharedView::snapshot_quiescent`]). A file whose
+//! meta area is blank, left by a producer that died while creating it, held nothing ever
+//! recorded ([`Error::NotInitialised`]).
 //!
 //! A live producer holds an exclusive `flock` on each of its files; [`DirCpu::open`] takes a
 //! shared one, so it refuses a live producer's files ([`Error::ProducerAlive`]) and no new
@@ -71,6 +73,10 @@ impl DirCpu {
 fn read_geometry(file: &OwnedFd, path: &Path) -> Result<Geometry, Error> {
     let mut header = [0u8; off::NR_SUBBUFS + 4];
     let got = rustix::io::pread(file, &mut header, 0).map_err(|e| Error::path("reading", path, e.into()))?;
+    // A producer killed while creating the file leaves it empty or zero-filled.
+    if header[..got].iter().all(|&byte| byte == 0) {
+        return Err(Error::NotInitialised { path: path.to_path_buf() });
+    }
     if got < header.len() {
         return Err(Error::Protocol(format!("{} is too short for a meta area ({got} bytes)", path.display())));
     }
@@ -122,7 +128,9 @@ impl BufferDir {
     /// Opens every CPU file of `dir` and reads its formats and clock files.
     pub fn open(dir: &Path) -> Result<Self, Error> {
         let mut cpus = Vec::new();
-        while dir.join(cpu_file_name(cpus.len() as u32)).exists() {
+        // A file that cannot be looked up (another user's directory) is opened all the same, to
+        // be refused with the reason.
+        while dir.join(cpu_file_name(cpus.len() as u32)).try_exists().unwrap_or(true) {
             cpus.push(DirCpu::open(dir, cpus.len() as u32)?);
         }
         if cpus.is_empty() {
@@ -153,11 +161,12 @@ mod tests {
     use crate::{Backing, ProducerConfig, ShmProducer};
     use ring_core::{Config, CounterClock, Mode};
 
-    fn producer(dir: &Path, mode: Mode) -> ShmProducer<CounterClock> {
+    /// A producer of two CPUs in `dir`, overwriting what is there if `overwrite`.
+    fn producer(dir: &Path, mode: Mode, overwrite: bool) -> ShmProducer<CounterClock> {
         let config = ProducerConfig {
             nr_cpus: 2,
             buffer: Config { geometry: Geometry::new(4096, 4).unwrap(), mode },
-            backing: Backing::Dir(dir.to_path_buf()),
+            backing: Backing::Dir { path: dir.to_path_buf(), overwrite },
             formats: b"some formats".to_vec(),
         };
         ShmProducer::new(config, |_| CounterClock::new(1)).unwrap()
@@ -179,15 +188,16 @@ mod tests {
 
     #[test]
     fn a_live_producers_files_are_refused_and_its_directory_cannot_be_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = producer(dir.path(), Mode::Drop);
-        assert!(matches!(DirCpu::open(dir.path(), 0), Err(Error::ProducerAlive(_))));
-        assert!(matches!(BufferDir::open(dir.path()), Err(Error::ProducerAlive(_))));
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().join("bufs");
+        let p = producer(&dir, Mode::Drop, false);
+        assert!(matches!(DirCpu::open(&dir, 0), Err(Error::ProducerAlive(_))));
+        assert!(matches!(BufferDir::open(&dir), Err(Error::ProducerAlive(_))));
         let second = ShmProducer::new(
             ProducerConfig {
                 nr_cpus: 1,
                 buffer: Config { geometry: Geometry::new(4096, 4).unwrap(), mode: Mode::Drop },
-                backing: Backing::Dir(dir.path().to_path_buf()),
+                backing: Backing::Dir { path: dir.clone(), overwrite: false },
                 formats: Vec::new(),
             },
             |_| CounterClock::new(1),
@@ -195,7 +205,7 @@ mod tests {
         assert!(matches!(second, Err(Error::ProducerAlive(_))), "a second producer must not truncate live files");
         p.cpu(0).writer().unwrap().write(b"still here").unwrap();
         drop(p);
-        let opened = BufferDir::open(dir.path()).unwrap();
+        let opened = BufferDir::open(&dir).unwrap();
         assert_eq!(opened.cpus.len(), 2);
         assert_eq!(opened.formats.as_deref(), Some(&b"some formats"[..]));
         assert_eq!(opened.clock, None);
@@ -203,15 +213,16 @@ mod tests {
 
     #[test]
     fn everything_committed_is_recovered_with_overwritten_events_counted() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = producer(dir.path(), Mode::Overwrite);
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().join("bufs");
+        let p = producer(&dir, Mode::Overwrite, false);
         p.set_clock(ClockBody { mult: 3, shift: 1, epoch_raw: 10, epoch_ns: 20 }).unwrap();
         // Three ring pages of ~500 events each: 5000 events lap the ring.
         for i in 0u32..5000 {
             p.cpu(1).writer().unwrap().write(&i.to_le_bytes()).unwrap();
         }
         drop(p);
-        let opened = BufferDir::open(dir.path()).unwrap();
+        let opened = BufferDir::open(&dir).unwrap();
         assert_eq!(opened.clock, Some(ClockBody { mult: 3, shift: 1, epoch_raw: 10, epoch_ns: 20 }));
         let mut cpus = opened.cpus.into_iter();
         assert_eq!(recover(cpus.next().unwrap()), (vec![], vec![]), "cpu 0 wrote nothing");
@@ -227,19 +238,20 @@ mod tests {
     /// of 4 KiB, 510 events each, the last one 480), damaged by `damage(file bytes, offset of
     /// sub-buffer 2)`, then read post-mortem: (events recovered, losses reported, damage found).
     fn recover_damaged(damage: impl FnOnce(&mut [u8], usize)) -> (Vec<u32>, Vec<u64>, Vec<Damage>) {
-        let dir = tempfile::tempdir().unwrap();
-        let p = producer(dir.path(), Mode::Drop);
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().join("bufs");
+        let p = producer(&dir, Mode::Drop, false);
         let writer = p.cpu(0).writer().unwrap();
         for i in 0u32..1500 {
             writer.write(&i.to_le_bytes()).unwrap();
         }
         drop(writer);
         drop(p);
-        let path = dir.path().join("cpu0");
+        let path = dir.join("cpu0");
         let mut bytes = std::fs::read(&path).unwrap();
         damage(&mut bytes, 4096 + 2 * 4096);
         std::fs::write(&path, &bytes).unwrap();
-        let mut consumer = Consumer::new(DirCpu::open(dir.path(), 0).unwrap()).unwrap();
+        let mut consumer = Consumer::new(DirCpu::open(&dir, 0).unwrap()).unwrap();
         let (mut seqs, mut lost) = (Vec::new(), Vec::new());
         let remaining = consumer
             .drain_remaining(|r| match r {
@@ -296,27 +308,37 @@ mod tests {
 
     #[test]
     fn bad_files_are_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Path { .. })));
-        std::fs::write(dir.path().join("cpu0"), [0u8; 8]).unwrap();
-        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Protocol(_))), "shorter than a meta header");
-        std::fs::write(dir.path().join("cpu0"), [0u8; 16]).unwrap();
-        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Geometry(_))), "a zero geometry");
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().join("bufs");
+        assert!(matches!(BufferDir::open(&dir), Err(Error::Path { .. })));
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&dir).unwrap();
+        // What a producer killed while creating its file leaves: empty, or zero-filled.
+        for blank in [&[][..], &[0u8; 8], &[0u8; 4096 * 5]] {
+            std::fs::write(dir.join("cpu0"), blank).unwrap();
+            let error = BufferDir::open(&dir).unwrap_err();
+            assert!(matches!(error, Error::NotInitialised { .. }), "{error}");
+            assert!(error.to_string().contains("not an initialised hyptrace buffer"), "{error}");
+        }
+        std::fs::write(dir.join("cpu0"), [1u8; 8]).unwrap();
+        assert!(matches!(BufferDir::open(&dir), Err(Error::Protocol(_))), "shorter than a meta header");
+        std::fs::write(dir.join("cpu0"), [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0]).unwrap();
+        assert!(matches!(BufferDir::open(&dir), Err(Error::Geometry(_))), "a zero sub-buffer size");
         // A meta area announcing more sub-buffers than the file holds.
         let mut meta = vec![0u8; 4096];
         meta[off::SUBBUF_SIZE..off::SUBBUF_SIZE + 4].copy_from_slice(&4096u32.to_ne_bytes());
         meta[off::NR_SUBBUFS..off::NR_SUBBUFS + 4].copy_from_slice(&1000u32.to_ne_bytes());
-        std::fs::write(dir.path().join("cpu0"), &meta).unwrap();
-        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Protocol(_))));
+        std::fs::write(dir.join("cpu0"), &meta).unwrap();
+        assert!(matches!(BufferDir::open(&dir), Err(Error::Protocol(_))));
         // The right size but no meta area at all (all zeros).
         meta[off::NR_SUBBUFS..off::NR_SUBBUFS + 4].copy_from_slice(&4u32.to_ne_bytes());
         meta.resize(4096 * 5, 0);
-        std::fs::write(dir.path().join("cpu0"), &meta).unwrap();
-        assert!(BufferDir::open(dir.path()).is_err());
-        std::fs::write(dir.path().join(CLOCK_FILE), [1u8; 5]).unwrap();
-        let p = producer(dir.path(), Mode::Drop);
+        std::fs::write(dir.join("cpu0"), &meta).unwrap();
+        assert!(BufferDir::open(&dir).is_err());
+        std::fs::write(dir.join(CLOCK_FILE), [1u8; 5]).unwrap();
+        // A producer told to overwrite them replaces the bad files.
+        let p = producer(&dir, Mode::Drop, true);
         drop(p);
-        std::fs::write(dir.path().join(CLOCK_FILE), [1u8; 5]).unwrap();
-        assert!(matches!(BufferDir::open(dir.path()), Err(Error::Protocol(_))), "a clock file of the wrong size");
+        std::fs::write(dir.join(CLOCK_FILE), [1u8; 5]).unwrap();
+        assert!(matches!(BufferDir::open(&dir), Err(Error::Protocol(_))), "a clock file of the wrong size");
     }
 }

@@ -4,7 +4,7 @@
 //! A simulated hypervisor implements [`Producer`] itself: there the buffers live in memory the
 //! host donated, and swaps go through hypercalls.
 
-use crate::backing::{Backing, CpuBacking, CpuLayout};
+use crate::backing::{Backing, CpuBacking, CpuLayout, OpenBacking};
 use crate::doorbell::EventFdDoorbell;
 use crate::error::Error;
 use crate::postmortem::{CLOCK_FILE, FORMATS_FILE};
@@ -64,6 +64,8 @@ struct ProducerCpu<C: Clock> {
 pub struct ShmProducer<C: Clock> {
     cpus: Vec<ProducerCpu<C>>,
     config: ProducerConfig,
+    /// `config.backing`, open: where the clock conversion is published.
+    backing: OpenBacking,
     clock: Mutex<ClockBody>,
 }
 
@@ -80,9 +82,10 @@ impl<C: Clock> ShmProducer<C> {
             return Err(Error::Protocol("a producer needs at least one CPU".into()));
         }
         let layout = CpuLayout { geometry: config.buffer.geometry };
+        let open_backing = config.backing.open()?;
         let mut cpus = Vec::with_capacity(config.nr_cpus as usize);
         for cpu in 0..config.nr_cpus {
-            let backing = CpuBacking::create(&config.backing, cpu, layout)?;
+            let backing = CpuBacking::create(&open_backing, cpu, layout)?;
             // SAFETY: the regions go into `buffer`, stored next to `backing` in a `ProducerCpu`
             // whose field order drops `buffer` first; ring-core accesses them only atomically.
             let (meta, data) = unsafe { backing.regions() };
@@ -90,9 +93,9 @@ impl<C: Clock> ShmProducer<C> {
                 .with_doorbell(EventFdDoorbell::new()?);
             cpus.push(ProducerCpu { buffer, backing });
         }
-        config.backing.remove_stale_files(config.nr_cpus)?;
-        config.backing.publish(FORMATS_FILE, &config.formats)?;
-        Ok(Self { cpus, config, clock: Mutex::new(IDENTITY_CLOCK) })
+        open_backing.remove_stale_files(config.nr_cpus)?;
+        open_backing.publish(FORMATS_FILE, &config.formats)?;
+        Ok(Self { cpus, config, backing: open_backing, clock: Mutex::new(IDENTITY_CLOCK) })
     }
 
     /// CPU `cpu`'s buffer; write events through its one writer ([`CpuBuffer::writer`], claimed
@@ -109,7 +112,7 @@ impl<C: Clock> ShmProducer<C> {
     /// Publishes a new raw-clock conversion.
     pub fn set_clock(&self, clock: ClockBody) -> Result<(), Error> {
         let mut current = self.clock.lock();
-        self.config.backing.publish(CLOCK_FILE, clock.as_bytes())?;
+        self.backing.publish(CLOCK_FILE, clock.as_bytes())?;
         *current = clock;
         Ok(())
     }

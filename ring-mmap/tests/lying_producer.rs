@@ -110,7 +110,7 @@ fn a_read_position_past_the_commit_is_a_protocol_error() {
 /// A buffer directory holding ten events on page 1, whose first_seq claims they end past
 /// u64::MAX.
 fn overflowing_first_seq(dir: &Path) -> Arc<ShmProducer<ManualClock>> {
-    let inner = producer(Backing::Dir(dir.to_path_buf()), Vec::new());
+    let inner = producer(Backing::Dir { path: dir.to_path_buf(), overwrite: false }, Vec::new());
     for _ in 0..10 {
         inner.cpu(0).writer().unwrap().write(b"evt!").unwrap();
     }
@@ -138,8 +138,9 @@ fn sequence_numbers_that_would_overflow_become_unknown() {
 fn sequence_numbers_that_would_overflow_post_mortem_still_give_every_event() {
     // Read after the producer has gone, where losses between pages come from sequence numbers.
     let dir = tempfile::tempdir().unwrap();
-    drop(overflowing_first_seq(dir.path()));
-    let mut consumer = Consumer::new(DirCpu::open(dir.path(), 0).unwrap()).unwrap();
+    let bufs = dir.path().join("bufs");
+    drop(overflowing_first_seq(&bufs));
+    let mut consumer = Consumer::new(DirCpu::open(&bufs, 0).unwrap()).unwrap();
     let mut events = 0;
     consumer.drain_remaining(|r| events += events_in(r)).unwrap();
     assert_eq!(events, 10);
@@ -204,7 +205,7 @@ fn lost_counts_that_would_overflow_saturate() {
 fn a_geometry_changed_after_the_handshake_is_a_protocol_error() {
     let dir = tempfile::tempdir().unwrap();
     let bufs = dir.path().join("bufs");
-    let inner = producer(Backing::Dir(bufs.clone()), Vec::new());
+    let inner = producer(Backing::Dir { path: bufs.clone(), overwrite: false }, Vec::new());
     for _ in 0..10 {
         inner.cpu(0).writer().unwrap().write(b"evt!").unwrap();
     }

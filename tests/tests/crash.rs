@@ -275,7 +275,13 @@ fn run(s: &Scenario, dir: &Path) -> Result<Option<Recovered>, String> {
     let opened = match BufferDir::open(&bufs) {
         Ok(opened) => opened,
         // Killed while creating its files: nothing was committed, and the reader says why.
-        Err(e @ (Error::Path { .. } | Error::Protocol(_) | Error::Geometry(_) | Error::View(_))) if s.early => {
+        Err(
+            e @ (Error::NotInitialised { .. }
+            | Error::Path { .. }
+            | Error::Protocol(_)
+            | Error::Geometry(_)
+            | Error::View(_)),
+        ) if s.early => {
             assert!(!e.to_string().is_empty());
             let committed = Progress::read(&progress).unwrap_or_default();
             return match committed.iter().all(|&c| c == 0) {

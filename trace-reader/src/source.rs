@@ -439,11 +439,12 @@ mod tests {
     fn a_dead_producers_entries_are_counted_from_its_pages() {
         use ring_core::{Config, CounterClock, Geometry, Mode};
         use ring_mmap::{Backing, ProducerConfig, ShmProducer};
-        let dir = tempfile::tempdir().unwrap();
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().join("bufs");
         let config = ProducerConfig {
             nr_cpus: 1,
             buffer: Config { geometry: Geometry::new(4096, 4).unwrap(), mode: Mode::Overwrite },
-            backing: Backing::Dir(dir.path().to_path_buf()),
+            backing: Backing::Dir { path: dir.clone(), overwrite: false },
             formats: Vec::new(),
         };
         let producer = ShmProducer::new(config, |_| CounterClock::new(1)).unwrap();
@@ -455,7 +456,7 @@ mod tests {
         std::mem::forget(writer);
         let lagging = producer.cpu(0).view().meta().counters().entries;
         drop(producer);
-        let opened = BufferDir::open(dir.path()).unwrap();
+        let opened = BufferDir::open(&dir).unwrap();
         let cpu = CpuReader::Dir(Consumer::new(opened.cpus.into_iter().next().unwrap()).unwrap());
         let counters = cpu.counters(None).unwrap();
         assert!(lagging < 2000, "the meta area lags: {lagging}");

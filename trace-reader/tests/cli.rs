@@ -190,7 +190,8 @@ fn recover_reads_everything_a_dead_producer_left_in_its_directory() {
     let bufs = tempfile::tempdir().unwrap();
     let dir = bufs.path().join("hyp");
     let dir_arg = dir.to_str().unwrap();
-    let mut sim = Sim::start_in(2, Mode::Overwrite, 0, 8, ring_mmap::Backing::Dir(dir.clone()));
+    let mut sim =
+        Sim::start_in(2, Mode::Overwrite, 0, 8, ring_mmap::Backing::Dir { path: dir.clone(), overwrite: false });
     std::thread::sleep(Duration::from_millis(300));
     let refused = reader(&["recover", dir_arg]);
     assert!(!refused.status.success());
@@ -230,7 +231,7 @@ fn recover_salvages_around_a_malformed_page_and_says_so() {
     let bufs = tempfile::tempdir().unwrap();
     let dir = bufs.path().join("hyp");
     let dir_arg = dir.to_str().unwrap();
-    let mut sim = Sim::start_in(1, Mode::Drop, 0, 8, ring_mmap::Backing::Dir(dir.clone()));
+    let mut sim = Sim::start_in(1, Mode::Drop, 0, 8, ring_mmap::Backing::Dir { path: dir.clone(), overwrite: false });
     std::thread::sleep(Duration::from_millis(200));
     sim.finish(Duration::ZERO);
     let entries = sim.stats(0).entries;

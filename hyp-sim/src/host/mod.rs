@@ -98,10 +98,10 @@ impl Host {
         let layout = CpuLayout { geometry: config.buffer.geometry };
         let config_cpus = config.nr_cpus;
         let mut builder = PlatformBuilder::new(config.nr_cpus);
-        let buffers = (0..config.nr_cpus)
-            .map(|cpu| builder.buffer(&config.backing, cpu, layout))
-            .collect::<Result<Vec<_>, _>>()?;
-        config.backing.remove_stale_files(config.nr_cpus)?;
+        let backing = config.backing.open()?;
+        let buffers =
+            (0..config.nr_cpus).map(|cpu| builder.buffer(&backing, cpu, layout)).collect::<Result<Vec<_>, _>>()?;
+        backing.remove_stale_files(config.nr_cpus)?;
         let scratch = builder.anon(MAX_DESC_BYTES)?;
         let platform = Arc::new(builder.build()?);
         let hyp = Arc::new(Hyp::boot(platform.clone(), HYP_MAX_SUBBUFS));
@@ -117,7 +117,7 @@ impl Host {
         };
         // What a post-mortem reader of a buffer directory needs besides the buffers (events are
         // stamped in nanoseconds already, so no clock file).
-        host.config.backing.publish(ring_mmap::postmortem::FORMATS_FILE, &host.formats)?;
+        backing.publish(ring_mmap::postmortem::FORMATS_FILE, &host.formats)?;
         let (addr, len) = host.write_descriptor();
         host.call("LOAD", call::LOAD, [addr, len, 0, 0])?;
         let params = host.clock.lock().params();

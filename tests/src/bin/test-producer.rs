@@ -43,6 +43,9 @@ mod producer {
         /// Put the buffers in files in this directory instead of memfds.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// With --dir: overwrite the buffers a producer that has gone left there.
+        #[arg(long, requires = "dir")]
+        force: bool,
         #[arg(long, value_enum, default_value = "drop")]
         mode: ModeArg,
         #[arg(long, default_value_t = 2)]
@@ -117,7 +120,7 @@ mod producer {
                     ModeArg::Drop => Mode::Drop,
                 },
             },
-            backing: args.dir.clone().map_or(Backing::Memfd, Backing::Dir),
+            backing: args.dir.clone().map_or(Backing::Memfd, |path| Backing::Dir { path, overwrite: args.force }),
             formats: b"test-producer formats".to_vec(),
         };
         let producer = Arc::new(ShmProducer::new(config, |_| CounterClock::new(1))?);
