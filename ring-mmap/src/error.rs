@@ -49,6 +49,37 @@ pub enum Error {
     /// second producer may take it over).
     #[error("a running producer is using {}; read it through its control socket", .0.display())]
     ProducerAlive(PathBuf),
+    /// The socket's directory could be changed by a user other than this one and root, so
+    /// whatever listens there may not be the producer it seems ([`crate::socket_dir`]).
+    #[error(
+        "not trusting the socket directory {}: {reason}; another user could have put the socket \
+         there (a control socket's directory must be a real directory of this user or root that \
+         others cannot write to, the default one mode 0700: remove it and let the producer create \
+         it, or put the socket in a directory of your own)",
+        path.display()
+    )]
+    UntrustedDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The process listening on the socket runs as another user than this one or root: its
+    /// buffers and answers could be forged.
+    #[error(
+        "the producer at {} runs as uid {uid}, neither this user nor root: not trusting it \
+         (read a producer as the user it runs as, and find out who put this socket there)",
+        path.display()
+    )]
+    UntrustedPeer {
+        /// The socket path.
+        path: PathBuf,
+        /// The listening process's uid (`SO_PEERCRED`).
+        uid: u32,
+    },
+    /// The producer's listen backlog stayed full until the connection's deadline.
+    #[error("the producer at {} is not accepting connections (its backlog is full); try again", .0.display())]
+    Backlog(PathBuf),
     /// The producer did not answer in time.
     #[error("the producer did not answer {0:?} in time")]
     Timeout(Op),

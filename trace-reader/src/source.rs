@@ -374,17 +374,34 @@ fn deal<T>(items: Vec<T>, groups: usize) -> Vec<Vec<T>> {
     dealt
 }
 
-/// Connects to the producer serving `socket`, waiting up to `wait` for it to appear.
+/// Connects to the producer serving `socket`, waiting up to `wait` for it to serve: while the
+/// socket (or its directory) does not exist, nobody listens on it, or the producer closes the
+/// connection (it may be starting, or serving as many clients as it takes). Anything else fails
+/// at once: a directory or a listening process that is not trusted, a listen backlog that stayed
+/// full ([`Connection::connect`] waits for room a bounded time), a refused handshake.
 fn connect(socket: &std::path::Path, wait: Duration) -> Result<Arc<Connection>> {
     let deadline = Instant::now() + wait;
     loop {
         match Connection::connect(socket) {
             Ok(c) => return Ok(c),
+            Err(e) if !not_serving_yet(&e) => {
+                return Err(e).with_context(|| format!("connecting to the producer at {}", socket.display()));
+            }
             Err(e) if Instant::now() >= deadline => {
                 return Err(e).with_context(|| format!("no producer is serving {}", socket.display()));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
+    }
+}
+
+/// True if `error` of a connection attempt means the producer is not serving yet.
+fn not_serving_yet(error: &Error) -> bool {
+    use std::io::ErrorKind;
+    match error {
+        Error::Path { source, .. } => matches!(source.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused),
+        Error::Hangup => true,
+        _ => false,
     }
 }
 
