@@ -89,6 +89,15 @@ pub trait CpuSource {
     fn arm(&mut self, pages: u32) -> Result<bool, Error>;
     /// The descriptor that becomes readable when an armed wakeup fires.
     fn wait_fd(&self) -> std::os::fd::BorrowedFd<'_>;
+    /// Whether what was read from the mapping since it was mapped can be trusted:
+    /// [`Error::Truncated`] once its file shrank ([`crate::truncation`]), after which the lost
+    /// pages read as zeros. [`Consumer`] checks after each page it reads (a page copy before it
+    /// is decoded) and then returns the error instead of the page's result; events of that page
+    /// already handed to a sink may hold those zeros. Sources whose memory cannot shrink keep the
+    /// default, which always passes.
+    fn check_mapping(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// What a consumer is shown, in order.
@@ -277,7 +286,10 @@ impl<S: CpuSource> Consumer<S> {
         let view = checked_view(&self.source, self.geometry)?;
         let shm = reader_page(&view, page.id)?;
         let first_seq = published_first_seq(&view, page.id);
-        let events = self.pos.decode(cpu, &page, new_page, &shm, first_seq, |e| sink(Record::Event(e)))?;
+        let decoded = self.pos.decode(cpu, &page, new_page, &shm, first_seq, |e| sink(Record::Event(e)));
+        // A page lost to truncation decodes as zeros (or not at all): say why.
+        self.source.check_mapping()?;
+        let events = decoded?;
         Ok(PageRead { page, events, read: self.pos.read })
     }
 
@@ -301,6 +313,7 @@ impl<S: CpuSource> Consumer<S> {
         let view = checked_view(&self.source, self.geometry)?;
         let shm = reader_page(&view, page.id)?;
         shm.copy_to(out);
+        self.source.check_mapping()?;
         let first_seq = published_first_seq(&view, page.id);
         let mut payload_bytes = 0;
         let events =
@@ -391,7 +404,9 @@ impl<S: CpuSource> Consumer<S> {
             Some(_) => 0,
             None => reader.read,
         };
-        let snap = view.snapshot_quiescent(start)?;
+        let snap = view.snapshot_quiescent(start);
+        self.source.check_mapping()?;
+        let snap = snap?;
         // Nothing was ever consumed from this buffer: every event before the first one left is
         // lost, and the first page's sequence number says how many.
         if self.pos.page.is_none() && self.pos.next_seq.is_none() && view.meta().counters().read == 0 {
@@ -410,8 +425,10 @@ impl<S: CpuSource> Consumer<S> {
             // Decoded from the mapping itself, so events come out as the live path gives them.
             let page = view.page(copy.id).ok_or(Error::Protocol(format!("page {} does not exist", copy.id)))?;
             let malformed = |error| Error::Malformed { cpu, id: copy.id, error };
-            let mut events = EventIter::starting_at(&page, copy.start as usize).map_err(malformed)?;
-            total += events.drain_events(|event| sink(Record::Event(event))).map_err(malformed)?;
+            let decoded = EventIter::starting_at(&page, copy.start as usize)
+                .and_then(|mut events| events.drain_events(|event| sink(Record::Event(event))));
+            self.source.check_mapping()?;
+            total += decoded.map_err(malformed)?;
         }
         Ok(total)
     }

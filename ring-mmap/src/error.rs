@@ -80,6 +80,15 @@ pub enum Error {
     /// The producer's listen backlog stayed full until the connection's deadline.
     #[error("the producer at {} is not accepting connections (its backlog is full); try again", .0.display())]
     Backlog(PathBuf),
+    /// A buffer file this process maps shrank: its mapping no longer shows the producer's data
+    /// ([`crate::truncation`]).
+    #[error(
+        "the buffer file {} shrank while mapped: another process truncated it, so what was read \
+         from it is unreliable (keep other users from writing to the producer's buffer directory, \
+         or let the producer use memfds)",
+        .0.display()
+    )]
+    Truncated(PathBuf),
     /// The producer did not answer in time.
     #[error("the producer did not answer {0:?} in time")]
     Timeout(Op),

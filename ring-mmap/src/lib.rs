@@ -41,6 +41,7 @@ pub mod realtime;
 pub mod server;
 pub mod socket_cpu;
 pub mod socket_dir;
+pub mod truncation;
 pub mod wire;
 
 pub use backing::{Backing, CpuBacking, CpuLayout, ReadOnlyMapping};

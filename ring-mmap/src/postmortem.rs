@@ -84,7 +84,10 @@ impl CpuSource for DirCpu {
     }
 
     fn view(&self) -> Result<SharedView<'_>, Error> {
-        Ok(SharedView::new(self.mapping.meta(), self.mapping.data())?)
+        let view = SharedView::new(self.mapping.meta(), self.mapping.data());
+        // The zeros of a truncated file fail validation: say why instead.
+        self.mapping.check_intact()?;
+        Ok(view?)
     }
 
     fn get_reader_page(&mut self, _read: u32) -> Result<ReaderPage, Error> {
@@ -97,6 +100,10 @@ impl CpuSource for DirCpu {
 
     fn arm(&mut self, _pages: u32) -> Result<bool, Error> {
         Err(Error::Hangup)
+    }
+
+    fn check_mapping(&self) -> Result<(), Error> {
+        self.mapping.check_intact()
     }
 
     /// The file itself: always readable, though nothing will ever arrive.
@@ -221,6 +228,45 @@ mod tests {
         let first = seqs[0];
         assert_eq!(lost, vec![u64::from(first)], "the overwritten ones are reported lost, exactly");
         assert!(seqs.iter().zip(first..).all(|(&s, want)| s == want), "in order, without a gap");
+    }
+
+    #[test]
+    fn a_file_truncated_while_mapped_is_an_error_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = producer(dir.path(), Mode::Overwrite);
+        for i in 0u32..2000 {
+            p.cpu(0).writer().unwrap().write(&i.to_le_bytes()).unwrap();
+        }
+        drop(p);
+        let path = dir.path().join(cpu_file_name(0));
+        let truncate = |len: u64| std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len).unwrap();
+        let truncated = |result: Result<u64, Error>| matches!(result, Err(Error::Truncated(p)) if p == path);
+        let original = std::fs::read(&path).unwrap();
+        let restore = || std::fs::write(&path, &original).unwrap();
+
+        // The sub-buffers go while a consumer reads: the meta area is still there, the pages
+        // fault (and read as zeros).
+        let mut consumer = Consumer::new(DirCpu::open(dir.path(), 0).unwrap()).unwrap();
+        truncate(4096);
+        assert!(truncated(consumer.drain_remaining(|_| {})), "the consumer reports the truncation");
+        assert!(matches!(consumer.source().view(), Err(Error::Truncated(_))), "and keeps reporting it");
+
+        // Everything goes, even the meta area; once read, the mapping stays marked when the file
+        // grows back as long as before.
+        restore();
+        let cpu = DirCpu::open(dir.path(), 0).unwrap();
+        truncate(0);
+        assert!(matches!(cpu.view(), Err(Error::Truncated(_))), "the meta area faulted");
+        truncate(4096 * 5);
+        assert!(matches!(cpu.view(), Err(Error::Truncated(_))), "the zeros it read are not trusted");
+        assert!(matches!(Consumer::new(cpu), Err(Error::Truncated(_))));
+
+        // Cut inside a page: no fault, only the size tells.
+        restore();
+        let cpu = DirCpu::open(dir.path(), 0).unwrap();
+        let mut consumer = Consumer::new(cpu).unwrap();
+        truncate(4096 * 4 + 100);
+        assert!(truncated(consumer.drain_remaining(|_| {})));
     }
 
     #[test]

@@ -7,14 +7,15 @@
 //!
 //! A client trusts only a producer of its own user or root: it refuses a socket directory that
 //! others could write to, and a listener running as another user, before reading anything; a
-//! full listen backlog is a clear error within its deadline, not a hang.
+//! full listen backlog is a clear error within its deadline, not a hang; and a buffer file that
+//! someone truncates under its mapping is an error, not a SIGBUS.
 //!
 //! The tests that need a second user need root (to run a process as `nobody`); they skip with a
 //! reason otherwise.
 #![cfg(not(loom))]
 
 use ring_core::{Config, CounterClock, Geometry, Mode};
-use ring_mmap::{Backing, Connection, Error, ProducerConfig, Server, ShmProducer};
+use ring_mmap::{Backing, Connection, Consumer, Error, ProducerConfig, Server, ShmProducer};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -206,4 +207,43 @@ fn a_full_backlog_is_a_clear_error_within_the_deadline() {
         format!("the producer at {} is not accepting connections (its backlog is full); try again", path.display());
     assert_eq!(message, expected);
     drop((listener, queued));
+}
+
+#[test]
+fn a_buffer_file_truncated_under_a_live_consumer_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("sock");
+    let bufs = dir.path().join("bufs");
+    let child = Command::new(env!("CARGO_BIN_EXE_test-producer"))
+        .args(["--cpus", "1", "--events", "3000", "--mode", "overwrite", "--socket"])
+        .arg(&socket)
+        .arg("--dir")
+        .arg(&bufs)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning test-producer");
+    let mut producer = Killed(child);
+    assert_eq!(line_of(&mut producer.0), "ready");
+    assert_eq!(line_of(&mut producer.0), "done");
+    let connection = Connection::connect(&socket).expect("connect");
+    let mut consumer = Consumer::new(connection.open_cpu(0).expect("open_cpu")).expect("consumer");
+    let mut events = 0;
+    consumer.read_page(|_| events += 1).expect("a first page, intact");
+    assert!(events > 0);
+
+    // Someone who may write to the directory truncates the file under both mappings (the
+    // producer's own may kill it: then the consumer sees a hangup and reads what is left).
+    let file = bufs.join("cpu0");
+    std::fs::OpenOptions::new().write(true).open(&file).expect("open").set_len(0).expect("truncate");
+    let result = match consumer.drain(|_| {}) {
+        Err(Error::Hangup) => consumer.drain_remaining(|_| {}),
+        other => other,
+    };
+    match &result {
+        Err(Error::Truncated(path)) => assert!(path.ends_with("bufs/cpu0"), "{path:?}"),
+        other => panic!("expected a truncated buffer, got {other:?}"),
+    }
+    let message = result.expect_err("truncated").to_string();
+    assert!(message.contains("shrank while mapped"), "{message}");
 }

@@ -132,10 +132,18 @@ impl CpuReader {
     /// writer ([`SharedView::snapshot`]).
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
         let view = self.view()?;
-        Ok(match self {
-            CpuReader::Dir(_) => view.snapshot_quiescent(view.meta().reader().read)?,
-            _ => view.snapshot()?,
-        })
+        let snapshot = match self {
+            CpuReader::Dir(_) => view.snapshot_quiescent(view.meta().reader().read),
+            _ => view.snapshot(),
+        };
+        // A buffer file truncated while it was copied reads as zeros: say so rather than show them.
+        self.check_mapping()?;
+        Ok(snapshot?)
+    }
+
+    /// [`Error::Truncated`] if the buffer's file shrank while mapped ([`CpuSource::check_mapping`]).
+    pub fn check_mapping(&self) -> Result<(), Error> {
+        each!(self, c => c.source().check_mapping())
     }
 
     /// The buffer's mapping.
@@ -150,6 +158,7 @@ impl CpuReader {
     pub fn counters(&self, tracing: Option<&std::path::Path>) -> Result<Counters> {
         let view = self.view()?;
         let mut m = view.meta().counters();
+        self.check_mapping()?;
         if let CpuReader::Socket(c) = self
             && let Ok(s) = c.source().stats()
         {
