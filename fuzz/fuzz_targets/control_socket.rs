@@ -11,6 +11,7 @@ use ring_mmap::wire::{Op, Request};
 use ring_mmap::{Backing, Connection, ProducerConfig, Server, ShmProducer};
 use rustix::net::{AddressFamily, RecvAncillaryBuffer, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
 use std::io::IoSliceMut;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use zerocopy::IntoBytes;
@@ -42,6 +43,8 @@ fn served() -> &'static Served {
     SERVED.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("hyptrace-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("fuzz directory");
+        // Closed to others, as clients require of a socket's directory whatever the umask.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         let config = ProducerConfig {
             nr_cpus: 2,
             buffer: Config { geometry: Geometry::new(4096, 4).expect("geometry"), mode: Mode::Overwrite },

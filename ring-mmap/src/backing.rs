@@ -13,6 +13,7 @@
 use crate::dir_backing::{CpuFile, DirBacking};
 use crate::error::Error;
 use crate::lock_holder::{LockHolder, another_users_holder};
+use crate::truncation::TruncationGuard;
 use memmap2::{MmapOptions, MmapRaw};
 use ring_core::{Geometry, ShmRegion};
 use rustix::fs::{FlockOperation, Mode, OFlags, SealFlags};
@@ -207,14 +208,19 @@ impl CpuBacking {
 pub struct ReadOnlyMapping {
     meta: ShmRegion,
     data: ShmRegion,
-    // Declared last: dropped after the regions that point into it.
-    _map: MmapRaw,
+    /// For a regular file, which may shrink under the mapping: what keeps that from killing
+    /// this process, and reports it.
+    truncation: Option<TruncationGuard>,
+    // Declared last: dropped after the regions and the guard that point into it.
+    map: MmapRaw,
 }
 
 impl ReadOnlyMapping {
     /// Maps `len` bytes of `fd` read-only and splits them at `meta_size` into the meta area and
     /// the sub-buffer array. Refuses files shorter than `len` (a mapping past the end of a file
-    /// faults on access) and memfds that a producer could still shrink.
+    /// faults on access) and memfds that a producer could still shrink; guards a regular file,
+    /// which anyone who may write to it can shrink, with a [`TruncationGuard`]
+    /// ([`ReadOnlyMapping::check_intact`]).
     pub fn new(fd: BorrowedFd<'_>, len: usize, meta_size: usize) -> Result<Self, Error> {
         if !meta_size.is_multiple_of(4096) || meta_size > len {
             return Err(Error::Protocol(format!("meta area of {meta_size} bytes in a {len}-byte file")));
@@ -224,16 +230,23 @@ impl ReadOnlyMapping {
             return Err(Error::Protocol(format!("buffer file has {} bytes, {len} expected", stat.st_size)));
         }
         // A memfd must be sealed against shrinking. A regular file (a `--dir` buffer) cannot be
-        // sealed, on tmpfs it even reports F_SEAL_SEAL alone: its producer is trusted not to
-        // truncate it (which would fault this process on access: docs/abi.md §1). Only the name
-        // tells the two apart; a descriptor whose name cannot be read must show the seal.
-        if may_be_memfd(fd) {
+        // sealed, on tmpfs it even reports F_SEAL_SEAL alone: it is guarded instead, as anyone
+        // who may write to it could truncate it (docs/abi.md §1). Only the name tells the two
+        // apart; a descriptor whose name cannot be read must show the seal.
+        let memfd = may_be_memfd(fd);
+        if memfd {
             let seals = rustix::fs::fcntl_get_seals(fd).map_err(|e| Error::io("F_GET_SEALS", e))?;
             if !seals.contains(SealFlags::SHRINK) {
                 return Err(Error::Protocol("the buffer memfd can still be shrunk (F_SEAL_SHRINK missing)".into()));
             }
         }
-        Self::map_device(fd, len, meta_size)
+        let mut mapping = Self::map_device(fd, len, meta_size)?;
+        if !memfd {
+            // SAFETY: `map` is a read-only mapping of `fd`, `len` bytes, read only through the
+            // regions; the guard is a field declared before `map`, so it is dropped first.
+            mapping.truncation = Some(unsafe { TruncationGuard::new(fd, mapping.map.as_ptr(), len) }?);
+        }
+        Ok(mapping)
     }
 
     /// Maps `len` bytes of `fd` read-only without looking at the file's size or seals: for a
@@ -257,7 +270,14 @@ impl ReadOnlyMapping {
                 ShmRegion::from_raw_parts_read_only(base.add(meta_size), len - meta_size),
             )
         };
-        Ok(Self { meta, data, _map: map })
+        Ok(Self { meta, data, truncation: None, map })
+    }
+
+    /// [`Error::Truncated`] if the mapped file shrank since it was mapped (a regular file only:
+    /// memfds are sealed, devices sized by the kernel). Check it after reading, before trusting
+    /// what was read: a page lost to truncation reads as zeros.
+    pub fn check_intact(&self) -> Result<(), Error> {
+        self.truncation.as_ref().map_or(Ok(()), TruncationGuard::check)
     }
 
     /// The meta area.

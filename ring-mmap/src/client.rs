@@ -1,6 +1,11 @@
 //! The consumer's end of the control socket.
 //!
-//! [`Connection::connect`] does the `HELLO` handshake and checks what the producer describes;
+//! [`Connection::connect`] trusts only a producer that runs as this user or root: it checks the
+//! socket's directory first ([`crate::socket_dir`]), then who listens on the socket
+//! (`SO_PEERCRED`, else [`Error::UntrustedPeer`]). It connects without blocking, so a producer
+//! whose listen backlog is full makes it wait a bounded time ([`CONNECT_TIMEOUT`], else
+//! [`Error::Backlog`]), never forever. It then does the `HELLO` handshake and checks what the
+//! producer describes;
 //! [`Connection::open_cpu`] receives a CPU's buffer and doorbell descriptors and maps the buffer
 //! read-only. Every answer is validated ([`crate::wire`]) before use. A producer that stops
 //! answering is reported as [`Error::Timeout`] (the connection is then unusable: answers could
@@ -25,11 +30,17 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zerocopy::IntoBytes;
 
 /// How long a request may wait for its answer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`Connection::connect`] waits for room in a producer's full listen backlog.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a client pauses between attempts to connect while the listen backlog is full.
+const BACKLOG_RETRY: Duration = Duration::from_millis(5);
 
 /// How long a client polls for an answer before it sleeps, by default (see
 /// [`crate::poll_window`], which says why it is short).
@@ -83,12 +94,22 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to the producer serving `path` and does the handshake.
+    /// Connects to the producer serving `path` and does the handshake (see the module: the
+    /// directory and the listening process must be trusted; a full listen backlog is waited for
+    /// up to [`CONNECT_TIMEOUT`]). A socket or directory that does not exist yet, or a socket
+    /// nobody listens on, is an [`Error::Path`] (of kind `NotFound` or `ConnectionRefused`).
     pub fn connect(path: &Path) -> Result<Arc<Self>, Error> {
-        let addr = SocketAddrUnix::new(path).map_err(|e| Error::path("socket path", path, e.into()))?;
-        let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
-            .map_err(|e| Error::io("socket", e))?;
-        rustix::net::connect(&fd, &addr).map_err(|e| Error::path("connecting to", path, e.into()))?;
+        Self::connect_within(path, CONNECT_TIMEOUT)
+    }
+
+    /// [`Connection::connect`], waiting at most `timeout` for room in a full listen backlog.
+    pub fn connect_within(path: &Path, timeout: Duration) -> Result<Arc<Self>, Error> {
+        crate::socket_dir::check_for_client(path)?;
+        let fd = connect_socket(path, Instant::now() + timeout)?;
+        let peer = rustix::net::sockopt::socket_peercred(&fd).map_err(|e| Error::io("SO_PEERCRED", e))?;
+        if !crate::socket_dir::is_trusted_uid(peer.uid.as_raw()) {
+            return Err(Error::UntrustedPeer { path: path.to_path_buf(), uid: peer.uid.as_raw() });
+        }
         rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv, Some(ANSWER_TIMEOUT))
             .map_err(|e| Error::io("SO_RCVTIMEO", e))?;
         let socket = Mutex::new(Socket { fd, broken: false, spin: DEFAULT_ANSWER_SPIN });
@@ -191,6 +212,36 @@ impl Connection {
             ReadOnlyMapping::new(file.as_fd(), self.hello.cpu_file_size as usize, self.hello.meta_page_size as usize)?;
         crate::socket_cpu::SocketCpu::new(self.clone(), cpu, mapping, doorbell)
     }
+}
+
+/// A new socket connected to `path`. Connecting does not block: a full listen backlog answers
+/// `EAGAIN`, and is tried again until `deadline` ([`Error::Backlog`] then). The socket is left
+/// blocking, for requests and answers.
+fn connect_socket(path: &Path, deadline: Instant) -> Result<OwnedFd, Error> {
+    let addr = SocketAddrUnix::new(path).map_err(|e| Error::path("socket path", path, e.into()))?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| Error::io("socket", e))?;
+    loop {
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => break,
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Error::Backlog(path.to_path_buf()));
+                }
+                std::thread::sleep(BACKLOG_RETRY.min(left));
+            }
+            Err(e) => return Err(Error::path("connecting to", path, e.into())),
+        }
+    }
+    rustix::io::ioctl_fionbio(&fd, false).map_err(|e| Error::io("making the socket blocking", e))?;
+    Ok(fd)
 }
 
 /// Checks a producer's description: a valid geometry and consistent sizes.
@@ -311,4 +362,51 @@ fn receive(socket: &mut Socket, op: Op) -> Result<Answer, Error> {
         return Err(Error::Protocol(format!("answer announces {} descriptors, {} came", header.nr_fds, fds.len())));
     }
     Ok(Answer { header, body: body.to_vec(), fds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener on `path` that accepts nothing, and connections filling its backlog.
+    fn full_backlog(path: &Path) -> (OwnedFd, Vec<OwnedFd>) {
+        let addr = SocketAddrUnix::new(path).unwrap();
+        let listener = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
+        rustix::net::bind(&listener, &addr).unwrap();
+        rustix::net::listen(&listener, 0).unwrap();
+        let mut queued = Vec::new();
+        loop {
+            let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::NONBLOCK, None)
+                .unwrap();
+            match rustix::net::connect(&fd, &addr) {
+                Ok(()) => queued.push(fd),
+                Err(Errno::AGAIN) => return (listener, queued),
+                Err(e) => panic!("connecting: {e}"),
+            }
+            assert!(queued.len() < 100, "the backlog never filled");
+        }
+    }
+
+    #[test]
+    fn a_full_backlog_is_waited_for_until_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sock");
+        let (listener, _queued) = full_backlog(&path);
+        let started = Instant::now();
+        let refused = connect_socket(&path, started + Duration::from_millis(200));
+        let took = started.elapsed();
+        assert!(matches!(refused, Err(Error::Backlog(ref p)) if *p == path), "{refused:?}");
+        assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(2), "{took:?}");
+
+        // Room made while a client waits: it connects, and its socket blocks again.
+        let accepting = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let accepted = rustix::net::accept(&listener).unwrap();
+            (listener, accepted)
+        });
+        let fd = connect_socket(&path, Instant::now() + Duration::from_secs(5)).expect("room was made");
+        let flags = rustix::fs::fcntl_getfl(&fd).unwrap();
+        assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK), "requests and answers block");
+        drop(accepting.join().unwrap());
+    }
 }

@@ -89,6 +89,15 @@ pub trait CpuSource {
     fn arm(&mut self, pages: u32) -> Result<bool, Error>;
     /// The descriptor that becomes readable when an armed wakeup fires.
     fn wait_fd(&self) -> std::os::fd::BorrowedFd<'_>;
+    /// Whether what was read from the mapping since it was mapped can be trusted:
+    /// [`Error::Truncated`] once its file shrank ([`crate::truncation`]), after which the lost
+    /// pages read as zeros. [`Consumer`] checks after each page it reads (a page copy before it
+    /// is decoded) and then returns the error instead of the page's result; events of that page
+    /// already handed to a sink may hold those zeros. Sources whose memory cannot shrink keep the
+    /// default, which always passes.
+    fn check_mapping(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// What a consumer is shown, in order.
@@ -314,7 +323,10 @@ impl<S: CpuSource> Consumer<S> {
         let view = checked_view(&self.source, self.geometry)?;
         let shm = reader_page(&view, page.id)?;
         let first_seq = published_first_seq(&view, page.id);
-        let events = self.pos.decode(cpu, &page, new_page, &shm, first_seq, |e| sink(Record::Event(e)))?;
+        let decoded = self.pos.decode(cpu, &page, new_page, &shm, first_seq, |e| sink(Record::Event(e)));
+        // A page lost to truncation decodes as zeros (or not at all): say why.
+        self.source.check_mapping()?;
+        let events = decoded?;
         Ok(PageRead { page, events, read: self.pos.read })
     }
 
@@ -338,6 +350,7 @@ impl<S: CpuSource> Consumer<S> {
         let view = checked_view(&self.source, self.geometry)?;
         let shm = reader_page(&view, page.id)?;
         shm.copy_to(out);
+        self.source.check_mapping()?;
         let first_seq = published_first_seq(&view, page.id);
         let mut payload_bytes = 0;
         let events =
@@ -432,7 +445,9 @@ impl<S: CpuSource> Consumer<S> {
             Some(_) => 0,
             None => reader.read,
         };
-        let snap = view.snapshot_quiescent(start)?;
+        let snap = view.snapshot_quiescent(start);
+        self.source.check_mapping()?;
+        let snap = snap?;
         let counters = view.meta().counters();
         // A consumer that has seen no event yet starts where consumption stood: what lies between
         // there and the first page left was lost.
@@ -464,6 +479,7 @@ impl<S: CpuSource> Consumer<S> {
                 remaining.events += count;
                 result
             });
+            self.source.check_mapping()?;
             if let Err(error) = decoded {
                 remaining.damage.push(Damage::MalformedPage { id: copy.id, error });
             }

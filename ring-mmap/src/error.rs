@@ -125,6 +125,46 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// The socket's directory could be changed by a user other than this one and root, so
+    /// whatever listens there may not be the producer it seems ([`crate::socket_dir`]).
+    #[error(
+        "not trusting the socket directory {}: {reason}; another user could have put the socket \
+         there (a control socket's directory must be a real directory of this user or root that \
+         others cannot write to, the default one mode 0700: remove it and let the producer create \
+         it, or put the socket in a directory of your own)",
+        path.display()
+    )]
+    UntrustedDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The process listening on the socket runs as another user than this one or root: its
+    /// buffers and answers could be forged.
+    #[error(
+        "the producer at {} runs as uid {uid}, neither this user nor root: not trusting it \
+         (read a producer as the user it runs as, and find out who put this socket there)",
+        path.display()
+    )]
+    UntrustedPeer {
+        /// The socket path.
+        path: PathBuf,
+        /// The listening process's uid (`SO_PEERCRED`).
+        uid: u32,
+    },
+    /// The producer's listen backlog stayed full until the connection's deadline.
+    #[error("the producer at {} is not accepting connections (its backlog is full); try again", .0.display())]
+    Backlog(PathBuf),
+    /// A buffer file this process maps shrank: its mapping no longer shows the producer's data
+    /// ([`crate::truncation`]).
+    #[error(
+        "the buffer file {} shrank while mapped: another process truncated it, so what was read \
+         from it is unreliable (keep other users from writing to the producer's buffer directory, \
+         or let the producer use memfds)",
+        .0.display()
+    )]
+    Truncated(PathBuf),
     /// The producer did not answer in time.
     #[error("the producer did not answer {0:?} in time")]
     Timeout(Op),

@@ -43,6 +43,8 @@ pub mod producer;
 pub mod realtime;
 pub mod server;
 pub mod socket_cpu;
+pub mod socket_dir;
+pub mod truncation;
 pub mod wire;
 
 pub use backing::{Backing, CpuBacking, CpuLayout, OpenBacking, ReadOnlyMapping};

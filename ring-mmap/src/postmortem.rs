@@ -90,7 +90,10 @@ impl CpuSource for DirCpu {
     }
 
     fn view(&self) -> Result<SharedView<'_>, Error> {
-        Ok(SharedView::new(self.mapping.meta(), self.mapping.data())?)
+        let view = SharedView::new(self.mapping.meta(), self.mapping.data());
+        // The zeros of a truncated file fail validation: say why instead.
+        self.mapping.check_intact()?;
+        Ok(view?)
     }
 
     fn get_reader_page(&mut self, _read: u32) -> Result<ReaderPage, Error> {
@@ -103,6 +106,10 @@ impl CpuSource for DirCpu {
 
     fn arm(&mut self, _pages: u32) -> Result<bool, Error> {
         Err(Error::Hangup)
+    }
+
+    fn check_mapping(&self) -> Result<(), Error> {
+        self.mapping.check_intact()
     }
 
     /// The file itself: always readable, though nothing will ever arrive.
@@ -157,7 +164,7 @@ impl BufferDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::{Consumer, Damage, Lost, Record};
+    use crate::consumer::{Consumer, Damage, Lost, Record, Remaining};
     use crate::{Backing, ProducerConfig, ShmProducer};
     use ring_core::{Config, CounterClock, Mode};
 
@@ -304,6 +311,47 @@ mod tests {
         assert_eq!(seqs.len(), 1500, "every event is still read");
         assert_eq!(lost, [u64::MAX / 2 - 1020]);
         assert_eq!(damage, [Damage::ImplausibleLoss { reported: u64::MAX / 2 - 1020, counted: 0 }]);
+    }
+
+    #[test]
+    fn a_file_truncated_while_mapped_is_an_error_not_a_crash() {
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().join("bufs");
+        let p = producer(&dir, Mode::Overwrite, false);
+        for i in 0u32..2000 {
+            p.cpu(0).writer().unwrap().write(&i.to_le_bytes()).unwrap();
+        }
+        drop(p);
+        let dir = dir.as_path();
+        let path = dir.join(cpu_file_name(0));
+        let truncate = |len: u64| std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len).unwrap();
+        let truncated = |result: Result<Remaining, Error>| matches!(result, Err(Error::Truncated(p)) if p == path);
+        let original = std::fs::read(&path).unwrap();
+        let restore = || std::fs::write(&path, &original).unwrap();
+
+        // The sub-buffers go while a consumer reads: the meta area is still there, the pages
+        // fault (and read as zeros).
+        let mut consumer = Consumer::new(DirCpu::open(dir, 0).unwrap()).unwrap();
+        truncate(4096);
+        assert!(truncated(consumer.drain_remaining(|_| {})), "the consumer reports the truncation");
+        assert!(matches!(consumer.source().view(), Err(Error::Truncated(_))), "and keeps reporting it");
+
+        // Everything goes, even the meta area; once read, the mapping stays marked when the file
+        // grows back as long as before.
+        restore();
+        let cpu = DirCpu::open(dir, 0).unwrap();
+        truncate(0);
+        assert!(matches!(cpu.view(), Err(Error::Truncated(_))), "the meta area faulted");
+        truncate(4096 * 5);
+        assert!(matches!(cpu.view(), Err(Error::Truncated(_))), "the zeros it read are not trusted");
+        assert!(matches!(Consumer::new(cpu), Err(Error::Truncated(_))));
+
+        // Cut inside a page: no fault, only the size tells.
+        restore();
+        let cpu = DirCpu::open(dir, 0).unwrap();
+        let mut consumer = Consumer::new(cpu).unwrap();
+        truncate(4096 * 4 + 100);
+        assert!(truncated(consumer.drain_remaining(|_| {})));
     }
 
     #[test]

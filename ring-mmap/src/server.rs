@@ -28,7 +28,7 @@ use rustix::net::{
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -176,24 +176,27 @@ fn bind(path: &Path) -> Result<OwnedFd, Error> {
 }
 
 /// Creates the socket's directory (mode 0700) if missing. The default directory, when it
-/// exists, must belong to us and be closed to others, or someone could swap the socket.
+/// exists, must be private to us ([`crate::socket_dir::check_private_dir`]), or someone could
+/// swap the socket.
 fn prepare_dir(dir: &Path, is_default: bool) -> Result<(), Error> {
-    match std::fs::metadata(dir) {
-        Ok(meta) => {
-            let euid = rustix::process::geteuid().as_raw();
-            if is_default && (meta.uid() != euid || meta.mode() & 0o077 != 0) {
-                return Err(Error::path(
-                    "refusing socket directory (not ours or open to others)",
-                    dir,
-                    std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-                ));
-            }
-            Ok(())
-        }
+    match std::fs::symlink_metadata(dir) {
+        Ok(_) if is_default => crate::socket_dir::check_private_dir(dir),
+        Ok(_) => Ok(()),
         Err(_) => {
-            std::fs::create_dir_all(dir).map_err(|e| Error::path("creating", dir, e))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| Error::path("chmod", dir, e))
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| Error::path("creating", parent, e))?;
+            }
+            // Created closed (the umask only takes bits away), so it is never open to others.
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| Error::path("chmod", dir, e)),
+                // Created by someone else meanwhile: judged as any existing directory.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && is_default => {
+                    crate::socket_dir::check_private_dir(dir)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(Error::path("creating", dir, e)),
+            }
         }
     }
 }

@@ -58,7 +58,10 @@ impl CpuSource for SocketCpu {
     }
 
     fn view(&self) -> Result<SharedView<'_>, Error> {
-        Ok(SharedView::new(self.mapping.meta(), self.mapping.data())?)
+        let view = SharedView::new(self.mapping.meta(), self.mapping.data());
+        // The zeros of a truncated file fail validation: say why instead.
+        self.mapping.check_intact()?;
+        Ok(view?)
     }
 
     fn get_reader_page(&mut self, read: u32) -> Result<ReaderPage, Error> {
@@ -110,6 +113,10 @@ impl CpuSource for SocketCpu {
         let body: WaitBody = parse_body(&answer.body)?;
         // A count left on the eventfd from an earlier arming only wakes the caller early.
         Ok(body.ready != 0)
+    }
+
+    fn check_mapping(&self) -> Result<(), Error> {
+        self.mapping.check_intact()
     }
 
     fn wait_fd(&self) -> std::os::fd::BorrowedFd<'_> {

@@ -82,7 +82,8 @@ pub struct SourceArgs {
     #[arg(long, requires = "kernel", default_value = ring_mmap::kernel::TRACEFS)]
     pub tracefs: PathBuf,
     /// Seconds to wait for the producer's socket to appear (it may still be starting; not used
-    /// with --kernel or --dir)
+    /// with --kernel or --dir). A socket that is there but whose directory or producer is not
+    /// trusted (see docs/abi.md §5) is an error at once
     #[arg(long, default_value_t = 5.0, value_parser = seconds)]
     pub wait: f64,
     /// Read only these CPUs (repeat, or separate with commas) [default: all]

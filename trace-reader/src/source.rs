@@ -132,10 +132,18 @@ impl CpuReader {
     /// writer ([`SharedView::snapshot`]).
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
         let view = self.view()?;
-        Ok(match self {
-            CpuReader::Dir(_) => view.snapshot_quiescent(view.meta().reader().read)?,
-            _ => view.snapshot()?,
-        })
+        let snapshot = match self {
+            CpuReader::Dir(_) => view.snapshot_quiescent(view.meta().reader().read),
+            _ => view.snapshot(),
+        };
+        // A buffer file truncated while it was copied reads as zeros: say so rather than show them.
+        self.check_mapping()?;
+        Ok(snapshot?)
+    }
+
+    /// [`Error::Truncated`] if the buffer's file shrank while mapped ([`CpuSource::check_mapping`]).
+    pub fn check_mapping(&self) -> Result<(), Error> {
+        each!(self, c => c.source().check_mapping())
     }
 
     /// The buffer's mapping.
@@ -151,6 +159,7 @@ impl CpuReader {
     pub fn counters(&self, tracing: Option<&std::path::Path>) -> Result<Counters> {
         let view = self.view()?;
         let mut m = view.meta().counters();
+        self.check_mapping()?;
         let exact = match self {
             CpuReader::Socket(c) => c.source().stats().ok(),
             CpuReader::Kernel(_) | CpuReader::Dir(_) => None,
@@ -388,17 +397,34 @@ fn deal<T>(items: Vec<T>, groups: usize) -> Vec<Vec<T>> {
     dealt
 }
 
-/// Connects to the producer serving `socket`, waiting up to `wait` for it to appear.
+/// Connects to the producer serving `socket`, waiting up to `wait` for it to serve: while the
+/// socket (or its directory) does not exist, nobody listens on it, or the producer closes the
+/// connection (it may be starting, or serving as many clients as it takes). Anything else fails
+/// at once: a directory or a listening process that is not trusted, a listen backlog that stayed
+/// full ([`Connection::connect`] waits for room a bounded time), a refused handshake.
 fn connect(socket: &std::path::Path, wait: Duration) -> Result<Arc<Connection>> {
     let deadline = Instant::now() + wait;
     loop {
         match Connection::connect(socket) {
             Ok(c) => return Ok(c),
+            Err(e) if !not_serving_yet(&e) => {
+                return Err(e).with_context(|| format!("connecting to the producer at {}", socket.display()));
+            }
             Err(e) if Instant::now() >= deadline => {
                 return Err(e).with_context(|| format!("no producer is serving {}", socket.display()));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
+    }
+}
+
+/// True if `error` of a connection attempt means the producer is not serving yet.
+fn not_serving_yet(error: &Error) -> bool {
+    use std::io::ErrorKind;
+    match error {
+        Error::Path { source, .. } => matches!(source.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused),
+        Error::Hangup => true,
+        _ => false,
     }
 }
 

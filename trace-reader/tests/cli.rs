@@ -272,3 +272,21 @@ fn bad_input_is_a_clear_error() {
     let out = reader(&["stream", "--duration", "forever"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a number of seconds"));
 }
+
+#[test]
+fn an_untrusted_socket_directory_is_refused_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut sim = Sim::start(1, Mode::Drop, 1000, 4);
+    let chmod = |mode| std::fs::set_permissions(sim.dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    chmod(0o777);
+    let started = std::time::Instant::now();
+    let out = sim.reader(&["stats", "--wait", "5"]);
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not trusting the socket directory") && stderr.contains("0777"), "{stderr}");
+    assert!(took < Duration::from_secs(4), "refused without waiting for --wait to run out ({took:?})");
+    chmod(0o700);
+    ok(&sim.reader(&["stats"]));
+    sim.finish(Duration::ZERO);
+}
