@@ -595,7 +595,12 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bo
                     _reserved: 0,
                 }),
                 Err(SwapError::Busy) => Answer::status(status::EBUSY),
-                Err(SwapError::ReadPastCommit { .. }) => Answer::status(status::EINVAL),
+                Err(
+                    SwapError::ReadPastCommit { .. }
+                    | SwapError::ReadBehind { .. }
+                    | SwapError::NotEventBoundary { .. }
+                    | SwapError::MalformedPage { .. },
+                ) => Answer::status(status::EINVAL),
             };
             return (answer, newly);
         }
