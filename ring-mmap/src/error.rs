@@ -98,6 +98,10 @@ fn refusal_hint(op: Op, status: i32) -> &'static str {
             " (another client is consuming this CPU: each CPU has one consumer at a time, while \
              reads that do not consume, snapshots, need no claim)"
         }
+        (Op::GetCpu, crate::wire::status::EBUSY) => {
+            " (an earlier answer on this connection is still unread: descriptors are only sent to a \
+             client that read every answer, so read each answer before sending the next request)"
+        }
         _ => "",
     }
 }

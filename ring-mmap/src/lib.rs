@@ -40,6 +40,7 @@ pub mod producer;
 pub mod realtime;
 pub mod server;
 pub mod socket_cpu;
+mod unread_answers;
 pub mod wire;
 
 pub use backing::{Backing, CpuBacking, CpuLayout, ReadOnlyMapping};

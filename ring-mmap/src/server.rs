@@ -6,7 +6,9 @@
 //! the producer's effective uid. Requests are answered in order, one message each
 //! ([`crate::wire`]). Nothing a peer sends can stop the server: malformed messages get an
 //! `EPROTO` answer, unknown operations `ENOTTY`, bad arguments `EINVAL`; a peer that does not read
-//! its answers, or hangs up, is dropped; the others keep being served.
+//! its answers, or hangs up, is dropped; the others keep being served. Descriptors (GET_CPU) go
+//! only to a client that has read every earlier answer (see `unread_answers`), so no client
+//! can use up the descriptors this process may have in flight.
 //!
 //! One client at a time consumes a CPU (swaps its reader page, arms its doorbell): the first to
 //! do so owns it until it disconnects; others get `EBUSY`. Any client may map a CPU's buffer
@@ -16,6 +18,7 @@
 use crate::error::Error;
 use crate::poll_window::ClientWindows;
 use crate::producer::Producer;
+use crate::unread_answers;
 use crate::wire::{CpuBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, status};
 use parking_lot::Mutex;
 use ring_core::{SwapError, SwapStatus};
@@ -473,13 +476,18 @@ impl Client {
         // A message longer than the buffer was truncated; `len` still says how long it was, so it
         // fails `Request::parse`'s size check below.
         let bytes = &buf[..len.min(buf.len())];
-        let (req, answer, claimed) = match Request::parse(bytes) {
+        let (req, mut answer, claimed) = match Request::parse(bytes) {
             Ok(req) if len == size_of::<Request>() => {
                 let (answer, claimed) = answer(&self.shared, self.id, &req);
                 (req, answer, claimed)
             }
             _ => (echo_of(bytes), Answer::status(status::EPROTO), false),
         };
+        // Descriptors only to a client that read every earlier answer: at most one answer with
+        // descriptors in flight per connection ([`crate::unread_answers`]).
+        if !answer.fds.is_empty() && !unread_answers::all_read(self.fd.as_fd()) {
+            answer = Answer::status(status::EBUSY);
+        }
         let sent = send_answer(self.fd.as_fd(), &req, &answer);
         let sleeps = answer.sleeps;
         // The answer borrows the producer's descriptors through `self.shared`: done with it.

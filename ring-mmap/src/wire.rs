@@ -236,7 +236,9 @@ pub mod status {
     pub const OK: i32 = 0;
     /// Bad argument: no such CPU, `read` past the reader page's commit, formats offset too large.
     pub const EINVAL: i32 = -Errno::INVAL.raw_os_error();
-    /// Another consumer owns this CPU, or a concurrent swap was in progress: retry later.
+    /// Another consumer owns this CPU, or a concurrent swap was in progress: retry later. To
+    /// GET_CPU: the client has not read an earlier answer (descriptors go only to a client that
+    /// read every answer).
     pub const EBUSY: i32 = -Errno::BUSY.raw_os_error();
     /// Unknown operation.
     pub const ENOTTY: i32 = -Errno::NOTTY.raw_os_error();
