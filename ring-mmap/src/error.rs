@@ -45,6 +45,13 @@ pub enum Error {
     /// The producer has gone (its socket closed).
     #[error("the producer has gone away")]
     Hangup,
+    /// The producer serves as many clients as it allows at once and closed this connection
+    /// (`EUSERS`).
+    #[error(
+        "the producer already serves its maximum of clients at once; close another of its readers, or \
+         retry once one has left"
+    )]
+    TooManyClients,
     /// A live producer holds this buffer file (it is not the post-mortem of a dead one, and no
     /// second producer may take it over).
     #[error("a running producer is using {}; read it through its control socket", .0.display())]

@@ -33,6 +33,7 @@ pub mod client;
 pub mod consumer;
 pub mod doorbell;
 pub mod error;
+mod full_table;
 pub mod kernel;
 pub mod poll_window;
 pub mod postmortem;

@@ -16,6 +16,7 @@
 //! client's socket reaches end of file: that is the consumers' hangup.
 
 use crate::error::Error;
+use crate::full_table::FullTable;
 use crate::poll_window::ClientWindows;
 use crate::producer::Producer;
 use crate::unread_answers;
@@ -37,7 +38,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use zerocopy::IntoBytes;
 
-/// Most clients served at once; more are refused at accept.
+/// Most clients served at once; a connection beyond them has its first request answered
+/// `EUSERS` and is closed.
 pub const MAX_CLIENTS: usize = 64;
 
 /// How long the acceptor pauses after `accept` fails for want of resources (descriptors, memory).
@@ -249,6 +251,9 @@ impl Shared {
 /// there is one ([`serve_connections`]), else a new one.
 struct Acceptor {
     listener: OwnedFd,
+    /// Connections refused while the client table was full, until their first request is
+    /// answered.
+    full_table: FullTable,
     stop: Arc<OwnedFd>,
     shared: Arc<Shared>,
     next_id: u64,
@@ -261,22 +266,34 @@ impl Acceptor {
         let owners = Mutex::new(vec![None; producer.nr_cpus() as usize]);
         let euid = rustix::process::geteuid().as_raw();
         let shared = Arc::new(Shared { producer, owners, options, workers: Mutex::default() });
-        Self { listener, stop: Arc::new(stop), shared, next_id: 1, threads: Vec::new(), euid }
+        Self {
+            listener,
+            full_table: FullTable::default(),
+            stop: Arc::new(stop),
+            shared,
+            next_id: 1,
+            threads: Vec::new(),
+            euid,
+        }
     }
 
     fn run(mut self) {
         loop {
-            let mut fds = [PollFd::new(&*self.stop, PollFlags::IN), PollFd::new(&self.listener, PollFlags::IN)];
-            match rustix::event::poll(&mut fds, None) {
+            let mut fds = vec![PollFd::new(&*self.stop, PollFlags::IN), PollFd::new(&self.listener, PollFlags::IN)];
+            fds.extend(self.full_table.poll_fds());
+            let timeout = self.full_table.poll_timeout();
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
                 Ok(_) | Err(Errno::INTR) => {}
                 // Out of memory for the poll set; back off instead of spinning.
                 Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
             }
-            let [stop, listener] = [fds[0].revents(), fds[1].revents()];
-            if !stop.is_empty() {
+            let revents: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
+            drop(fds);
+            if !revents[0].is_empty() {
                 break;
             }
-            if !listener.is_empty() {
+            self.full_table.serve(&revents[2..]);
+            if !revents[1].is_empty() {
                 self.accept();
             }
         }
@@ -306,10 +323,15 @@ impl Acceptor {
                 }
             };
             let same_user = rustix::net::sockopt::socket_peercred(&fd).is_ok_and(|cred| cred.uid.as_raw() == self.euid);
+            if !same_user {
+                continue; // dropping `fd` closes the connection, without a word to a stranger
+            }
             {
                 let mut workers = self.shared.workers.lock();
-                if !same_user || workers.busy >= MAX_CLIENTS {
-                    continue; // dropping `fd` closes the connection
+                if workers.busy >= MAX_CLIENTS {
+                    drop(workers);
+                    self.full_table.refuse(fd);
+                    continue;
                 }
                 workers.busy += 1;
             }
@@ -617,7 +639,7 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bo
 }
 
 /// The op and cpu to echo in the answer to a malformed message (what of them could be read).
-fn echo_of(bytes: &[u8]) -> Request {
+pub(crate) fn echo_of(bytes: &[u8]) -> Request {
     let word = |at: usize| bytes.get(at..at + 4).map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
     Request { magic: word(0), op: word(4), cpu: word(8), _reserved0: 0, arg: 0, _reserved1: 0 }
 }

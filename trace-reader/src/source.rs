@@ -380,6 +380,8 @@ fn connect(socket: &std::path::Path, wait: Duration) -> Result<Arc<Connection>> 
     loop {
         match Connection::connect(socket) {
             Ok(c) => return Ok(c),
+            // A producer is serving, but no more clients.
+            Err(e @ ring_mmap::Error::TooManyClients) if Instant::now() >= deadline => return Err(e.into()),
             Err(e) if Instant::now() >= deadline => {
                 return Err(e).with_context(|| format!("no producer is serving {}", socket.display()));
             }
