@@ -8,7 +8,9 @@
 //! `EPROTO` answer, unknown operations `ENOTTY`, bad arguments `EINVAL`; a peer that does not read
 //! its answers, or hangs up, is dropped; the others keep being served. Descriptors (GET_CPU) go
 //! only to a client that has read every earlier answer (see `unread_answers`), so no client
-//! can use up the descriptors this process may have in flight.
+//! can use up the descriptors this process may have in flight. Each connection has a request
+//! budget ([`crate::request_budget`]): a client asking faster than it allows is served later,
+//! so none can take more than a share of a CPU.
 //!
 //! One client at a time consumes a CPU (swaps its reader page, arms its doorbell): the first to
 //! do so owns it until it disconnects; others get `EBUSY`. Any client may map a CPU's buffer
@@ -19,6 +21,7 @@ use crate::error::Error;
 use crate::full_table::FullTable;
 use crate::poll_window::ClientWindows;
 use crate::producer::Producer;
+use crate::request_budget::{Bucket, DEFAULT_BUDGET, RequestBudget};
 use crate::unread_answers;
 use crate::wire::{CpuBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, status};
 use parking_lot::Mutex;
@@ -70,11 +73,15 @@ pub struct ServerOptions {
     /// each CPU from that CPU: a hypervisor runs a hypercall on the CPU that makes it, so the
     /// swap answers without waking another CPU.
     pub on_consumed_cpus: bool,
+    /// How many requests each connection may have served ([`crate::request_budget`]): beyond
+    /// it, the connection's requests wait, so that no client can take more than a share of a
+    /// CPU from what the producer traces.
+    pub budget: RequestBudget,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { spin: DEFAULT_SPIN, realtime: false, on_consumed_cpus: false }
+        Self { spin: DEFAULT_SPIN, realtime: false, on_consumed_cpus: false, budget: DEFAULT_BUDGET }
     }
 }
 
@@ -341,6 +348,7 @@ impl Acceptor {
                 stop: Arc::clone(&self.stop),
                 shared: Arc::clone(&self.shared),
                 windows: ClientWindows::default(),
+                budget: Bucket::new(self.shared.options.budget, std::time::Instant::now()),
                 placed_on: Vec::new(),
             };
             self.next_id += 1;
@@ -438,6 +446,8 @@ struct Client {
     shared: Arc<Shared>,
     /// While one is open, its next request is expected soon: poll for it instead of sleeping.
     windows: ClientWindows,
+    /// What it may still ask for before its requests wait.
+    budget: Bucket,
     /// The CPUs this thread was moved to ([`ServerOptions::on_consumed_cpus`]).
     placed_on: Vec<u32>,
 }
@@ -446,6 +456,13 @@ impl Client {
     fn run(mut self) {
         let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
         loop {
+            // A client that spent its budget waits, its requests in the socket.
+            if let Some(wait) = self.budget.wait(std::time::Instant::now()) {
+                if !self.rest(wait) {
+                    break;
+                }
+                continue;
+            }
             // Poll without sleeping while the client's window is open (see `ServerOptions::spin`).
             let polling = self.windows.open();
             let mut fds = [PollFd::new(&*self.stop, PollFlags::IN), PollFd::new(&self.fd, PollFlags::IN)];
@@ -476,6 +493,22 @@ impl Client {
             }
         }
         self.shared.release(self.id);
+    }
+
+    /// Sleeps `wait` (the client's budget is spent), unless the server stops or the client hangs
+    /// up first: false then.
+    fn rest(&self, wait: std::time::Duration) -> bool {
+        let timeout = rustix::event::Timespec {
+            tv_sec: wait.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: wait.subsec_nanos().into(),
+        };
+        // No events asked of the client's socket: its requests wait; a hangup is still reported.
+        let mut fds = [PollFd::new(&*self.stop, PollFlags::IN), PollFd::new(&self.fd, PollFlags::empty())];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+        fds[0].revents().is_empty() && !fds[1].revents().intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL)
     }
 
     /// Reads and answers one message.
@@ -511,6 +544,7 @@ impl Client {
             answer = Answer::status(status::EBUSY);
         }
         let sent = send_answer(self.fd.as_fd(), &req, &answer);
+        self.budget.served(answer.swapped);
         let sleeps = answer.sleeps;
         // The answer borrows the producer's descriptors through `self.shared`: done with it.
         drop(answer);
@@ -541,15 +575,17 @@ struct Answer<'p> {
     fds: Vec<BorrowedFd<'p>>,
     /// The client sleeps on its doorbell after this answer: no request is due from it soon.
     sleeps: bool,
+    /// A GET_READER_PAGE answer that swapped in a new reader page.
+    swapped: bool,
 }
 
 impl<'p> Answer<'p> {
     fn status(status: i32) -> Self {
-        Self { status, body: Vec::new(), fds: Vec::new(), sleeps: false }
+        Self { status, body: Vec::new(), fds: Vec::new(), sleeps: false, swapped: false }
     }
 
     fn body(body: &(impl IntoBytes + zerocopy::Immutable)) -> Self {
-        Self { status: status::OK, body: body.as_bytes().to_vec(), fds: Vec::new(), sleeps: false }
+        Self { status: status::OK, body: body.as_bytes().to_vec(), fds: Vec::new(), sleeps: false, swapped: false }
     }
 }
 
@@ -588,6 +624,7 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bo
                     body: formats[at..].iter().take(MAX_BODY).copied().collect(),
                     fds: Vec::new(),
                     sleeps: false,
+                    swapped: false,
                 },
                 None => Answer::status(status::EINVAL),
             }
@@ -613,17 +650,20 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bo
                 return (Answer::status(status::EINVAL), newly);
             };
             let answer = match producer.swap_reader_page(req.cpu, read) {
-                Ok(update) => Answer::body(&ReaderBody {
-                    id: update.id,
-                    read: update.read,
-                    lost_events: update.lost_events,
-                    swap_status: match update.status {
-                        SwapStatus::Swapped => 0,
-                        SwapStatus::Unread => 1,
-                        SwapStatus::WriterOnPage => 2,
-                    },
-                    _reserved: 0,
-                }),
+                Ok(update) => Answer {
+                    swapped: update.status == SwapStatus::Swapped,
+                    ..Answer::body(&ReaderBody {
+                        id: update.id,
+                        read: update.read,
+                        lost_events: update.lost_events,
+                        swap_status: match update.status {
+                            SwapStatus::Swapped => 0,
+                            SwapStatus::Unread => 1,
+                            SwapStatus::WriterOnPage => 2,
+                        },
+                        _reserved: 0,
+                    })
+                },
                 Err(SwapError::Busy) => Answer::status(status::EBUSY),
                 Err(
                     SwapError::ReadPastCommit { .. }
