@@ -102,6 +102,8 @@ pub struct Server {
     thread: Option<JoinHandle<()>>,
     /// Whether the thread runs under real-time scheduling, or why not ([`Server::realtime`]).
     realtime: Result<bool, Errno>,
+    /// What its threads share: which client consumes each CPU.
+    shared: Arc<Shared>,
 }
 
 impl Server {
@@ -117,18 +119,21 @@ impl Server {
         let stop = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
             .map_err(|e| Error::io("eventfd", e))?;
         let stop_rx = stop.try_clone().map_err(|e| Error::Io { what: "dup", source: e })?;
+        let owners = Mutex::new(vec![None; producer.nr_cpus() as usize]);
+        let shared = Arc::new(Shared { producer, owners, options, workers: Mutex::default() });
+        let served = Arc::clone(&shared);
         let (granted_tx, granted) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("hyptrace-socket".into())
             .spawn(move || {
                 let _ =
                     granted_tx.send(if options.realtime { crate::realtime::enter().map(|()| true) } else { Ok(false) });
-                Acceptor::new(listener, stop_rx, producer, options).run()
+                Acceptor::new(listener, stop_rx, served).run()
             })
             .map_err(|e| Error::Io { what: "spawning the server thread", source: e })?;
         // The thread sends before it serves; a thread that died before that was refused nothing.
         let realtime = granted.recv().unwrap_or(Ok(false));
-        Ok(Self { path: path.to_path_buf(), stop, thread: Some(thread), realtime })
+        Ok(Self { path: path.to_path_buf(), stop, thread: Some(thread), realtime, shared })
     }
 
     /// Whether the server's threads run under real-time scheduling (asked for with
@@ -142,6 +147,12 @@ impl Server {
     /// The socket's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether a connected client consumes CPU `cpu` (it asked for the CPU's reader page or
+    /// armed its doorbell, and has not disconnected yet).
+    pub fn is_consumed(&self, cpu: u32) -> bool {
+        self.shared.owners.lock().get(cpu as usize).is_some_and(Option::is_some)
     }
 }
 
@@ -220,6 +231,12 @@ struct Shared {
     workers: Mutex<Workers>,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("owners", &*self.owners.lock()).finish_non_exhaustive()
+    }
+}
+
 impl Shared {
     /// Takes `cpu` for `client` unless another client consumes it (`None` then): `Some(false)`
     /// if `client` owned it already, `Some(true)` if it takes it now.
@@ -269,10 +286,8 @@ struct Acceptor {
 }
 
 impl Acceptor {
-    fn new(listener: OwnedFd, stop: OwnedFd, producer: Arc<dyn Producer>, options: ServerOptions) -> Self {
-        let owners = Mutex::new(vec![None; producer.nr_cpus() as usize]);
+    fn new(listener: OwnedFd, stop: OwnedFd, shared: Arc<Shared>) -> Self {
         let euid = rustix::process::geteuid().as_raw();
-        let shared = Arc::new(Shared { producer, owners, options, workers: Mutex::default() });
         Self {
             listener,
             full_table: FullTable::default(),

@@ -223,6 +223,36 @@ impl Host {
         self.consumed.iter().all(|c| c.load(Ordering::Relaxed))
     }
 
+    /// True once a consumer has asked for CPU `cpu`'s reader page.
+    pub fn was_consumed(&self, cpu: u32) -> bool {
+        // Ordering: Relaxed; see `every_cpu_consumed`.
+        self.consumed.get(cpu as usize).is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    /// True while CPU `cpu`'s buffer holds committed events its consumer has not taken: finished
+    /// pages not given back, events on the reader page past the `read` last given back, or
+    /// events on the page the writer is on when that is not the reader page. Told from the
+    /// hypervisor's STATS and the host's own view of the shared meta area and pages.
+    pub fn has_unread(&self, cpu: u32) -> bool {
+        let Ok((stats, _)) = self.cpu_stats(cpu) else { return false };
+        if stats.full_pages > 0 {
+            return true;
+        }
+        let shm = self.platform.region(self.buffers[cpu as usize]).shm();
+        let geometry = self.config.buffer.geometry;
+        let commit = |id: u32| {
+            if id >= geometry.nr_subbufs() {
+                return 0;
+            }
+            let at = geometry.meta_size() + geometry.subbuf_offset(id) + ring_core::format::SUBBUF_COMMIT_OFFSET;
+            (shm.load_u64(at) & ring_core::format::COMMIT_LEN_MASK) as u32
+        };
+        let reader = shm.load_u32(ring_core::meta::off::READER_ID);
+        let read = shm.load_u32(ring_core::meta::off::READER_READ);
+        let tail = shm.load_u32_acquire(ring_core::meta::off::EXT_TAIL_ID);
+        commit(reader) > read || (tail != reader && commit(tail) > 0)
+    }
+
     /// Why the hypervisor refused `read` on CPU `cpu` as a bad argument, told from the host's own
     /// view of the shared meta area and reader page (for error reports only: the hypervisor's
     /// check is what counts).
