@@ -176,6 +176,40 @@ pub fn produce_alone(bins: &Binaries, work: &Workload, scratch: &Path) -> Result
     parse_hyp_sim(&finish(sim, work.duration)?)
 }
 
+/// Runs hyp-sim (no consumer) while `flooders` clients, one connection each, ask for STATS as
+/// fast as they are answered for the whole run: how much of the producer's rate such clients
+/// can take. Returns hyp-sim's report and the STATS answered in all.
+pub fn produce_flooded(bins: &Binaries, work: &Workload, scratch: &Path, flooders: u32) -> Result<(Produced, u64)> {
+    let socket = scratch.join("flooded.sock");
+    let sim = spawn_hyp_sim(bins, work, &socket, 0.0, &[])?;
+    let started = Instant::now();
+    let connections = (0..flooders)
+        .map(|_| {
+            loop {
+                match ring_mmap::Connection::connect(&socket) {
+                    Ok(conn) => return Ok(conn),
+                    Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                        std::thread::sleep(Duration::from_millis(1))
+                    }
+                    Err(e) => return Err(e).context("connecting a flooding client to hyp-sim"),
+                }
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Each asks until hyp-sim exits (its answers stop: the producer has gone away).
+    let threads: Vec<_> = connections
+        .into_iter()
+        .enumerate()
+        .map(|(i, conn)| {
+            let cpu = i as u32 % work.cpus;
+            std::thread::spawn(move || std::iter::from_fn(|| conn.stats(cpu).ok()).count() as u64)
+        })
+        .collect();
+    let produced = parse_hyp_sim(&finish(sim, work.duration)?)?;
+    let answered = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    Ok((produced, answered))
+}
+
 /// Runs hyp-sim with `trace-reader record` (given `opts`) writing `scratch/trace.dat`: started as soon as
 /// hyp-sim serves its socket, stopping when hyp-sim exits after draining. hyp-sim starts its
 /// guests once the recorder reads every CPU (`--wait-for-consumer`), so a trial measures the

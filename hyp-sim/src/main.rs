@@ -70,7 +70,9 @@ struct Args {
     /// it they are kept, and the run refused, so that they can be read first)
     #[arg(long, requires = "dir")]
     force: bool,
-    /// After the guests stop, keep serving up to this many seconds while consumers drain
+    /// After the guests stop, keep serving up to this many seconds while a CPU holds events its
+    /// consumer has not read (the page the writer was on included): until connected consumers
+    /// have read everything or disconnected, or, for a CPU no consumer has read yet, one comes
     #[arg(long, default_value_t = 2.0, value_parser = seconds)]
     linger: f64,
     /// Seed of the guests' exit streams
@@ -189,10 +191,13 @@ fn main() -> Result<()> {
     let elapsed = start.elapsed();
     host.set_tracing(false)?;
 
-    // Give consumers a chance to read everything before the buffers go away.
-    // A linger too long to add to the clock lasts until the consumers have drained.
+    // Give consumers a chance to read everything before the buffers go away: up to the linger
+    // time, while a CPU holds events that its connected consumer (or one yet to come) has not
+    // read. A linger too long to add to the clock lasts until then.
     let linger_until = Instant::now().checked_add(Duration::from_secs_f64(args.linger));
-    while linger_until.is_none_or(|until| Instant::now() < until) && !drained(&host) {
+    while linger_until.is_none_or(|until| Instant::now() < until)
+        && (0..nr_cpus).any(|cpu| awaits_reading(&host, &server, cpu))
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     // The report first: consumers print theirs when the socket closes.
@@ -201,9 +206,11 @@ fn main() -> Result<()> {
     report
 }
 
-/// True when no CPU has finished pages a consumer has not taken.
-fn drained(host: &Host) -> bool {
-    (0..host.config().nr_cpus).all(|cpu| host.cpu_stats(cpu).is_ok_and(|(s, _)| s.full_pages == 0))
+/// True while CPU `cpu` holds events not yet read (the page the writer is on included) and a
+/// consumer may still read them: one is connected to it, or none has come yet. A CPU whose
+/// consumer has disconnected is not waited for.
+fn awaits_reading(host: &Host, server: &Server, cpu: u32) -> bool {
+    host.has_unread(cpu) && (server.is_consumed(cpu) || !host.was_consumed(cpu))
 }
 
 fn report(host: &Host, exits: &[u64], elapsed: Duration) -> Result<()> {

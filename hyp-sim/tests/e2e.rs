@@ -26,6 +26,8 @@ struct Stream {
     events: u64,
     lost: u64,
     last_ts: u64,
+    /// Events read from the mappings after hyp-sim had gone (not read while it served).
+    after_hangup: u64,
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -34,7 +36,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 impl Stream {
     fn new(cpu: u32) -> Self {
-        Self { cpu, pos: 0, events: 0, lost: 0, last_ts: 0 }
+        Self { cpu, pos: 0, events: 0, lost: 0, last_ts: 0, after_hangup: 0 }
     }
 
     fn take(&mut self, record: Record<'_>, window: (u64, u64)) {
@@ -141,7 +143,9 @@ fn run(args: &[&str], late: Duration, pause: Duration) -> Vec<(Stream, u64)> {
                         std::thread::sleep(pause);
                     }
                 }
+                let live = stream.events;
                 consumer.drain_remaining(|r| stream.take(r, window)).expect("drain after hangup");
+                stream.after_hangup = stream.events - live;
                 let end = monotonic_ns();
                 assert!(stream.last_ts <= end, "cpu {cpu}: an event is stamped after the run ended");
                 stream
@@ -232,4 +236,15 @@ fn a_directory_holding_a_dead_runs_buffers_is_refused_unless_forced() {
     assert_eq!(cpus.len(), 1);
     let (ok, said) = run_briefly(&socket, &[std::ffi::OsStr::new("--force")]);
     assert!(!ok && said.contains("--dir"), "--force without --dir is refused:\n{said}");
+}
+
+#[test]
+fn lingering_serves_until_the_consumers_have_read_everything() {
+    // The guests stop with part of a page written on each CPU; hyp-sim lingers (up to 30 s)
+    // until its consumers have read that too, so nothing is left for after it exits.
+    let args = ["--mode", "drop", "--rate", "5000", "--duration", "0.5", "--nr-subbufs", "64", "--linger", "30"];
+    for (stream, exits) in run(&args, Duration::ZERO, Duration::ZERO) {
+        assert_eq!(stream.events, 3 * exits, "cpu {}: every event of every exit", stream.cpu);
+        assert_eq!(stream.after_hangup, 0, "cpu {}: everything was read while hyp-sim served", stream.cpu);
+    }
 }

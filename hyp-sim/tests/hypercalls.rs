@@ -152,6 +152,40 @@ fn tracing_switches_and_event_filters_apply() {
     assert_eq!(entries(), 4, "hyp_enter and hyp_exit filtered out");
 }
 
+/// SWAP_READER refuses a `read` inside an event, or behind the last one accepted, as a bad
+/// argument, and a reader page the host scribbled on makes reads inside it refused, not a panic:
+/// no host call leaves the next consumer to decode from the middle of an event.
+#[test]
+fn swap_reader_refuses_reads_that_are_not_event_boundaries() {
+    let m = Machine::new();
+    let (h, c) = m.good(0);
+    assert_eq!(m.load(&h, &c).status, 0);
+    m.hyp.hvc(call::ENABLE, [1, 0, 0, 0]);
+    m.hyp.handle_exit(0, 0, &guest::exit(1, 0, 0));
+    let swap = |read: u64| m.hyp.hvc(call::SWAP_READER, [0, read, 0, 0]);
+    let taken = swap(0);
+    assert_eq!(taken.status, 0, "swapped in the page with the exit's events");
+    let page = c[0].data_addr + taken.ret[0] * 4096;
+    let shm = m.platform.find(page, 4096).unwrap().shm();
+    let at = (page - m.platform.find(page, 4096).unwrap().base()) as usize;
+    let commit = shm.load_u64(at + 8) & 0x3fff_ffff;
+    // The first record's end, from its header's type_len (a small event, or a time record of 8).
+    let first = match shm.load_u32(at + 16) & 0x1f {
+        t @ 1..=28 => 4 + u64::from(t) * 4,
+        _ => 8,
+    };
+    assert!(first < commit);
+    assert_eq!(swap(2).status, errno(HypError::BadArgument), "inside the first record");
+    assert_eq!(swap(first + 2).status, errno(HypError::BadArgument), "misaligned");
+    assert_eq!(swap(first).ret[1], first, "the end of the first record");
+    assert_eq!(swap(0).status, errno(HypError::BadArgument), "behind the last read");
+    // The host writes garbage over the rest of the page: a length running past the commit.
+    shm.store_u32(at + 16 + first as usize, 0, Ordering::Relaxed);
+    shm.store_u32(at + 16 + first as usize + 4, 0x7fff_fff0, Ordering::Relaxed);
+    assert_eq!(swap(commit - 4).status, errno(HypError::BadArgument), "cannot be checked: refused");
+    assert!(swap(commit).status >= 0, "the whole commit skips the page");
+}
+
 /// One step of a hostile host.
 #[derive(Debug, Clone)]
 enum Step {

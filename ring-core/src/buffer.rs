@@ -113,6 +113,10 @@ pub(crate) struct SwapperState {
     pub lock: AtomicBool,
     /// Sub-buffer id of the reader page.
     pub reader: AtomicU32,
+    /// Bytes of the reader page's data consumed: the last `read` a swap request gave back for it
+    /// (0 for a new reader page). Always a record boundary: requests are checked against it
+    /// (`CpuBuffer::check_read`), so the meta area's `reader.read`, a copy of it, is one too.
+    pub reader_read: AtomicU32,
     /// A ring page at or before the page preceding the head, where head searches start.
     pub hint: AtomicU32,
     /// Ring slot of `hint`.
@@ -259,6 +263,7 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
             sw: SwapperState {
                 lock: AtomicBool::new(false),
                 reader: AtomicU32::new(0),
+                reader_read: AtomicU32::new(0),
                 hint: AtomicU32::new(0),
                 hint_slot: AtomicU32::new(0),
                 read: AtomicU64::new(0),
@@ -345,6 +350,7 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
             c.store(0, Ordering::Relaxed);
         }
         self.sw.reader.store(0, Ordering::Relaxed);
+        self.sw.reader_read.store(0, Ordering::Relaxed);
         self.sw.hint.store(last, Ordering::Relaxed);
         self.sw.hint_slot.store(self.geo.nr_slots() - 1, Ordering::Relaxed);
         self.sw.read.store(0, Ordering::Relaxed);

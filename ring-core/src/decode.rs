@@ -267,6 +267,10 @@ pub enum DecodeError {
     /// `commit` is not a multiple of 4 (events are 4-byte aligned).
     #[error("commit of {0} bytes is not 4-byte aligned")]
     MisalignedCommit(u64),
+    /// A walk over the records was asked to start at a data offset that is not a multiple of 4
+    /// (records start on 4-byte boundaries).
+    #[error("data offset {0} is not 4-byte aligned, so no record starts there")]
+    Misaligned(usize),
 }
 
 /// Lost-event information carried in a page's `commit` flags.

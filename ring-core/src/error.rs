@@ -104,4 +104,40 @@ pub enum SwapError {
         /// Bytes committed on the reader page.
         commit: u32,
     },
+    /// The consumer gives back less of the reader page than was already given back: the next
+    /// consumer would read those events again.
+    #[error(
+        "read {read} is below the {consumed} bytes of the reader page already consumed; give back at least \
+         {consumed} (the meta area's reader.read)"
+    )]
+    ReadBehind {
+        /// Bytes the consumer claimed.
+        read: u32,
+        /// Bytes of the reader page consumed by earlier requests.
+        consumed: u32,
+    },
+    /// The consumer's `read` falls inside an event: the next consumer would decode from the
+    /// middle of it.
+    #[error(
+        "read {read} does not end an event of the reader page (the next event boundary is at {next}); give \
+         back the data offset just past the last record decoded"
+    )]
+    NotEventBoundary {
+        /// Bytes the consumer claimed.
+        read: u32,
+        /// The first event boundary after `read`.
+        next: u32,
+    },
+    /// The reader page's events do not decode up to the consumer's `read`, so it cannot be
+    /// checked to end an event.
+    #[error(
+        "the reader page does not decode up to read {read} ({error}); give back its whole committed \
+         length to skip it"
+    )]
+    MalformedPage {
+        /// Bytes the consumer claimed.
+        read: u32,
+        /// Why the page does not decode.
+        error: crate::decode::DecodeError,
+    },
 }

@@ -75,7 +75,10 @@
 //!
 //! ## The swap (GET_READER_PAGE)
 //!
-//! [`CpuBuffer::swap_reader_page`]`(read)`: the consumer says how far it read. If that is short of
+//! [`CpuBuffer::swap_reader_page`]`(read)`: the consumer says how far it read. That must be a
+//! record boundary of the reader page, no less than the last `read` accepted for it (the swapper
+//! walks the records from there, [`record_walk`]), or the request is refused: whatever a consumer
+//! gives back, the next one starts at an event and reads nothing twice. If it is short of
 //! the reader page's `commit`, it keeps the page. If the writer is on the reader page (it was the
 //! head when swapped out and the ring holds nothing else), it keeps the page and re-reads `commit`
 //! later. Otherwise the consumed reader page R replaces the head page H in the ring:
@@ -140,6 +143,7 @@ mod geometry;
 pub mod link;
 pub mod meta;
 pub mod nest;
+pub mod record_walk;
 mod reservation;
 pub mod shm;
 pub mod snapshot;
@@ -163,6 +167,7 @@ pub use doorbell::{Doorbell, NoDoorbell};
 pub use error::{GeometryError, SwapError, WriteError, WriterClaimed};
 pub use geometry::{Geometry, Mode};
 pub use link::SubBufLink;
+pub use record_walk::boundary_at_or_after;
 pub use reservation::Reservation;
 pub use shm::{ShmRegion, ShmSpan};
 pub use snapshot::{ReaderCopy, SlotCopy, SlotRead, SnapshotError};

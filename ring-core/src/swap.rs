@@ -21,11 +21,13 @@
 
 use crate::buffer::CpuBuffer;
 use crate::clock::Clock;
+use crate::decode::{DecodeError, ShmPage};
 use crate::doorbell::Doorbell;
 use crate::error::SwapError;
 use crate::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET};
 use crate::link::{LinkWord, SubBufLink};
 use crate::meta::off;
+use crate::record_walk::boundary_at_or_after;
 use crate::sync::{Ordering, fence, spin_hint};
 
 /// Marks a step of the swap where the crash-consistency tests stop the swapper as a SIGKILL would
@@ -74,6 +76,12 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     ///
     /// Callable from any thread while this CPU's writer runs: it never waits for the writer. One
     /// swapper at a time per CPU; a concurrent call gets [`SwapError::Busy`].
+    ///
+    /// `read` must leave the reader page in a state the next consumer can read from: it is
+    /// refused unless it is a record boundary of the page (its committed length, or the end of a
+    /// record: [`SwapError::NotEventBoundary`], [`SwapError::MalformedPage`]), no less than what
+    /// earlier requests gave back for this page ([`SwapError::ReadBehind`]) and within its
+    /// commit ([`SwapError::ReadPastCommit`]). A refused request changes nothing.
     pub fn swap_reader_page(&self, read: u32) -> Result<ReaderUpdate, SwapError> {
         // Ordering: Acquire pairs with the Release in `SwapLock::drop`, so each swapper sees the
         // swapper state the previous one left.
@@ -100,6 +108,10 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         if read > commit {
             return Err(SwapError::ReadPastCommit { read, commit });
         }
+        self.check_read(page, read, commit)?;
+        // Ordering: Relaxed; swapper state, handed to the next swapper by the swap lock (Release
+        // in `SwapLock::drop`, Acquire in `swap_reader_page`).
+        self.sw.reader_read.store(read, Ordering::Relaxed);
         // Ordering: Relaxed; the value is all a reader takes from it (`MetaPage::reader`, a
         // consumer resuming where this one stopped), and it publishes nothing else. When the
         // page is swapped below, `take_head` stores 0 here before its Release store of
@@ -112,6 +124,37 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
             return Ok(ReaderUpdate { status: SwapStatus::WriterOnPage, id: reader, read, lost_events: 0 });
         }
         self.take_head(reader)
+    }
+
+    /// Checks that `read`, within the reader page's `commit`, is a record boundary at or past
+    /// what earlier requests gave back for it (see [`CpuBuffer::swap_reader_page`]). `page` is
+    /// the page's byte offset in the sub-buffer array.
+    ///
+    /// The walk goes from the last accepted `read` (a boundary) to the new one, so a consumer
+    /// that keeps reading one page has each of its bytes walked once in all. The bytes walked lie
+    /// below `commit`, which the caller loaded with acquire ordering, so they are complete and
+    /// the writer does not change them; a party that scribbles on them anyway (a host under a
+    /// hypervisor) gets an error, never a panic.
+    fn check_read(&self, page: usize, read: u32, commit: u32) -> Result<(), SwapError> {
+        // Ordering: Relaxed; swapper state, made visible by the swap lock's Acquire (in
+        // `swap_reader_page`), pairing with the previous swapper's Release (`SwapLock::drop`).
+        let consumed = self.sw.reader_read.load(Ordering::Relaxed);
+        if read < consumed {
+            return Err(SwapError::ReadBehind { read, consumed });
+        }
+        // Nothing new given back, or everything: the committed length is a boundary, and a
+        // consumer skips a page it cannot decode by giving back that much.
+        if read == consumed || read == commit {
+            return Ok(());
+        }
+        let malformed = |error| SwapError::MalformedPage { read, error };
+        let bytes = ShmPage::new(&self.data, page, self.geo.subbuf_size() as usize)
+            .ok_or(malformed(DecodeError::ShortPage(self.geo.subbuf_size() as usize)))?;
+        match boundary_at_or_after(&bytes, commit as usize, consumed as usize, read as usize) {
+            Ok(at) if at == read as usize => Ok(()),
+            Ok(next) => Err(SwapError::NotEventBoundary { read, next: next as u32 }),
+            Err(error) => Err(malformed(error)),
+        }
     }
 
     /// Splices the (consumed) reader page into the ring in place of the head page and makes the
@@ -218,6 +261,8 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         let swaps = self.sw.swaps.load(Ordering::Relaxed) + 1;
         self.sw.swaps.store(swaps, Ordering::Relaxed);
         self.meta.store_u64(off::READER_LOST_EVENTS, lost, Ordering::Relaxed);
+        // Ordering: Relaxed; swapper state, handed on by the swap lock as in `swap_locked`.
+        self.sw.reader_read.store(0, Ordering::Relaxed);
         self.meta.store_u32(off::READER_READ, 0, Ordering::Relaxed);
         self.meta.store_u64(off::READ, read, Ordering::Relaxed);
         // Ordering: Release; a consumer acquiring the reader id or the swap count sees the fields
@@ -352,6 +397,57 @@ mod tests {
         assert_eq!(buf.view().meta().reader().read, 12);
         assert_eq!(seqs_on(&buf, up.id, 12), [1, 2]);
         assert_eq!(buf.swap_reader_page(commit + 4), Err(SwapError::ReadPastCommit { read: commit + 4, commit }));
+    }
+
+    /// A `read` that is not a record boundary, or below what was given back before, is refused
+    /// and changes nothing: the next consumer still starts at an event, and nothing consumed is
+    /// handed out again.
+    #[test]
+    fn reads_inside_an_event_or_behind_the_last_one_are_refused() {
+        let buf = buffer(4096, 4, Mode::Overwrite);
+        for seq in 0..4 {
+            buf.write(&seq_payload(seq, 4)).unwrap(); // 12 bytes each
+        }
+        let up = buf.swap_reader_page(0).unwrap();
+        for read in [2u32, 4, 13, 35] {
+            let next = read.next_multiple_of(12);
+            assert_eq!(buf.swap_reader_page(read), Err(SwapError::NotEventBoundary { read, next }), "read {read}");
+            assert_eq!(buf.view().meta().reader().read, 0, "a refused read is not published");
+        }
+        assert_eq!(buf.swap_reader_page(24).unwrap().read, 24);
+        assert_eq!(buf.swap_reader_page(12), Err(SwapError::ReadBehind { read: 12, consumed: 24 }));
+        assert_eq!(buf.swap_reader_page(26), Err(SwapError::NotEventBoundary { read: 26, next: 36 }));
+        assert_eq!(buf.view().meta().reader().read, 24);
+        assert_eq!(seqs_on(&buf, up.id, 24), [2, 3]);
+        let again = buf.swap_reader_page(24).unwrap();
+        assert_eq!((again.status, again.read), (SwapStatus::Unread, 24), "the same read again is fine");
+        // The whole committed length is always a boundary.
+        let all = buf.swap_reader_page(48).unwrap();
+        assert_eq!((all.status, all.read), (SwapStatus::WriterOnPage, 48));
+    }
+
+    /// Bytes of the reader page scribbled over (by a host, under a hypervisor) make reads inside
+    /// it refused, never a panic; giving back the whole committed length still skips the page.
+    #[test]
+    fn a_scribbled_reader_page_refuses_reads_inside_it_but_can_be_skipped() {
+        let buf = buffer(4096, 4, Mode::Overwrite);
+        for seq in 0..4 {
+            buf.write(&seq_payload(seq, 4)).unwrap();
+        }
+        let up = buf.swap_reader_page(0).unwrap();
+        let (_, data) = buf.regions();
+        let first = buf.geometry().subbuf_offset(up.id) + crate::format::SUBBUF_HEADER_SIZE;
+        // The first event now claims a 4000-byte payload, past the 48 bytes committed.
+        data.store_u32(first, crate::format::header_word(0, 0), Ordering::Relaxed);
+        data.store_u32(first + 4, 4004, Ordering::Relaxed);
+        let refused = buf.swap_reader_page(12).unwrap_err();
+        assert!(
+            matches!(refused, SwapError::MalformedPage { read: 12, error: crate::DecodeError::Truncated(0) }),
+            "{refused:?}"
+        );
+        assert_eq!(buf.view().meta().reader().read, 0, "a refused read is not published");
+        let skipped = buf.swap_reader_page(48).unwrap();
+        assert_eq!((skipped.status, skipped.read), (SwapStatus::WriterOnPage, 48));
     }
 
     #[test]

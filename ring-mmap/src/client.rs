@@ -289,6 +289,9 @@ fn call(socket: &Mutex<Socket>, req: Request, accept_refusal: bool) -> Result<An
         socket.broken = true;
         return Err(Error::Protocol(format!("answer for cpu {} to a request for cpu {}", answer.header.cpu, req.cpu)));
     }
+    if answer.header.status == status::EUSERS {
+        return Err(Error::TooManyClients);
+    }
     if answer.header.status < 0 && !accept_refusal {
         return Err(Error::Refused { op, cpu: req.cpu, status: answer.header.status });
     }

@@ -272,11 +272,13 @@ pub struct Consumer<S: CpuSource> {
 
 impl<S: CpuSource> Consumer<S> {
     /// Starts consuming `source`, resuming where a previous consumer left its reader page (the
-    /// meta area's `reader.id` and `reader.read`).
+    /// meta area's `reader.id` and `reader.read`, at the first event boundary from there:
+    /// [`resume_point`]).
     pub fn new(source: S) -> Result<Self, Error> {
         let view = source.view()?;
         let (reader, geometry) = (view.meta().reader(), view.geometry());
-        Ok(Self { source, pos: Position { read: reader.read, page: None, next_seq: None, deferred: None }, geometry })
+        let read = resume_point(&view, reader.id, reader.read);
+        Ok(Self { source, pos: Position { read, page: None, next_seq: None, deferred: None }, geometry })
     }
 
     /// The source.
@@ -510,6 +512,18 @@ fn checked_view<S: CpuSource>(source: &S, geometry: Geometry) -> Result<SharedVi
         )));
     }
     Ok(view)
+}
+
+/// Where a new consumer starts on reader page `id`, which the meta area says was read to `read`:
+/// the first event boundary at or after `read`. A ring-core producer accepts no other `read`, but
+/// the meta area is the producer side's to write, checked or not: a consumer that started inside
+/// an event would decode garbage, or have every request refused. If the page does not
+/// decode up to `read`, its whole committed length (as a consumer gives back a page it cannot
+/// decode); a page that does not exist is left to the first request to report.
+fn resume_point(view: &SharedView<'_>, id: u32, read: u32) -> u32 {
+    let Some(page) = view.page(id).filter(|_| read > 0) else { return read };
+    let commit = page.committed_len();
+    ring_core::boundary_at_or_after(&page, commit as usize, 0, read as usize).map_or(commit, |at| at as u32)
 }
 
 /// Reader page `id` of `view`, or a protocol error if the producer named a page that does not

@@ -45,6 +45,13 @@ pub enum Error {
     /// The producer has gone (its socket closed).
     #[error("the producer has gone away")]
     Hangup,
+    /// The producer serves as many clients as it allows at once and closed this connection
+    /// (`EUSERS`).
+    #[error(
+        "the producer already serves its maximum of clients at once; close another of its readers, or \
+         retry once one has left"
+    )]
+    TooManyClients,
     /// A live producer holds this buffer file (it is not the post-mortem of a dead one, and no
     /// second producer may take it over).
     #[error("a running producer is using {}; read it through its control socket", .0.display())]
@@ -257,6 +264,10 @@ fn refusal_hint(op: Op, status: i32) -> &'static str {
         (Op::GetReaderPage | Op::Wait, crate::wire::status::EBUSY) => {
             " (another client is consuming this CPU: each CPU has one consumer at a time, while \
              reads that do not consume, snapshots, need no claim)"
+        }
+        (Op::GetCpu, crate::wire::status::EBUSY) => {
+            " (an earlier answer on this connection is still unread: descriptors are only sent to a \
+             client that read every answer, so read each answer before sending the next request)"
         }
         _ => "",
     }

@@ -6,7 +6,11 @@
 //! the producer's effective uid. Requests are answered in order, one message each
 //! ([`crate::wire`]). Nothing a peer sends can stop the server: malformed messages get an
 //! `EPROTO` answer, unknown operations `ENOTTY`, bad arguments `EINVAL`; a peer that does not read
-//! its answers, or hangs up, is dropped; the others keep being served.
+//! its answers, or hangs up, is dropped; the others keep being served. Descriptors (GET_CPU) go
+//! only to a client that has read every earlier answer (see `unread_answers`), so no client
+//! can use up the descriptors this process may have in flight. Each connection has a request
+//! budget ([`crate::request_budget`]): a client asking faster than it allows is served later,
+//! so none can take more than a share of a CPU.
 //!
 //! One client at a time consumes a CPU (swaps its reader page, arms its doorbell): the first to
 //! do so owns it until it disconnects; others get `EBUSY`. Any client may map a CPU's buffer
@@ -14,8 +18,11 @@
 //! client's socket reaches end of file: that is the consumers' hangup.
 
 use crate::error::Error;
+use crate::full_table::FullTable;
 use crate::poll_window::ClientWindows;
 use crate::producer::Producer;
+use crate::request_budget::{Bucket, DEFAULT_BUDGET, RequestBudget};
+use crate::unread_answers;
 use crate::wire::{CpuBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, status};
 use parking_lot::Mutex;
 use ring_core::{SwapError, SwapStatus};
@@ -34,7 +41,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use zerocopy::IntoBytes;
 
-/// Most clients served at once; more are refused at accept.
+/// Most clients served at once; a connection beyond them has its first request answered
+/// `EUSERS` and is closed.
 pub const MAX_CLIENTS: usize = 64;
 
 /// How long the acceptor pauses after `accept` fails for want of resources (descriptors, memory).
@@ -65,11 +73,15 @@ pub struct ServerOptions {
     /// each CPU from that CPU: a hypervisor runs a hypercall on the CPU that makes it, so the
     /// swap answers without waking another CPU.
     pub on_consumed_cpus: bool,
+    /// How many requests each connection may have served ([`crate::request_budget`]): beyond
+    /// it, the connection's requests wait, so that no client can take more than a share of a
+    /// CPU from what the producer traces.
+    pub budget: RequestBudget,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { spin: DEFAULT_SPIN, realtime: false, on_consumed_cpus: false }
+        Self { spin: DEFAULT_SPIN, realtime: false, on_consumed_cpus: false, budget: DEFAULT_BUDGET }
     }
 }
 
@@ -90,6 +102,8 @@ pub struct Server {
     thread: Option<JoinHandle<()>>,
     /// Whether the thread runs under real-time scheduling, or why not ([`Server::realtime`]).
     realtime: Result<bool, Errno>,
+    /// What its threads share: which client consumes each CPU.
+    shared: Arc<Shared>,
 }
 
 impl Server {
@@ -105,18 +119,21 @@ impl Server {
         let stop = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
             .map_err(|e| Error::io("eventfd", e))?;
         let stop_rx = stop.try_clone().map_err(|e| Error::Io { what: "dup", source: e })?;
+        let owners = Mutex::new(vec![None; producer.nr_cpus() as usize]);
+        let shared = Arc::new(Shared { producer, owners, options, workers: Mutex::default() });
+        let served = Arc::clone(&shared);
         let (granted_tx, granted) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("hyptrace-socket".into())
             .spawn(move || {
                 let _ =
                     granted_tx.send(if options.realtime { crate::realtime::enter().map(|()| true) } else { Ok(false) });
-                Acceptor::new(listener, stop_rx, producer, options).run()
+                Acceptor::new(listener, stop_rx, served).run()
             })
             .map_err(|e| Error::Io { what: "spawning the server thread", source: e })?;
         // The thread sends before it serves; a thread that died before that was refused nothing.
         let realtime = granted.recv().unwrap_or(Ok(false));
-        Ok(Self { path: path.to_path_buf(), stop, thread: Some(thread), realtime })
+        Ok(Self { path: path.to_path_buf(), stop, thread: Some(thread), realtime, shared })
     }
 
     /// Whether the server's threads run under real-time scheduling (asked for with
@@ -130,6 +147,12 @@ impl Server {
     /// The socket's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether a connected client consumes CPU `cpu` (it asked for the CPU's reader page or
+    /// armed its doorbell, and has not disconnected yet).
+    pub fn is_consumed(&self, cpu: u32) -> bool {
+        self.shared.owners.lock().get(cpu as usize).is_some_and(Option::is_some)
     }
 }
 
@@ -211,6 +234,12 @@ struct Shared {
     workers: Mutex<Workers>,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("owners", &*self.owners.lock()).finish_non_exhaustive()
+    }
+}
+
 impl Shared {
     /// Takes `cpu` for `client` unless another client consumes it (`None` then): `Some(false)`
     /// if `client` owned it already, `Some(true)` if it takes it now.
@@ -249,6 +278,9 @@ impl Shared {
 /// there is one ([`serve_connections`]), else a new one.
 struct Acceptor {
     listener: OwnedFd,
+    /// Connections refused while the client table was full, until their first request is
+    /// answered.
+    full_table: FullTable,
     stop: Arc<OwnedFd>,
     shared: Arc<Shared>,
     next_id: u64,
@@ -257,26 +289,36 @@ struct Acceptor {
 }
 
 impl Acceptor {
-    fn new(listener: OwnedFd, stop: OwnedFd, producer: Arc<dyn Producer>, options: ServerOptions) -> Self {
-        let owners = Mutex::new(vec![None; producer.nr_cpus() as usize]);
+    fn new(listener: OwnedFd, stop: OwnedFd, shared: Arc<Shared>) -> Self {
         let euid = rustix::process::geteuid().as_raw();
-        let shared = Arc::new(Shared { producer, owners, options, workers: Mutex::default() });
-        Self { listener, stop: Arc::new(stop), shared, next_id: 1, threads: Vec::new(), euid }
+        Self {
+            listener,
+            full_table: FullTable::default(),
+            stop: Arc::new(stop),
+            shared,
+            next_id: 1,
+            threads: Vec::new(),
+            euid,
+        }
     }
 
     fn run(mut self) {
         loop {
-            let mut fds = [PollFd::new(&*self.stop, PollFlags::IN), PollFd::new(&self.listener, PollFlags::IN)];
-            match rustix::event::poll(&mut fds, None) {
+            let mut fds = vec![PollFd::new(&*self.stop, PollFlags::IN), PollFd::new(&self.listener, PollFlags::IN)];
+            fds.extend(self.full_table.poll_fds());
+            let timeout = self.full_table.poll_timeout();
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
                 Ok(_) | Err(Errno::INTR) => {}
                 // Out of memory for the poll set; back off instead of spinning.
                 Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
             }
-            let [stop, listener] = [fds[0].revents(), fds[1].revents()];
-            if !stop.is_empty() {
+            let revents: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
+            drop(fds);
+            if !revents[0].is_empty() {
                 break;
             }
-            if !listener.is_empty() {
+            self.full_table.serve(&revents[2..]);
+            if !revents[1].is_empty() {
                 self.accept();
             }
         }
@@ -306,10 +348,15 @@ impl Acceptor {
                 }
             };
             let same_user = rustix::net::sockopt::socket_peercred(&fd).is_ok_and(|cred| cred.uid.as_raw() == self.euid);
+            if !same_user {
+                continue; // dropping `fd` closes the connection, without a word to a stranger
+            }
             {
                 let mut workers = self.shared.workers.lock();
-                if !same_user || workers.busy >= MAX_CLIENTS {
-                    continue; // dropping `fd` closes the connection
+                if workers.busy >= MAX_CLIENTS {
+                    drop(workers);
+                    self.full_table.refuse(fd);
+                    continue;
                 }
                 workers.busy += 1;
             }
@@ -319,6 +366,7 @@ impl Acceptor {
                 stop: Arc::clone(&self.stop),
                 shared: Arc::clone(&self.shared),
                 windows: ClientWindows::default(),
+                budget: Bucket::new(self.shared.options.budget, std::time::Instant::now()),
                 placed_on: Vec::new(),
             };
             self.next_id += 1;
@@ -416,6 +464,8 @@ struct Client {
     shared: Arc<Shared>,
     /// While one is open, its next request is expected soon: poll for it instead of sleeping.
     windows: ClientWindows,
+    /// What it may still ask for before its requests wait.
+    budget: Bucket,
     /// The CPUs this thread was moved to ([`ServerOptions::on_consumed_cpus`]).
     placed_on: Vec<u32>,
 }
@@ -424,6 +474,13 @@ impl Client {
     fn run(mut self) {
         let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
         loop {
+            // A client that spent its budget waits, its requests in the socket.
+            if let Some(wait) = self.budget.wait(std::time::Instant::now()) {
+                if !self.rest(wait) {
+                    break;
+                }
+                continue;
+            }
             // Poll without sleeping while the client's window is open (see `ServerOptions::spin`).
             let polling = self.windows.open();
             let mut fds = [PollFd::new(&*self.stop, PollFlags::IN), PollFd::new(&self.fd, PollFlags::IN)];
@@ -456,6 +513,22 @@ impl Client {
         self.shared.release(self.id);
     }
 
+    /// Sleeps `wait` (the client's budget is spent), unless the server stops or the client hangs
+    /// up first: false then.
+    fn rest(&self, wait: std::time::Duration) -> bool {
+        let timeout = rustix::event::Timespec {
+            tv_sec: wait.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: wait.subsec_nanos().into(),
+        };
+        // No events asked of the client's socket: its requests wait; a hangup is still reported.
+        let mut fds = [PollFd::new(&*self.stop, PollFlags::IN), PollFd::new(&self.fd, PollFlags::empty())];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+        fds[0].revents().is_empty() && !fds[1].revents().intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL)
+    }
+
     /// Reads and answers one message.
     fn serve_one(&mut self) -> Served {
         let mut buf = [0u8; 64];
@@ -476,14 +549,20 @@ impl Client {
         // A message longer than the buffer was truncated; `len` still says how long it was, so it
         // fails `Request::parse`'s size check below.
         let bytes = &buf[..len.min(buf.len())];
-        let (req, answer, claimed) = match Request::parse(bytes) {
+        let (req, mut answer, claimed) = match Request::parse(bytes) {
             Ok(req) if len == size_of::<Request>() => {
                 let (answer, claimed) = answer(&self.shared, self.id, &req);
                 (req, answer, claimed)
             }
             _ => (echo_of(bytes), Answer::status(status::EPROTO), false),
         };
+        // Descriptors only to a client that read every earlier answer: at most one answer with
+        // descriptors in flight per connection ([`crate::unread_answers`]).
+        if !answer.fds.is_empty() && !unread_answers::all_read(self.fd.as_fd()) {
+            answer = Answer::status(status::EBUSY);
+        }
         let sent = send_answer(self.fd.as_fd(), &req, &answer);
+        self.budget.served(answer.swapped);
         let sleeps = answer.sleeps;
         // The answer borrows the producer's descriptors through `self.shared`: done with it.
         drop(answer);
@@ -514,15 +593,17 @@ struct Answer<'p> {
     fds: Vec<BorrowedFd<'p>>,
     /// The client sleeps on its doorbell after this answer: no request is due from it soon.
     sleeps: bool,
+    /// A GET_READER_PAGE answer that swapped in a new reader page.
+    swapped: bool,
 }
 
 impl<'p> Answer<'p> {
     fn status(status: i32) -> Self {
-        Self { status, body: Vec::new(), fds: Vec::new(), sleeps: false }
+        Self { status, body: Vec::new(), fds: Vec::new(), sleeps: false, swapped: false }
     }
 
     fn body(body: &(impl IntoBytes + zerocopy::Immutable)) -> Self {
-        Self { status: status::OK, body: body.as_bytes().to_vec(), fds: Vec::new(), sleeps: false }
+        Self { status: status::OK, body: body.as_bytes().to_vec(), fds: Vec::new(), sleeps: false, swapped: false }
     }
 }
 
@@ -561,6 +642,7 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bo
                     body: formats[at..].iter().take(MAX_BODY).copied().collect(),
                     fds: Vec::new(),
                     sleeps: false,
+                    swapped: false,
                 },
                 None => Answer::status(status::EINVAL),
             }
@@ -586,19 +668,27 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bo
                 return (Answer::status(status::EINVAL), newly);
             };
             let answer = match producer.swap_reader_page(req.cpu, read) {
-                Ok(update) => Answer::body(&ReaderBody {
-                    id: update.id,
-                    read: update.read,
-                    lost_events: update.lost_events,
-                    swap_status: match update.status {
-                        SwapStatus::Swapped => 0,
-                        SwapStatus::Unread => 1,
-                        SwapStatus::WriterOnPage => 2,
-                    },
-                    _reserved: 0,
-                }),
+                Ok(update) => Answer {
+                    swapped: update.status == SwapStatus::Swapped,
+                    ..Answer::body(&ReaderBody {
+                        id: update.id,
+                        read: update.read,
+                        lost_events: update.lost_events,
+                        swap_status: match update.status {
+                            SwapStatus::Swapped => 0,
+                            SwapStatus::Unread => 1,
+                            SwapStatus::WriterOnPage => 2,
+                        },
+                        _reserved: 0,
+                    })
+                },
                 Err(SwapError::Busy) => Answer::status(status::EBUSY),
-                Err(SwapError::ReadPastCommit { .. }) => Answer::status(status::EINVAL),
+                Err(
+                    SwapError::ReadPastCommit { .. }
+                    | SwapError::ReadBehind { .. }
+                    | SwapError::NotEventBoundary { .. }
+                    | SwapError::MalformedPage { .. },
+                ) => Answer::status(status::EINVAL),
             };
             return (answer, newly);
         }
@@ -607,7 +697,7 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bo
 }
 
 /// The op and cpu to echo in the answer to a malformed message (what of them could be read).
-fn echo_of(bytes: &[u8]) -> Request {
+pub(crate) fn echo_of(bytes: &[u8]) -> Request {
     let word = |at: usize| bytes.get(at..at + 4).map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
     Request { magic: word(0), op: word(4), cpu: word(8), _reserved0: 0, arg: 0, _reserved1: 0 }
 }

@@ -236,10 +236,15 @@ pub mod status {
     pub const OK: i32 = 0;
     /// Bad argument: no such CPU, `read` past the reader page's commit, formats offset too large.
     pub const EINVAL: i32 = -Errno::INVAL.raw_os_error();
-    /// Another consumer owns this CPU, or a concurrent swap was in progress: retry later.
+    /// Another consumer owns this CPU, or a concurrent swap was in progress: retry later. To
+    /// GET_CPU: the client has not read an earlier answer (descriptors go only to a client that
+    /// read every answer).
     pub const EBUSY: i32 = -Errno::BUSY.raw_os_error();
     /// Unknown operation.
     pub const ENOTTY: i32 = -Errno::NOTTY.raw_os_error();
+    /// The producer serves its maximum of clients: this connection's first request is answered
+    /// so, and the connection closed.
+    pub const EUSERS: i32 = -Errno::USERS.raw_os_error();
     /// Malformed request: wrong size, magic or non-zero reserved field, or an incompatible
     /// protocol version.
     pub const EPROTO: i32 = -Errno::PROTO.raw_os_error();
@@ -367,5 +372,6 @@ mod tests {
         assert!(parse_body::<StatsBody>(got).is_err());
         // The values docs/abi.md documents (Linux errno numbers).
         assert_eq!((status::EINVAL, status::EBUSY, status::ENOTTY, status::EPROTO), (-22, -16, -25, -71));
+        assert_eq!(status::EUSERS, -87);
     }
 }

@@ -253,3 +253,86 @@ fn a_killed_file_backed_producer_is_drained_too() {
     assert!(path.join("cpu0").exists(), "the buffer file outlives the producer");
     assert_eq!(std::fs::read(path.join("formats")).expect("formats file"), b"test-producer formats");
 }
+
+/// A client that asks for a CPU's descriptors on several connections and never reads the
+/// answers cannot lock others out. Descriptors in flight count against the sending producer's
+/// limit of open files (lowered to 64 here, with the capabilities that exempt root given up);
+/// the producer sends them only to a client that read every earlier answer, so each of these
+/// connections holds one answer with descriptors and has every later GET_CPU refused (EBUSY),
+/// and another client still gets its CPU.
+#[test]
+fn clients_that_never_read_cannot_use_up_the_producers_descriptors() {
+    const CONNECTIONS: usize = 4;
+    const REQUESTS: usize = 50;
+    let mut producer = Producer::start(&["--cpus", "1", "--events", "10", "--max-open-files", "64"]);
+    producer.expect_line("done");
+    let get_cpu = ring_mmap::wire::Request::new(Op::GetCpu, 0, 0);
+    let hoarders: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let fd = raw_connection(&producer.socket());
+            for _ in 0..REQUESTS {
+                rustix::net::send(&fd, zerocopy::IntoBytes::as_bytes(&get_cpu), rustix::net::SendFlags::empty())
+                    .expect("sending GET_CPU");
+            }
+            fd
+        })
+        .collect();
+    // Until the producer has taken every request, it may not have answered them all.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !hoarders.iter().all(|fd| unreceived_bytes(fd) == 0) {
+        assert!(std::time::Instant::now() < deadline, "the producer does not take the requests");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let conn = Connection::connect(&producer.socket()).expect("connect");
+    let mut consumer = Consumer::new(conn.open_cpu(0).expect("another client gets its CPU")).expect("consumer");
+    let mut seen = Seen::default();
+    consumer.drain(|r| seen.take(r)).expect("drain");
+    assert_eq!(seen.events, 10, "and reads it");
+    for fd in &hoarders {
+        let answers: Vec<(i32, usize)> = (0..REQUESTS).map(|_| receive_answer(fd)).collect();
+        let with_fds: Vec<_> = answers.iter().filter(|&&(_, fds)| fds > 0).collect();
+        assert_eq!(with_fds, [&(0, 2)], "one answer with the descriptors: {answers:?}");
+        let refused = answers.iter().filter(|&&a| a == (ring_mmap::wire::status::EBUSY, 0)).count();
+        assert_eq!(refused, REQUESTS - 1, "every later GET_CPU refused: {answers:?}");
+    }
+    producer.finish();
+}
+
+/// A connected control socket, without the handshake.
+fn raw_connection(path: &std::path::Path) -> std::os::fd::OwnedFd {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
+    let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).expect("socket");
+    rustix::net::connect(&fd, &SocketAddrUnix::new(path).expect("socket path")).expect("connect");
+    let timeout = Some(Duration::from_secs(10));
+    rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv, timeout).expect("timeout");
+    fd
+}
+
+/// Bytes sent on `fd` that its peer has not received yet (`SIOCOUTQ`).
+fn unreceived_bytes(fd: &std::os::fd::OwnedFd) -> i32 {
+    /// `SIOCOUTQ`, the same number as `TIOCOUTQ` on the architectures hyptrace supports.
+    const SIOCOUTQ: rustix::ioctl::Opcode = 0x5411;
+    // SAFETY: SIOCOUTQ writes one `int` through its argument, which `Getter` provides.
+    unsafe { rustix::ioctl::ioctl(fd, rustix::ioctl::Getter::<SIOCOUTQ, i32>::new()) }.expect("SIOCOUTQ")
+}
+
+/// Receives one answer on `fd`: its status and how many descriptors came with it (closed here).
+fn receive_answer(fd: &std::os::fd::OwnedFd) -> (i32, usize) {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut buf = [0u8; 128];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = rustix::net::recvmsg(fd, &mut [std::io::IoSliceMut::new(&mut buf)], &mut control, RecvFlags::empty())
+        .expect("receiving an answer");
+    let fds: usize = control
+        .drain()
+        .map(|m| match m {
+            RecvAncillaryMessage::ScmRights(received) => received.count(),
+            _ => 0,
+        })
+        .sum();
+    let (header, _) =
+        ring_mmap::wire::ResponseHeader::parse(&buf[..got.bytes], Op::GetCpu).expect("a well-formed answer");
+    assert_eq!(header.nr_fds as usize, fds, "the header counts the descriptors that came");
+    (header.status, fds)
+}

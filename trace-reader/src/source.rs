@@ -407,6 +407,9 @@ fn connect(socket: &std::path::Path, wait: Duration) -> Result<Arc<Connection>> 
     loop {
         match Connection::connect(socket) {
             Ok(c) => return Ok(c),
+            // A producer is serving, but no more clients: wait for a place as long as asked.
+            Err(e @ ring_mmap::Error::TooManyClients) if Instant::now() >= deadline => return Err(e.into()),
+            Err(ring_mmap::Error::TooManyClients) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) if !not_serving_yet(&e) => {
                 return Err(e).with_context(|| format!("connecting to the producer at {}", socket.display()));
             }

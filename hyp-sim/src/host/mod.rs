@@ -223,17 +223,61 @@ impl Host {
         self.consumed.iter().all(|c| c.load(Ordering::Relaxed))
     }
 
-    /// The committed-data length of CPU `cpu`'s current reader page, read from the host's own
-    /// view of the shared meta area and page (for error reports only).
-    fn reader_commit(&self, cpu: u32) -> u32 {
+    /// True once a consumer has asked for CPU `cpu`'s reader page.
+    pub fn was_consumed(&self, cpu: u32) -> bool {
+        // Ordering: Relaxed; see `every_cpu_consumed`.
+        self.consumed.get(cpu as usize).is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    /// True while CPU `cpu`'s buffer holds committed events its consumer has not taken: finished
+    /// pages not given back, events on the reader page past the `read` last given back, or
+    /// events on the page the writer is on when that is not the reader page. Told from the
+    /// hypervisor's STATS and the host's own view of the shared meta area and pages.
+    pub fn has_unread(&self, cpu: u32) -> bool {
+        let Ok((stats, _)) = self.cpu_stats(cpu) else { return false };
+        if stats.full_pages > 0 {
+            return true;
+        }
+        let shm = self.platform.region(self.buffers[cpu as usize]).shm();
+        let geometry = self.config.buffer.geometry;
+        let commit = |id: u32| {
+            if id >= geometry.nr_subbufs() {
+                return 0;
+            }
+            let at = geometry.meta_size() + geometry.subbuf_offset(id) + ring_core::format::SUBBUF_COMMIT_OFFSET;
+            (shm.load_u64(at) & ring_core::format::COMMIT_LEN_MASK) as u32
+        };
+        let reader = shm.load_u32(ring_core::meta::off::READER_ID);
+        let read = shm.load_u32(ring_core::meta::off::READER_READ);
+        let tail = shm.load_u32_acquire(ring_core::meta::off::EXT_TAIL_ID);
+        commit(reader) > read || (tail != reader && commit(tail) > 0)
+    }
+
+    /// Why the hypervisor refused `read` on CPU `cpu` as a bad argument, told from the host's own
+    /// view of the shared meta area and reader page (for error reports only: the hypervisor's
+    /// check is what counts).
+    fn read_refusal(&self, cpu: u32, read: u32) -> SwapError {
         let shm = self.platform.region(self.buffers[cpu as usize]).shm();
         let geometry = self.config.buffer.geometry;
         let reader = shm.load_u32(ring_core::meta::off::READER_ID);
-        if reader >= geometry.nr_subbufs() {
-            return 0;
+        let consumed = shm.load_u32(ring_core::meta::off::READER_READ);
+        let page_len = geometry.subbuf_size() as usize;
+        let page = (reader < geometry.nr_subbufs())
+            .then(|| ring_core::ShmPage::new(shm, geometry.meta_size() + geometry.subbuf_offset(reader), page_len))
+            .flatten();
+        // A meta area naming no page (scribbled on): nothing is committed that the host can see.
+        let Some(page) = page else { return SwapError::ReadPastCommit { read, commit: 0 } };
+        let commit = (page.commit() & ring_core::format::COMMIT_LEN_MASK) as u32;
+        if read > commit {
+            return SwapError::ReadPastCommit { read, commit };
         }
-        let page = geometry.meta_size() + geometry.subbuf_offset(reader);
-        (shm.load_u64(page + ring_core::format::SUBBUF_COMMIT_OFFSET) & ring_core::format::COMMIT_LEN_MASK) as u32
+        if read < consumed {
+            return SwapError::ReadBehind { read, consumed };
+        }
+        match ring_core::boundary_at_or_after(&page, commit as usize, 0, read as usize) {
+            Ok(next) => SwapError::NotEventBoundary { read, next: next as u32 },
+            Err(error) => SwapError::MalformedPage { read, error },
+        }
     }
 }
 
@@ -261,7 +305,7 @@ impl Producer for Host {
             1 => SwapStatus::Unread,
             2 => SwapStatus::WriterOnPage,
             code if code == crate::hyp::HypError::BadArgument.code() => {
-                return Err(SwapError::ReadPastCommit { read, commit: self.reader_commit(cpu) });
+                return Err(self.read_refusal(cpu, read));
             }
             // Busy, or the buffers are being reloaded: the consumer retries.
             _ => return Err(SwapError::Busy),

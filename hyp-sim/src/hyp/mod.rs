@@ -43,7 +43,9 @@ pub mod call {
     /// `ENABLE_EVENT(id, on)`: record (1) or ignore (0) event `id`.
     pub const ENABLE_EVENT: u64 = 4;
     /// `SWAP_READER(cpu, read)`: GET_READER_PAGE on `cpu`; status 0/1/2 (swapped / kept with
-    /// unread data / kept, writer on it), results `[id, read, lost_events]`.
+    /// unread data / kept, writer on it), results `[id, read, lost_events]`. A `read` that is not
+    /// an event boundary of the reader page within its commit, or is below the last one accepted
+    /// for it, is `BadArgument` ([`ring_core::CpuBuffer::swap_reader_page`]).
     pub const SWAP_READER: u64 = 5;
     /// `RESET(cpu)`: empty `cpu`'s buffer.
     pub const RESET: u64 = 6;
@@ -356,7 +358,13 @@ impl Hyp {
                         Ok(HvcRet::ok(status, [u64::from(up.id), u64::from(up.read), up.lost_events]))
                     }
                     Err(SwapError::Busy) => Err(HypError::Busy),
-                    Err(SwapError::ReadPastCommit { .. }) => Err(HypError::BadArgument),
+                    // A read past the commit, behind the last one, or not at an event boundary.
+                    Err(
+                        SwapError::ReadPastCommit { .. }
+                        | SwapError::ReadBehind { .. }
+                        | SwapError::NotEventBoundary { .. }
+                        | SwapError::MalformedPage { .. },
+                    ) => Err(HypError::BadArgument),
                 }
             }
             call::RESET => {

@@ -71,6 +71,28 @@ mod producer {
         /// for tests that kill this process.
         #[arg(long)]
         progress: Option<PathBuf>,
+        /// Lower this process's limit of open files (RLIMIT_NOFILE) to this many, and give up
+        /// the capabilities that exempt it from that limit for descriptors in flight on Unix
+        /// sockets (CAP_SYS_ADMIN, CAP_SYS_RESOURCE), so that a test run as root meets the limit
+        /// as other users do.
+        #[arg(long)]
+        max_open_files: Option<u64>,
+    }
+
+    /// See `Args::max_open_files`. Called before any thread starts: threads inherit the
+    /// capabilities of the thread that starts them.
+    fn limit_open_files(max: u64) -> Result<()> {
+        use rustix::process::{Resource, Rlimit, setrlimit};
+        use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
+        setrlimit(Resource::Nofile, Rlimit { current: Some(max), maximum: Some(max) })
+            .context("lowering RLIMIT_NOFILE")?;
+        let mut caps = capabilities(None).context("reading this thread's capabilities")?;
+        let exempt = CapabilitySet::SYS_ADMIN | CapabilitySet::SYS_RESOURCE;
+        caps.effective.remove(exempt);
+        caps.permitted.remove(exempt);
+        caps.inheritable.remove(exempt);
+        set_capabilities(None, caps).context("dropping CAP_SYS_ADMIN and CAP_SYS_RESOURCE")?;
+        Ok(())
     }
 
     /// Writes event `seq`; false if it was dropped (ring full).
@@ -111,6 +133,9 @@ mod producer {
 
     pub(crate) fn main() -> Result<()> {
         let args = Args::parse();
+        if let Some(max) = args.max_open_files {
+            limit_open_files(max)?;
+        }
         let config = ProducerConfig {
             nr_cpus: args.cpus,
             buffer: Config {
