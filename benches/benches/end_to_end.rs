@@ -29,6 +29,7 @@
 
 use anyhow::{Context, Result};
 use criterion::Throughput;
+use hyptrace_benches::command_line::{self, Run};
 use hyptrace_benches::pipeline::{self, Binaries, RecordOptions, Recorded, Workload};
 use hyptrace_benches::{cpus, results, storage};
 use std::path::Path;
@@ -43,29 +44,21 @@ struct Plan {
     bisection_steps: u32,
 }
 
-/// The command line cargo and criterion users pass: `--quick`, and name filters (arguments
-/// that are neither flags nor numbers).
+/// The plan the command line asks for ([`command_line::run_of`]), `None` if none.
 fn plan() -> Option<Plan> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err()).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "end_to_end".contains(f.as_str()) || f.contains("end_to_end")) {
-        return None;
-    }
-    if args.iter().any(|a| a == "--list") {
-        for name in ["4KiB", "64KiB"] {
-            println!("end_to_end/record_flat_out_{name}: benchmark");
-            println!("end_to_end/record_lossless_{name}: benchmark");
-        }
-        println!("end_to_end/record_lossless_64KiB_timeshared: benchmark");
-        println!("end_to_end/producer_alone: benchmark");
-        println!("end_to_end/store_new_pages: benchmark");
-        println!("end_to_end/store_rewrite: benchmark");
-        return None;
-    }
-    Some(if args.iter().any(|a| a == "--quick") {
-        Plan { trial: Duration::from_millis(500), bisection_steps: 3 }
-    } else {
-        Plan { trial: Duration::from_secs(2), bisection_steps: 5 }
+    let names = [
+        "record_flat_out_4KiB",
+        "record_lossless_4KiB",
+        "record_flat_out_64KiB",
+        "record_lossless_64KiB",
+        "record_lossless_64KiB_timeshared",
+        "producer_alone",
+        "store_new_pages",
+        "store_rewrite",
+    ];
+    Some(match command_line::run_of("end_to_end", &names)? {
+        Run::Quick => Plan { trial: Duration::from_millis(500), bisection_steps: 3 },
+        Run::Full => Plan { trial: Duration::from_secs(2), bisection_steps: 5 },
     })
 }
 

@@ -15,6 +15,7 @@
 
 use anyhow::{Context, Result};
 use criterion::Throughput;
+use hyptrace_benches::command_line::{self, Run};
 use hyptrace_benches::pipeline::{self, Binaries, Workload};
 use hyptrace_benches::{cpus, results};
 use std::time::Duration;
@@ -24,17 +25,10 @@ const FLOODERS: u32 = 4;
 
 /// How long each trial runs, or `None` if this benchmark is filtered out.
 fn trial() -> Option<Duration> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err()).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "stats_flood".contains(f.as_str()) || f.contains("stats_flood")) {
-        return None;
-    }
-    if args.iter().any(|a| a == "--list") {
-        println!("stats_flood/producer_alone: benchmark");
-        println!("stats_flood/producer_flooded: benchmark");
-        return None;
-    }
-    Some(if args.iter().any(|a| a == "--quick") { Duration::from_millis(500) } else { Duration::from_secs(2) })
+    Some(match command_line::run_of("stats_flood", &["producer_alone", "producer_flooded"])? {
+        Run::Quick => Duration::from_millis(500),
+        Run::Full => Duration::from_secs(2),
+    })
 }
 
 fn report(id: &str, events_per_sec: f64, detail: &str) -> Result<()> {

@@ -1,11 +1,13 @@
 //! What hyptrace's benchmarks share: the floor and the record every peer stores
 //! ([`floor`], [`payload`]), CPU pinning ([`cpus`]), the criterion settings every benchmark runs
 //! with ([`settings`]), criterion's result files ([`results`]), and the processes of the
-//! end-to-end benchmark ([`pipeline`]) with what its file system charges for storing ([`storage`]).
+//! end-to-end benchmark ([`pipeline`]) with what its file system charges for storing ([`storage`]),
+//! and the command line of the benchmarks that run without criterion's harness ([`command_line`]).
 //!
 //! Every figure the benchmarks publish is a ratio against a baseline measured in the same run on
 //! the same machine (`docs/perf.md`); `perf-report` turns the results into its tables.
 
+pub mod command_line;
 pub mod cpus;
 pub mod floor;
 pub mod payload;

@@ -353,6 +353,16 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
         Self::starting_at(page, 0)
     }
 
+    /// How many data events of `page` begin before data offset `offset`, as far as the page
+    /// decodes: the events a consumer that stands at `offset` has read. With the page's first
+    /// sequence number, the sequence number of the event at `offset`.
+    pub fn count_before(page: &'p P, offset: u32) -> u64 {
+        if offset == 0 {
+            return 0;
+        }
+        Self::new(page).into_iter().flatten().map_while(Result::ok).take_while(|e| e.offset < offset).count() as u64
+    }
+
     /// Decodes `page` but yields only events at data offset `start` or later (how a consumer
     /// resumes on a page it has partly read: the time deltas before `start` are still applied).
     pub fn starting_at(page: &'p P, start: usize) -> Result<Self, DecodeError> {
@@ -645,6 +655,7 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
 mod tests {
     use super::*;
     use crate::format::{TIME_DELTA_MAX, TimeRecord, header_word};
+    use crate::test_support::proptest_config;
     use std::vec::Vec;
 
     /// Builds a page from a list of words after the header.
@@ -834,16 +845,6 @@ mod tests {
                 .map(|()| events.len() as u64)
         };
         Some((events, outcome, it.position()))
-    }
-
-    /// Under Miri: few cases (each is slow there) and no regression file (no file system).
-    fn proptest_config() -> proptest::test_runner::Config {
-        let mut config = proptest::test_runner::Config::default();
-        if cfg!(miri) {
-            config.cases = 24;
-            config.failure_persistence = None;
-        }
-        config
     }
 
     proptest::proptest! {

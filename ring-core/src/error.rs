@@ -141,3 +141,11 @@ pub enum SwapError {
         error: crate::decode::DecodeError,
     },
 }
+
+impl SwapError {
+    /// True if the consumer's `read` was refused ([`crate::check_read`]): the request was wrong,
+    /// and retrying it as it is cannot succeed (only [`SwapError::Busy`] is worth retrying).
+    pub fn is_bad_read(&self) -> bool {
+        !matches!(self, SwapError::Busy)
+    }
+}

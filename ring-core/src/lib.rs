@@ -173,6 +173,6 @@ pub use shm::{ShmRegion, ShmSpan};
 pub use snapshot::{ReaderCopy, SlotCopy, SlotRead, SnapshotError};
 #[cfg(feature = "std")]
 pub use snapshot::{Snapshot, SnapshotPage};
-pub use swap::{ReaderUpdate, SwapStatus};
+pub use swap::{ReaderUpdate, SwapStatus, check_read};
 pub use view::{SharedView, ViewError};
 pub use writer_handle::Writer;

@@ -148,7 +148,7 @@ const _: () = assert!(offset_of!(DataIndex, cnt) == 4);
 /// `MetaExt::magic`: "HYPT" in little-endian.
 pub const META_EXT_MAGIC: u32 = u32::from_le_bytes(*b"HYPT");
 /// `MetaExt::version` this crate writes.
-pub const META_EXT_VERSION: u32 = 1;
+pub const META_EXT_VERSION: u32 = 2;
 /// `TraceBufferMeta::flags` bit saying the hyptrace extension follows the base.
 pub const META_FLAG_HYPTRACE_EXT: u64 = 1 << 0;
 /// Size of the Linux base structure.
@@ -157,7 +157,7 @@ pub const META_BASE_LEN: usize = size_of::<TraceBufferMeta>();
 pub const META_EXT_OFFSET: usize = META_BASE_LEN;
 /// Offset of `data_index[0]`.
 pub const DATA_INDEX_OFFSET: usize = META_EXT_OFFSET + size_of::<MetaExt>();
-// docs/abi.md fixes these for version 1 of the extension.
+// docs/abi.md fixes these for version 2 of the extension.
 const _: () = assert!(META_EXT_OFFSET == 80 && DATA_INDEX_OFFSET == 144);
 const _: () = assert!(META_EXT_MAGIC == 0x5450_5948);
 
@@ -412,7 +412,7 @@ impl<'a> MetaPage<'a> {
         self.region.fits(at, 4).then(|| self.region.load_u32(at))
     }
     /// Offset of the field at `field` of `data_index[slot]`, located through the meta area's
-    /// `data_index_offset` as readers must (docs/abi.md §2.2; version 1 puts the array at
+    /// `data_index_offset` as readers must (docs/abi.md §2.2; version 2 puts the array at
     /// [`DATA_INDEX_OFFSET`]), or `None` if it overflows.
     fn data_index_field(&self, slot: u32, field: usize) -> Option<usize> {
         (self.region.load_u32(off::EXT_DATA_INDEX_OFFSET) as usize)

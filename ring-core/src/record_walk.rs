@@ -108,6 +108,7 @@ mod tests {
     use super::*;
     use crate::EventIter;
     use crate::format::{TYPE_LEN_TIME_STAMP, TimeRecord, header_word};
+    use crate::test_support::proptest_config;
     use proptest::strategy::Strategy;
     use std::vec::Vec;
 
@@ -159,16 +160,6 @@ mod tests {
         assert!(matches!(boundary_at_or_after(p.as_slice(), 5000, 0, 4), Err(DecodeError::CommitTooLarge { .. })));
         assert_eq!(boundary_at_or_after(p.as_slice(), 6, 0, 4), Err(DecodeError::MisalignedCommit(6)));
         assert_eq!(boundary_at_or_after(&p[..8], 0, 0, 0), Err(DecodeError::ShortPage(8)));
-    }
-
-    /// Under Miri: few cases (each is slow there) and no regression file (no file system).
-    fn proptest_config() -> proptest::test_runner::Config {
-        let mut config = proptest::test_runner::Config::default();
-        if cfg!(miri) {
-            config.cases = 24;
-            config.failure_persistence = None;
-        }
-        config
     }
 
     proptest::proptest! {

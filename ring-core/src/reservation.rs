@@ -23,8 +23,8 @@ enum Target {
 ///
 /// Payload bytes not written are zero in the last word and unspecified before it.
 ///
-/// A reservation borrows its writer and, like it, stays on the thread that made it (it is neither
-/// `Send` nor `Sync`). An outermost reservation keeps this CPU's writing context open:
+/// A reservation borrows its writer and stays on the thread that made it (it is neither `Send` nor
+/// `Sync`; the writer may move between threads when no reservation of it is open). An outermost reservation keeps this CPU's writing context open:
 /// `mem::forget`ting it instead of committing or dropping it leaves later writes through the same
 /// writer nested (staged) until the writer is released, which closes the context, gives the
 /// reserved room back, writes what was staged and counts it in [`crate::Stats::abandoned`].

@@ -229,14 +229,9 @@ mod with_std {
         /// Sequence number of the page's first event from [`SnapshotPage::start`] on: `first_seq`
         /// plus the events before `start`.
         pub fn start_seq(&self) -> Option<u64> {
-            let before = EventIter::new(self.bytes.as_slice())
-                .into_iter()
-                .flatten()
-                .map_while(Result::ok)
-                .take_while(|e| e.offset < self.start)
-                .count();
+            let before = EventIter::count_before(self.bytes.as_slice(), self.start);
             // A first_seq that overflows is a lie of the producer: the sequence is unknown.
-            self.first_seq.and_then(|f| f.checked_add(before as u64))
+            self.first_seq.and_then(|f| f.checked_add(before))
         }
 
         /// Why the page stops decoding before its end (from [`SnapshotPage::start`]), if it does:
@@ -347,13 +342,7 @@ mod with_std {
             } else {
                 let id = meta.reader().id;
                 let page = self.page(id).ok_or(SnapshotError::BadReaderPage(id))?;
-                let before = EventIter::new(&page)
-                    .into_iter()
-                    .flatten()
-                    .map_while(Result::ok)
-                    .take_while(|e| e.offset < reader_start)
-                    .count();
-                meta.first_seq(id).unwrap_or(0).saturating_add(before as u64)
+                meta.first_seq(id).unwrap_or(0).saturating_add(EventIter::count_before(&page, reader_start))
             };
             let mut snap = Snapshot { from_seq: Some(consumed), ..Snapshot::default() };
             let mut bytes = std::vec![0u8; self.geometry().subbuf_size() as usize];

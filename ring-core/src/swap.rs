@@ -21,14 +21,14 @@
 
 use crate::buffer::CpuBuffer;
 use crate::clock::Clock;
-use crate::decode::{DecodeError, ShmPage};
+use crate::decode::{DecodeError, PageSource, ShmPage};
 use crate::doorbell::Doorbell;
 use crate::error::SwapError;
 use crate::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET};
 use crate::link::{LinkWord, SubBufLink};
 use crate::meta::off;
 use crate::record_walk::boundary_at_or_after;
-use crate::sync::{Ordering, fence, spin_hint};
+use crate::sync::{Ordering, fence, signal_fence, spin_hint};
 
 /// Marks a step of the swap where the crash-consistency tests stop the swapper as a SIGKILL would
 /// (they unwind out of it, leaving memory as it is); nothing outside those tests.
@@ -37,6 +37,34 @@ macro_rules! crash_point {
         #[cfg(all(test, feature = "std", not(loom)))]
         crash::point($step);
     };
+}
+
+/// Whether a consumer may give back `read` bytes of a reader page `page` whose committed length is
+/// `commit` and of which `consumed` bytes were given back before: `read` must lie within
+/// `commit`, not below `consumed`, and on a record boundary (so that no later consumer decodes
+/// from the middle of an event). The check [`CpuBuffer::swap_reader_page`] makes, for a
+/// transport that wants to say why it refused a read.
+///
+/// The walk goes from `consumed` (a boundary) to `read`, so a consumer that keeps reading one
+/// page has each of its bytes walked once in all. The page may be written by an untrusted party
+/// at any time (a host under a hypervisor): garbage gives an error, never a panic.
+pub fn check_read<P: PageSource + ?Sized>(page: &P, commit: u32, consumed: u32, read: u32) -> Result<(), SwapError> {
+    if read > commit {
+        return Err(SwapError::ReadPastCommit { read, commit });
+    }
+    if read < consumed {
+        return Err(SwapError::ReadBehind { read, consumed });
+    }
+    // Nothing new given back, or everything: the committed length is a boundary, and a consumer
+    // skips a page it cannot decode by giving back that much.
+    if read == consumed || read == commit {
+        return Ok(());
+    }
+    match boundary_at_or_after(page, commit as usize, consumed as usize, read as usize) {
+        Ok(at) if at == read as usize => Ok(()),
+        Ok(next) => Err(SwapError::NotEventBoundary { read, next: next as u32 }),
+        Err(error) => Err(SwapError::MalformedPage { read, error }),
+    }
 }
 
 /// What a swap did.
@@ -105,10 +133,13 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // Ordering: acquire load of commit, pairing with the writer's Release store, for the
         // case where the writer is still on the reader page.
         let commit = (self.data.load_u64_acquire(page + SUBBUF_COMMIT_OFFSET) & COMMIT_LEN_MASK) as u32;
-        if read > commit {
-            return Err(SwapError::ReadPastCommit { read, commit });
-        }
-        self.check_read(page, read, commit)?;
+        // Ordering: Relaxed; swapper state, made visible by the swap lock's Acquire (in
+        // `swap_reader_page`), pairing with the previous swapper's Release (`SwapLock::drop`).
+        let consumed = self.sw.reader_read.load(Ordering::Relaxed);
+        let size = self.geo.subbuf_size() as usize;
+        let bytes = ShmPage::new(&self.data, page, size)
+            .ok_or(SwapError::MalformedPage { read, error: DecodeError::ShortPage(size) })?;
+        check_read(&bytes, commit, consumed, read)?;
         // Ordering: Relaxed; swapper state, handed to the next swapper by the swap lock (Release
         // in `SwapLock::drop`, Acquire in `swap_reader_page`).
         self.sw.reader_read.store(read, Ordering::Relaxed);
@@ -124,37 +155,6 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
             return Ok(ReaderUpdate { status: SwapStatus::WriterOnPage, id: reader, read, lost_events: 0 });
         }
         self.take_head(reader)
-    }
-
-    /// Checks that `read`, within the reader page's `commit`, is a record boundary at or past
-    /// what earlier requests gave back for it (see [`CpuBuffer::swap_reader_page`]). `page` is
-    /// the page's byte offset in the sub-buffer array.
-    ///
-    /// The walk goes from the last accepted `read` (a boundary) to the new one, so a consumer
-    /// that keeps reading one page has each of its bytes walked once in all. The bytes walked lie
-    /// below `commit`, which the caller loaded with acquire ordering, so they are complete and
-    /// the writer does not change them; a party that scribbles on them anyway (a host under a
-    /// hypervisor) gets an error, never a panic.
-    fn check_read(&self, page: usize, read: u32, commit: u32) -> Result<(), SwapError> {
-        // Ordering: Relaxed; swapper state, made visible by the swap lock's Acquire (in
-        // `swap_reader_page`), pairing with the previous swapper's Release (`SwapLock::drop`).
-        let consumed = self.sw.reader_read.load(Ordering::Relaxed);
-        if read < consumed {
-            return Err(SwapError::ReadBehind { read, consumed });
-        }
-        // Nothing new given back, or everything: the committed length is a boundary, and a
-        // consumer skips a page it cannot decode by giving back that much.
-        if read == consumed || read == commit {
-            return Ok(());
-        }
-        let malformed = |error| SwapError::MalformedPage { read, error };
-        let bytes = ShmPage::new(&self.data, page, self.geo.subbuf_size() as usize)
-            .ok_or(malformed(DecodeError::ShortPage(self.geo.subbuf_size() as usize)))?;
-        match boundary_at_or_after(&bytes, commit as usize, consumed as usize, read as usize) {
-            Ok(at) if at == read as usize => Ok(()),
-            Ok(next) => Err(SwapError::NotEventBoundary { read, next: next as u32 }),
-            Err(error) => Err(malformed(error)),
-        }
     }
 
     /// Splices the (consumed) reader page into the ring in place of the head page and makes the
@@ -175,9 +175,11 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
             entries: reader_link.entries.load(Ordering::Relaxed),
         };
         // Post-mortem readers (see the module docs): where consumption stands if we die from here
-        // on. Ordering: Relaxed; read only by readers of a dead producer's memory, and before the
-        // odd `reader_seq` in program order, which is all a process death preserves.
+        // on. Ordering: Relaxed; it is read only from a dead producer's memory, which holds every
+        // store made before the instruction the process died at: the signal fence keeps the
+        // compiler from moving it after the odd `reader_seq` below.
         self.meta.store_u64(off::EXT_SWAP_CONSUMED_SEQ, given_back.end_seq, Ordering::Relaxed);
+        signal_fence();
         crash_point!("consumed-seq published");
         // Non-consuming readers of the reader page: it may go back to the writer from the CAS on,
         // so `reader_seq` turns odd before it (the Release fence orders the odd value before the

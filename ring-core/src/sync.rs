@@ -10,15 +10,17 @@ pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 
-/// Atomics for state that only one CPU's own writing contexts touch: the writer's bookkeeping
+/// Atomics for state that only the writing contexts of one buffer touch: the writer's bookkeeping
 /// (depth, offsets, counters), the nested-write staging lanes and the per-CPU counter clock.
 ///
-/// Those contexts interrupt each other but never run in parallel, so these words never race with
-/// another thread; other threads only read the counters as statistics. They stay `core` atomics
-/// even under loom: the model checker gains nothing from interleaving accesses no other thread
-/// makes, and each tracked access multiplies the schedules it must explore. Anything another
-/// thread reads to synchronise (the tail id, the links, shared memory) uses the tracked types
-/// above.
+/// Those contexts interrupt each other but never run in parallel: one claimed
+/// [`crate::Writer`] at a time, which may move to another thread; the claim's Release (when the
+/// writer is released) and Acquire (when it is claimed again) hand this state over with it.
+/// Other threads only read the counters as statistics. They stay `core` atomics even under loom:
+/// the model checker gains nothing from interleaving accesses no other thread makes, and each
+/// tracked access multiplies the schedules it must explore (so loom does not check the handover
+/// of this state; it checks the claim's exclusion). Anything another thread reads to synchronise
+/// (the tail id, the slot, the links, the claim, shared memory) uses the tracked types above.
 pub(crate) mod local {
     pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 }

@@ -57,3 +57,14 @@ pub(crate) fn seq_payload(seq: u32, extra: usize) -> Vec<u8> {
     p.extend(core::iter::repeat_n(seq as u8, extra));
     p
 }
+
+/// The proptest configuration of this crate's property tests: the default, with few cases and no
+/// regression files under Miri (which is slow and cannot write them).
+pub(crate) fn proptest_config() -> proptest::test_runner::Config {
+    let mut config = proptest::test_runner::Config::default();
+    if cfg!(miri) {
+        config.cases = 24;
+        config.failure_persistence = None;
+    }
+    config
+}

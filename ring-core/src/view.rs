@@ -64,7 +64,7 @@ impl<'r> SharedView<'r> {
                 return Err(ViewError::Inconsistent("nr_slots is not nr_subbufs - 1"));
             }
             // The arrays are found where the meta area says, inside `meta_struct_len`, which a
-            // later compatible revision may make larger than version 1's (docs/abi.md §7).
+            // later compatible revision may make larger than version 2's (docs/abi.md §7).
             let struct_len = page.meta_struct_len() as usize;
             let index_at = r.load_u32(crate::meta::off::EXT_DATA_INDEX_OFFSET) as usize;
             let seq_at = r.load_u32(crate::meta::off::EXT_SEQ_OFFSET) as usize;

@@ -399,7 +399,11 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         let first_seq = self.seq();
         self.data.store_u64(page + SUBBUF_COMMIT_OFFSET, 0, Ordering::Relaxed);
         // Published for post-mortem readers inside the seqlock window, so a copy validated by
-        // `cnt` carries the page's own first_seq.
+        // `cnt` carries the page's own first_seq. A dead producer's memory holds every store made
+        // before the instruction it died at; the signal fence keeps the compiler from moving this
+        // one before the reset of `commit`, so the page is never the old lap's under the new
+        // number (docs/abi.md §2.4).
+        signal_fence();
         self.meta.store_u64(seq_offset(self.geo.nr_slots()) + id as usize * 8, first_seq, Ordering::Relaxed);
         self.meta.store_u32(cnt_at, cnt.wrapping_add(2), Ordering::Release);
         self.links[id as usize].first_seq.store(first_seq, Ordering::Relaxed);

@@ -178,10 +178,10 @@ mod tests {
         assert_eq!(drain(&buf).seqs(), [0, 1]);
     }
 
-    /// Two threads taking turns on one buffer, each holding the claim for a burst of writes: the
-    /// shape that wedged the writer when both could write at once (a preempted write's depth
-    /// overwritten by the other thread's, every later write staged as nested and never flushed).
-    /// Every write is now either made by the thread holding the claim or refused at the claim.
+    /// Two threads taking turns on one buffer, each holding the claim for a burst of writes. Were
+    /// both able to write at once, one's preempted write could leave the nesting depth stuck and
+    /// every later write staged as nested; with the claim, every write is made by the thread
+    /// holding it, and the other is refused at the claim.
     #[test]
     fn threads_taking_turns_lose_nothing_and_never_wedge() {
         let buf = buffer(4096, 8, Mode::Overwrite);

@@ -12,10 +12,11 @@
 
 use crate::dir_backing::{CpuFile, DirBacking};
 use crate::error::Error;
-use crate::lock_holder::{LockHolder, another_users_holder};
+use crate::lock_holder::lock_holders;
 use crate::truncation::TruncationGuard;
+use crate::users::euid;
 use memmap2::{MmapOptions, MmapRaw};
-use ring_core::{Geometry, ShmRegion};
+use ring_core::{Geometry, SharedView, ShmRegion};
 use rustix::fs::{FlockOperation, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
 use std::fs::File;
@@ -280,6 +281,14 @@ impl ReadOnlyMapping {
         self.truncation.as_ref().map_or(Ok(()), TruncationGuard::check)
     }
 
+    /// The mapped buffer, validated ([`SharedView::new`]); a file truncated under the mapping is
+    /// [`Error::Truncated`] (its zeros would fail validation: say why instead).
+    pub fn view(&self) -> Result<SharedView<'_>, Error> {
+        let view = SharedView::new(&self.meta, &self.data);
+        self.check_intact()?;
+        Ok(view?)
+    }
+
     /// The meta area.
     pub fn meta(&self) -> &ShmRegion {
         &self.meta
@@ -299,15 +308,24 @@ fn may_be_memfd(fd: BorrowedFd<'_>) -> bool {
 
 /// Takes the non-blocking `flock` `how` on the buffer file `path`, open as `fd`: a live producer
 /// holds its files exclusively, post-mortem readers shared, so a conflict means a producer is
-/// alive ([`Error::ProducerAlive`]).
-/// A process of another user's holding the lock is no producer of this user's: then
-/// [`Error::LockedByAnotherUser`].
+/// alive ([`Error::ProducerAlive`]), unless `/proc/locks` says otherwise: a process of another
+/// user's is no producer of this user's ([`Error::LockedByAnotherUser`]), and a producer that
+/// finds only shared locks has met post-mortem readers ([`Error::BeingRecovered`]).
 pub(crate) fn lock_cpu_file(fd: BorrowedFd<'_>, path: &Path, how: FlockOperation) -> Result<(), Error> {
     rustix::fs::flock(fd, how).map_err(|e| match e {
-        Errno::WOULDBLOCK => match another_users_holder(fd) {
-            Some(LockHolder { pid, uid }) => Error::LockedByAnotherUser { path: path.to_path_buf(), pid, uid },
-            None => Error::ProducerAlive(path.to_path_buf()),
-        },
+        Errno::WOULDBLOCK => {
+            let holders = lock_holders(fd);
+            let path = path.to_path_buf();
+            let wants_exclusive = how == FlockOperation::NonBlockingLockExclusive;
+            if let Some(other) = holders.iter().find(|h| h.uid != euid()) {
+                Error::LockedByAnotherUser { path, pid: other.pid, uid: other.uid }
+            } else if let Some(reader) = holders.first().filter(|_| wants_exclusive && holders.iter().all(|h| h.shared))
+            {
+                Error::BeingRecovered { path, pid: reader.pid }
+            } else {
+                Error::ProducerAlive(path)
+            }
+        }
         e => Error::path("locking", path, e.into()),
     })
 }
@@ -322,7 +340,7 @@ pub fn open_cpu_file(dir: &Path, cpu: u32) -> Result<OwnedFd, Error> {
         // (the one that cannot be searched).
         let denier = path.ancestors().find_map(|at| owner_and_mode(at).map(|(owner, mode)| (at, owner, mode)));
         match (e, denier) {
-            (Errno::ACCESS, Some((at, owner, mode))) if owner != rustix::process::geteuid().as_raw() => {
+            (Errno::ACCESS, Some((at, owner, mode))) if owner != euid() => {
                 Error::AnotherUsersFile { path: at.to_path_buf(), owner, mode }
             }
             (e, _) => Error::path("opening", &path, e.into()),

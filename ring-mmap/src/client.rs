@@ -107,7 +107,7 @@ impl Connection {
         crate::socket_dir::check_for_client(path)?;
         let fd = connect_socket(path, Instant::now() + timeout)?;
         let peer = rustix::net::sockopt::socket_peercred(&fd).map_err(|e| Error::io("SO_PEERCRED", e))?;
-        if !crate::socket_dir::is_trusted_uid(peer.uid.as_raw()) {
+        if !crate::users::is_trusted_uid(peer.uid.as_raw()) {
             return Err(Error::UntrustedPeer { path: path.to_path_buf(), uid: peer.uid.as_raw() });
         }
         rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv, Some(ANSWER_TIMEOUT))
@@ -155,6 +155,13 @@ impl Connection {
     /// answer on this shared connection, the socket is readable without any hangup.
     pub fn hangup_fd(&self) -> BorrowedFd<'_> {
         self.hangup.as_fd()
+    }
+
+    /// True once the producer has gone (its end of the socket is closed), without waiting.
+    pub fn hung_up(&self) -> bool {
+        let mut fds = [rustix::event::PollFd::new(&self.hangup, HANGUP_POLL)];
+        let now = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        rustix::event::poll(&mut fds, Some(&now)).is_ok() && is_hangup(fds[0].revents())
     }
 
     /// Sends a request and returns its answer; a negative status is [`Error::Refused`].

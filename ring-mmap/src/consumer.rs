@@ -196,17 +196,9 @@ impl Position {
         }
         if new_page {
             // The page's first_seq is stable while it is the reader page.
-            let before = match page.start {
-                0 => 0,
-                start => EventIter::new(bytes)
-                    .into_iter()
-                    .flatten()
-                    .map_while(Result::ok)
-                    .take_while(|e| e.offset < start)
-                    .count(),
-            };
+            let before = EventIter::count_before(bytes, page.start);
             // A first_seq so large that the count overflows is a lie: the sequence is unknown.
-            self.next_seq = first_seq.and_then(|f| f.checked_add(before as u64));
+            self.next_seq = first_seq.and_then(|f| f.checked_add(before));
         }
         let count = match events.drain_events(each) {
             Ok(count) => count,
@@ -259,6 +251,56 @@ pub enum Damage {
         /// Events the writer's counters say were overwritten or dropped.
         counted: u64,
     },
+}
+
+/// The accounting of a read of a snapshot's pages in order ([`Consumer::drain_remaining`], or a
+/// non-consuming reader of a [`ring_core::Snapshot`]): the events lost before each page, from
+/// the gaps in their sequence numbers, and what is wrong with the pages.
+#[derive(Debug, Clone, Default)]
+pub struct PageLosses {
+    next_seq: Option<u64>,
+    lost: u64,
+    damage: Vec<Damage>,
+}
+
+impl PageLosses {
+    /// Accounting that expects the sequence number `next_seq` next (`None`: not known, so no
+    /// loss is counted before the first page).
+    pub fn new(next_seq: Option<u64>) -> Self {
+        Self { next_seq, ..Self::default() }
+    }
+
+    /// Accounts `page`, read next: the events lost right before it, if any. The events that do
+    /// not decode are left out of the page's end, so the next page's gap counts them.
+    pub fn before(&mut self, page: &ring_core::SnapshotPage) -> Option<u64> {
+        let lost = match (self.next_seq, page.start_seq()) {
+            (Some(expected), Some(first)) if first > expected => Some(first - expected),
+            _ => None,
+        };
+        self.lost = self.lost.saturating_add(lost.unwrap_or(0));
+        self.next_seq = page.end_seq();
+        lost
+    }
+
+    /// Records that page `id` stopped decoding with `error`.
+    pub fn malformed(&mut self, id: u32, error: ring_core::DecodeError) {
+        self.damage.push(Damage::MalformedPage { id, error });
+    }
+
+    /// The sequence number expected after the pages accounted so far.
+    pub fn next_seq(&self) -> Option<u64> {
+        self.next_seq
+    }
+
+    /// The damage found: the malformed pages, or, if there were none, losses larger than the
+    /// writer's `counters` allow.
+    pub fn finish(mut self, counters: &ring_core::meta::MetaCounters) -> Vec<Damage> {
+        let counted = counters.overrun.saturating_add(counters.dropped);
+        if self.damage.is_empty() && self.lost > counted {
+            self.damage.push(Damage::ImplausibleLoss { reported: self.lost, counted });
+        }
+        self.damage
+    }
 }
 
 /// A consuming reader of one CPU.
@@ -453,23 +495,12 @@ impl<S: CpuSource> Consumer<S> {
         let counters = view.meta().counters();
         // A consumer that has seen no event yet starts where consumption stood: what lies between
         // there and the first page left was lost.
-        if self.pos.next_seq.is_none() {
-            self.pos.next_seq = snap.from_seq;
-        }
+        let mut losses = PageLosses::new(self.pos.next_seq.or(snap.from_seq));
         let mut remaining = Remaining::default();
-        let mut lost = 0u64;
-        // Each remaining page's first unread event is compared with the one expected next: what
-        // lies between was lost (overwritten, or dropped with the ring full).
         for copy in &snap.pages {
-            if let (Some(expected), Some(first)) = (self.pos.next_seq, copy.start_seq())
-                && first > expected
-            {
-                lost = lost.saturating_add(first - expected);
-                sink(Record::Lost(Lost::Count(first - expected)));
+            if let Some(lost) = losses.before(copy) {
+                sink(Record::Lost(Lost::Count(lost)));
             }
-            // The events that decode: a malformed rest is left out of the page's end too, so the
-            // next page's gap counts it.
-            self.pos.next_seq = copy.end_seq();
             // Decoded from the mapping itself, so events come out as the live path gives them.
             let page = view.page(copy.id).ok_or(Error::Protocol(format!("page {} does not exist", copy.id)))?;
             let decoded = EventIter::starting_at(&page, copy.start as usize).and_then(|mut events| {
@@ -483,13 +514,11 @@ impl<S: CpuSource> Consumer<S> {
             });
             self.source.check_mapping()?;
             if let Err(error) = decoded {
-                remaining.damage.push(Damage::MalformedPage { id: copy.id, error });
+                losses.malformed(copy.id, error);
             }
         }
-        let counted = counters.overrun.saturating_add(counters.dropped);
-        if remaining.damage.is_empty() && lost > counted {
-            remaining.damage.push(Damage::ImplausibleLoss { reported: lost, counted });
-        }
+        self.pos.next_seq = losses.next_seq();
+        remaining.damage = losses.finish(&counters);
         Ok(remaining)
     }
 

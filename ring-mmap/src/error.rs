@@ -56,6 +56,19 @@ pub enum Error {
     /// second producer may take it over).
     #[error("a running producer is using {}; read it through its control socket", .0.display())]
     ProducerAlive(PathBuf),
+    /// A producer about to take a buffer directory over (`--force`) found its files open in
+    /// post-mortem readers (which hold shared locks), not in a producer.
+    #[error(
+        "{} is being read post-mortem by process {pid} (a `trace-reader recover` or the like): let it \
+         finish, or stop it, before a producer takes the directory over",
+        path.display()
+    )]
+    BeingRecovered {
+        /// The buffer file.
+        path: PathBuf,
+        /// A process holding it open for reading.
+        pid: u32,
+    },
     /// A process of another user holds a lock on this buffer file: it may be that user's
     /// producer, or anything of theirs that opened the file; it is not this user's producer.
     #[error(
@@ -135,7 +148,7 @@ pub enum Error {
     /// The socket's directory could be changed by a user other than this one and root, so
     /// whatever listens there may not be the producer it seems ([`crate::socket_dir`]).
     #[error(
-        "not trusting the socket directory {}: {reason}; another user could have put the socket \
+        "not trusting the socket directory {}: {problem}; another user could have put the socket \
          there (a control socket's directory must be a real directory of this user or root that \
          others cannot write to, the default one mode 0700: remove it and let the producer create \
          it, or put the socket in a directory of your own)",
@@ -145,7 +158,7 @@ pub enum Error {
         /// The directory.
         path: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        problem: Unsafety,
     },
     /// The process listening on the socket runs as another user than this one or root: its
     /// buffers and answers could be forged.
@@ -214,48 +227,55 @@ impl Error {
     }
 }
 
-/// Why a producer refuses its buffer directory ([`Error::UnsafeDir`]) or a file in it
-/// ([`Error::UnsafeFile`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What makes a directory or file unfit to trust: a producer's buffer directory or a file in it
+/// ([`Error::UnsafeDir`], [`Error::UnsafeFile`]), or a control socket's directory
+/// ([`Error::UntrustedDir`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Unsafety {
     /// It is a symbolic link, which could point anywhere.
+    #[error("it is a symbolic link")]
     SymbolicLink,
-    /// It is not a directory (the buffer directory).
+    /// It is not a directory.
+    #[error("it is not a directory")]
     NotADirectory,
     /// It is not a regular file (a file in the buffer directory).
+    #[error("it is not a regular file")]
     NotARegularFile,
-    /// It belongs to another user.
+    /// It belongs to a user not trusted with it.
+    #[error("it is owned by uid {owner}, not by this user (uid {euid})")]
     OwnedBy {
         /// Its owner's uid.
         owner: u32,
         /// This process's effective uid.
         euid: u32,
     },
-    /// Group or others have permissions on it (the buffer directory).
+    /// Group or others have permissions on it (a directory that must be private).
+    #[error("it is group- or world-accessible (mode {mode:04o})")]
     OpenToOthers {
         /// Its permission bits.
         mode: u32,
     },
+    /// Group or others may write to it and it is not sticky: they could replace what is in it.
+    #[error("its mode {mode:04o} lets group or others replace what is in it")]
+    ReplaceableByOthers {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// In a directory others may write to (a sticky one), the control socket is not a socket.
+    #[error("others may write to it, and the socket in it is not a socket")]
+    NotASocket,
+    /// In a directory others may write to (a sticky one), the control socket is another user's.
+    #[error("others may write to it, and the socket in it belongs to uid {owner}")]
+    ForeignSocket {
+        /// The socket file's owner.
+        owner: u32,
+    },
     /// It has more than one name: another may be a file that must not be overwritten.
+    #[error("it has {links} hard links (another name of it may be elsewhere)")]
     HardLinked {
         /// Its number of names.
         links: u64,
     },
-}
-
-impl std::fmt::Display for Unsafety {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Unsafety::SymbolicLink => write!(f, "it is a symbolic link"),
-            Unsafety::NotADirectory => write!(f, "it is not a directory"),
-            Unsafety::NotARegularFile => write!(f, "it is not a regular file"),
-            Unsafety::OwnedBy { owner, euid } => write!(f, "it is owned by uid {owner}, not by this user (uid {euid})"),
-            Unsafety::OpenToOthers { mode } => write!(f, "it is group- or world-accessible (mode {mode:04o})"),
-            Unsafety::HardLinked { links } => {
-                write!(f, "it has {links} hard links (another name of it may be elsewhere)")
-            }
-        }
-    }
 }
 
 /// What a refusal most likely means, where the errno alone does not say.

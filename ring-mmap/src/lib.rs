@@ -48,12 +48,14 @@ pub mod socket_cpu;
 pub mod socket_dir;
 pub mod truncation;
 mod unread_answers;
+pub mod users;
 pub mod wire;
 
 pub use backing::{Backing, CpuBacking, CpuLayout, OpenBacking, ReadOnlyMapping};
 pub use client::Connection;
 pub use consumer::{
-    Consumer, CpuSource, Damage, DrainScope, Lost, PageCopy, PageRead, ReaderPage, Record, Remaining, Wakeup,
+    Consumer, CpuSource, Damage, DrainScope, Lost, PageCopy, PageLosses, PageRead, ReaderPage, Record, Remaining,
+    Wakeup,
 };
 pub use error::{Error, Unsafety};
 pub use kernel::{KernelCpu, KernelStats, TracefsInstance};

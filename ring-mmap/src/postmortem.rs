@@ -90,10 +90,7 @@ impl CpuSource for DirCpu {
     }
 
     fn view(&self) -> Result<SharedView<'_>, Error> {
-        let view = SharedView::new(self.mapping.meta(), self.mapping.data());
-        // The zeros of a truncated file fail validation: say why instead.
-        self.mapping.check_intact()?;
-        Ok(view?)
+        self.mapping.view()
     }
 
     fn get_reader_page(&mut self, _read: u32) -> Result<ReaderPage, Error> {
@@ -352,6 +349,29 @@ mod tests {
         let mut consumer = Consumer::new(cpu).unwrap();
         truncate(4096 * 4 + 100);
         assert!(truncated(consumer.drain_remaining(|_| {})));
+    }
+
+    /// A producer forced over a directory that a post-mortem reader has open is told so, not that
+    /// a producer is running there.
+    #[test]
+    fn a_producer_forced_over_a_directory_being_read_says_so() {
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().join("bufs");
+        drop(producer(&dir, Mode::Drop, false));
+        let reader = DirCpu::open(&dir, 0).unwrap();
+        let config = ProducerConfig {
+            nr_cpus: 1,
+            buffer: Config { geometry: Geometry::new(4096, 4).unwrap(), mode: Mode::Drop },
+            backing: Backing::Dir { path: dir.clone(), overwrite: true },
+            formats: Vec::new(),
+        };
+        match ShmProducer::new(config, |_| CounterClock::new(1)) {
+            Err(Error::BeingRecovered { path, pid }) => {
+                assert_eq!((path, pid), (dir.join("cpu0"), std::process::id()));
+            }
+            other => panic!("expected BeingRecovered, got {other:?}"),
+        }
+        drop(reader);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! whole is written under a temporary name created with `O_EXCL` and renamed over the old one.
 
 use crate::error::{Error, Unsafety};
+use crate::users::{euid, is_trusted_uid};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 use std::io::Write as _;
@@ -52,7 +53,7 @@ impl PrivateDir {
             }
         })?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| Error::path("examining", path, e.into()))?;
-        match dir_problem(&stat) {
+        match dir_problem(&stat, Owners::ThisUser) {
             Some(problem) => Err(unsafe_dir(problem)),
             None => Ok(Self { path: path.to_path_buf(), fd }),
         }
@@ -152,20 +153,31 @@ impl PrivateDir {
     }
 }
 
-/// This process's effective uid.
-fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
+/// Who may own a private directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owners {
+    /// This process's user only: a producer's buffer directory, whose files it writes.
+    ThisUser,
+    /// This process's user or root: the control socket's default directory.
+    ThisUserOrRoot,
 }
 
-/// What makes a directory unfit to hold a producer's files, if anything.
-fn dir_problem(stat: &Stat) -> Option<Unsafety> {
-    let mode = stat.st_mode;
-    if !FileType::from_raw_mode(stat.st_mode).is_dir() {
+/// What makes a directory, as `lstat` or `fstat` describes it, not private to `owners`: not a
+/// real directory, another owner, or open to group and others.
+pub(crate) fn dir_problem(stat: &Stat, owners: Owners) -> Option<Unsafety> {
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    let trusted = match owners {
+        Owners::ThisUser => stat.st_uid == euid(),
+        Owners::ThisUserOrRoot => is_trusted_uid(stat.st_uid),
+    };
+    if kind.is_symlink() {
+        Some(Unsafety::SymbolicLink)
+    } else if !kind.is_dir() {
         Some(Unsafety::NotADirectory)
-    } else if stat.st_uid != euid() {
+    } else if !trusted {
         Some(Unsafety::OwnedBy { owner: stat.st_uid, euid: euid() })
-    } else if mode & 0o077 != 0 {
-        Some(Unsafety::OpenToOthers { mode: mode & 0o7777 })
+    } else if stat.st_mode & 0o077 != 0 {
+        Some(Unsafety::OpenToOthers { mode: stat.st_mode & 0o7777 })
     } else {
         None
     }

@@ -25,7 +25,7 @@ use crate::request_budget::{Bucket, DEFAULT_BUDGET, RequestBudget};
 use crate::unread_answers;
 use crate::wire::{CpuBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, status};
 use parking_lot::Mutex;
-use ring_core::{SwapError, SwapStatus};
+use ring_core::SwapStatus;
 use rustix::event::{EventfdFlags, PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{
@@ -90,7 +90,7 @@ impl Default for ServerOptions {
 pub fn default_socket_path() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("hyptrace.sock"),
-        _ => PathBuf::from(format!("/tmp/hyptrace-{}", rustix::process::geteuid().as_raw())).join("hyptrace.sock"),
+        _ => PathBuf::from(format!("/tmp/hyptrace-{}", crate::users::euid())).join("hyptrace.sock"),
     }
 }
 
@@ -290,7 +290,7 @@ struct Acceptor {
 
 impl Acceptor {
     fn new(listener: OwnedFd, stop: OwnedFd, shared: Arc<Shared>) -> Self {
-        let euid = rustix::process::geteuid().as_raw();
+        let euid = crate::users::euid();
         Self {
             listener,
             full_table: FullTable::default(),
@@ -682,13 +682,8 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bo
                         _reserved: 0,
                     })
                 },
-                Err(SwapError::Busy) => Answer::status(status::EBUSY),
-                Err(
-                    SwapError::ReadPastCommit { .. }
-                    | SwapError::ReadBehind { .. }
-                    | SwapError::NotEventBoundary { .. }
-                    | SwapError::MalformedPage { .. },
-                ) => Answer::status(status::EINVAL),
+                Err(e) if e.is_bad_read() => Answer::status(status::EINVAL),
+                Err(_) => Answer::status(status::EBUSY),
             };
             return (answer, newly);
         }

@@ -19,43 +19,27 @@
 //! connection itself (`SO_PEERCRED`, in [`crate::client`]), which is what finally decides: a
 //! client talks only to a producer running as its own user or root.
 
-use crate::error::Error;
+use crate::error::{Error, Unsafety};
+use crate::private_dir::{Owners, dir_problem};
 use crate::server::default_socket_path;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use crate::users::{euid, is_trusted_uid};
 use std::path::Path;
 
 /// Permission bits that let group or others write to a directory.
 const WRITABLE_BY_OTHERS: u32 = 0o022;
-/// Permission bits of group and others.
-const OPEN_TO_OTHERS: u32 = 0o077;
 /// The sticky bit: in such a directory only a file's owner (or the directory's) may remove or
 /// rename the file.
 const STICKY: u32 = 0o1000;
-
-/// True if `uid` is this process's effective user or root: the users it trusts.
-pub fn is_trusted_uid(uid: u32) -> bool {
-    uid == 0 || uid == rustix::process::geteuid().as_raw()
-}
 
 /// Checks that `dir`, which exists, is private to this user (or root): a real directory (not a
 /// symlink), owned by this user or root, closed to group and others. The rule for the default
 /// socket directory, on both ends of the socket.
 pub fn check_private_dir(dir: &Path) -> Result<(), Error> {
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::path("looking at the socket directory", dir, e))?;
-    let refuse = |reason: String| Err(Error::UntrustedDir { path: dir.to_path_buf(), reason });
-    if meta.file_type().is_symlink() {
-        return refuse("it is a symlink".into());
+    let stat = rustix::fs::lstat(dir).map_err(|e| Error::path("looking at the socket directory", dir, e.into()))?;
+    match dir_problem(&stat, Owners::ThisUserOrRoot) {
+        Some(problem) => Err(Error::UntrustedDir { path: dir.to_path_buf(), problem }),
+        None => Ok(()),
     }
-    if !meta.is_dir() {
-        return refuse("it is not a directory".into());
-    }
-    if !is_trusted_uid(meta.uid()) {
-        return refuse(format!("it belongs to uid {}", meta.uid()));
-    }
-    if meta.mode() & OPEN_TO_OTHERS != 0 {
-        return refuse(format!("its mode {:04o} opens it to group or others (0700 expected)", meta.mode() & 0o7777));
-    }
-    Ok(())
 }
 
 /// Checks the directory of `socket` before a client connects to it: the default socket's by
@@ -69,29 +53,28 @@ pub fn check_for_client(socket: &Path) -> Result<(), Error> {
     if socket == default_socket_path() {
         return check_private_dir(dir);
     }
-    let meta = std::fs::metadata(dir).map_err(|e| Error::path("looking at the socket directory", dir, e))?;
-    let refuse = |reason: String| Err(Error::UntrustedDir { path: dir.to_path_buf(), reason });
-    if !meta.is_dir() {
-        return refuse("it is not a directory".into());
+    let stat = rustix::fs::stat(dir).map_err(|e| Error::path("looking at the socket directory", dir, e.into()))?;
+    let refuse = |problem| Err(Error::UntrustedDir { path: dir.to_path_buf(), problem });
+    if !rustix::fs::FileType::from_raw_mode(stat.st_mode).is_dir() {
+        return refuse(Unsafety::NotADirectory);
     }
-    if !is_trusted_uid(meta.uid()) {
-        return refuse(format!("it belongs to uid {}", meta.uid()));
+    if !is_trusted_uid(stat.st_uid) {
+        return refuse(Unsafety::OwnedBy { owner: stat.st_uid, euid: euid() });
     }
-    let mode = meta.mode() & 0o7777;
+    let mode = stat.st_mode & 0o7777;
     if mode & WRITABLE_BY_OTHERS == 0 {
         return Ok(());
     }
     if mode & STICKY == 0 {
-        return refuse(format!("its mode {mode:04o} lets group or others replace the socket"));
+        return refuse(Unsafety::ReplaceableByOthers { mode });
     }
     // A shared sticky directory: the socket file is safe from others only if it is not theirs.
-    let file = std::fs::symlink_metadata(socket).map_err(|e| Error::path("looking at the socket", socket, e))?;
-    let name = socket.file_name().unwrap_or(socket.as_os_str()).display();
-    if !file.file_type().is_socket() {
-        return refuse(format!("others may write to it, and its {name} is not a socket"));
+    let file = rustix::fs::lstat(socket).map_err(|e| Error::path("looking at the socket", socket, e.into()))?;
+    if !rustix::fs::FileType::from_raw_mode(file.st_mode).is_socket() {
+        return refuse(Unsafety::NotASocket);
     }
-    if !is_trusted_uid(file.uid()) {
-        return refuse(format!("others may write to it, and its socket {name} belongs to uid {}", file.uid()));
+    if !is_trusted_uid(file.st_uid) {
+        return refuse(Unsafety::ForeignSocket { owner: file.st_uid });
     }
     Ok(())
 }
@@ -108,11 +91,16 @@ mod tests {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
 
-    fn untrusted(result: Result<(), Error>) -> String {
+    fn untrusted(result: Result<(), Error>) -> Unsafety {
         match result {
-            Err(Error::UntrustedDir { reason, .. }) => reason,
+            Err(Error::UntrustedDir { problem, .. }) => problem,
             other => panic!("expected an untrusted directory, got {other:?}"),
         }
+    }
+
+    /// What refusing `uid` as an owner looks like.
+    fn owned_by(owner: u32) -> Unsafety {
+        Unsafety::OwnedBy { owner, euid: euid() }
     }
 
     #[test]
@@ -123,16 +111,20 @@ mod tests {
         chmod(&dir, 0o700);
         check_private_dir(&dir).expect("ours, 0700");
         chmod(&dir, 0o777);
-        assert!(untrusted(check_private_dir(&dir)).contains("0777"));
+        assert_eq!(untrusted(check_private_dir(&dir)), Unsafety::OpenToOthers { mode: 0o777 });
         chmod(&dir, 0o750);
-        assert!(untrusted(check_private_dir(&dir)).contains("0750"), "readable by the group is open too");
+        assert_eq!(
+            untrusted(check_private_dir(&dir)),
+            Unsafety::OpenToOthers { mode: 0o750 },
+            "readable by the group is open too"
+        );
         chmod(&dir, 0o700);
         let link = top.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
-        assert!(untrusted(check_private_dir(&link)).contains("symlink"), "even to a good directory");
+        assert_eq!(untrusted(check_private_dir(&link)), Unsafety::SymbolicLink, "even to a good directory");
         let file = top.path().join("file");
         std::fs::write(&file, b"").unwrap();
-        assert!(untrusted(check_private_dir(&file)).contains("not a directory"));
+        assert_eq!(untrusted(check_private_dir(&file)), Unsafety::NotADirectory);
         let missing = check_private_dir(&top.path().join("missing"));
         assert!(matches!(missing, Err(Error::Path { source, .. }) if source.kind() == std::io::ErrorKind::NotFound));
     }
@@ -148,8 +140,8 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         chmod(&dir, 0o700);
         std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
-        assert!(untrusted(check_private_dir(&dir)).contains("uid 65534"));
-        assert!(untrusted(check_for_client(&dir.join("sock"))).contains("uid 65534"));
+        assert_eq!(untrusted(check_private_dir(&dir)), owned_by(NOBODY));
+        assert_eq!(untrusted(check_for_client(&dir.join("sock"))), owned_by(NOBODY));
     }
 
     #[test]
@@ -159,9 +151,13 @@ mod tests {
         chmod(top.path(), 0o755);
         check_for_client(&socket).expect("ours, 0755: others can read but not replace the socket");
         chmod(top.path(), 0o777);
-        assert!(untrusted(check_for_client(&socket)).contains("0777"));
+        assert_eq!(untrusted(check_for_client(&socket)), Unsafety::ReplaceableByOthers { mode: 0o777 });
         chmod(top.path(), 0o775);
-        assert!(untrusted(check_for_client(&socket)).contains("0775"), "group-writable");
+        assert_eq!(
+            untrusted(check_for_client(&socket)),
+            Unsafety::ReplaceableByOthers { mode: 0o775 },
+            "group-writable"
+        );
     }
 
     #[test]
@@ -172,13 +168,13 @@ mod tests {
         let missing = check_for_client(&socket);
         assert!(matches!(missing, Err(Error::Path { source, .. }) if source.kind() == std::io::ErrorKind::NotFound));
         std::fs::write(&socket, b"").unwrap();
-        assert!(untrusted(check_for_client(&socket)).contains("not a socket"));
+        assert_eq!(untrusted(check_for_client(&socket)), Unsafety::NotASocket);
         std::fs::remove_file(&socket).unwrap();
         let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
         check_for_client(&socket).expect("our own socket in a sticky directory");
         if rustix::process::geteuid().is_root() {
             std::os::unix::fs::lchown(&socket, Some(NOBODY), Some(NOBODY)).unwrap();
-            assert!(untrusted(check_for_client(&socket)).contains("uid 65534"));
+            assert_eq!(untrusted(check_for_client(&socket)), Unsafety::ForeignSocket { owner: NOBODY });
         } else {
             println!("SKIPPED: giving a socket file to another user needs root");
         }

@@ -197,6 +197,9 @@ fn slot_holding(address: usize) -> Option<&'static Slot> {
 /// Installs the handler, once per process.
 fn install() -> Result<(), Error> {
     let installed = INSTALLED.get_or_init(|| {
+        // Ordering: Relaxed; the handler that reads it is installed after this store by the same
+        // thread (`sigaction` is a system call, after which the kernel runs the handler), and it
+        // never changes afterwards.
         PAGE_SIZE.store(rustix::param::page_size(), Ordering::Relaxed);
         // SAFETY: an all-zero `sigaction` is a valid value (no flags, empty mask, SIG_DFL).
         let mut ours: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -239,6 +242,7 @@ fn cover_with_zeros(address: usize) -> bool {
     // Ordering: Release pairs with the Acquire load in `TruncationGuard::check`; stored before
     // the zero page is mapped, so any thread that reads zeros from it finds the flag set after.
     slot.truncated.store(true, Ordering::Release);
+    // Ordering: Relaxed; stored once before the handler was installed (see `install`).
     let page_size = PAGE_SIZE.load(Ordering::Relaxed);
     let page = address & !(page_size - 1);
     // SAFETY: the page lies in a live guarded mapping (its guard is dropped before it is

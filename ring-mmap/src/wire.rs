@@ -234,7 +234,8 @@ pub mod status {
     use super::Errno;
     /// Success.
     pub const OK: i32 = 0;
-    /// Bad argument: no such CPU, `read` past the reader page's commit, formats offset too large.
+    /// Bad argument: no such CPU; a GET_READER_PAGE `read` past the reader page's commit, below
+    /// what was given back of it, or not on a record boundary; formats offset too large.
     pub const EINVAL: i32 = -Errno::INVAL.raw_os_error();
     /// Another consumer owns this CPU, or a concurrent swap was in progress: retry later. To
     /// GET_CPU: the client has not read an earlier answer (descriptors go only to a client that

@@ -2,31 +2,20 @@
 //! (its first request answered EUSERS, then closed): the client reports that the producer serves
 //! its maximum of clients, not that it went away; and once a client leaves, a new one gets in.
 
-use ring_core::{Config, Geometry, ManualClock, Mode};
+mod common;
+
+use common::Served;
+use ring_core::Mode;
 use ring_mmap::server::MAX_CLIENTS;
 use ring_mmap::wire::{Op, Request, ResponseHeader, status};
-use ring_mmap::{Backing, Connection, Error, ProducerConfig, Server, ShmProducer};
+use ring_mmap::{Connection, Error, ServerOptions};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zerocopy::IntoBytes;
 
-fn serve() -> (tempfile::TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = ProducerConfig {
-        nr_cpus: 1,
-        buffer: Config { geometry: Geometry::new(4096, 4).unwrap(), mode: Mode::Overwrite },
-        backing: Backing::Memfd,
-        formats: Vec::new(),
-    };
-    let producer = Arc::new(ShmProducer::new(config, |_| ManualClock::new(1)).unwrap());
-    let server = Server::start(&dir.path().join("sock"), producer).unwrap();
-    (dir, server)
-}
-
 #[test]
 fn a_client_beyond_the_limit_is_told_the_producer_serves_its_maximum() {
-    let (_dir, server) = serve();
+    let Served { server, .. } = &Served::start(4, Mode::Overwrite, ServerOptions::default());
     let mut clients: Vec<_> = (0..MAX_CLIENTS).map(|_| Connection::connect(server.path()).unwrap()).collect();
     let refused = Connection::connect(server.path()).expect_err("one client too many");
     assert!(matches!(refused, Error::TooManyClients), "{refused:?}");

@@ -24,7 +24,7 @@ fn producer(backing: Backing, formats: Vec<u8>) -> Arc<ShmProducer<ManualClock>>
     Arc::new(ShmProducer::new(config, |_| ManualClock::new(1)).unwrap())
 }
 
-/// Offset of `first_seq[id]` in a CPU file of [`GEOMETRY`] (version 1's layout).
+/// Offset of `first_seq[id]` in a CPU file of [`GEOMETRY`] (version 2's layout).
 fn first_seq_at(id: u32) -> u64 {
     (ring_core::meta::seq_offset(GEOMETRY.1 - 1) + 8 * id as usize) as u64
 }

@@ -4,36 +4,24 @@
 //! consumer starts at an event boundary even if the meta area says otherwise (an older producer,
 //! or memory written over).
 
+mod common;
+
+use common::Served;
+use ring_core::Mode;
 use ring_core::meta::off;
-use ring_core::{Config, Geometry, ManualClock, Mode};
 use ring_mmap::wire::{Op, ReaderBody, parse_body};
-use ring_mmap::{Backing, Connection, Consumer, ProducerConfig, Record, Server, ShmProducer};
-use std::sync::Arc;
+use ring_mmap::{Connection, Consumer, Record, ServerOptions};
 use std::sync::atomic::Ordering;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    producer: Arc<ShmProducer<ManualClock>>,
-    server: Server,
-}
-
 /// A producer with `events` 4-byte events (8 bytes each in the page) on CPU 0, served.
-fn fixture(events: u32) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let config = ProducerConfig {
-        nr_cpus: 1,
-        buffer: Config { geometry: Geometry::new(4096, 4).unwrap(), mode: Mode::Overwrite },
-        backing: Backing::Memfd,
-        formats: Vec::new(),
-    };
-    let producer = Arc::new(ShmProducer::new(config, |_| ManualClock::new(1)).unwrap());
-    let writer = producer.cpu(0).writer().unwrap();
+fn fixture(events: u32) -> Served {
+    let served = Served::start(4, Mode::Overwrite, ServerOptions::default());
+    let writer = served.producer.cpu(0).writer().unwrap();
     for seq in 0..events {
         writer.write(&seq.to_ne_bytes()).unwrap();
     }
     drop(writer);
-    let server = Server::start(&dir.path().join("sock"), producer.clone()).unwrap();
-    Fixture { _dir: dir, producer, server }
+    served
 }
 
 /// GET_READER_PAGE with `read`: the answer's (status, read), or the errno refusing it.
@@ -50,7 +38,7 @@ fn get_reader_page(conn: &Connection, read: u64) -> Result<(u32, u32), i32> {
 /// The sequence numbers a new consumer of CPU 0 reads. The server notices an earlier client's
 /// hangup on its next round; until then the CPU is that client's (EBUSY), so the new consumer
 /// retries a while.
-fn read_by_a_new_consumer(f: &Fixture) -> Vec<u32> {
+fn read_by_a_new_consumer(f: &Served) -> Vec<u32> {
     let conn = Connection::connect(f.server.path()).unwrap();
     let mut consumer = Consumer::new(conn.open_cpu(0).unwrap()).unwrap();
     let mut seqs = Vec::new();

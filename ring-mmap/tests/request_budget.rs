@@ -3,36 +3,22 @@
 //! as they fill is never held back (each swap earns requests back). The budget here refills once
 //! an hour, so what each client gets is a count, whatever the timing.
 
-use ring_core::{Config, Geometry, ManualClock, Mode};
+mod common;
+
+use common::Served;
+use ring_core::Mode;
 use ring_mmap::wire::{Op, Request, ResponseHeader, status};
-use ring_mmap::{
-    Backing, Connection, Consumer, ProducerConfig, Record, RequestBudget, Server, ServerOptions, ShmProducer,
-};
+use ring_mmap::{Connection, Consumer, Record, RequestBudget, ServerOptions};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
-use std::sync::Arc;
 use std::time::Duration;
 use zerocopy::IntoBytes;
 
 /// Four requests, three more per swap, and no other refill within a test.
 const TINY: RequestBudget = RequestBudget { burst: 4, refill_every: Duration::from_secs(3600), per_swap: 3 };
 
-fn serve() -> (tempfile::TempDir, Arc<ShmProducer<ManualClock>>, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = ProducerConfig {
-        nr_cpus: 1,
-        buffer: Config { geometry: Geometry::new(4096, 8).unwrap(), mode: Mode::Drop },
-        backing: Backing::Memfd,
-        formats: Vec::new(),
-    };
-    let producer = Arc::new(ShmProducer::new(config, |_| ManualClock::new(1)).unwrap());
-    let options = ServerOptions { budget: TINY, ..Default::default() };
-    let server = Server::start_with(&dir.path().join("sock"), producer.clone(), options).unwrap();
-    (dir, producer, server)
-}
-
 #[test]
 fn a_flooding_client_is_served_only_as_its_budget_allows_and_others_still_are() {
-    let (_dir, _producer, server) = serve();
+    let Served { server, .. } = &Served::start(8, Mode::Drop, ServerOptions { budget: TINY, ..Default::default() });
     let flooder = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
     rustix::net::connect(&flooder, &SocketAddrUnix::new(server.path()).unwrap()).unwrap();
     let timeout = Some(Duration::from_secs(10));
@@ -58,7 +44,8 @@ fn a_flooding_client_is_served_only_as_its_budget_allows_and_others_still_are() 
 
 #[test]
 fn a_consumer_reading_its_pages_is_never_held_back() {
-    let (_dir, producer, server) = serve();
+    let Served { server, producer, .. } =
+        &Served::start(8, Mode::Drop, ServerOptions { budget: TINY, ..Default::default() });
     let conn = Connection::connect(server.path()).unwrap();
     let mut consumer = Consumer::new(conn.open_cpu(0).unwrap()).unwrap();
     let writer = producer.cpu(0).writer().unwrap();

@@ -50,7 +50,7 @@
  *     applied to memfds only.  "Descriptors handed to consumers are opened
  *     read-only" is only warned about, not enforced.
  *  8. Extension layout: §2.1 gives meta_struct_len as an exact formula and §2.2
- *     says data_index_offset is 144 in version 1, but §7 says readers locate the
+ *     says data_index_offset is 144 in version 2, but §7 says readers locate the
  *     arrays through the offsets and accept a larger meta_struct_len.  Checks
  *     are therefore structural (arrays inside [144, meta_struct_len], not
  *     overlapping, aligned, meta_struct_len >= formula, <= meta_page_size); it
@@ -740,8 +740,8 @@ int main(int argc, char **argv)
 	uint32_t ext_version = ld32(base + M_EXT_VERSION);
 	if (ext_magic != EXT_MAGIC)
 		die("extension magic 0x%08x, expected 0x%08x", ext_magic, EXT_MAGIC);
-	if (ext_version != 1)
-		die("extension version %u, expected 1", ext_version);
+	if (ext_version != 2)
+		die("extension version %u, expected 2", ext_version);
 	uint32_t nr_slots = ld32(base + M_NR_SLOTS);
 	uint32_t di_off = ld32(base + M_DATA_INDEX_OFF);
 	uint32_t seq_off = ld32(base + M_SEQ_OFF);
@@ -753,7 +753,7 @@ int main(int argc, char **argv)
 	if (di_off < M_EXT_END || di_off % 8)
 		die("data_index_offset %u (must be >= 144 and 8-aligned)", di_off);
 	if (di_off != M_EXT_END)
-		note("note: data_index_offset %u (version 1 documents 144)", di_off);
+		note("note: data_index_offset %u (version 2 documents 144)", di_off);
 	if (seq_off < M_EXT_END || seq_off % 8)
 		die("seq_offset %u (must be >= 144 and 8-aligned)", seq_off);
 	if (!(seq_off >= di_end || seq_end <= di_off))

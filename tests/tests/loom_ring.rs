@@ -372,9 +372,10 @@ fn validated_reader_page_copies_never_return_a_page_handed_back() {
 }
 
 /// Two threads race to claim the buffer's writer, each writing one event with it: at most one
-/// holds it at a time (the other is refused, never let in beside it), the winner's writes and the
-/// writer state it leaves are seen by a later claimant (the claim's Acquire against the release's
-/// Release), and every event written through a claim is committed.
+/// holds it at a time (the other is refused, never let in beside it), every event written through
+/// a claim is committed and published, and a later claimant writes on after them. (The writer's
+/// private bookkeeping is not a tracked atomic, so loom checks the claim's exclusion and the
+/// pages, not that bookkeeping's handover.)
 #[test]
 fn claims_of_the_writer_exclude_each_other_and_hand_its_state_over() {
     loom::model(|| {

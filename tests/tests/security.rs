@@ -152,28 +152,27 @@ fn socket_directories_others_could_write_to_are_refused() {
     let socket = dir.join("sock");
     let _server = serve(&socket);
     Connection::connect(&socket).expect("a directory of our own, closed to others");
-    let untrusted = |expected: &str| match Connection::connect(&socket) {
-        Err(Error::UntrustedDir { path, reason }) => {
-            assert_eq!(path, dir);
-            assert!(reason.contains(expected), "{reason}");
+    let untrusted = |expected: Unsafety| match Connection::connect(&socket) {
+        Err(Error::UntrustedDir { path, problem }) => {
+            assert_eq!((path, problem), (dir.clone(), expected));
         }
         other => panic!("expected an untrusted directory, got {other:?}"),
     };
     chmod(&dir, 0o777);
-    untrusted("mode 0777");
+    untrusted(Unsafety::ReplaceableByOthers { mode: 0o777 });
     chmod(&dir, 0o770);
-    untrusted("mode 0770");
+    untrusted(Unsafety::ReplaceableByOthers { mode: 0o770 });
     // Sticky, as /tmp is: others may write to it but not replace our socket file.
     chmod(&dir, 0o1777);
     Connection::connect(&socket).expect("our socket file in a sticky directory");
     chmod(&dir, 0o700);
     if rustix::process::geteuid().is_root() {
         std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).expect("chown");
-        untrusted("uid 65534");
+        untrusted(Unsafety::OwnedBy { owner: NOBODY, euid: 0 });
         std::os::unix::fs::chown(&dir, Some(0), Some(0)).expect("chown");
         chmod(&dir, 0o1777);
         std::os::unix::fs::lchown(&socket, Some(NOBODY), Some(NOBODY)).expect("chown");
-        untrusted("its socket sock belongs to uid 65534");
+        untrusted(Unsafety::ForeignSocket { owner: NOBODY });
     } else {
         println!("SKIPPED: giving the socket directory to another user needs root");
     }

@@ -132,13 +132,24 @@ impl CpuReader {
     /// writer ([`SharedView::snapshot`]).
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
         let view = self.view()?;
-        let snapshot = match self {
-            CpuReader::Dir(_) => view.snapshot_quiescent(view.meta().reader().read),
-            _ => view.snapshot(),
+        let snapshot = match self.producer_gone() {
+            true => view.snapshot_quiescent(view.meta().reader().read),
+            false => view.snapshot(),
         };
         // A buffer file truncated while it was copied reads as zeros: say so rather than show them.
         self.check_mapping()?;
         Ok(snapshot?)
+    }
+
+    /// Whether the buffer's producer is gone, so that nothing changes in it any more: always for
+    /// a buffer directory, once the connection hung up for a producer's socket, never for the
+    /// kernel's buffers.
+    pub fn producer_gone(&self) -> bool {
+        match self {
+            CpuReader::Dir(_) => true,
+            CpuReader::Kernel(_) => false,
+            CpuReader::Socket(c) => c.source().connection().hung_up(),
+        }
     }
 
     /// [`Error::Truncated`] if the buffer's file shrank while mapped ([`CpuSource::check_mapping`]).
@@ -170,14 +181,10 @@ impl CpuReader {
         }
         match self {
             CpuReader::Socket(_) | CpuReader::Dir(_) => {
-                let snapshot = match exact {
-                    Some(_) => view.snapshot(),
-                    None => view.snapshot_quiescent(view.meta().reader().read),
-                }
-                .ok();
+                let snapshot = self.snapshot().ok();
                 let unread = match (exact, &snapshot) {
                     (None, Some(snap)) => snap.events().count() as u64,
-                    _ => m.entries.saturating_sub(m.read + m.overrun),
+                    _ => m.entries.saturating_sub(m.read.saturating_add(m.overrun)),
                 };
                 Ok(Counters {
                     entries: m.entries.max(m.read.saturating_add(m.overrun).saturating_add(unread)),
@@ -194,7 +201,7 @@ impl CpuReader {
                 let dir = tracing.context("kernel counters need the tracefs directory")?;
                 let k: KernelStats = KernelCpu::stats_file(dir, c.source().cpu())?;
                 Ok(Counters {
-                    entries: m.entries.max(k.entries + k.read + k.overrun),
+                    entries: m.entries.max(k.entries.saturating_add(k.read).saturating_add(k.overrun)),
                     overrun: k.overrun,
                     dropped: k.dropped,
                     read: k.read,

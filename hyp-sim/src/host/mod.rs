@@ -240,6 +240,9 @@ impl Host {
         }
         let shm = self.platform.region(self.buffers[cpu as usize]).shm();
         let geometry = self.config.buffer.geometry;
+        // Ordering: Relaxed loads, and an Acquire on the tail id pairing with the writer's Release
+        // store of it when it moved onto its page: a hint for lingering, taken again each poll, so
+        // a value a moment old only delays the decision by one poll.
         let commit = |id: u32| {
             if id >= geometry.nr_subbufs() {
                 return 0;
@@ -253,12 +256,14 @@ impl Host {
         commit(reader) > read || (tail != reader && commit(tail) > 0)
     }
 
-    /// Why the hypervisor refused `read` on CPU `cpu` as a bad argument, told from the host's own
-    /// view of the shared meta area and reader page (for error reports only: the hypervisor's
-    /// check is what counts).
+    /// Why the hypervisor refused `read` on CPU `cpu` as a bad argument, told by the hypervisor's
+    /// own check ([`ring_core::check_read`]) run on the host's view of the shared meta area and
+    /// reader page (for error reports only: the hypervisor's verdict is what counts).
     fn read_refusal(&self, cpu: u32, read: u32) -> SwapError {
         let shm = self.platform.region(self.buffers[cpu as usize]).shm();
         let geometry = self.config.buffer.geometry;
+        // Ordering: Relaxed loads of fields the hypervisor published; an error report reads them
+        // after the refusal, with no ordering needed against later swaps.
         let reader = shm.load_u32(ring_core::meta::off::READER_ID);
         let consumed = shm.load_u32(ring_core::meta::off::READER_READ);
         let page_len = geometry.subbuf_size() as usize;
@@ -268,15 +273,10 @@ impl Host {
         // A meta area naming no page (scribbled on): nothing is committed that the host can see.
         let Some(page) = page else { return SwapError::ReadPastCommit { read, commit: 0 } };
         let commit = (page.commit() & ring_core::format::COMMIT_LEN_MASK) as u32;
-        if read > commit {
-            return SwapError::ReadPastCommit { read, commit };
-        }
-        if read < consumed {
-            return SwapError::ReadBehind { read, consumed };
-        }
-        match ring_core::boundary_at_or_after(&page, commit as usize, 0, read as usize) {
-            Ok(next) => SwapError::NotEventBoundary { read, next: next as u32 },
-            Err(error) => SwapError::MalformedPage { read, error },
+        match ring_core::check_read(&page, commit, consumed, read) {
+            Err(refusal) => refusal,
+            // What the host sees changed since the refusal (a concurrent swap): ask again.
+            Ok(()) => SwapError::Busy,
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::platform::Platform;
 use clock::{ClockParams, HypClock};
 use desc::{Load, MAX_DESC_BYTES};
 pub use error::HypError;
-use ring_core::{Clock, Config, CpuBuffer, Doorbell, ShmRegion, SubBufLink, SwapError, SwapStatus};
+use ring_core::{Clock, Config, CpuBuffer, Doorbell, ShmRegion, SubBufLink, SwapStatus};
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -357,14 +357,9 @@ impl Hyp {
                         };
                         Ok(HvcRet::ok(status, [u64::from(up.id), u64::from(up.read), up.lost_events]))
                     }
-                    Err(SwapError::Busy) => Err(HypError::Busy),
                     // A read past the commit, behind the last one, or not at an event boundary.
-                    Err(
-                        SwapError::ReadPastCommit { .. }
-                        | SwapError::ReadBehind { .. }
-                        | SwapError::NotEventBoundary { .. }
-                        | SwapError::MalformedPage { .. },
-                    ) => Err(HypError::BadArgument),
+                    Err(e) if e.is_bad_read() => Err(HypError::BadArgument),
+                    Err(_) => Err(HypError::Busy),
                 }
             }
             call::RESET => {

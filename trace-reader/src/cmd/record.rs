@@ -12,7 +12,7 @@
 
 use super::{interrupt_flag, rows};
 use crate::cli::RecordArgs;
-use crate::live::{self, LiveOptions, Stop, Tally};
+use crate::live::{self, Finished, LiveOptions, Tally};
 use crate::source::{CpuReader, Session, Target, to_ns};
 use crate::table;
 use crate::tracedat::{DatError, DatInfo, DatWriter, PageBuilder, Spool, SpoolIo};
@@ -160,7 +160,7 @@ fn record_session(
     opts: LiveOptions,
     stop: &AtomicBool,
     progress: &Progress,
-) -> Result<(Stop, Vec<Tally>)> {
+) -> Result<(Finished, Vec<Tally>)> {
     let page_size = session.subbuf_size as usize;
     let recs: Vec<RefCell<CpuRecording<'_>>> = session
         .cpus
@@ -179,7 +179,7 @@ fn record_session(
         .collect();
     let mut reading = Copies { recs: &recs, page: vec![0; page_size] };
     // What a dead producer's damaged buffer could not give is printed as warnings by `run`; the
-    // file holds what could be read, so the recording goes on.
+    // file holds what could be read, so the recording goes on and says so at the end.
     let finished = live::run(session, opts, stop, &mut reading, |_, _| {
         if let Some(e) = recs.iter().find_map(|r| r.borrow_mut().error.take()) {
             return Err(e);
@@ -193,7 +193,7 @@ fn record_session(
         r.finish().with_context(|| format!("writing the trace file (cpu {cpu})"))?;
     }
     progress.publish(&recs);
-    Ok((finished.stop, recs.into_iter().map(|r| r.into_inner().tally).collect()))
+    Ok((finished, recs.into_iter().map(|r| r.into_inner().tally).collect()))
 }
 
 /// The trace clock's name: the kernel's from `trace_clock`; a producer's timestamps are
@@ -283,7 +283,7 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         let mut take = |cpu: u32| by_cpu.remove(&cpu).with_context(|| format!("cpu {cpu} has no spool"));
         sessions.iter().map(|s| s.cpus.iter().map(|c| take(c.cpu())).collect()).collect::<Result<Vec<Vec<_>>>>()?
     };
-    let results: Vec<Result<(Stop, Vec<Tally>)>> = std::thread::scope(|scope| {
+    let results: Vec<Result<(Finished, Vec<Tally>)>> = std::thread::scope(|scope| {
         let mut threads = Vec::new();
         let mut failed = None;
         for (i, ((session, spools), progress)) in sessions.iter_mut().zip(spools).zip(&progress).enumerate() {
@@ -326,12 +326,13 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     });
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    let (mut why, mut failure) = (None, None);
+    let (mut why, mut failure, mut damage) = (None, None, 0);
     let mut table_rows = Vec::new();
     for (session, result) in sessions.iter().zip(results) {
         match result {
-            Ok((stopped, tallies)) => {
-                why.get_or_insert(stopped);
+            Ok((finished, tallies)) => {
+                why.get_or_insert(finished.stop);
+                damage += finished.damage;
                 table_rows.extend(rows(session, &tallies, secs)?);
             }
             Err(e) => drop(failure.get_or_insert(e)),
@@ -377,6 +378,6 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         Some(e) => {
             Err(e.context(format!("recording stopped early ({} holds what was read before)", args.output.display())))
         }
-        None => Ok(()),
+        None => super::fail_if_damaged(damage),
     }
 }

@@ -5,7 +5,7 @@ use crate::merge::{Item, Merger};
 use crate::output::Printer;
 use crate::source::{Session, to_ns};
 use anyhow::{Context, Result, bail};
-use ring_mmap::{Damage, Lost};
+use ring_mmap::{Lost, PageLosses};
 
 /// Runs `show`.
 pub fn run(args: &ShowArgs) -> Result<()> {
@@ -21,19 +21,15 @@ pub fn run(args: &ShowArgs) -> Result<()> {
             );
         }
         let snap = reader.snapshot().with_context(|| format!("taking a snapshot of cpu {cpu}"))?;
-        let (mut events, mut expected, mut lost) = (0u64, None, 0u64);
-        let mut found = Vec::new();
+        let mut events = 0u64;
+        let mut losses = PageLosses::new(snap.from_seq);
         for page in &snap.pages {
             // A gap in the sequence numbers between two pages: what lay there was overwritten.
-            if let (Some(want), Some(first)) = (expected, page.start_seq())
-                && first > want
-            {
-                lost = lost.saturating_add(first - want);
-                merger.push(slot, Item::Lost { cpu, lost: Lost::Count(first - want) });
+            if let Some(lost) = losses.before(page) {
+                merger.push(slot, Item::Lost { cpu, lost: Lost::Count(lost) });
             }
-            expected = page.end_seq();
             if let Some(error) = page.decode_error() {
-                found.push(Damage::MalformedPage { id: page.id, error });
+                losses.malformed(page.id, error);
             }
             for e in page.events() {
                 events += 1;
@@ -44,11 +40,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
             }
         }
         let counters = reader.view()?.meta().counters();
-        let counted = counters.overrun.saturating_add(counters.dropped);
-        if found.is_empty() && lost > counted {
-            found.push(Damage::ImplausibleLoss { reported: lost, counted });
-        }
-        damage.extend(found.into_iter().map(|d| (cpu, d)));
+        damage.extend(losses.finish(&counters).into_iter().map(|d| (cpu, d)));
         report.push((cpu, events, snap.pages.len(), snap.discarded));
     }
     let mut printer = Printer::new(args.format);
