@@ -167,6 +167,7 @@ mod tests {
         /// On arbitrary bytes, the boundaries found are exactly the positions the decoder reaches
         /// record by record, and the walk fails where the decoder fails, with the same error.
         #[test]
+        #[cfg_attr(miri, ignore = "no unsafe code to check here, and ten minutes under Miri")]
         fn boundaries_are_where_the_decoder_steps(
             words in proptest::collection::vec(
                 proptest::prop_oneof![

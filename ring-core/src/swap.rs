@@ -565,10 +565,14 @@ mod tests {
     #[test]
     fn a_swap_killed_at_any_step_leaves_every_unread_event_recoverable() {
         // Events written before the swap (after the consumer caught up): on the reader page, a
-        // few ring pages, a full ring, more than the ring; and after it. Fewer under Miri.
-        let (unread, after): (&[u32], &[u32]) =
-            if cfg!(miri) { (&[5, 12], &[0, 9]) } else { (&[3, 5, 8, 12], &[0, 1, 3, 9]) };
-        for mode in [Mode::Drop, Mode::Overwrite] {
+        // few ring pages, a full ring, more than the ring; and after it. Under Miri, which checks
+        // the memory accesses rather than the protocol, one case per step.
+        let (modes, unread, after): (&[Mode], &[u32], &[u32]) = if cfg!(miri) {
+            (&[Mode::Overwrite], &[12], &[9])
+        } else {
+            (&[Mode::Drop, Mode::Overwrite], &[3, 5, 8, 12], &[0, 1, 3, 9])
+        };
+        for &mode in modes {
             for &unread in unread {
                 for step in crash::STEPS {
                     for &after in after {
