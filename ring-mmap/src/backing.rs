@@ -11,7 +11,7 @@
 //! it is opened through that descriptor, never following a symbolic link.
 
 use crate::dir_backing::{CpuFile, DirBacking};
-use crate::error::Error;
+use crate::error::{Error, Unsafety};
 use crate::lock_holder::lock_holders;
 use crate::truncation::TruncationGuard;
 use crate::users::euid;
@@ -334,8 +334,16 @@ pub(crate) fn lock_cpu_file(fd: BorrowedFd<'_>, path: &Path, how: FlockOperation
 /// Where permission is denied because the file, or a directory on the way to it, is another
 /// user's, says so ([`Error::AnotherUsersFile`]).
 pub fn open_cpu_file(dir: &Path, cpu: u32) -> Result<OwnedFd, Error> {
-    let path = dir.join(cpu_file_name(cpu));
-    rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+    open_regular_file(&dir.join(cpu_file_name(cpu)))
+}
+
+/// Opens `path`, a regular file, read-only for a post-mortem reader: a symbolic link (which could
+/// point at any file) or anything but a regular file (a FIFO would block the open, a device
+/// could be endless) is refused ([`Error::UnsafeFile`]). Where permission is denied because the
+/// file, or a directory on the way to it, is another user's, says so ([`Error::AnotherUsersFile`]).
+pub fn open_regular_file(path: &Path) -> Result<OwnedFd, Error> {
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+    let file = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| {
         // What denies it: the file if it can be looked up, else the nearest directory that can
         // (the one that cannot be searched).
         let denier = path.ancestors().find_map(|at| owner_and_mode(at).map(|(owner, mode)| (at, owner, mode)));
@@ -343,9 +351,15 @@ pub fn open_cpu_file(dir: &Path, cpu: u32) -> Result<OwnedFd, Error> {
             (Errno::ACCESS, Some((at, owner, mode))) if owner != euid() => {
                 Error::AnotherUsersFile { path: at.to_path_buf(), owner, mode }
             }
-            (e, _) => Error::path("opening", &path, e.into()),
+            (Errno::LOOP, _) => Error::UnsafeFile { path: path.to_path_buf(), problem: Unsafety::SymbolicLink },
+            (e, _) => Error::path("opening", path, e.into()),
         }
-    })
+    })?;
+    let stat = rustix::fs::fstat(&file).map_err(|e| Error::path("looking at", path, e.into()))?;
+    if !rustix::fs::FileType::from_raw_mode(stat.st_mode).is_file() {
+        return Err(Error::UnsafeFile { path: path.to_path_buf(), problem: Unsafety::NotARegularFile });
+    }
+    Ok(file)
 }
 
 /// The owner and permission bits of `path`, if it can be looked up.

@@ -26,13 +26,15 @@
 //!
 //! [`Consumer::drain_remaining`]: crate::Consumer::drain_remaining
 
-use crate::backing::{CpuLayout, ReadOnlyMapping, cpu_file_name, lock_cpu_file, open_cpu_file};
+use crate::backing::{CpuLayout, ReadOnlyMapping, cpu_file_name, lock_cpu_file, open_cpu_file, open_regular_file};
+use crate::client::MAX_FORMATS_LEN;
 use crate::consumer::{CpuSource, ReaderPage, Wakeup};
 use crate::error::Error;
 use crate::wire::{ClockBody, parse_body};
 use ring_core::meta::off;
 use ring_core::{Geometry, SharedView};
 use rustix::fs::FlockOperation;
+use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +43,24 @@ use std::time::Duration;
 pub const FORMATS_FILE: &str = "formats";
 /// The file of a buffer directory holding the producer's raw-clock conversion ([`ClockBody`]).
 pub const CLOCK_FILE: &str = "clock";
+
+/// The content of the small file `path` of a buffer directory (formats, clock), `None` if there is
+/// none: a regular file (not a link, FIFO or device) of at most [`MAX_FORMATS_LEN`] bytes.
+fn read_optional_file(path: &Path) -> Result<Option<Vec<u8>>, Error> {
+    let file = match open_regular_file(path) {
+        Ok(file) => file,
+        Err(Error::Path { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    std::io::Read::take(std::fs::File::from(file), MAX_FORMATS_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::path("reading", path, e))?;
+    if bytes.len() as u64 > MAX_FORMATS_LEN {
+        return Err(Error::Protocol(format!("{} is larger than {MAX_FORMATS_LEN} bytes", path.display())));
+    }
+    Ok(Some(bytes))
+}
 
 /// One CPU's file in the directory of a producer that has gone, mapped read-only.
 #[derive(Debug)]
@@ -144,11 +164,7 @@ impl BufferDir {
                 std::io::Error::from(std::io::ErrorKind::NotFound),
             ));
         }
-        let optional = |name: &str| match std::fs::read(dir.join(name)) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::path("reading", &dir.join(name), e)),
-        };
+        let optional = |name: &str| read_optional_file(&dir.join(name));
         let formats = optional(FORMATS_FILE)?;
         let clock = optional(CLOCK_FILE)?
             .map(|bytes| parse_body::<ClockBody>(&bytes))
@@ -162,6 +178,7 @@ impl BufferDir {
 mod tests {
     use super::*;
     use crate::consumer::{Consumer, Damage, Lost, Record, Remaining};
+    use crate::error::Unsafety;
     use crate::{Backing, ProducerConfig, ShmProducer};
     use ring_core::{Config, CounterClock, Mode};
 
@@ -372,6 +389,40 @@ mod tests {
             other => panic!("expected BeingRecovered, got {other:?}"),
         }
         drop(reader);
+    }
+
+    /// A post-mortem reader opens nothing through a symbolic link, nor anything but a regular
+    /// file: a directory whose `cpu0` or `formats` points at another file, or whose `formats` is
+    /// a FIFO (which would block the open), is an error, not a read of that file or a hang.
+    #[test]
+    fn a_reader_follows_no_links_and_opens_only_regular_files() {
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().join("bufs");
+        drop(producer(&dir, Mode::Drop, false));
+        let secret = temporary.path().join("secret");
+        std::fs::write(&secret, b"not for the reader").unwrap();
+        let unsafe_file = |result: Result<BufferDir, Error>| match result {
+            Err(Error::UnsafeFile { problem, .. }) => problem,
+            other => panic!("expected an unsafe file, got {other:?}"),
+        };
+        std::fs::remove_file(dir.join(FORMATS_FILE)).unwrap();
+        std::os::unix::fs::symlink(&secret, dir.join(FORMATS_FILE)).unwrap();
+        assert_eq!(unsafe_file(BufferDir::open(&dir)), Unsafety::SymbolicLink);
+        std::fs::remove_file(dir.join(FORMATS_FILE)).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.join(FORMATS_FILE),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert_eq!(unsafe_file(BufferDir::open(&dir)), Unsafety::NotARegularFile);
+        std::fs::remove_file(dir.join(FORMATS_FILE)).unwrap();
+        let cpu0 = dir.join(cpu_file_name(0));
+        std::fs::rename(&cpu0, temporary.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(temporary.path().join("moved"), &cpu0).unwrap();
+        assert_eq!(unsafe_file(BufferDir::open(&dir)), Unsafety::SymbolicLink);
     }
 
     #[test]
