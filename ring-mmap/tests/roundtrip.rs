@@ -158,7 +158,7 @@ fn drain_returns_while_the_producer_keeps_writing() {
     let source = Racing { cpu: conn.open_cpu(0).unwrap(), producer: prod.clone(), written: 0 };
     let mut consumer = Consumer::new(source).unwrap();
     // A single-threaded reader of several CPUs relies on each drain returning while its CPU
-    // is busy (it used to re-read the live reader page for as long as the writer wrote).
+    // is busy, not re-reading the live reader page for as long as the writer writes.
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let events = consumer.drain(|_| {}).unwrap();

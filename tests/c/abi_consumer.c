@@ -10,87 +10,28 @@
  * sequence gaps against reported lost_events, and timestamp monotonicity.
  * Prints "events=E lost=L next=N" on stdout; diagnostics go to stderr.
  *
- * Points where the first revision of docs/abi.md was ambiguous or incomplete, and the
- * reading chosen. The document has since been clarified on every point; each reading below is
- * what it now states (the program was not changed).
+ * How it reads docs/abi.md where the document leaves the consumer a choice:
  *
- *  1. Page-closing padding (type_len 29, time_delta 0): §6.1 says "read = offset
- *     just past the last event decoded (including trailing padding)", but the
- *     padding's extent is not stated precisely (§3.2: "followed by the remaining
- *     length if at least 8 bytes remain; commit then covers it" -- does commit
- *     cover a 4-byte padding when fewer than 8 bytes remain? does array[0]
- *     count itself?).  Chosen: on such padding, stop and set read = commit
- *     (the largest value GET_READER_PAGE accepts, and nothing past commit may be
- *     interpreted).
- *  2. Discarded events (type_len 29, time_delta != 0): §3.2 says "sum of all
- *     deltas (headers and time extends)", so their header time_delta is added to
- *     the running time (libtraceevent kbuffer behaviour; the kernel's own
- *     iterator ignores it).  Their size is taken as 4 + array[0] ("its length
- *     after the header" read as including the array[0] word, as in Linux).
- *  3. type_len 0: "array[0] = payload length + 4" while "the payload's real
- *     length is not recorded" -- array[0] is assumed to be the stored (rounded)
- *     length + 4; it is rounded up to 4 anyway.
- *  4. §3.1 says the page timestamp is "absolute time of the page's first event"
- *     while §3.2 says event time = page timestamp + all deltas including the
- *     event's own header.  These agree only if the first event's delta is 0;
- *     the §3.2 formula is applied.
- *  5. §4.2 says the answer's id/read/lost_events are "the same values" as the
- *     meta area's reader fields, but §2.1 says reader.lost_events is "set by a
- *     swap" and §5.2 says the answer's lost_events is non-zero only when
- *     swapped.  Chosen: reader.id and reader.read are compared after every
- *     answer, reader.lost_events only after a swap (status 0).
- *  6. reader.read ("bytes of the reader page's data consumed") is taken to be a
- *     data offset, i.e. relative to data[] (after the 16-byte header), like
- *     ReaderBody.read and the GET_READER_PAGE arg.  After an answer it is
- *     expected to equal the answer's read (not the arg sent before a swap).
- *  7. §1: GET_CPU may deliver a memfd or (per "--dir") possibly a regular file;
- *     the document does not say how a consumer tells them apart.  F_GET_SEALS
- *     cannot be used for that (a tmpfs regular file reports F_SEAL_SEAL), so the
- *     /proc/self/fd link ("/memfd:" prefix) is used; the F_SEAL_SHRINK check is
- *     applied to memfds only.  "Descriptors handed to consumers are opened
- *     read-only" is only warned about, not enforced.
- *  8. Extension layout: §2.1 gives meta_struct_len as an exact formula and §2.2
- *     says data_index_offset is 144 in version 2, but §7 says readers locate the
- *     arrays through the offsets and accept a larger meta_struct_len.  Checks
- *     are therefore structural (arrays inside [144, meta_struct_len], not
- *     overlapping, aligned, meta_struct_len >= formula, <= meta_page_size); it
- *     is not stated whether first_seq[] must directly follow data_index[].
- *  9. WAIT answering ready=1 while GET_READER_PAGE keeps reporting nothing new
- *     is not covered; to avoid a busy loop, after 3 such answers in a row the
- *     consumer polls (200 ms) anyway.
- * 10. Status 0 (swapped) with an empty new page is not covered by the §6.1
- *     "nothing new" rule (which needs status != 0); the loop simply repeats.
- * 11. Hangup: the brief says stop; §6.2 says drain the rest.  Chosen: on hangup
- *     only the rest of the current reader page is decoded (if reader.id is still
- *     ours), the ring is not drained (that would need first_seq-based loss
- *     accounting, which is not "lost_events reported").
- * 12. A socket that polls readable with data while no request is outstanding is
- *     not described; treated as a protocol failure unless the read returns 0.
- * 13. §4.3 "retry_later" has no bound; the slot-0 copy makes up to 100
- *     attempts 1 ms apart.  EBUSY ("concurrent swap: retry") has no retry
- *     interval either: 1 ms, for at most 2 s.
- * 14. §4.3 reads the page header timestamp implicitly ("copy sub-buffer id:
- *     commit first, then the bytes below it" speaks of data bytes); here the
- *     header timestamp is read after the acquire load of commit, both for ring
- *     copies and for the reader page (and only once commit > 0).
- * 15. §2.1 "at every moment read + overrun <= entries" cannot be checked by a
- *     reader since §4.5 promises no ordering between the counters: not checked.
- * 16. Payload sequence numbers are compared with first_seq[] only as an
- *     informational message (the test's payload seq is assumed, not documented,
- *     to be the producer's sequence number).
- * 17. §4.3: data_index[s].id is written by the swapper, but cnt only guards
- *     against the writer; a swap between the id load and the c2 check is not
- *     detected by cnt (the copy is still untorn, but may be of a page that just
- *     left slot s).  Only §4.4's reader_seq covers that; not used here.
- * 18. §4.3/§6.2 "from head_slot up to tail_slot inclusive" does not say that
- *     this wraps around modulo nr_slots (assumed; not needed by this program).
- * 19. Whether WAIT clears a doorbell count left over from an earlier WAIT is not
- *     said; a stale count just causes one early wake-up here (eventfd is read
- *     to clear it whenever it polls readable).
- * 20. The first event seen cannot be gap-checked (no predecessor); losses
- *     reported before it are still summed into lost=.  Kept pages (status 1/2)
- *     are required to answer lost_events 0, the same id, and read == the arg
- *     sent ("non-zero only when swapped", "kept").
+ *  - A page ends at commit, or at a padding record with time_delta 0 (§3.2): the read
+ *    given back is then commit. Discarded events (padding with a time_delta) are skipped,
+ *    their delta added to the running time; type_len 0 events take 4 + array[0] bytes.
+ *  - reader.id and reader.read are compared with every GET_READER_PAGE answer,
+ *    reader.lost_events only after a swap (§4.2); kept pages (status 1 or 2) must answer
+ *    lost_events 0, the same id, and read equal to the argument sent.
+ *  - A descriptor is a memfd if its /proc/self/fd link starts with "/memfd:" (§1); only
+ *    memfds are required to show F_SEAL_SHRINK.
+ *  - The extension's arrays are checked structurally: inside [144, meta_struct_len], not
+ *    overlapping, aligned, meta_struct_len at least the formula, at most meta_page_size
+ *    (§2.2, §7).
+ *  - WAIT answering ready = 1 three times in a row with nothing new makes it poll (200 ms)
+ *    anyway, so it never spins (§5.4); "retry later" (§4.3) is up to 100 attempts 1 ms
+ *    apart, EBUSY up to 2 s.
+ *  - On hangup it decodes the rest of its reader page if reader.id is still its own, and
+ *    stops; it does not drain the ring post-mortem (§6.2), which would need first_seq-based
+ *    loss accounting this program does not implement.
+ *  - The slot-0 copy is validated by data_index[0].cnt alone (§4.3), not by reader_seq:
+ *    it is checked for tearing, not for still being in the ring.
+ *  - Payload sequence numbers are compared with first_seq[] only in a diagnostic.
  */
 #define _GNU_SOURCE
 #include <errno.h>
