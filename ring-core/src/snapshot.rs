@@ -408,9 +408,9 @@ mod with_std {
 
         /// One pass over the reader page and the ring.
         fn snapshot_once(&self) -> Snapshot {
-            let geo = self.geometry();
-            let size = geo.subbuf_size() as usize;
-            let slots = geo.nr_slots();
+            let geometry = self.geometry();
+            let size = geometry.subbuf_size() as usize;
+            let slots = geometry.nr_slots();
             let mut snap = Snapshot::default();
             let mut buf = std::vec![0u8; size];
             let meta = self.meta();
