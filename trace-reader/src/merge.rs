@@ -46,12 +46,12 @@ impl Merger {
         Self { queues: vec![VecDeque::new(); nr], round: vec![None; nr] }
     }
 
-    /// Adds an item of CPU slot `slot` (in the CPU's own order).
-    pub fn push(&mut self, slot: usize, item: Item) {
+    /// Adds an item of the CPU at index `cpu_index` (in that CPU's own order).
+    pub fn push(&mut self, cpu_index: usize, item: Item) {
         if let Item::Event { ns, .. } = item {
-            self.round[slot] = Some(ns);
+            self.round[cpu_index] = Some(ns);
         }
-        self.queues[slot].push_back(item);
+        self.queues[cpu_index].push_back(item);
     }
 
     /// Ends a round: hands out, in time order, everything no CPU can still precede. With
@@ -61,18 +61,18 @@ impl Merger {
         loop {
             // The CPU whose front item is oldest; losses go out as soon as they reach the front.
             let mut best: Option<(usize, u64)> = None;
-            for (slot, q) in self.queues.iter().enumerate() {
+            for (cpu_index, q) in self.queues.iter().enumerate() {
                 let key = match q.front() {
                     Some(Item::Lost { .. }) => 0,
                     Some(Item::Event { ns, .. }) => *ns,
                     None => continue,
                 };
                 if best.is_none_or(|(_, k)| key < k) {
-                    best = Some((slot, key));
+                    best = Some((cpu_index, key));
                 }
             }
             match best {
-                Some((slot, key)) if key <= horizon => out(self.queues[slot].pop_front().expect("non-empty")),
+                Some((cpu_index, key)) if key <= horizon => out(self.queues[cpu_index].pop_front().expect("non-empty")),
                 _ => break,
             }
         }

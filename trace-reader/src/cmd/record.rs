@@ -109,22 +109,22 @@ impl CpuRecording<'_> {
     }
 }
 
-/// How `record` reads a session's CPUs (`recs[slot]` records CPU slot `slot`): live, by page
-/// copies into `page` (one sub-buffer); after the producer went away, record by record from
-/// what it left.
+/// How `record` reads a session's CPUs (`recs[cpu_index]` records `session.cpus[cpu_index]`):
+/// live, by page copies into `page` (one sub-buffer); after the producer went away, record by
+/// record from what it left.
 struct Copies<'r, 's> {
     recs: &'r [RefCell<CpuRecording<'s>>],
     page: Vec<u8>,
 }
 
 impl live::Reading for Copies<'_, '_> {
-    fn live(&mut self, slot: usize, cpu: &mut CpuReader, scope: DrainScope) -> Result<u64, Error> {
-        let rec = &self.recs[slot];
+    fn live(&mut self, cpu_index: usize, cpu: &mut CpuReader, scope: DrainScope) -> Result<u64, Error> {
+        let rec = &self.recs[cpu_index];
         cpu.drain_copies(scope, &mut self.page, |copy, page| rec.borrow_mut().take_copy(copy, page))
     }
 
-    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<Remaining, Error> {
-        let rec = &self.recs[slot];
+    fn remaining(&mut self, cpu_index: usize, cpu: &mut CpuReader) -> Result<Remaining, Error> {
+        let rec = &self.recs[cpu_index];
         cpu.drain_remaining(|record| rec.borrow_mut().take(record))
     }
 }
@@ -152,8 +152,9 @@ impl Progress {
     }
 }
 
-/// Records the CPUs of `session`, each into its spool (`spools[slot]` for CPU slot `slot`),
-/// until a stop condition: why it stopped and what was read from each CPU.
+/// Records the CPUs of `session`, each into its spool (`spools[cpu_index]` for
+/// `session.cpus[cpu_index]`), until a stop condition: why it stopped and what was read from each
+/// CPU.
 fn record_session(
     session: &mut Session,
     spools: Vec<&mut Spool>,

@@ -12,7 +12,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
     let session = Session::open(&args.source.target()?, &args.source.cpus)?;
     let mut merger = Merger::new(session.cpus.len());
     let (mut report, mut damage) = (Vec::new(), Vec::new());
-    for (slot, reader) in session.cpus.iter().enumerate() {
+    for (cpu_index, reader) in session.cpus.iter().enumerate() {
         let cpu = reader.cpu();
         if !reader.view()?.has_extension() {
             bail!(
@@ -26,7 +26,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
         for page in &snap.pages {
             // A gap in the sequence numbers between two pages: what lay there was overwritten.
             if let Some(lost) = losses.before(page) {
-                merger.push(slot, Item::Lost { cpu, lost: Lost::Count(lost) });
+                merger.push(cpu_index, Item::Lost { cpu, lost: Lost::Count(lost) });
             }
             if let Some(error) = page.decode_error() {
                 losses.malformed(page.id, error);
@@ -34,7 +34,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
             for e in page.events() {
                 events += 1;
                 merger.push(
-                    slot,
+                    cpu_index,
                     Item::Event { cpu, ns: to_ns(&session.clock, e.timestamp), payload: e.payload.to_vec() },
                 );
             }

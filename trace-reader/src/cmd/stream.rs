@@ -32,14 +32,14 @@ pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Resul
         &mut session,
         options,
         &stop,
-        &mut EachRecord(|slot: usize, record: Record<'_>| {
-            tallies[slot].count(&record);
-            let cpu = cpus[slot];
+        &mut EachRecord(|cpu_index: usize, record: Record<'_>| {
+            tallies[cpu_index].count(&record);
+            let cpu = cpus[cpu_index];
             let item = match record {
                 Record::Lost(lost) => Item::Lost { cpu, lost },
                 Record::Event(e) => Item::Event { cpu, ns: ns(e.timestamp), payload: e.payload.to_vec() },
             };
-            merger.borrow_mut().push(slot, item);
+            merger.borrow_mut().push(cpu_index, item);
         }),
         |session, last| {
             merger.borrow_mut().release(last, |item| printer.item(&session.formats, &item));
