@@ -433,7 +433,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
 mod tests {
     use crate::format::{COMMIT_LEN_MASK, SUBBUF_HEADER_SIZE, TIME_DELTA_MAX, TYPE_LEN_PADDING, header_type_len};
     use crate::test_support::{Drained, buffer, drain, drain_from, seq_payload};
-    use crate::{Clock, Cursor, EventIter, Item, Mode, WriteError};
+    use crate::{Clock, Cursor, EventIter, Mode, PageRecord, WriteError};
     use std::vec::Vec;
 
     /// Data words of the sub-buffer the writer is on.
@@ -492,8 +492,8 @@ mod tests {
         let first = buf.view().page(1).unwrap();
         let mut it = EventIter::new(&first).unwrap();
         let mut extends = 0;
-        while let Some(item) = it.next_item() {
-            extends += usize::from(matches!(item.unwrap(), Item::TimeExtend { .. }));
+        while let Some(record) = it.next_record() {
+            extends += usize::from(matches!(record.unwrap(), PageRecord::TimeExtend { .. }));
         }
         assert_eq!(extends, 2);
         assert_eq!(buf.view().page(2).unwrap().timestamp(), want[5]);

@@ -1,7 +1,7 @@
 //! `show`: what the buffers hold now, read without consuming it.
 
 use crate::cli::ShowArgs;
-use crate::merge::{Item, Merger};
+use crate::merge::{MergedItem, Merger};
 use crate::output::Printer;
 use crate::source::{Session, to_ns};
 use anyhow::{Context, Result, bail};
@@ -26,7 +26,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
         for page in &snap.pages {
             // A gap in the sequence numbers between two pages: what lay there was overwritten.
             if let Some(lost) = losses.before(page) {
-                merger.push(cpu_index, Item::Lost { cpu, lost: Lost::Count(lost) });
+                merger.push(cpu_index, MergedItem::Lost { cpu, lost: Lost::Count(lost) });
             }
             if let Some(error) = page.decode_error() {
                 losses.malformed(page.id, error);
@@ -35,7 +35,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
                 events += 1;
                 merger.push(
                     cpu_index,
-                    Item::Event { cpu, ns: to_ns(&session.clock, e.timestamp), payload: e.payload.to_vec() },
+                    MergedItem::Event { cpu, ns: to_ns(&session.clock, e.timestamp), payload: e.payload.to_vec() },
                 );
             }
         }

@@ -3,7 +3,7 @@
 use super::{interrupt_flag, rows};
 use crate::cli::StreamArgs;
 use crate::live::{self, EachRecord, LiveOptions, Stop, Tally};
-use crate::merge::{Item, Merger};
+use crate::merge::{MergedItem, Merger};
 use crate::output::{Printer, Style};
 use crate::source::Session;
 use crate::table;
@@ -36,8 +36,8 @@ pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Resul
             tallies[cpu_index].count(&record);
             let cpu = cpus[cpu_index];
             let item = match record {
-                Record::Lost(lost) => Item::Lost { cpu, lost },
-                Record::Event(e) => Item::Event { cpu, ns: ns(e.timestamp), payload: e.payload.to_vec() },
+                Record::Lost(lost) => MergedItem::Lost { cpu, lost },
+                Record::Event(e) => MergedItem::Event { cpu, ns: ns(e.timestamp), payload: e.payload.to_vec() },
             };
             merger.borrow_mut().push(cpu_index, item);
         }),
