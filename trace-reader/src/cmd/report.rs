@@ -91,7 +91,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         .filter(|c| args.cpus.is_empty() || args.cpus.contains(&c.cpu))
         .map(|c| Ok(CpuItems { cpu: c.cpu, pages: file.pages(c)?, page_no: 0, queue: VecDeque::new(), corrupt: 0 }))
         .collect::<Result<Vec<_>>>()?;
-    let mut printer = Printer::new(args.format);
+    let mut printer = Printer::new(args.format.style);
     loop {
         for c in &mut cpus {
             c.fill()?;

@@ -43,7 +43,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
         damage.extend(losses.finish(&counters).into_iter().map(|d| (cpu, d)));
         report.push((cpu, events, snap.pages.len(), snap.discarded));
     }
-    let mut printer = Printer::new(args.format);
+    let mut printer = Printer::new(args.format.style);
     merger.release(true, |item| printer.item(&session.formats, &item));
     printer.flush();
     for (cpu, events, pages, discarded) in report {

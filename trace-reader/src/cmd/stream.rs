@@ -15,7 +15,7 @@ use std::time::Instant;
 /// Runs `stream`.
 pub fn run(args: &StreamArgs) -> Result<()> {
     let session = Session::open(&args.source.target()?, &args.source.cpus)?;
-    print(session, args.format, args.live.options())
+    print(session, args.format.style, args.live.options())
 }
 
 /// Consumes `session` until it stops, printing its events as `format`, then the per-CPU table.
