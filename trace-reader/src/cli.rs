@@ -250,3 +250,17 @@ fn seconds(s: &str) -> Result<f64, String> {
         _ => Err(format!("`{s}` is not a number of seconds")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// clap's own checks of the definition (conflicting or unknown argument names, defaults its
+    /// parsers refuse, and the like), which it otherwise makes only when a command line reaches
+    /// the faulty argument.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
