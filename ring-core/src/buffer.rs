@@ -142,6 +142,33 @@ pub(crate) struct SwapperState {
 /// Laid out by who writes what: the fields set at construction first, then the writer's per-event
 /// state and its clock (which a counter clock advances per event), then what swappers read and
 /// write, each group starting on its own cache line.
+///
+/// # Examples
+///
+/// Write events, then consume them in the same process, each swap request handing back what the
+/// consumer read of its reader page:
+///
+/// ```
+/// use ring_core::{Config, Consumed, CpuBuffer, Cursor, Geometry, ManualClock, Mode};
+///
+/// let config = Config { geometry: Geometry::new(4096, 4)?, mode: Mode::Overwrite };
+/// let buffer = CpuBuffer::with_heap(config, ManualClock::new(100))?;
+/// let writer = buffer.writer()?;
+/// writer.write(b"first")?;
+/// writer.write(b"second")?;
+///
+/// let mut payloads = Vec::new();
+/// let mut cursor = Cursor::default();
+/// let events = cursor.drain(&buffer.view(), |read| buffer.swap_reader_page(read), |consumed| {
+///     if let Consumed::Event(event) = consumed {
+///         payloads.push(event.payload.to_vec());
+///     }
+/// })?;
+/// assert_eq!(events, 2);
+/// // Payloads come back padded with zeros to a multiple of 4 bytes.
+/// assert_eq!(payloads, [b"first\0\0\0", b"second\0\0"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[repr(C)]
 pub struct CpuBuffer<'a, C: Clock, D: Doorbell = NoDoorbell> {
     pub(crate) geometry: Geometry,
