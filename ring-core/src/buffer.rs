@@ -142,24 +142,51 @@ pub(crate) struct SwapperState {
 /// Laid out by who writes what: the fields set at construction first, then the writer's per-event
 /// state and its clock (which a counter clock advances per event), then what swappers read and
 /// write, each group starting on its own cache line.
+///
+/// # Examples
+///
+/// Write events, then consume them in the same process, each swap request handing back what the
+/// consumer read of its reader page:
+///
+/// ```
+/// use ring_core::{Config, Consumed, CpuBuffer, Cursor, Geometry, ManualClock, Mode};
+///
+/// let config = Config { geometry: Geometry::new(4096, 4)?, mode: Mode::Overwrite };
+/// let buffer = CpuBuffer::with_heap(config, ManualClock::new(100))?;
+/// let writer = buffer.writer()?;
+/// writer.write(b"first")?;
+/// writer.write(b"second")?;
+///
+/// let mut payloads = Vec::new();
+/// let mut cursor = Cursor::default();
+/// let events = cursor.drain(&buffer.view(), |read| buffer.swap_reader_page(read), |consumed| {
+///     if let Consumed::Event(event) = consumed {
+///         payloads.push(event.payload.to_vec());
+///     }
+/// })?;
+/// assert_eq!(events, 2);
+/// // Payloads come back padded with zeros to a multiple of 4 bytes.
+/// assert_eq!(payloads, [b"first\0\0\0", b"second\0\0"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[repr(C)]
 pub struct CpuBuffer<'a, C: Clock, D: Doorbell = NoDoorbell> {
-    pub(crate) geo: Geometry,
+    pub(crate) geometry: Geometry,
     pub(crate) mode: Mode,
     pub(crate) meta: ShmRegion,
     pub(crate) data: ShmRegion,
     pub(crate) links: Links<'a>,
     pub(crate) doorbell: D,
-    pub(crate) w: WriterState,
+    pub(crate) writer_state: WriterState,
     pub(crate) clock: C,
     pub(crate) lanes: NestLanes,
-    pub(crate) ws: WriterShared,
-    pub(crate) sw: SwapperState,
+    pub(crate) writer_shared: WriterShared,
+    pub(crate) swapper: SwapperState,
 }
 
 impl<C: Clock, D: Doorbell> core::fmt::Debug for CpuBuffer<'_, C, D> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("CpuBuffer").field("geometry", &self.geo).field("mode", &self.mode).finish_non_exhaustive()
+        f.debug_struct("CpuBuffer").field("geometry", &self.geometry).field("mode", &self.mode).finish_non_exhaustive()
     }
 }
 
@@ -225,16 +252,16 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
         links: Links<'a>,
         clock: C,
     ) -> Result<Self, GeometryError> {
-        let geo = config.geometry;
-        Self::check(geo, &meta, &data, links.len())?;
+        let geometry = config.geometry;
+        Self::check(geometry, &meta, &data, links.len())?;
         let buf = Self {
-            geo,
+            geometry,
             mode: config.mode,
             meta,
             data,
             links,
             clock,
-            w: WriterState {
+            writer_state: WriterState {
                 depth: LocalU32::new(0),
                 nest_pending: LocalU32::new(0),
                 ended_early: LocalU32::new(0),
@@ -253,14 +280,14 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
                 open_undo_ts: LocalU64::new(0),
                 abandoned: LocalU64::new(0),
             },
-            ws: WriterShared {
+            writer_shared: WriterShared {
                 tail: AtomicU32::new(1),
                 slot: AtomicU32::new(0),
                 doorbell: AtomicU32::new(0),
                 push_next: AtomicU64::new(0),
                 claimed: AtomicBool::new(false),
             },
-            sw: SwapperState {
+            swapper: SwapperState {
                 lock: AtomicBool::new(false),
                 reader: AtomicU32::new(0),
                 reader_read: AtomicU32::new(0),
@@ -282,8 +309,9 @@ impl<'a, C: Clock> CpuBuffer<'a, C> {
 impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
     /// The same buffer, waking waiting consumers through `doorbell` (see [`crate::doorbell`]).
     pub fn with_doorbell<E: Doorbell>(self, doorbell: E) -> CpuBuffer<'a, C, E> {
-        let Self { geo, mode, meta, data, links, doorbell: _, w, clock, lanes, ws, sw } = self;
-        CpuBuffer { geo, mode, meta, data, links, doorbell, w, clock, lanes, ws, sw }
+        let Self { geometry, mode, meta, data, links, doorbell: _, writer_state, clock, lanes, writer_shared, swapper } =
+            self;
+        CpuBuffer { geometry, mode, meta, data, links, doorbell, writer_state, clock, lanes, writer_shared, swapper }
     }
 
     /// The doorbell.
@@ -291,19 +319,19 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
         &self.doorbell
     }
 
-    /// Whether a buffer of geometry `geo` can be built over these regions and links.
-    fn check(geo: Geometry, meta: &ShmRegion, data: &ShmRegion, links: usize) -> Result<(), GeometryError> {
+    /// Whether a buffer of `geometry` can be built over these regions and links.
+    fn check(geometry: Geometry, meta: &ShmRegion, data: &ShmRegion, links: usize) -> Result<(), GeometryError> {
         if meta.read_only() || data.read_only() {
             return Err(GeometryError::ReadOnly);
         }
-        if meta.len() < geo.meta_size() {
-            return Err(GeometryError::MetaTooSmall { need: geo.meta_size(), got: meta.len() });
+        if meta.len() < geometry.meta_size() {
+            return Err(GeometryError::MetaTooSmall { need: geometry.meta_size(), got: meta.len() });
         }
-        if data.len() < geo.data_len() {
-            return Err(GeometryError::DataTooSmall { need: geo.data_len(), got: data.len() });
+        if data.len() < geometry.data_len() {
+            return Err(GeometryError::DataTooSmall { need: geometry.data_len(), got: data.len() });
         }
-        if links < geo.nr_subbufs() as usize {
-            return Err(GeometryError::LinkCount { need: geo.nr_subbufs() as usize, got: links });
+        if links < geometry.nr_subbufs() as usize {
+            return Err(GeometryError::LinkCount { need: geometry.nr_subbufs() as usize, got: links });
         }
         Ok(())
     }
@@ -313,11 +341,11 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
         // Ordering: Relaxed throughout. This runs at construction (before the buffer is shared)
         // or from `reset(&mut self)`, so nothing runs concurrently; whoever receives the buffer
         // afterwards synchronises with this thread by the means that handed it over.
-        let n = self.geo.nr_subbufs();
+        let n = self.geometry.nr_subbufs();
         let last = n - 1;
-        self.meta_page().init(self.geo.meta_size() as u32, self.geo.subbuf_size(), n);
+        self.meta_page().init(self.geometry.meta_size() as u32, self.geometry.subbuf_size(), n);
         for id in 0..n {
-            let base = self.geo.subbuf_offset(id);
+            let base = self.geometry.subbuf_offset(id);
             self.data.store_u64(base + SUBBUF_TIMESTAMP_OFFSET, 0, Ordering::Relaxed);
             self.data.store_u64(base + SUBBUF_COMMIT_OFFSET, 0, Ordering::Relaxed);
             let link = &self.links[id as usize];
@@ -332,31 +360,37 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
             link.end_seq.store(0, Ordering::Relaxed);
             link.entries.store(0, Ordering::Relaxed);
         }
-        let w = &self.w;
-        w.depth.store(0, Ordering::Relaxed);
-        w.nest_pending.store(0, Ordering::Relaxed);
-        w.ended_early.store(0, Ordering::Relaxed);
-        w.open_outer.store(false, Ordering::Relaxed);
-        self.ws.claimed.store(false, Ordering::Relaxed);
-        self.ws.doorbell.store(0, Ordering::Relaxed);
-        self.ws.tail.store(1, Ordering::Relaxed);
-        self.ws.slot.store(0, Ordering::Relaxed);
-        w.off.store(0, Ordering::Relaxed);
-        w.page_data.store((self.geo.subbuf_offset(1) + SUBBUF_HEADER_SIZE) as u64, Ordering::Relaxed);
-        w.last_ts.store(0, Ordering::Relaxed);
-        for c in
-            [&w.entries, &w.dropped, &w.overrun, &w.pages_lost, &w.pages_touched, &w.page_entries_base, &w.abandoned]
-        {
+        let state = &self.writer_state;
+        state.depth.store(0, Ordering::Relaxed);
+        state.nest_pending.store(0, Ordering::Relaxed);
+        state.ended_early.store(0, Ordering::Relaxed);
+        state.open_outer.store(false, Ordering::Relaxed);
+        self.writer_shared.claimed.store(false, Ordering::Relaxed);
+        self.writer_shared.doorbell.store(0, Ordering::Relaxed);
+        self.writer_shared.tail.store(1, Ordering::Relaxed);
+        self.writer_shared.slot.store(0, Ordering::Relaxed);
+        state.off.store(0, Ordering::Relaxed);
+        state.page_data.store((self.geometry.subbuf_offset(1) + SUBBUF_HEADER_SIZE) as u64, Ordering::Relaxed);
+        state.last_ts.store(0, Ordering::Relaxed);
+        for c in [
+            &state.entries,
+            &state.dropped,
+            &state.overrun,
+            &state.pages_lost,
+            &state.pages_touched,
+            &state.page_entries_base,
+            &state.abandoned,
+        ] {
             c.store(0, Ordering::Relaxed);
         }
-        self.sw.reader.store(0, Ordering::Relaxed);
-        self.sw.reader_read.store(0, Ordering::Relaxed);
-        self.sw.hint.store(last, Ordering::Relaxed);
-        self.sw.hint_slot.store(self.geo.nr_slots() - 1, Ordering::Relaxed);
-        self.sw.read.store(0, Ordering::Relaxed);
-        self.sw.swaps.store(0, Ordering::Relaxed);
-        self.sw.head_slot.store(0, Ordering::Relaxed);
-        self.sw.reader_seq.store(0, Ordering::Relaxed);
+        self.swapper.reader.store(0, Ordering::Relaxed);
+        self.swapper.reader_read.store(0, Ordering::Relaxed);
+        self.swapper.hint.store(last, Ordering::Relaxed);
+        self.swapper.hint_slot.store(self.geometry.nr_slots() - 1, Ordering::Relaxed);
+        self.swapper.read.store(0, Ordering::Relaxed);
+        self.swapper.swaps.store(0, Ordering::Relaxed);
+        self.swapper.head_slot.store(0, Ordering::Relaxed);
+        self.swapper.reader_seq.store(0, Ordering::Relaxed);
         self.lanes.reset();
     }
 
@@ -368,7 +402,7 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
 
     /// The buffer's geometry.
     pub fn geometry(&self) -> Geometry {
-        self.geo
+        self.geometry
     }
 
     /// The buffer's full-ring behaviour.
@@ -384,13 +418,13 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
     /// Turns recording on or off. Writes started before the change may still complete.
     pub fn set_enabled(&self, enabled: bool) {
         // Ordering: Relaxed; enabling is advisory and carries no data.
-        self.w.enabled.store(enabled, Ordering::Relaxed);
+        self.writer_state.enabled.store(enabled, Ordering::Relaxed);
     }
 
     /// Whether recording is on.
     pub fn is_enabled(&self) -> bool {
         // Ordering: Relaxed, see `set_enabled`.
-        self.w.enabled.load(Ordering::Relaxed)
+        self.writer_state.enabled.load(Ordering::Relaxed)
     }
 
     /// The consumer's view of this buffer's shared memory.
@@ -398,7 +432,7 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
         SharedView::from_trusted(
             MetaPage::new(&self.meta).expect("meta size checked at construction"),
             &self.data,
-            self.geo,
+            self.geometry,
         )
     }
 
@@ -416,16 +450,16 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
     pub fn stats(&self) -> Stats {
         // Ordering: Relaxed throughout; these are statistics, exact only when quiescent (which the
         // caller establishes by joining threads, i.e. with its own happens-before).
-        let w = &self.w;
+        let state = &self.writer_state;
         Stats {
-            entries: w.entries.load(Ordering::Relaxed),
-            overrun: w.overrun.load(Ordering::Relaxed),
-            dropped: w.dropped.load(Ordering::Relaxed),
-            read: self.sw.read.load(Ordering::Relaxed),
-            pages_lost: w.pages_lost.load(Ordering::Relaxed),
-            pages_touched: w.pages_touched.load(Ordering::Relaxed),
-            swaps: self.sw.swaps.load(Ordering::Relaxed),
-            abandoned: w.abandoned.load(Ordering::Relaxed),
+            entries: state.entries.load(Ordering::Relaxed),
+            overrun: state.overrun.load(Ordering::Relaxed),
+            dropped: state.dropped.load(Ordering::Relaxed),
+            read: self.swapper.read.load(Ordering::Relaxed),
+            pages_lost: state.pages_lost.load(Ordering::Relaxed),
+            pages_touched: state.pages_touched.load(Ordering::Relaxed),
+            swaps: self.swapper.swaps.load(Ordering::Relaxed),
+            abandoned: state.abandoned.load(Ordering::Relaxed),
         }
     }
 
@@ -448,19 +482,19 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
     /// reads-from that check (so its own later store lands after ours) or moved the counter
     /// before it (and we store its value). The last value stored is therefore the newest.
     pub(crate) fn advance_head_slot(&self) {
-        let slots = self.geo.nr_slots();
+        let slots = self.geometry.nr_slots();
         // Ordering: AcqRel on the private counter orders the two movers' updates and checks (see
         // above). Release on the meta store: a reader that sees the new head slot (Acquire) also
         // sees what its mover published before it (a push's overrun and pages_lost). Which pages
         // hold data is not ordered by it: a push moves the head before the writer resets the
         // page, and snapshots validate each page by its slot's `cnt` (`crate::snapshot`).
         let mut now =
-            match self.sw.head_slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some((s + 1) % slots)) {
+            match self.swapper.head_slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some((s + 1) % slots)) {
                 Ok(prev) | Err(prev) => (prev + 1) % slots,
             };
         loop {
             self.meta.store_u32(off::EXT_HEAD_SLOT, now, Ordering::Release);
-            match self.sw.head_slot.compare_exchange(now, now, Ordering::AcqRel, Ordering::Acquire) {
+            match self.swapper.head_slot.compare_exchange(now, now, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return,
                 Err(moved) => now = moved,
             }
@@ -472,9 +506,9 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
 impl<C: Clock> CpuBuffer<'static, C> {
     /// Builds a buffer in heap memory (meta area, sub-buffers and links).
     pub fn with_heap(config: Config, clock: C) -> Result<Self, GeometryError> {
-        let geo = config.geometry;
-        let meta = ShmRegion::alloc_zeroed(geo.meta_size());
-        let data = ShmRegion::alloc_zeroed(geo.data_len());
+        let geometry = config.geometry;
+        let meta = ShmRegion::alloc_zeroed(geometry.meta_size());
+        let data = ShmRegion::alloc_zeroed(geometry.data_len());
         Self::with_own_links(config, meta, data, clock)
     }
 

@@ -185,9 +185,9 @@ mod tests {
         }
         // The oldest page (id 1) claims more data than a page holds.
         let (_, data) = buf.regions();
-        let geo = buf.geometry();
+        let geometry = buf.geometry();
         data.store_u64(
-            geo.subbuf_offset(1) + crate::format::SUBBUF_COMMIT_OFFSET,
+            geometry.subbuf_offset(1) + crate::format::SUBBUF_COMMIT_OFFSET,
             4096,
             crate::sync::Ordering::Relaxed,
         );

@@ -298,9 +298,9 @@ pub struct Event<T> {
     pub end: u32,
 }
 
-/// Every kind of record in a sub-buffer, as [`EventIter::next_item`] returns them.
+/// Every kind of record in a sub-buffer, as [`EventIter::next_record`] returns them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Item<T> {
+pub enum PageRecord<T> {
     /// A data event.
     Event(Event<T>),
     /// A time extend at `offset`, adding `delta` to the running time.
@@ -514,10 +514,10 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
 
     /// The next record of any kind, or `None` at the end of the committed data. Records before
     /// the start offset are decoded (their time counts) but only data events there are skipped.
-    pub fn next_item(&mut self) -> Option<Result<Item<P::Payload<'p>>, DecodeError>> {
+    pub fn next_record(&mut self) -> Option<Result<PageRecord<P::Payload<'p>>, DecodeError>> {
         while !self.failed && self.pos < self.data_end {
             match self.step() {
-                Ok(Some(item)) => return Some(Ok(item)),
+                Ok(Some(record)) => return Some(Ok(record)),
                 Ok(None) => continue,
                 Err(e) => {
                     self.failed = true;
@@ -529,7 +529,7 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
     }
 
     /// Decodes the record at `pos`; `Ok(None)` for a data event before the start offset.
-    fn step(&mut self) -> Result<Option<Item<P::Payload<'p>>>, DecodeError> {
+    fn step(&mut self) -> Result<Option<PageRecord<P::Payload<'p>>>, DecodeError> {
         let at = self.pos;
         let offset = at as u32;
         let header = self.word(at)?;
@@ -547,7 +547,7 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
                 if delta == 0 {
                     // A null event: the rest of the page is empty.
                     self.pos = self.data_end;
-                    return Ok(Some(Item::Padding { offset }));
+                    return Ok(Some(PageRecord::Padding { offset }));
                 }
                 // A discarded event; libtraceevent still applies its delta.
                 let len = self.word(at + 4)? as usize;
@@ -560,21 +560,21 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
                 }
                 self.ts = self.ts.wrapping_add(delta);
                 self.pos = end;
-                return Ok(Some(Item::Discarded { offset, len: (4 + len) as u32 }));
+                return Ok(Some(PageRecord::Discarded { offset, len: (4 + len) as u32 }));
             }
             TYPE_LEN_TIME_EXTEND => {
                 let high = u64::from(self.word(at + 4)?);
                 let delta = high << TIME_DELTA_BITS | delta;
                 self.ts = self.ts.wrapping_add(delta);
                 self.pos = at + 8;
-                return Ok(Some(Item::TimeExtend { offset, delta }));
+                return Ok(Some(PageRecord::TimeExtend { offset, delta }));
             }
             _ => {
                 debug_assert_eq!(header_type_len(header), TYPE_LEN_TIME_STAMP);
                 let high = u64::from(self.word(at + 4)?);
                 self.ts = fix_absolute_stamp(high << TIME_DELTA_BITS | delta, self.ts);
                 self.pos = at + 8;
-                return Ok(Some(Item::TimeStamp { offset, timestamp: self.ts }));
+                return Ok(Some(PageRecord::TimeStamp { offset, timestamp: self.ts }));
             }
         };
         let end = payload_off.checked_add(payload_len).ok_or(DecodeError::BadLength(at))?;
@@ -586,7 +586,7 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
         if at < self.start {
             return Ok(None);
         }
-        Ok(Some(Item::Event(Event {
+        Ok(Some(PageRecord::Event(Event {
             timestamp: self.ts,
             payload: self.page.payload(SUBBUF_HEADER_SIZE + payload_off, payload_len),
             offset,
@@ -642,8 +642,8 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
     #[inline(never)]
     fn next_general(&mut self) -> Option<Result<Event<P::Payload<'p>>, DecodeError>> {
         loop {
-            match self.next_item()? {
-                Ok(Item::Event(event)) => return Some(Ok(event)),
+            match self.next_record()? {
+                Ok(PageRecord::Event(event)) => return Some(Ok(event)),
                 Ok(_) => continue,
                 Err(e) => return Some(Err(e)),
             }
@@ -713,15 +713,15 @@ mod tests {
         let words = [ext[0], ext[1], header_word(1, 0), 1, abs[0], abs[1], header_word(TYPE_LEN_PADDING, 0), 4];
         let p = page(0, 32, &words, 64);
         let mut it = EventIter::new(p.as_slice()).unwrap();
-        let mut items = Vec::new();
-        while let Some(item) = it.next_item() {
-            items.push(item.unwrap());
+        let mut records = Vec::new();
+        while let Some(record) = it.next_record() {
+            records.push(record.unwrap());
         }
-        assert_eq!(items[0], Item::TimeExtend { offset: 0, delta: 1 << 30 });
-        assert!(matches!(items[1], Item::Event(Event { timestamp: 0x4000_0000, offset: 8, .. })));
-        assert_eq!(items[2], Item::TimeStamp { offset: 16, timestamp: 77 });
-        assert_eq!(items[3], Item::Padding { offset: 24 });
-        assert_eq!(items.len(), 4);
+        assert_eq!(records[0], PageRecord::TimeExtend { offset: 0, delta: 1 << 30 });
+        assert!(matches!(records[1], PageRecord::Event(Event { timestamp: 0x4000_0000, offset: 8, .. })));
+        assert_eq!(records[2], PageRecord::TimeStamp { offset: 16, timestamp: 77 });
+        assert_eq!(records[3], PageRecord::Padding { offset: 24 });
+        assert_eq!(records.len(), 4);
     }
 
     #[test]

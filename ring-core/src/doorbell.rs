@@ -55,9 +55,9 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     /// than the ring can hold, `nr_slots - 1`, counts as that). Returns true, leaving the doorbell
     /// disarmed, if that is already the case: read now instead of waiting.
     pub fn arm_doorbell(&self, pages: u32) -> bool {
-        let pages = pages.clamp(1, self.geo.nr_slots() - 1);
+        let pages = pages.clamp(1, self.geometry.nr_slots() - 1);
         // Ordering: SeqCst fence after the store pairs with the writer's (see the module docs).
-        self.ws.doorbell.store(pages.saturating_add(1), Ordering::Relaxed);
+        self.writer_shared.doorbell.store(pages.saturating_add(1), Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.full_pages() >= pages {
             self.disarm_doorbell();
@@ -69,7 +69,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     /// Withdraws an arming (the consumer stopped waiting).
     pub fn disarm_doorbell(&self) {
         // Ordering: Relaxed; the doorbell word carries no data.
-        self.ws.doorbell.store(0, Ordering::Relaxed);
+        self.writer_shared.doorbell.store(0, Ordering::Relaxed);
     }
 
     /// Pages the writer has finished that the consumer has not given back: the full ring pages
@@ -83,17 +83,17 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // Ordering: Acquire on `tail`, `reader` and the head slot, pairing with the writer's and
         // the swapper's Release (or AcqRel) updates, so the slot counter read after them is at
         // least as new.
-        let tail = self.ws.tail.load(Ordering::Acquire);
-        let reader = self.sw.reader.load(Ordering::Acquire);
+        let tail = self.writer_shared.tail.load(Ordering::Acquire);
+        let reader = self.swapper.reader.load(Ordering::Acquire);
         if tail == reader {
             return 0;
         }
-        let slots = self.geo.nr_slots();
+        let slots = self.geometry.nr_slots();
         // Ordering: Relaxed; writer-owned slot counter (a statistic here).
-        let tail_slot = self.ws.slot.load(Ordering::Relaxed) % slots;
-        let head_slot = self.sw.head_slot.load(Ordering::Acquire) % slots;
+        let tail_slot = self.writer_shared.slot.load(Ordering::Relaxed) % slots;
+        let head_slot = self.swapper.head_slot.load(Ordering::Acquire) % slots;
         let ring = (tail_slot + slots - head_slot) % slots;
-        let reader_commit = self.data.load_u64(self.geo.subbuf_offset(reader) + SUBBUF_COMMIT_OFFSET);
+        let reader_commit = self.data.load_u64(self.geometry.subbuf_offset(reader) + SUBBUF_COMMIT_OFFSET);
         ring + u32::from(reader_commit & COMMIT_LEN_MASK != 0)
     }
 
@@ -103,12 +103,12 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // Ordering: SeqCst fence after the tail was published pairs with the one in
         // `arm_doorbell`.
         fence(Ordering::SeqCst);
-        let armed = self.ws.doorbell.load(Ordering::Relaxed);
+        let armed = self.writer_shared.doorbell.load(Ordering::Relaxed);
         if armed == 0 || self.full_pages() < armed - 1 {
             return;
         }
         // Ordering: Relaxed; whoever swaps the arming out rings (or, in `arm_doorbell`, reads).
-        if self.ws.doorbell.swap(0, Ordering::Relaxed) != 0 {
+        if self.writer_shared.doorbell.swap(0, Ordering::Relaxed) != 0 {
             self.doorbell.ring();
         }
     }

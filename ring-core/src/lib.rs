@@ -162,7 +162,7 @@ pub use clock::CycleClock;
 pub use clock::MonotonicClock;
 pub use clock::{Clock, CounterClock, ManualClock};
 pub use consume::{ConsumeError, Consumed, Cursor, DrainBound};
-pub use decode::{DecodeError, Event, EventIter, Item, MissedEvents, PageSource, ShmBytes, ShmPage};
+pub use decode::{DecodeError, Event, EventIter, MissedEvents, PageRecord, PageSource, ShmBytes, ShmPage};
 pub use doorbell::{Doorbell, NoDoorbell};
 pub use error::{GeometryError, SwapError, WriteError, WriterClaimed};
 pub use geometry::{Geometry, Mode};

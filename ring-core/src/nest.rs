@@ -164,7 +164,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         let level = depth as usize - 1;
         if level >= NEST_LEVELS {
             self.lanes.overflow.fetch_add(1, Ordering::Relaxed);
-            self.w.nest_pending.store(1, Ordering::Relaxed);
+            self.writer_state.nest_pending.store(1, Ordering::Relaxed);
             self.leave_nested(depth);
             return Err(WriteError::Dropped);
         }
@@ -180,7 +180,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         if tail.wrapping_sub(head) + words > LANE_WORDS as u32 {
             lane.dropped.store(lane.dropped.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             signal_fence();
-            self.w.nest_pending.store(1, Ordering::Relaxed);
+            self.writer_state.nest_pending.store(1, Ordering::Relaxed);
             self.leave_nested(depth);
             return Err(WriteError::Dropped);
         }
@@ -203,7 +203,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         signal_fence();
         lane.tail.store(spot.pos.wrapping_add(spot.words), Ordering::Relaxed);
         signal_fence();
-        self.w.nest_pending.store(1, Ordering::Relaxed);
+        self.writer_state.nest_pending.store(1, Ordering::Relaxed);
     }
 
     /// Closes the context of a [`crate::Reservation`] that found the depth at `depth` (0: an
@@ -220,10 +220,10 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     /// above the depth they find and clear their own bits before they return, so the load
     /// and store of the bits here need no more than signal fences.
     pub(crate) fn end_reservation(&self, depth: u32) {
-        let w = &self.w;
-        let early = w.ended_early.load(Ordering::Relaxed);
-        if w.depth.load(Ordering::Relaxed) != depth + 1 {
-            w.ended_early.store(early | 1 << depth, Ordering::Relaxed);
+        let state = &self.writer_state;
+        let early = state.ended_early.load(Ordering::Relaxed);
+        if state.depth.load(Ordering::Relaxed) != depth + 1 {
+            state.ended_early.store(early | 1 << depth, Ordering::Relaxed);
             return;
         }
         let mut below = depth;
@@ -233,7 +233,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
             below -= 1;
         }
         if early_left != early {
-            w.ended_early.store(early_left, Ordering::Relaxed);
+            state.ended_early.store(early_left, Ordering::Relaxed);
         }
         if below == 0 { self.end_outer() } else { self.leave_nested(below) }
     }
@@ -254,9 +254,9 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     #[inline(always)]
     pub(crate) fn end_outer(&self) {
         signal_fence();
-        self.w.depth.store(0, Ordering::Relaxed);
+        self.writer_state.depth.store(0, Ordering::Relaxed);
         signal_fence();
-        if self.w.nest_pending.load(Ordering::Relaxed) != 0 {
+        if self.writer_state.nest_pending.load(Ordering::Relaxed) != 0 {
             self.end_outer_flushing();
         }
     }
@@ -264,13 +264,13 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     #[cold]
     fn end_outer_flushing(&self) {
         loop {
-            self.w.depth.store(1, Ordering::Relaxed);
+            self.writer_state.depth.store(1, Ordering::Relaxed);
             signal_fence();
             self.flush_lanes();
             signal_fence();
-            self.w.depth.store(0, Ordering::Relaxed);
+            self.writer_state.depth.store(0, Ordering::Relaxed);
             signal_fence();
-            if self.w.nest_pending.load(Ordering::Relaxed) == 0 {
+            if self.writer_state.nest_pending.load(Ordering::Relaxed) == 0 {
                 return;
             }
         }
@@ -281,7 +281,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     #[cold]
     fn flush_lanes(&self) {
         loop {
-            self.w.nest_pending.store(0, Ordering::Relaxed);
+            self.writer_state.nest_pending.store(0, Ordering::Relaxed);
             signal_fence();
             while let Some(level) = self.oldest_staged() {
                 let lane = self.lanes.lane(level);
@@ -310,7 +310,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
             }
             self.fold_nested_drops();
             signal_fence();
-            if self.w.nest_pending.load(Ordering::Relaxed) == 0 {
+            if self.writer_state.nest_pending.load(Ordering::Relaxed) == 0 {
                 return;
             }
         }
@@ -385,7 +385,7 @@ mod tests {
         assert_eq!(got.seqs(), [0, 1, 3, 2]);
         let ts: Vec<u64> = got.events.iter().map(|e| e.0).collect();
         assert_eq!(ts, [1000, 1010, 1020, 1025]);
-        assert_eq!(buf.w.depth.load(Ordering::Relaxed), 0);
+        assert_eq!(buf.writer_state.depth.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -416,7 +416,7 @@ mod tests {
                 for seq in 100..400 {
                     buf.write(&seq_payload(seq, 0)).unwrap();
                 }
-                assert_eq!(buf.w.depth.load(Ordering::Relaxed), 0, "{order:?} commit {commit}");
+                assert_eq!(buf.writer_state.depth.load(Ordering::Relaxed), 0, "{order:?} commit {commit}");
                 let got = drain(&buf);
                 let mut seqs = got.seqs();
                 seqs.sort_unstable();

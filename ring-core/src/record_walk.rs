@@ -186,8 +186,8 @@ mod tests {
             let mut iter = EventIter::new(page).unwrap();
             let mut stepped = std::vec![0usize];
             let mut failed = None;
-            while let Some(item) = iter.next_item() {
-                match item {
+            while let Some(record) = iter.next_record() {
+                match record {
                     Ok(_) => stepped.push(iter.position()),
                     Err(e) => {
                         failed = Some(e);

@@ -76,15 +76,15 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
     /// open can give its room back ([`CpuBuffer::close_abandoned_context`]).
     fn note_open_outer(&self, spot: &RingSpot) {
         // Ordering: Relaxed; writer-owned state, read only by this CPU's writing contexts.
-        self.w.open_undo_off.store(spot.undo_off, Ordering::Relaxed);
-        self.w.open_undo_ts.store(spot.undo_ts, Ordering::Relaxed);
-        self.w.open_outer.store(true, Ordering::Relaxed);
+        self.writer_state.open_undo_off.store(spot.undo_off, Ordering::Relaxed);
+        self.writer_state.open_undo_ts.store(spot.undo_ts, Ordering::Relaxed);
+        self.writer_state.open_outer.store(true, Ordering::Relaxed);
     }
 
     /// The open outermost reservation was committed or discarded.
     fn note_outer_closed(&self) {
         // Ordering: Relaxed; see `note_open_outer`.
-        self.w.open_outer.store(false, Ordering::Relaxed);
+        self.writer_state.open_outer.store(false, Ordering::Relaxed);
     }
 
     /// Closes a writing context its writer left open (the depth is not 0 with no write under
@@ -93,19 +93,19 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
     /// committed vanish (they were only staged), and what nested writers committed is written
     /// to the ring. Counted in [`crate::Stats::abandoned`]. Returns whether there was one.
     pub(crate) fn close_abandoned_context(&self) -> bool {
-        let w = &self.w;
+        let state = &self.writer_state;
         // Ordering: Relaxed throughout; writer-owned state, and the caller is the writing context.
-        if w.depth.load(Ordering::Relaxed) == 0 {
+        if state.depth.load(Ordering::Relaxed) == 0 {
             return false;
         }
-        if w.open_outer.load(Ordering::Relaxed) {
-            let undo_off = w.open_undo_off.load(Ordering::Relaxed);
-            let undo_ts = w.open_undo_ts.load(Ordering::Relaxed);
+        if state.open_outer.load(Ordering::Relaxed) {
+            let undo_off = state.open_undo_off.load(Ordering::Relaxed);
+            let undo_ts = state.open_undo_ts.load(Ordering::Relaxed);
             self.ring_discard_to(undo_off, undo_ts);
             self.note_outer_closed();
         }
-        w.ended_early.store(0, Ordering::Relaxed);
-        w.abandoned.store(w.abandoned.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        state.ended_early.store(0, Ordering::Relaxed);
+        state.abandoned.store(state.abandoned.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         self.end_outer();
         true
     }

@@ -299,6 +299,26 @@ mod with_std {
         /// appear twice or not at all, so the snapshot is retried until none happened across it
         /// ([`SnapshotError::Contended`] if the consumer kept swapping). A buffer without the
         /// hyptrace extension cannot be snapshotted.
+        ///
+        /// # Examples
+        ///
+        /// Look at what a buffer holds; a consumer still reads all of it afterwards:
+        ///
+        /// ```
+        /// use ring_core::{Config, CpuBuffer, Cursor, ManualClock};
+        ///
+        /// let buffer = CpuBuffer::with_heap(Config::default(), ManualClock::new(0))?;
+        /// buffer.writer()?.write(b"kept")?;
+        ///
+        /// let snapshot = buffer.view().snapshot()?;
+        /// let payloads: Vec<&[u8]> = snapshot.events().map(|event| event.payload).collect();
+        /// assert_eq!(payloads, [b"kept"]);
+        /// assert_eq!(snapshot.discarded, 0);
+        ///
+        /// let consumed = Cursor::default().drain(&buffer.view(), |read| buffer.swap_reader_page(read), |_| {})?;
+        /// assert_eq!(consumed, 1, "the snapshot consumed nothing");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         pub fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
             if !self.has_extension() {
                 return Err(SnapshotError::NoExtension);
@@ -408,9 +428,9 @@ mod with_std {
 
         /// One pass over the reader page and the ring.
         fn snapshot_once(&self) -> Snapshot {
-            let geo = self.geometry();
-            let size = geo.subbuf_size() as usize;
-            let slots = geo.nr_slots();
+            let geometry = self.geometry();
+            let size = geometry.subbuf_size() as usize;
+            let slots = geometry.nr_slots();
             let mut snap = Snapshot::default();
             let mut buf = std::vec![0u8; size];
             let meta = self.meta();

@@ -113,7 +113,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     pub fn swap_reader_page(&self, read: u32) -> Result<ReaderUpdate, SwapError> {
         // Ordering: Acquire pairs with the Release in `SwapLock::drop`, so each swapper sees the
         // swapper state the previous one left.
-        if self.sw.lock.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        if self.swapper.lock.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             return Err(SwapError::Busy);
         }
         let _unlock = SwapLock(self);
@@ -122,27 +122,27 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
 
     fn swap_locked(&self, read: u32) -> Result<ReaderUpdate, SwapError> {
         // Ordering: Relaxed for swapper state (protected by the lock).
-        let reader = self.sw.reader.load(Ordering::Relaxed);
+        let reader = self.swapper.reader.load(Ordering::Relaxed);
         // The tail first: if the writer has left the reader page, the Acquire here (pairing with
         // the Release store of `tail` in `enter_page`) makes that page's final commit, end_seq and
         // entries visible, and the first_seq of every page entered before the current tail. Read
         // the other way round, the writer could commit one more event on the reader page and
         // leave it between the two loads, and the swap would hand it back unread.
-        let writer_on_reader = self.ws.tail.load(Ordering::Acquire) == reader;
-        let page = self.geo.subbuf_offset(reader);
+        let writer_on_reader = self.writer_shared.tail.load(Ordering::Acquire) == reader;
+        let page = self.geometry.subbuf_offset(reader);
         // Ordering: acquire load of commit, pairing with the writer's Release store, for the
         // case where the writer is still on the reader page.
         let commit = (self.data.load_u64_acquire(page + SUBBUF_COMMIT_OFFSET) & COMMIT_LEN_MASK) as u32;
         // Ordering: Relaxed; swapper state, made visible by the swap lock's Acquire (in
         // `swap_reader_page`), pairing with the previous swapper's Release (`SwapLock::drop`).
-        let consumed = self.sw.reader_read.load(Ordering::Relaxed);
-        let size = self.geo.subbuf_size() as usize;
+        let consumed = self.swapper.reader_read.load(Ordering::Relaxed);
+        let size = self.geometry.subbuf_size() as usize;
         let bytes = ShmPage::new(&self.data, page, size)
             .ok_or(SwapError::MalformedPage { read, error: DecodeError::ShortPage(size) })?;
         check_read(&bytes, commit, consumed, read)?;
         // Ordering: Relaxed; swapper state, handed to the next swapper by the swap lock (Release
         // in `SwapLock::drop`, Acquire in `swap_reader_page`).
-        self.sw.reader_read.store(read, Ordering::Relaxed);
+        self.swapper.reader_read.store(read, Ordering::Relaxed);
         // Ordering: Relaxed; the value is all a reader takes from it (`MetaPage::reader`, a
         // consumer resuming where this one stopped), and it publishes nothing else. When the
         // page is swapped below, `take_head` stores 0 here before its Release store of
@@ -160,10 +160,10 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     /// Splices the (consumed) reader page into the ring in place of the head page and makes the
     /// head page the reader page.
     fn take_head(&self, reader: u32) -> Result<ReaderUpdate, SwapError> {
-        let slots = self.geo.nr_slots();
+        let slots = self.geometry.nr_slots();
         // Ordering: Relaxed; swapper-owned state, ordered between swappers by the lock.
-        let mut prev = self.sw.hint.load(Ordering::Relaxed);
-        let mut prev_slot = self.sw.hint_slot.load(Ordering::Relaxed);
+        let mut prev = self.swapper.hint.load(Ordering::Relaxed);
+        let mut prev_slot = self.swapper.hint_slot.load(Ordering::Relaxed);
         let reader_link = &self.links[reader as usize];
         // What the consumer is giving back, read now: once the CAS below splices the page into the
         // ring the writer may enter it at once (in drop mode it is often waiting right there) and
@@ -186,7 +186,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // CAS, and so before any write the writer makes to the page after following it) and even
         // again once the new reader page is published (`end_reader_update`).
         // Ordering: Relaxed for the swapper's own copy (under the lock).
-        let reader_seq = self.sw.reader_seq.load(Ordering::Relaxed);
+        let reader_seq = self.swapper.reader_seq.load(Ordering::Relaxed);
         self.meta.store_u32(off::EXT_READER_SEQ, reader_seq.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         crash_point!("reader_seq odd");
@@ -230,7 +230,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // Ordering: Release; a reader that sees the even value sees the reader fields published
         // before it. Relaxed for the swapper's own copy (under the lock).
         self.meta.store_u32(off::EXT_READER_SEQ, after, Ordering::Release);
-        self.sw.reader_seq.store(after, Ordering::Relaxed);
+        self.swapper.reader_seq.store(after, Ordering::Relaxed);
     }
 
     /// Bookkeeping after `head` (in `slot`) became the reader page and `old`, whose content is
@@ -245,11 +245,11 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         self.meta.store_u32(off::data_index_id(slot), old, Ordering::Relaxed);
         crash_point!("slot renamed");
         // Ordering: Relaxed for swapper-owned state (under the lock).
-        self.sw.hint.store(old, Ordering::Relaxed);
-        self.sw.hint_slot.store(slot, Ordering::Relaxed);
+        self.swapper.hint.store(old, Ordering::Relaxed);
+        self.swapper.hint_slot.store(slot, Ordering::Relaxed);
         // Ordering: Release, for `full_pages` on another thread (Acquire), which then also sees
         // the meta fields stored before this.
-        self.sw.reader.store(head, Ordering::Release);
+        self.swapper.reader.store(head, Ordering::Release);
         // Sequence numbers: the old reader page ended at end_seq, the new one starts at first_seq;
         // everything in between was overwritten or dropped. The new reader page is out of the
         // ring, so the writer cannot re-enter it and its first_seq stays put. Ordering: Relaxed;
@@ -258,13 +258,13 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         let first_seq = self.links[head as usize].first_seq.load(Ordering::Relaxed);
         debug_assert!(first_seq >= given_back.end_seq, "new reader page {head} starts before page {old} ended");
         let lost = first_seq.saturating_sub(given_back.end_seq);
-        let read = self.sw.read.load(Ordering::Relaxed) + u64::from(given_back.entries);
-        self.sw.read.store(read, Ordering::Relaxed);
-        let swaps = self.sw.swaps.load(Ordering::Relaxed) + 1;
-        self.sw.swaps.store(swaps, Ordering::Relaxed);
+        let read = self.swapper.read.load(Ordering::Relaxed) + u64::from(given_back.entries);
+        self.swapper.read.store(read, Ordering::Relaxed);
+        let swaps = self.swapper.swaps.load(Ordering::Relaxed) + 1;
+        self.swapper.swaps.store(swaps, Ordering::Relaxed);
         self.meta.store_u64(off::READER_LOST_EVENTS, lost, Ordering::Relaxed);
         // Ordering: Relaxed; swapper state, handed on by the swap lock as in `swap_locked`.
-        self.sw.reader_read.store(0, Ordering::Relaxed);
+        self.swapper.reader_read.store(0, Ordering::Relaxed);
         self.meta.store_u32(off::READER_READ, 0, Ordering::Relaxed);
         self.meta.store_u64(off::READ, read, Ordering::Relaxed);
         // Ordering: Release; a consumer acquiring the reader id or the swap count sees the fields
@@ -283,7 +283,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // Ordering: Acquire pairs with the writer's Release store of `push_next`. If the value
         // read belongs to a later push, the writer's clearing of `claimed` happened before it and
         // the re-check below sees the link changed; otherwise the value is this push's.
-        let victim_next = LinkWord::from_raw(self.ws.push_next.load(Ordering::Acquire));
+        let victim_next = LinkWord::from_raw(self.writer_shared.push_next.load(Ordering::Acquire));
         if link.load_next() != claimed {
             return;
         }
@@ -307,7 +307,7 @@ struct SwapLock<'b, 'a, C: Clock, D: Doorbell>(&'b CpuBuffer<'a, C, D>);
 impl<C: Clock, D: Doorbell> Drop for SwapLock<'_, '_, C, D> {
     fn drop(&mut self) {
         // Ordering: Release pairs with the Acquire in `swap_reader_page`.
-        self.0.sw.lock.store(false, Ordering::Release);
+        self.0.swapper.lock.store(false, Ordering::Release);
     }
 }
 
@@ -526,9 +526,9 @@ mod tests {
     #[test]
     fn a_second_swapper_is_told_busy() {
         let buf = buffer(64, 4, Mode::Overwrite);
-        buf.sw.lock.store(true, Ordering::Relaxed);
+        buf.swapper.lock.store(true, Ordering::Relaxed);
         assert_eq!(buf.swap_reader_page(0), Err(SwapError::Busy));
-        buf.sw.lock.store(false, Ordering::Relaxed);
+        buf.swapper.lock.store(false, Ordering::Relaxed);
         assert!(buf.swap_reader_page(0).is_ok());
     }
 
@@ -543,7 +543,7 @@ mod tests {
         let next = tail.load_next();
         assert!(next.is_head() && next.id() == 1);
         let victim_next = buf.links[1].load_next();
-        buf.ws.push_next.store(victim_next.raw(), Ordering::Release);
+        buf.writer_shared.push_next.store(victim_next.raw(), Ordering::Release);
         tail.cas_next(next, next.as_update()).unwrap();
         // The writer is "preempted" here. A swap must still succeed, taking page 2 (the head the
         // push makes) and repairing both links.

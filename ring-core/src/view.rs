@@ -44,7 +44,7 @@ pub enum ViewError {
 pub struct SharedView<'r> {
     meta: MetaPage<'r>,
     data: &'r ShmRegion,
-    geo: Geometry,
+    geometry: Geometry,
     extension: bool,
 }
 
@@ -52,7 +52,7 @@ impl<'r> SharedView<'r> {
     /// Validates the meta area in `meta` against the sub-buffer array in `data`.
     pub fn new(meta: &'r ShmRegion, data: &'r ShmRegion) -> Result<Self, ViewError> {
         let page = MetaPage::new(meta).ok_or(ViewError::MetaTooShort(meta.len()))?;
-        let geo = Geometry::new(page.subbuf_size(), page.nr_subbufs())?;
+        let geometry = Geometry::new(page.subbuf_size(), page.nr_subbufs())?;
         let r = page.region();
         let magic = r.load_u32(crate::meta::off::EXT_MAGIC);
         let announced = page.flags() & META_FLAG_HYPTRACE_EXT != 0 || magic == META_EXT_MAGIC;
@@ -60,7 +60,7 @@ impl<'r> SharedView<'r> {
             if !page.has_extension() {
                 return Err(ViewError::BadExtension { magic, version: r.load_u32(crate::meta::off::EXT_VERSION) });
             }
-            if page.nr_slots() != geo.nr_slots() {
+            if page.nr_slots() != geometry.nr_slots() {
                 return Err(ViewError::Inconsistent("nr_slots is not nr_subbufs - 1"));
             }
             // The arrays are found where the meta area says, inside `meta_struct_len`, which a
@@ -69,9 +69,9 @@ impl<'r> SharedView<'r> {
             let index_at = r.load_u32(crate::meta::off::EXT_DATA_INDEX_OFFSET) as usize;
             let seq_at = r.load_u32(crate::meta::off::EXT_SEQ_OFFSET) as usize;
             // Saturating: on a 32-bit target a hostile offset could overflow (and then fail below).
-            let index_end = index_at.saturating_add(geo.nr_slots() as usize * size_of::<DataIndex>());
-            let seq_end = seq_at.saturating_add(geo.nr_subbufs() as usize * size_of::<u64>());
-            if struct_len < meta_struct_len(geo.nr_slots()) || struct_len > meta.len() {
+            let index_end = index_at.saturating_add(geometry.nr_slots() as usize * size_of::<DataIndex>());
+            let seq_end = seq_at.saturating_add(geometry.nr_subbufs() as usize * size_of::<u64>());
+            if struct_len < meta_struct_len(geometry.nr_slots()) || struct_len > meta.len() {
                 return Err(ViewError::Inconsistent("meta_struct_len does not match nr_subbufs"));
             }
             if index_at < DATA_INDEX_OFFSET || !index_at.is_multiple_of(4) || index_end > struct_len {
@@ -80,8 +80,8 @@ impl<'r> SharedView<'r> {
             if seq_at < DATA_INDEX_OFFSET || !seq_at.is_multiple_of(8) || seq_end > struct_len {
                 return Err(ViewError::Inconsistent("first_seq[] is not inside the meta structure"));
             }
-            if meta.len() < geo.meta_size() {
-                return Err(GeometryError::MetaTooSmall { need: geo.meta_size(), got: meta.len() }.into());
+            if meta.len() < geometry.meta_size() {
+                return Err(GeometryError::MetaTooSmall { need: geometry.meta_size(), got: meta.len() }.into());
             }
             true
         } else {
@@ -90,10 +90,10 @@ impl<'r> SharedView<'r> {
             }
             false
         };
-        if data.len() < geo.data_len() {
-            return Err(GeometryError::DataTooSmall { need: geo.data_len(), got: data.len() }.into());
+        if data.len() < geometry.data_len() {
+            return Err(GeometryError::DataTooSmall { need: geometry.data_len(), got: data.len() }.into());
         }
-        Ok(Self { meta: page, data, geo, extension })
+        Ok(Self { meta: page, data, geometry, extension })
     }
 
     /// True if the meta area carries the hyptrace extension (`data_index[]`, tail and head slots),
@@ -103,13 +103,13 @@ impl<'r> SharedView<'r> {
     }
 
     /// A view over regions the caller built itself with this geometry.
-    pub(crate) fn from_trusted(meta: MetaPage<'r>, data: &'r ShmRegion, geo: Geometry) -> Self {
-        Self { meta, data, geo, extension: true }
+    pub(crate) fn from_trusted(meta: MetaPage<'r>, data: &'r ShmRegion, geometry: Geometry) -> Self {
+        Self { meta, data, geometry, extension: true }
     }
 
     /// The geometry.
     pub fn geometry(&self) -> Geometry {
-        self.geo
+        self.geometry
     }
 
     /// The meta area.
@@ -119,10 +119,10 @@ impl<'r> SharedView<'r> {
 
     /// Sub-buffer `id`, or `None` if there is no such sub-buffer.
     pub fn page(&self, id: u32) -> Option<ShmPage<'r>> {
-        if id >= self.geo.nr_subbufs() {
+        if id >= self.geometry.nr_subbufs() {
             return None;
         }
-        ShmPage::new(self.data, self.geo.subbuf_offset(id), self.geo.subbuf_size() as usize)
+        ShmPage::new(self.data, self.geometry.subbuf_offset(id), self.geometry.subbuf_size() as usize)
     }
 }
 

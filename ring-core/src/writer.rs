@@ -55,29 +55,30 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         if len == 0 || len > SMALL_DATA_MAX {
             return self.write_general(payload);
         }
-        let w = &self.w;
+        let state = &self.writer_state;
         // Ordering: Relaxed plus signal fences for writer-owned state throughout (see `enter`).
-        let depth = w.depth.load(Ordering::Relaxed);
-        w.depth.store(depth.wrapping_add(1), Ordering::Relaxed);
+        let depth = state.depth.load(Ordering::Relaxed);
+        state.depth.store(depth.wrapping_add(1), Ordering::Relaxed);
         signal_fence();
         // Ordering: Relaxed; `enabled` is advisory. It is read once: the decision below and in
         // `write_entered` must agree, whatever another thread stores meanwhile.
-        let enabled = w.enabled.load(Ordering::Relaxed);
+        let enabled = state.enabled.load(Ordering::Relaxed);
         if depth != 0 || !enabled {
             return self.write_entered(depth, enabled, payload);
         }
         let ts = self.clock.now();
-        let last = w.last_ts.load(Ordering::Relaxed);
-        let off = w.off.load(Ordering::Relaxed);
+        let last = state.last_ts.load(Ordering::Relaxed);
+        let off = state.off.load(Ordering::Relaxed);
         let stored = (len as u32 + 3) & !3;
         let size = 4 + stored;
         let delta = ts.wrapping_sub(last);
         // The common case: not the first event of the page, the delta fits in the header, the
         // event fits on the page. Anything else takes the general path.
-        if off == 0 || delta > TIME_DELTA_MAX || u64::from(off) + u64::from(size) > u64::from(self.geo.data_size()) {
+        if off == 0 || delta > TIME_DELTA_MAX || u64::from(off) + u64::from(size) > u64::from(self.geometry.data_size())
+        {
             return self.write_outer(ts, payload);
         }
-        let data = w.page_data.load(Ordering::Relaxed) as usize;
+        let data = state.page_data.load(Ordering::Relaxed) as usize;
         let at = data + off as usize;
         // SAFETY: `page_data` only ever holds the data-area offset of a sub-buffer, so
         // `data - 8` is that page's 8-aligned commit word and `data + data_size` is within the
@@ -93,8 +94,8 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
                 u64::from(off + size),
             );
         }
-        w.off.store(off + size, Ordering::Relaxed);
-        w.last_ts.store(ts, Ordering::Relaxed);
+        state.off.store(off + size, Ordering::Relaxed);
+        state.last_ts.store(ts, Ordering::Relaxed);
         self.count_entry();
         self.end_outer();
         Ok(())
@@ -153,14 +154,14 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     #[inline(always)]
     fn count_entry(&self) {
         // Ordering: Relaxed; writer-owned counter.
-        let entries = self.w.entries.load(Ordering::Relaxed) + 1;
-        self.w.entries.store(entries, Ordering::Relaxed);
+        let entries = self.writer_state.entries.load(Ordering::Relaxed) + 1;
+        self.writer_state.entries.store(entries, Ordering::Relaxed);
     }
 
     /// Layout of a `len`-byte event, or [`WriteError::TooLarge`].
     #[inline]
     pub(crate) fn layout_for(&self, len: usize) -> Result<DataLayout, WriteError> {
-        self.geo.layout(len).ok_or(WriteError::TooLarge { len, max: self.geo.max_payload() })
+        self.geometry.layout(len).ok_or(WriteError::TooLarge { len, max: self.geometry.max_payload() })
     }
 
     /// Opens a writing context: bumps the nesting depth and returns the depth it had (0 for the
@@ -170,11 +171,11 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // Ordering: Relaxed plus signal fences. Only this CPU's own contexts touch `depth`, and a
         // nested context runs to completion inside the one it interrupts and restores the value it
         // found, so a plain load and store is interrupt-safe.
-        let depth = self.w.depth.load(Ordering::Relaxed);
-        self.w.depth.store(depth.wrapping_add(1), Ordering::Relaxed);
+        let depth = self.writer_state.depth.load(Ordering::Relaxed);
+        self.writer_state.depth.store(depth.wrapping_add(1), Ordering::Relaxed);
         signal_fence();
         // Ordering: Relaxed; `enabled` is advisory.
-        if !self.w.enabled.load(Ordering::Relaxed) {
+        if !self.writer_state.enabled.load(Ordering::Relaxed) {
             self.leave(depth);
             return Err(WriteError::Disabled);
         }
@@ -186,19 +187,19 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     pub(crate) fn leave_nested(&self, depth: u32) {
         signal_fence();
         // Ordering: Relaxed; see `enter`.
-        self.w.depth.store(depth, Ordering::Relaxed);
+        self.writer_state.depth.store(depth, Ordering::Relaxed);
     }
 
     /// Reserves room for an event stamped `ts` on the tail page, moving to the next page if it
     /// does not fit. Writes the time record (if any) and the event header.
     #[inline]
     pub(crate) fn ring_reserve(&self, ts: u64, layout: DataLayout) -> Result<RingSpot, WriteError> {
-        let w = &self.w;
+        let state = &self.writer_state;
         // Ordering (this function): Relaxed for the writer's own state; page bytes are published
         // by the Release store of `commit` in `ring_commit`.
-        let last = w.last_ts.load(Ordering::Relaxed);
+        let last = state.last_ts.load(Ordering::Relaxed);
         let t = ts.max(last);
-        let mut off = w.off.load(Ordering::Relaxed);
+        let mut off = state.off.load(Ordering::Relaxed);
         // The first event of a page takes its time from the page header (delta 0).
         let time = if off == 0 { TimeEncoding::Delta(0) } else { time_encoding(last, t) };
         let (mut extend, mut delta, mut need) = match time {
@@ -208,14 +209,14 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
             TimeEncoding::NewPage => (None, 0, u32::MAX),
         };
         let mut undo_off = off;
-        if u64::from(off) + u64::from(need) > u64::from(self.geo.data_size()) {
+        if u64::from(off) + u64::from(need) > u64::from(self.geometry.data_size()) {
             if self.move_tail().is_err() {
                 return Err(self.count_drop());
             }
             (off, extend, delta, need, undo_off) = (0, None, 0, layout.size, 0);
         }
-        let page_id = self.ws.tail.load(Ordering::Relaxed);
-        let page = self.geo.subbuf_offset(page_id);
+        let page_id = self.writer_shared.tail.load(Ordering::Relaxed);
+        let page = self.geometry.subbuf_offset(page_id);
         if off == 0 {
             self.data.store_u64(page + SUBBUF_TIMESTAMP_OFFSET, t, Ordering::Relaxed);
         }
@@ -235,15 +236,15 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
             None => at + 4,
         };
         let end = off + need;
-        w.off.store(end, Ordering::Relaxed);
-        w.last_ts.store(t, Ordering::Relaxed);
+        state.off.store(end, Ordering::Relaxed);
+        state.last_ts.store(t, Ordering::Relaxed);
         Ok(RingSpot { payload_at, stored_len: layout.stored_len, page: page_id, end, undo_off, undo_ts: last })
     }
 
     /// Publishes a reserved event: readers that load the page's `commit` see it.
     #[inline]
     pub(crate) fn ring_commit(&self, spot: &RingSpot) {
-        let page = self.geo.subbuf_offset(spot.page);
+        let page = self.geometry.subbuf_offset(spot.page);
         // Ordering: Release, pairing with the acquire load of `commit` by readers: the event bytes,
         // the time record and (for a first event) the page timestamp are visible to whoever sees
         // the new commit.
@@ -260,15 +261,15 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     /// Rolls the writer's offset and last timestamp back to `undo_off` and `undo_ts`.
     pub(crate) fn ring_discard_to(&self, undo_off: u32, undo_ts: u64) {
         // Ordering: Relaxed; writer-owned state.
-        self.w.off.store(undo_off, Ordering::Relaxed);
-        self.w.last_ts.store(undo_ts, Ordering::Relaxed);
+        self.writer_state.off.store(undo_off, Ordering::Relaxed);
+        self.writer_state.last_ts.store(undo_ts, Ordering::Relaxed);
     }
 
     /// Publishes `entries` in the meta area. Only the writing context calls it (when it leaves a
     /// page, and through [`crate::Writer`]), so the published count never goes backwards.
     pub(crate) fn publish_entries(&self) {
         // Ordering: Relaxed; writer-owned counter.
-        self.publish_counter(off::ENTRIES, self.w.entries.load(Ordering::Relaxed));
+        self.publish_counter(off::ENTRIES, self.writer_state.entries.load(Ordering::Relaxed));
     }
 
     /// Counts one dropped event and returns the error for it.
@@ -280,8 +281,8 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     /// Adds `n` to the dropped counter (writer-owned).
     pub(crate) fn add_dropped(&self, n: u64) {
         // Ordering: Relaxed; writer-owned counter mirrored to the meta area.
-        let dropped = self.w.dropped.load(Ordering::Relaxed) + n;
-        self.w.dropped.store(dropped, Ordering::Relaxed);
+        let dropped = self.writer_state.dropped.load(Ordering::Relaxed) + n;
+        self.writer_state.dropped.store(dropped, Ordering::Relaxed);
         self.publish_counter(off::EXT_DROPPED, dropped);
     }
 
@@ -290,22 +291,22 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     #[inline]
     pub(crate) fn seq(&self) -> u64 {
         // Ordering: Relaxed; writer-owned counters.
-        self.w.entries.load(Ordering::Relaxed) + self.w.dropped.load(Ordering::Relaxed)
+        self.writer_state.entries.load(Ordering::Relaxed) + self.writer_state.dropped.load(Ordering::Relaxed)
     }
 
     /// Closes the tail page: pads the rest, commits the padding when it has a length word, and
     /// records the page's sequence range for swappers. Idempotent.
     pub(crate) fn close_page(&self) {
-        let w = &self.w;
+        let state = &self.writer_state;
         // Ordering (this function): Relaxed for writer-owned state; `end_seq`/`entries` are
         // published to swappers by the Release store of `tail` when the writer moves on.
-        let off = w.off.load(Ordering::Relaxed);
+        let off = state.off.load(Ordering::Relaxed);
         if off == PAGE_CLOSED {
             return;
         }
-        let tail = self.ws.tail.load(Ordering::Relaxed);
-        let page = self.geo.subbuf_offset(tail);
-        let room = self.geo.data_size() - off;
+        let tail = self.writer_shared.tail.load(Ordering::Relaxed);
+        let page = self.geometry.subbuf_offset(tail);
+        let room = self.geometry.data_size() - off;
         if room >= 4 {
             let at = page + SUBBUF_HEADER_SIZE + off as usize;
             let (padding, length) = closing_padding(room);
@@ -313,24 +314,28 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
             if let Some(length) = length {
                 self.data.store_u32(at + 4, length, Ordering::Relaxed);
                 // Ordering: Release, as in `ring_commit`.
-                self.data.store_u64(page + SUBBUF_COMMIT_OFFSET, u64::from(self.geo.data_size()), Ordering::Release);
+                self.data.store_u64(
+                    page + SUBBUF_COMMIT_OFFSET,
+                    u64::from(self.geometry.data_size()),
+                    Ordering::Release,
+                );
             }
         }
         let link = &self.links[tail as usize];
-        let entries = w.entries.load(Ordering::Relaxed);
+        let entries = state.entries.load(Ordering::Relaxed);
         self.publish_entries();
         link.end_seq.store(self.seq(), Ordering::Relaxed);
-        link.entries.store((entries - w.page_entries_base.load(Ordering::Relaxed)) as u32, Ordering::Relaxed);
-        w.off.store(PAGE_CLOSED, Ordering::Relaxed);
+        link.entries.store((entries - state.page_entries_base.load(Ordering::Relaxed)) as u32, Ordering::Relaxed);
+        state.off.store(PAGE_CLOSED, Ordering::Relaxed);
     }
 
     /// Closes the tail page and moves onto the next one. In overwrite mode a full ring pushes the
     /// head (the oldest page is lost); in drop mode a full ring is `Err(())`.
     pub(crate) fn move_tail(&self) -> Result<(), ()> {
         self.close_page();
-        let w = &self.w;
+        let state = &self.writer_state;
         // Ordering: Relaxed; writer-owned.
-        let tail = self.ws.tail.load(Ordering::Relaxed);
+        let tail = self.writer_shared.tail.load(Ordering::Relaxed);
         let link = &self.links[tail as usize];
         loop {
             let next = link.load_next();
@@ -352,7 +357,7 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
             // Ordering: Release; a helping swapper acquires it after seeing our claim and then
             // re-checks the claim, so it never uses a value from a different push (see
             // `help_push`). The claim's AcqRel CAS below orders it before the claim.
-            self.ws.push_next.store(victim_next.raw(), Ordering::Release);
+            self.writer_shared.push_next.store(victim_next.raw(), Ordering::Release);
             let claimed = next.as_update();
             if link.cas_next(next, claimed).is_err() {
                 // A swapper took the head page and spliced its old reader page in: follow it.
@@ -361,11 +366,11 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
             // Ordering: Relaxed; the victim's counters were written by this writer when it
             // closed the page, a lap ago.
             let lost = u64::from(victim_link.entries.load(Ordering::Relaxed));
-            let overrun = w.overrun.load(Ordering::Relaxed) + lost;
-            w.overrun.store(overrun, Ordering::Relaxed);
+            let overrun = state.overrun.load(Ordering::Relaxed) + lost;
+            state.overrun.store(overrun, Ordering::Relaxed);
             self.publish_counter(off::OVERRUN, overrun);
-            let pages_lost = w.pages_lost.load(Ordering::Relaxed) + 1;
-            w.pages_lost.store(pages_lost, Ordering::Relaxed);
+            let pages_lost = state.pages_lost.load(Ordering::Relaxed) + 1;
+            state.pages_lost.store(pages_lost, Ordering::Relaxed);
             self.publish_counter(off::PAGES_LOST, pages_lost);
             self.advance_head_slot();
             // The page after the victim becomes the head, then our link loses UPDATE. Either CAS
@@ -379,9 +384,9 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
 
     /// Makes `id` the tail page: bumps its slot's `data_index[].cnt`, resets it, publishes it.
     fn enter_page(&self, id: u32) {
-        let w = &self.w;
+        let state = &self.writer_state;
         // Ordering (this function): Relaxed for writer-owned state unless noted.
-        let slot = (self.ws.slot.load(Ordering::Relaxed) + 1) % self.geo.nr_slots();
+        let slot = (self.writer_shared.slot.load(Ordering::Relaxed) + 1) % self.geometry.nr_slots();
         // Seqlock for non-consuming readers (see `crate::snapshot`): `cnt` is odd while the page
         // is reset. The Release fence orders the odd value before the reset (pairing with the
         // Acquire fence a reader issues after copying); the Release store of the even value
@@ -391,11 +396,11 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // `cnt` is 2 per earlier move onto this slot, and moves go round the slots in order, so
         // it follows from the writer's own count of moves: never read back from the meta area,
         // which a host may scribble on.
-        let moves = w.pages_touched.load(Ordering::Relaxed);
-        let cnt = (moves / u64::from(self.geo.nr_slots())).wrapping_mul(2) as u32;
+        let moves = state.pages_touched.load(Ordering::Relaxed);
+        let cnt = (moves / u64::from(self.geometry.nr_slots())).wrapping_mul(2) as u32;
         self.meta.store_u32(cnt_at, cnt.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
-        let page = self.geo.subbuf_offset(id);
+        let page = self.geometry.subbuf_offset(id);
         let first_seq = self.seq();
         self.data.store_u64(page + SUBBUF_COMMIT_OFFSET, 0, Ordering::Relaxed);
         // Published for post-mortem readers inside the seqlock window, so a copy validated by
@@ -404,22 +409,22 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
         // one before the reset of `commit`, so the page is never the old lap's under the new
         // number (docs/abi.md §2.4).
         signal_fence();
-        self.meta.store_u64(seq_offset(self.geo.nr_slots()) + id as usize * 8, first_seq, Ordering::Relaxed);
+        self.meta.store_u64(seq_offset(self.geometry.nr_slots()) + id as usize * 8, first_seq, Ordering::Relaxed);
         self.meta.store_u32(cnt_at, cnt.wrapping_add(2), Ordering::Release);
         self.links[id as usize].first_seq.store(first_seq, Ordering::Relaxed);
-        w.page_entries_base.store(w.entries.load(Ordering::Relaxed), Ordering::Relaxed);
-        w.off.store(0, Ordering::Relaxed);
-        w.page_data.store((page + SUBBUF_HEADER_SIZE) as u64, Ordering::Relaxed);
-        self.ws.slot.store(slot, Ordering::Relaxed);
-        let touched = w.pages_touched.load(Ordering::Relaxed) + 1;
-        w.pages_touched.store(touched, Ordering::Relaxed);
+        state.page_entries_base.store(state.entries.load(Ordering::Relaxed), Ordering::Relaxed);
+        state.off.store(0, Ordering::Relaxed);
+        state.page_data.store((page + SUBBUF_HEADER_SIZE) as u64, Ordering::Relaxed);
+        self.writer_shared.slot.store(slot, Ordering::Relaxed);
+        let touched = state.pages_touched.load(Ordering::Relaxed) + 1;
+        state.pages_touched.store(touched, Ordering::Relaxed);
         self.publish_counter(off::PAGES_TOUCHED, touched);
         // Ordering: Release; a snapshot reader acquiring the tail slot or id sees the page reset.
         self.meta.store_u32(off::EXT_TAIL_SLOT, slot, Ordering::Release);
         self.meta.store_u32(off::EXT_TAIL_ID, id, Ordering::Release);
         // Ordering: Release; a swapper that acquires this tail sees the reset above, this page's
         // first_seq, and the previous page's end_seq/entries written by `close_page`.
-        self.ws.tail.store(id, Ordering::Release);
+        self.writer_shared.tail.store(id, Ordering::Release);
         self.check_doorbell();
     }
 }
@@ -428,12 +433,12 @@ impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
 mod tests {
     use crate::format::{COMMIT_LEN_MASK, SUBBUF_HEADER_SIZE, TIME_DELTA_MAX, TYPE_LEN_PADDING, header_type_len};
     use crate::test_support::{Drained, buffer, drain, drain_from, seq_payload};
-    use crate::{Clock, Cursor, EventIter, Item, Mode, WriteError};
+    use crate::{Clock, Cursor, EventIter, Mode, PageRecord, WriteError};
     use std::vec::Vec;
 
     /// Data words of the sub-buffer the writer is on.
     fn tail_words<C: Clock>(buf: &crate::CpuBuffer<'_, C>) -> Vec<u32> {
-        let page = buf.view().page(buf.ws.tail.load(crate::sync::Ordering::Relaxed)).unwrap();
+        let page = buf.view().page(buf.writer_shared.tail.load(crate::sync::Ordering::Relaxed)).unwrap();
         let mut bytes = std::vec![0u8; buf.geometry().subbuf_size() as usize];
         page.copy_to(&mut bytes);
         let commit = (page.commit() & COMMIT_LEN_MASK) as usize;
@@ -487,8 +492,8 @@ mod tests {
         let first = buf.view().page(1).unwrap();
         let mut it = EventIter::new(&first).unwrap();
         let mut extends = 0;
-        while let Some(item) = it.next_item() {
-            extends += usize::from(matches!(item.unwrap(), Item::TimeExtend { .. }));
+        while let Some(record) = it.next_record() {
+            extends += usize::from(matches!(record.unwrap(), PageRecord::TimeExtend { .. }));
         }
         assert_eq!(extends, 2);
         assert_eq!(buf.view().page(2).unwrap().timestamp(), want[5]);
@@ -520,7 +525,7 @@ mod tests {
         assert_eq!(commit, 48, "padding is committed so the page reads as full");
         let pad = u32::from_ne_bytes(bytes[16 + 40..16 + 44].try_into().unwrap());
         assert_eq!(header_type_len(pad), TYPE_LEN_PADDING);
-        assert_eq!(buf.ws.tail.load(crate::sync::Ordering::Relaxed), 2);
+        assert_eq!(buf.writer_shared.tail.load(crate::sync::Ordering::Relaxed), 2);
         assert_eq!(drain(&buf).seqs(), [0, 1, 2]);
         assert_eq!(buf.stats().pages_touched, 1);
     }
@@ -621,10 +626,10 @@ mod tests {
         buf.set_enabled(false);
         // Replays `write` having read `enabled == false` at depth 0, with another thread turning
         // tracing back on before the refusal path runs.
-        buf.w.depth.store(1, crate::sync::Ordering::Relaxed);
+        buf.writer_state.depth.store(1, crate::sync::Ordering::Relaxed);
         buf.set_enabled(true);
         assert_eq!(buf.write_entered(0, false, b"x"), Err(WriteError::Disabled));
-        assert_eq!(buf.w.depth.load(crate::sync::Ordering::Relaxed), 0, "the context was closed");
+        assert_eq!(buf.writer_state.depth.load(crate::sync::Ordering::Relaxed), 0, "the context was closed");
         buf.write(b"y").unwrap();
         assert_eq!(drain(&buf).events.len(), 1);
     }

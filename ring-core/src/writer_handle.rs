@@ -81,7 +81,7 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
         // Ordering: Acquire pairs with the Release in `Writer::drop`: the writer state the
         // previous holder left (offsets, counters, staging lanes, written with relaxed or
         // plain accesses) is visible to the new one.
-        self.ws
+        self.writer_shared
             .claimed
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .map_err(|_| WriterClaimed)?;
@@ -158,7 +158,7 @@ impl<C: Clock, D: Doorbell> Drop for Writer<'_, '_, C, D> {
         self.buffer.close_abandoned_context();
         self.buffer.publish_entries();
         // Ordering: Release pairs with the Acquire of the next claim (see `CpuBuffer::writer`).
-        self.buffer.ws.claimed.store(false, Ordering::Release);
+        self.buffer.writer_shared.claimed.store(false, Ordering::Release);
     }
 }
 
@@ -205,7 +205,7 @@ mod tests {
         let s = buf.stats();
         assert_eq!(s.entries, 2 * u64::from(per_thread));
         assert_eq!((s.dropped, s.abandoned), (0, 0));
-        assert_eq!(buf.w.depth.load(crate::sync::Ordering::Relaxed), 0);
+        assert_eq!(buf.writer_state.depth.load(crate::sync::Ordering::Relaxed), 0);
         buf.writer().unwrap().write(&seq_payload(7, 0)).unwrap();
         assert_eq!(*drain(&buf).seqs().last().unwrap(), 7, "writes still reach the ring");
     }

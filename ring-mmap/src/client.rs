@@ -62,9 +62,9 @@ pub fn is_hangup(revents: rustix::event::PollFlags) -> bool {
     revents.intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL)
 }
 
-/// An answer: its header, body and attached descriptors.
+/// An answer received from the producer: its header, body and attached descriptors.
 #[derive(Debug)]
-pub struct Answer {
+pub struct ReceivedAnswer {
     /// The header.
     pub header: ResponseHeader,
     /// The body.
@@ -165,13 +165,13 @@ impl Connection {
     }
 
     /// Sends a request and returns its answer; a negative status is [`Error::Refused`].
-    pub fn call(&self, op: Op, cpu: u32, arg: u64) -> Result<Answer, Error> {
+    pub fn call(&self, op: Op, cpu: u32, arg: u64) -> Result<ReceivedAnswer, Error> {
         call(&self.socket, Request::new(op, cpu, arg), false)
     }
 
     /// Sends a raw message and returns the raw answer, status unchecked (for tests of the server's
     /// handling of malformed input).
-    pub fn call_raw(&self, message: &[u8], op: Op) -> Result<Answer, Error> {
+    pub fn call_raw(&self, message: &[u8], op: Op) -> Result<ReceivedAnswer, Error> {
         let mut socket = self.socket.lock();
         send(&socket.fd, message)?;
         receive(&mut socket, op)
@@ -277,7 +277,7 @@ fn check_hello(hello: &HelloBody) -> Result<Geometry, Error> {
     Ok(geometry)
 }
 
-fn call(socket: &Mutex<Socket>, req: Request, accept_refusal: bool) -> Result<Answer, Error> {
+fn call(socket: &Mutex<Socket>, req: Request, accept_refusal: bool) -> Result<ReceivedAnswer, Error> {
     let op = Op::from_u32(req.op).expect("requests are built from an Op");
     let mut socket = socket.lock();
     if socket.broken {
@@ -321,7 +321,7 @@ fn send(fd: &OwnedFd, message: &[u8]) -> Result<(), Error> {
     }
 }
 
-fn receive(socket: &mut Socket, op: Op) -> Result<Answer, Error> {
+fn receive(socket: &mut Socket, op: Op) -> Result<ReceivedAnswer, Error> {
     let mut buf = vec![0u8; MAX_RESPONSE];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -371,7 +371,7 @@ fn receive(socket: &mut Socket, op: Op) -> Result<Answer, Error> {
     if header.nr_fds as usize != fds.len() {
         return Err(Error::Protocol(format!("answer announces {} descriptors, {} came", header.nr_fds, fds.len())));
     }
-    Ok(Answer { header, body: body.to_vec(), fds })
+    Ok(ReceivedAnswer { header, body: body.to_vec(), fds })
 }
 
 #[cfg(test)]

@@ -304,6 +304,45 @@ impl PageLosses {
 }
 
 /// A consuming reader of one CPU.
+///
+/// # Examples
+///
+/// A producer serving its buffers on a control socket, and a consumer reading what it wrote (in
+/// one process here; they are usually two):
+///
+/// ```
+/// use ring_core::{Config, Geometry, ManualClock, Mode};
+/// use ring_mmap::{Backing, Connection, Consumer, ProducerConfig, Record, Server, ShmProducer};
+/// use std::os::unix::fs::PermissionsExt;
+/// use std::sync::Arc;
+///
+/// let config = ProducerConfig {
+///     nr_cpus: 1,
+///     buffer: Config { geometry: Geometry::new(4096, 4)?, mode: Mode::Overwrite },
+///     backing: Backing::Memfd,
+///     formats: Vec::new(),
+/// };
+/// let producer = Arc::new(ShmProducer::new(config, |_cpu| ManualClock::new(0))?);
+/// // Clients connect only to a socket whose directory others cannot write to.
+/// let dir = tempfile::tempdir()?;
+/// std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+/// let server = Server::start(&dir.path().join("hyptrace.sock"), producer.clone())?;
+///
+/// producer.cpu(0).writer()?.write(b"hello")?;
+///
+/// let connection = Connection::connect(server.path())?;
+/// let mut consumer = Consumer::new(connection.open_cpu(0)?)?;
+/// let mut payloads = Vec::new();
+/// let events = consumer.drain(|record| {
+///     if let Record::Event(event) = record {
+///         payloads.push(event.payload.to_vec());
+///     }
+/// })?;
+/// assert_eq!(events, 1);
+/// // Payloads come back padded with zeros to a multiple of 4 bytes.
+/// assert_eq!(payloads, [b"hello\0\0\0"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Consumer<S: CpuSource> {
     source: S,

@@ -150,6 +150,42 @@ pub struct BufferDir {
 
 impl BufferDir {
     /// Opens every CPU file of `dir` and reads its formats and clock files.
+    ///
+    /// # Examples
+    ///
+    /// What a producer that kept its buffers in a directory left there once it has gone
+    /// (exited here; crashed or killed it leaves the same):
+    ///
+    /// ```
+    /// use ring_core::{Config, CounterClock, Geometry, Mode};
+    /// use ring_mmap::{Backing, BufferDir, Consumer, ProducerConfig, Record, ShmProducer};
+    ///
+    /// let parent = tempfile::tempdir()?;
+    /// let dir = parent.path().join("buffers");
+    /// let config = ProducerConfig {
+    ///     nr_cpus: 2,
+    ///     buffer: Config { geometry: Geometry::new(4096, 4)?, mode: Mode::Overwrite },
+    ///     backing: Backing::Dir { path: dir.clone(), overwrite: false },
+    ///     formats: b"event formats".to_vec(),
+    /// };
+    /// let producer = ShmProducer::new(config, |_cpu| CounterClock::new(1))?;
+    /// producer.cpu(1).writer()?.write(b"last words")?;
+    /// drop(producer);
+    ///
+    /// let opened = BufferDir::open(&dir)?;
+    /// assert_eq!(opened.formats.as_deref(), Some(&b"event formats"[..]));
+    /// let mut payloads = Vec::new();
+    /// for cpu in opened.cpus {
+    ///     let remaining = Consumer::new(cpu)?.drain_remaining(|record| {
+    ///         if let Record::Event(event) = record {
+    ///             payloads.push(event.payload.to_vec());
+    ///         }
+    ///     })?;
+    ///     assert!(remaining.damage.is_empty());
+    /// }
+    /// assert_eq!(payloads, [b"last words\0\0"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(dir: &Path) -> Result<Self, Error> {
         let mut cpus = Vec::new();
         // A file that cannot be looked up (another user's directory) is opened all the same, to

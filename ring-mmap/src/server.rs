@@ -554,12 +554,12 @@ impl Client {
                 let (answer, claimed) = answer(&self.shared, self.id, &req);
                 (req, answer, claimed)
             }
-            _ => (echo_of(bytes), Answer::status(status::EPROTO), false),
+            _ => (echo_of(bytes), OutgoingAnswer::status(status::EPROTO), false),
         };
         // Descriptors only to a client that read every earlier answer: at most one answer with
         // descriptors in flight per connection ([`crate::unread_answers`]).
         if !answer.fds.is_empty() && !unread_answers::all_read(self.fd.as_fd()) {
-            answer = Answer::status(status::EBUSY);
+            answer = OutgoingAnswer::status(status::EBUSY);
         }
         let sent = send_answer(self.fd.as_fd(), &req, &answer);
         self.budget.served(answer.swapped);
@@ -586,8 +586,8 @@ impl Client {
     }
 }
 
-/// What to send back: status, body, file descriptors.
-struct Answer<'p> {
+/// An answer to send back to a client: status, body, file descriptors.
+struct OutgoingAnswer<'p> {
     status: i32,
     body: Vec<u8>,
     fds: Vec<BorrowedFd<'p>>,
@@ -597,7 +597,7 @@ struct Answer<'p> {
     swapped: bool,
 }
 
-impl<'p> Answer<'p> {
+impl<'p> OutgoingAnswer<'p> {
     fn status(status: i32) -> Self {
         Self { status, body: Vec::new(), fds: Vec::new(), sleeps: false, swapped: false }
     }
@@ -618,59 +618,61 @@ enum Served {
 }
 
 /// Answers a well-formed request of `client`; true with it if the client began consuming a CPU.
-fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bool) {
+fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (OutgoingAnswer<'p>, bool) {
     let producer = &*shared.producer;
     let Some(op) = Op::from_u32(req.op) else {
-        return (Answer::status(status::ENOTTY), false);
+        return (OutgoingAnswer::status(status::ENOTTY), false);
     };
     let cpu_ok = req.cpu < producer.nr_cpus();
     let answer = match op {
         Op::Hello => {
             let hello = producer.hello();
-            let mut answer = Answer::body(&hello);
+            let mut answer = OutgoingAnswer::body(&hello);
             if req.arg != u64::from(hello.version) {
                 answer.status = status::EPROTO;
             }
             answer
         }
-        Op::Clock => Answer::body(&producer.clock()),
+        Op::Clock => OutgoingAnswer::body(&producer.clock()),
         Op::Formats => {
             let formats = producer.formats();
             match usize::try_from(req.arg).ok().filter(|&at| at <= formats.len()) {
-                Some(at) => Answer {
+                Some(at) => OutgoingAnswer {
                     status: status::OK,
                     body: formats[at..].iter().take(MAX_BODY).copied().collect(),
                     fds: Vec::new(),
                     sleeps: false,
                     swapped: false,
                 },
-                None => Answer::status(status::EINVAL),
+                None => OutgoingAnswer::status(status::EINVAL),
             }
         }
-        _ if !cpu_ok => Answer::status(status::EINVAL),
+        _ if !cpu_ok => OutgoingAnswer::status(status::EINVAL),
         Op::GetCpu => {
             let (file, doorbell) = producer.cpu_fds(req.cpu);
-            let mut answer = Answer::body(&CpuBody { file_size: producer.hello().cpu_file_size, _reserved: 0 });
+            let mut answer = OutgoingAnswer::body(&CpuBody { file_size: producer.hello().cpu_file_size, _reserved: 0 });
             answer.fds = vec![file, doorbell];
             answer
         }
-        Op::Stats => producer.stats(req.cpu).map_or(Answer::status(status::EBUSY), |s| Answer::body(&s)),
+        Op::Stats => {
+            producer.stats(req.cpu).map_or(OutgoingAnswer::status(status::EBUSY), |s| OutgoingAnswer::body(&s))
+        }
         Op::GetReaderPage | Op::Wait => {
             let Some(newly) = shared.claim(req.cpu, client) else {
-                return (Answer::status(status::EBUSY), false);
+                return (OutgoingAnswer::status(status::EBUSY), false);
             };
             if op == Op::Wait {
                 let pages = u32::try_from(req.arg).unwrap_or(u32::MAX);
                 let wait = producer.arm_doorbell(req.cpu, pages);
-                return (Answer { sleeps: wait.ready == 0, ..Answer::body(&wait) }, newly);
+                return (OutgoingAnswer { sleeps: wait.ready == 0, ..OutgoingAnswer::body(&wait) }, newly);
             }
             let Ok(read) = u32::try_from(req.arg) else {
-                return (Answer::status(status::EINVAL), newly);
+                return (OutgoingAnswer::status(status::EINVAL), newly);
             };
             let answer = match producer.swap_reader_page(req.cpu, read) {
-                Ok(update) => Answer {
+                Ok(update) => OutgoingAnswer {
                     swapped: update.status == SwapStatus::Swapped,
-                    ..Answer::body(&ReaderBody {
+                    ..OutgoingAnswer::body(&ReaderBody {
                         id: update.id,
                         read: update.read,
                         lost_events: update.lost_events,
@@ -682,8 +684,8 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bo
                         _reserved: 0,
                     })
                 },
-                Err(e) if e.is_bad_read() => Answer::status(status::EINVAL),
-                Err(_) => Answer::status(status::EBUSY),
+                Err(e) if e.is_bad_read() => OutgoingAnswer::status(status::EINVAL),
+                Err(_) => OutgoingAnswer::status(status::EBUSY),
             };
             return (answer, newly);
         }
@@ -698,7 +700,7 @@ pub(crate) fn echo_of(bytes: &[u8]) -> Request {
 }
 
 /// Sends one answer. False if the client must be dropped (gone, or not reading its answers).
-fn send_answer(fd: BorrowedFd<'_>, req: &Request, answer: &Answer<'_>) -> bool {
+fn send_answer(fd: BorrowedFd<'_>, req: &Request, answer: &OutgoingAnswer<'_>) -> bool {
     debug_assert!(answer.body.len() <= MAX_BODY && answer.fds.len() <= MAX_FDS);
     let header = ResponseHeader::answer(req, answer.status, answer.body.len(), answer.fds.len());
     let iov = [IoSlice::new(header.as_bytes()), IoSlice::new(&answer.body)];

@@ -136,15 +136,23 @@ impl LiveArgs {
     }
 }
 
+/// The `--format` option, declared once for every subcommand that prints: text or JSON lines.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct FormatArgs {
+    /// Output format
+    #[arg(long = "format", value_name = "FORMAT", value_enum, default_value = "text")]
+    pub style: Style,
+}
+
 /// Arguments of `stream`.
 #[derive(Args, Debug)]
 pub struct StreamArgs {
     /// Source.
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Output format
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: Style,
+    /// Output format.
+    #[command(flatten)]
+    pub format: FormatArgs,
     /// When to stop, how often to look.
     #[command(flatten)]
     pub live: LiveArgs,
@@ -156,9 +164,9 @@ pub struct ShowArgs {
     /// Source.
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Output format
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: Style,
+    /// Output format.
+    #[command(flatten)]
+    pub format: FormatArgs,
 }
 
 /// Arguments of `stats`.
@@ -167,9 +175,9 @@ pub struct StatsArgs {
     /// Source.
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Output format
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: Style,
+    /// Output format.
+    #[command(flatten)]
+    pub format: FormatArgs,
 }
 
 /// Arguments of `record`.
@@ -211,9 +219,9 @@ pub struct RecordArgs {
 pub struct RecoverArgs {
     /// The buffer directory (the producer's --dir)
     pub dir: PathBuf,
-    /// Output format
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: Style,
+    /// Output format.
+    #[command(flatten)]
+    pub format: FormatArgs,
     /// Read only these CPUs (repeat, or separate with commas) [default: all]
     #[arg(long = "cpu", value_delimiter = ',')]
     pub cpus: Vec<u32>,
@@ -224,9 +232,9 @@ pub struct RecoverArgs {
 pub struct ReportArgs {
     /// The trace.dat file
     pub file: PathBuf,
-    /// Output format
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: Style,
+    /// Output format.
+    #[command(flatten)]
+    pub format: FormatArgs,
     /// Print only these CPUs (repeat, or separate with commas) [default: all]
     #[arg(long = "cpu", value_delimiter = ',')]
     pub cpus: Vec<u32>,
@@ -240,5 +248,19 @@ fn seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..1e9).contains(&v) => Ok(v),
         _ => Err(format!("`{s}` is not a number of seconds")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// clap's own checks of the definition (conflicting or unknown argument names, defaults its
+    /// parsers refuse, and the like), which it otherwise makes only when a command line reaches
+    /// the faulty argument.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -5,6 +5,7 @@
 //! ([`live`]), ordering events of several CPUs by time ([`merge`]), printing them ([`output`],
 //! [`table`]), trace-cmd's trace.dat file ([`tracedat`]), and the command line ([`cli`],
 //! [`cmd`]).
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod cmd;

@@ -84,29 +84,29 @@ pub struct LiveOptions {
     pub interval: Duration,
 }
 
-/// How [`run`] reads each CPU. `slot` is the CPU's index into `session.cpus`.
+/// How [`run`] reads each CPU. `cpu_index` is the CPU's index into `session.cpus`.
 pub trait Reading {
     /// Reads what the CPU has now ([`CpuReader::drain`] or a variant of it). `scope` is what
     /// needs reading: everything on the first and last passes and after the interval passed
     /// without a doorbell; after a doorbell, finished pages are enough (a reader may read
     /// more).
-    fn live(&mut self, slot: usize, cpu: &mut CpuReader, scope: DrainScope) -> Result<u64, Error>;
+    fn live(&mut self, cpu_index: usize, cpu: &mut CpuReader, scope: DrainScope) -> Result<u64, Error>;
     /// Reads what the producer left after it went away ([`CpuReader::drain_remaining`]).
-    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<Remaining, Error>;
+    fn remaining(&mut self, cpu_index: usize, cpu: &mut CpuReader) -> Result<Remaining, Error>;
 }
 
-/// The [`Reading`] that hands every record of CPU slot `slot`, in the CPU's order, to the
-/// function: `f(slot, record)`.
+/// The [`Reading`] that hands every record of the CPU at `cpu_index`, in that CPU's order, to the
+/// function: `f(cpu_index, record)`.
 pub struct EachRecord<F>(pub F);
 
 impl<F: FnMut(usize, Record<'_>)> Reading for EachRecord<F> {
     /// Everything, whatever the scope: events are shown as soon as they are read.
-    fn live(&mut self, slot: usize, cpu: &mut CpuReader, _scope: DrainScope) -> Result<u64, Error> {
-        cpu.drain(|r| (self.0)(slot, r))
+    fn live(&mut self, cpu_index: usize, cpu: &mut CpuReader, _scope: DrainScope) -> Result<u64, Error> {
+        cpu.drain(|r| (self.0)(cpu_index, r))
     }
 
-    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<Remaining, Error> {
-        cpu.drain_remaining(|r| (self.0)(slot, r))
+    fn remaining(&mut self, cpu_index: usize, cpu: &mut CpuReader) -> Result<Remaining, Error> {
+        cpu.drain_remaining(|r| (self.0)(cpu_index, r))
     }
 }
 
@@ -134,8 +134,8 @@ pub fn run(
     let mut scope = DrainScope::Everything;
     let why = loop {
         let mut hangup = false;
-        for (slot, cpu) in session.cpus.iter_mut().enumerate() {
-            match reading.live(slot, cpu, scope) {
+        for (cpu_index, cpu) in session.cpus.iter_mut().enumerate() {
+            match reading.live(cpu_index, cpu, scope) {
                 Ok(_) => {}
                 Err(Error::Hangup) => hangup = true,
                 Err(e) => return Err(e).with_context(|| format!("reading cpu {}", cpu.cpu())),
@@ -160,17 +160,17 @@ pub fn run(
         }
     };
     let mut damage = 0;
-    for (slot, cpu) in session.cpus.iter_mut().enumerate() {
+    for (cpu_index, cpu) in session.cpus.iter_mut().enumerate() {
         let left = match why {
             // The mapping no longer changes: read everything the producer left in it.
-            Stop::Hangup => reading.remaining(slot, cpu),
-            _ => reading.live(slot, cpu, DrainScope::Everything).map(|_| Remaining::default()),
+            Stop::Hangup => reading.remaining(cpu_index, cpu),
+            _ => reading.live(cpu_index, cpu, DrainScope::Everything).map(|_| Remaining::default()),
         };
         let left = match left {
             Ok(left) => left,
             // The producer went away during this last pass: take what it left.
             Err(Error::Hangup) => {
-                reading.remaining(slot, cpu).with_context(|| format!("draining cpu {}", cpu.cpu()))?
+                reading.remaining(cpu_index, cpu).with_context(|| format!("draining cpu {}", cpu.cpu()))?
             }
             Err(e) => return Err(e).with_context(|| format!("reading cpu {}", cpu.cpu())),
         };

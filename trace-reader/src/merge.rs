@@ -11,9 +11,9 @@
 use ring_mmap::Lost;
 use std::collections::VecDeque;
 
-/// What comes out.
+/// An event or a loss of one CPU, in nanoseconds: what is merged across CPUs and printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Item {
+pub enum MergedItem {
     /// An event: its CPU, time in nanoseconds and payload.
     Event {
         /// CPU.
@@ -35,7 +35,7 @@ pub enum Item {
 /// The merger's state: a queue per CPU.
 #[derive(Debug)]
 pub struct Merger {
-    queues: Vec<VecDeque<Item>>,
+    queues: Vec<VecDeque<MergedItem>>,
     /// Whether each CPU delivered events this round, and the time of its last one.
     round: Vec<Option<u64>>,
 }
@@ -46,33 +46,33 @@ impl Merger {
         Self { queues: vec![VecDeque::new(); nr], round: vec![None; nr] }
     }
 
-    /// Adds an item of CPU slot `slot` (in the CPU's own order).
-    pub fn push(&mut self, slot: usize, item: Item) {
-        if let Item::Event { ns, .. } = item {
-            self.round[slot] = Some(ns);
+    /// Adds an item of the CPU at index `cpu_index` (in that CPU's own order).
+    pub fn push(&mut self, cpu_index: usize, item: MergedItem) {
+        if let MergedItem::Event { ns, .. } = item {
+            self.round[cpu_index] = Some(ns);
         }
-        self.queues[slot].push_back(item);
+        self.queues[cpu_index].push_back(item);
     }
 
     /// Ends a round: hands out, in time order, everything no CPU can still precede. With
     /// `all`, hands out everything (the sources are finished).
-    pub fn release(&mut self, all: bool, mut out: impl FnMut(Item)) {
+    pub fn release(&mut self, all: bool, mut out: impl FnMut(MergedItem)) {
         let horizon = if all { u64::MAX } else { self.round.iter().flatten().copied().min().unwrap_or(u64::MAX) };
         loop {
             // The CPU whose front item is oldest; losses go out as soon as they reach the front.
             let mut best: Option<(usize, u64)> = None;
-            for (slot, q) in self.queues.iter().enumerate() {
+            for (cpu_index, q) in self.queues.iter().enumerate() {
                 let key = match q.front() {
-                    Some(Item::Lost { .. }) => 0,
-                    Some(Item::Event { ns, .. }) => *ns,
+                    Some(MergedItem::Lost { .. }) => 0,
+                    Some(MergedItem::Event { ns, .. }) => *ns,
                     None => continue,
                 };
                 if best.is_none_or(|(_, k)| key < k) {
-                    best = Some((slot, key));
+                    best = Some((cpu_index, key));
                 }
             }
             match best {
-                Some((slot, key)) if key <= horizon => out(self.queues[slot].pop_front().expect("non-empty")),
+                Some((cpu_index, key)) if key <= horizon => out(self.queues[cpu_index].pop_front().expect("non-empty")),
                 _ => break,
             }
         }
@@ -90,16 +90,16 @@ impl Merger {
 mod tests {
     use super::*;
 
-    fn ev(cpu: u32, ns: u64) -> Item {
-        Item::Event { cpu, ns, payload: Vec::new() }
+    fn ev(cpu: u32, ns: u64) -> MergedItem {
+        MergedItem::Event { cpu, ns, payload: Vec::new() }
     }
 
-    fn times(items: &[Item]) -> Vec<(u32, u64)> {
+    fn times(items: &[MergedItem]) -> Vec<(u32, u64)> {
         items
             .iter()
             .map(|i| match i {
-                Item::Event { cpu, ns, .. } => (*cpu, *ns),
-                Item::Lost { cpu, .. } => (*cpu, 0),
+                MergedItem::Event { cpu, ns, .. } => (*cpu, *ns),
+                MergedItem::Lost { cpu, .. } => (*cpu, 0),
             })
             .collect()
     }
@@ -126,7 +126,7 @@ mod tests {
     fn losses_stay_before_their_event_and_everything_comes_out_at_the_end() {
         let mut m = Merger::new(2);
         m.push(1, ev(1, 5));
-        m.push(0, Item::Lost { cpu: 0, lost: Lost::Count(3) });
+        m.push(0, MergedItem::Lost { cpu: 0, lost: Lost::Count(3) });
         m.push(0, ev(0, 7));
         m.push(0, ev(0, 9));
         m.push(1, ev(1, 100));

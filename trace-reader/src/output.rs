@@ -6,7 +6,7 @@
 //! ```
 
 use crate::formats::{Formats, decode};
-use crate::merge::Item;
+use crate::merge::MergedItem;
 use ring_mmap::Lost;
 use std::io::Write;
 
@@ -22,23 +22,23 @@ pub enum Style {
 }
 
 /// One item as a line (without the newline).
-pub fn line(style: Style, formats: &Formats, item: &Item) -> String {
+pub fn line(style: Style, formats: &Formats, item: &MergedItem) -> String {
     match (style, item) {
-        (Style::Text, Item::Event { cpu, ns, payload }) => {
+        (Style::Text, MergedItem::Event { cpu, ns, payload }) => {
             let d = decode(formats, payload);
             format!("{cpu:>3} [{}.{:09}] {}", ns / 1_000_000_000, ns % 1_000_000_000, d.text())
         }
-        (Style::Text, Item::Lost { cpu, lost }) => match lost {
+        (Style::Text, MergedItem::Lost { cpu, lost }) => match lost {
             Lost::Count(n) => format!("{cpu:>3} [LOST {n} EVENTS]"),
             Lost::Unknown | Lost::None => format!("{cpu:>3} [LOST EVENTS]"),
         },
-        (Style::Json, Item::Event { cpu, ns, payload }) => {
+        (Style::Json, MergedItem::Event { cpu, ns, payload }) => {
             let d = decode(formats, payload);
             let fields: serde_json::Map<String, serde_json::Value> =
                 d.fields.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
             serde_json::json!({ "cpu": cpu, "ts_ns": ns, "event": d.name, "pid": d.pid, "fields": fields }).to_string()
         }
-        (Style::Json, Item::Lost { cpu, lost }) => {
+        (Style::Json, MergedItem::Lost { cpu, lost }) => {
             let n = match lost {
                 Lost::Count(n) => serde_json::Value::from(*n),
                 Lost::Unknown | Lost::None => serde_json::Value::Null,
@@ -62,7 +62,7 @@ impl Printer {
     }
 
     /// Prints one item.
-    pub fn item(&mut self, formats: &Formats, item: &Item) {
+    pub fn item(&mut self, formats: &Formats, item: &MergedItem) {
         let text = line(self.style, formats, item);
         self.write(&text);
     }
@@ -99,9 +99,9 @@ mod tests {
     #[test]
     fn lines_look_like_ftrace_and_unknown_events_are_raw() {
         let formats = Formats::default();
-        let ev = Item::Event { cpu: 1, ns: 12_000_000_345, payload: vec![9, 0, 0, 0, 7, 0, 0, 0] };
+        let ev = MergedItem::Event { cpu: 1, ns: 12_000_000_345, payload: vec![9, 0, 0, 0, 7, 0, 0, 0] };
         assert_eq!(line(Style::Text, &formats, &ev), "  1 [12.000000345] <unknown 9>: raw=0900000007000000");
-        let lost = Item::Lost { cpu: 0, lost: Lost::Count(4) };
+        let lost = MergedItem::Lost { cpu: 0, lost: Lost::Count(4) };
         assert_eq!(line(Style::Text, &formats, &lost), "  0 [LOST 4 EVENTS]");
         let json: serde_json::Value = serde_json::from_str(&line(Style::Json, &formats, &ev)).unwrap();
         assert_eq!(
@@ -109,7 +109,7 @@ mod tests {
             (Some(1), Some(12_000_000_345), Some(7))
         );
         assert_eq!(
-            line(Style::Json, &formats, &Item::Lost { cpu: 2, lost: Lost::Unknown }),
+            line(Style::Json, &formats, &MergedItem::Lost { cpu: 2, lost: Lost::Unknown }),
             r#"{"cpu":2,"lost":null}"#
         );
     }

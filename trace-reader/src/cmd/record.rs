@@ -12,9 +12,9 @@
 
 use super::{interrupt_flag, rows};
 use crate::cli::RecordArgs;
-use crate::live::{self, Finished, LiveOptions, Tally};
+use crate::live::{self, Finished, LiveOptions, Stop, Tally};
 use crate::source::{CpuReader, Session, Target, to_ns};
-use crate::table;
+use crate::table::{self, Row};
 use crate::tracedat::{DatError, DatInfo, DatWriter, PageBuilder, Spool, SpoolIo};
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -24,7 +24,9 @@ use ring_mmap::wire::ClockBody;
 use ring_mmap::{DrainScope, Error, PageCopy, Record, Remaining};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::ScopedJoinHandle;
 use std::time::{Duration, Instant};
 
 /// What one CPU's reader thread writes.
@@ -109,22 +111,22 @@ impl CpuRecording<'_> {
     }
 }
 
-/// How `record` reads a session's CPUs (`recs[slot]` records CPU slot `slot`): live, by page
-/// copies into `page` (one sub-buffer); after the producer went away, record by record from
-/// what it left.
+/// How `record` reads a session's CPUs (`recs[cpu_index]` records `session.cpus[cpu_index]`):
+/// live, by page copies into `page` (one sub-buffer); after the producer went away, record by
+/// record from what it left.
 struct Copies<'r, 's> {
     recs: &'r [RefCell<CpuRecording<'s>>],
     page: Vec<u8>,
 }
 
 impl live::Reading for Copies<'_, '_> {
-    fn live(&mut self, slot: usize, cpu: &mut CpuReader, scope: DrainScope) -> Result<u64, Error> {
-        let rec = &self.recs[slot];
+    fn live(&mut self, cpu_index: usize, cpu: &mut CpuReader, scope: DrainScope) -> Result<u64, Error> {
+        let rec = &self.recs[cpu_index];
         cpu.drain_copies(scope, &mut self.page, |copy, page| rec.borrow_mut().take_copy(copy, page))
     }
 
-    fn remaining(&mut self, slot: usize, cpu: &mut CpuReader) -> Result<Remaining, Error> {
-        let rec = &self.recs[slot];
+    fn remaining(&mut self, cpu_index: usize, cpu: &mut CpuReader) -> Result<Remaining, Error> {
+        let rec = &self.recs[cpu_index];
         cpu.drain_remaining(|record| rec.borrow_mut().take(record))
     }
 }
@@ -152,8 +154,9 @@ impl Progress {
     }
 }
 
-/// Records the CPUs of `session`, each into its spool (`spools[slot]` for CPU slot `slot`),
-/// until a stop condition: why it stopped and what was read from each CPU.
+/// Records the CPUs of `session`, each into its spool (`spools[cpu_index]` for
+/// `session.cpus[cpu_index]`), until a stop condition: why it stopped and what was read from each
+/// CPU.
 fn record_session(
     session: &mut Session,
     spools: Vec<&mut Spool>,
@@ -239,6 +242,20 @@ fn enter_realtime(session: &Session) -> Result<()> {
     Ok(())
 }
 
+/// How the reader threads run.
+#[derive(Debug, Clone, Copy)]
+struct ReaderOptions {
+    /// When to stop, how often to look.
+    live: LiveOptions,
+    /// Each thread runs on the CPUs it reads (`--no-pin` unset).
+    pin: bool,
+    /// Each thread runs under `SCHED_FIFO` (`--realtime`).
+    realtime: bool,
+}
+
+/// What a reader thread ends with: why it stopped and what it read from each of its CPUs.
+type SessionResult = Result<(Finished, Vec<Tally>)>;
+
 /// Runs `record`.
 pub fn run(args: &RecordArgs) -> Result<()> {
     let target = args.source.target()?;
@@ -247,137 +264,235 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     // Only once connected: until then Ctrl-C ends the wait for a producer (nothing is written).
     let stop = interrupt_flag()?;
     let Some(first) = sessions.first() else { bail!("no CPU to record") };
+    let page_size = u64::from(first.subbuf_size);
+    let mut writer = create_file(&target, first, &recorded_cpus(&sessions), args)?;
+    let options = ReaderOptions { live: args.live.options(), pin: !args.no_pin, realtime: args.realtime };
+    let progress: Vec<Progress> = sessions.iter().map(|_| Progress::default()).collect();
+    let line = ProgressLine::new(&progress, page_size);
+    let spools = spools_by_session(&mut writer, &sessions)?;
+    let results = read_sessions(&mut sessions, spools, options, &stop, &line);
+    let secs = line.finish();
+    let mut outcome = Outcome::collect(&sessions, results, secs)?;
+    // A reader that failed after others (or itself) had read pages: what was read is kept, in
+    // a complete file, and the failure reported after it. One that failed before anything was
+    // read leaves the output as it was.
+    if writer.pages() == 0
+        && let Some(e) = outcome.failure.take()
+    {
+        return Err(e);
+    }
+    let pages = writer.pages();
+    let size = finish_file(writer, &outcome.rows, &args.output)?;
+    summarize(outcome, &args.output, pages, size)
+}
+
+/// The CPUs the sessions read, in CPU order.
+fn recorded_cpus(sessions: &[Session]) -> Vec<u32> {
     let mut cpus: Vec<u32> = sessions.iter().flat_map(|s| s.cpus.iter().map(CpuReader::cpu)).collect();
     cpus.sort_unstable();
-    let mut info = DatInfo::new(first.subbuf_size, &first.formats, clock_name(&target));
-    if let Target::Kernel { tracing } = &target {
+    cpus
+}
+
+/// Creates the trace.dat file of `args` for `cpus`, with the page size, event formats and CPU
+/// count of `first` (every session reads the same target).
+fn create_file(target: &Target, first: &Session, cpus: &[u32], args: &RecordArgs) -> Result<DatWriter> {
+    let mut info = DatInfo::new(first.subbuf_size, &first.formats, clock_name(target));
+    if let Target::Kernel { tracing } = target {
         kernel_symbols(&mut info, tracing);
     }
-    let page_size = u64::from(first.subbuf_size);
     let io = if args.direct_io { SpoolIo::Direct } else { SpoolIo::Buffered };
-    let mut writer = DatWriter::create(&args.output, info, first.nr_cpus, &cpus, io)
-        .with_context(|| format!("creating {}", args.output.display()))?;
-    let progress: Vec<Progress> = sessions.iter().map(|_| Progress::default()).collect();
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} recording [{elapsed_precise}] {msg}").expect("a valid template"),
-    );
-    let started = Instant::now();
-    let opts = args.live.options();
-    let pin = !args.no_pin;
-    let realtime = args.realtime;
-    let show = || {
+    DatWriter::create(&args.output, info, first.nr_cpus, cpus, io)
+        .with_context(|| format!("creating {}", args.output.display()))
+}
+
+/// Each session's spools in `writer`, in the order of the session's CPUs.
+fn spools_by_session<'w>(writer: &'w mut DatWriter, sessions: &[Session]) -> Result<Vec<Vec<&'w mut Spool>>> {
+    let mut by_cpu: BTreeMap<u32, &mut Spool> = writer.spools().collect();
+    let mut take = |cpu: u32| by_cpu.remove(&cpu).with_context(|| format!("cpu {cpu} has no spool"));
+    sessions.iter().map(|s| s.cpus.iter().map(|c| take(c.cpu())).collect()).collect()
+}
+
+/// The progress line on stderr while the readers run: events, bytes and losses so far.
+struct ProgressLine<'p> {
+    bar: ProgressBar,
+    /// The reader threads' counts.
+    progress: &'p [Progress],
+    started: Instant,
+    /// Bytes per page.
+    page_size: u64,
+}
+
+impl<'p> ProgressLine<'p> {
+    /// A line showing `progress`, read from now on.
+    fn new(progress: &'p [Progress], page_size: u64) -> Self {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} recording [{elapsed_precise}] {msg}").expect("a valid template"),
+        );
+        Self { bar, progress, started: Instant::now(), page_size }
+    }
+
+    /// Shows the counts the reader threads published last.
+    fn show(&self) {
         let sum = |f: fn(&Progress) -> &AtomicU64| -> u64 {
             // Ordering: Relaxed; see `Progress::publish`.
-            progress.iter().map(|p| f(p).load(Ordering::Relaxed)).sum()
+            self.progress.iter().map(|p| f(p).load(Ordering::Relaxed)).sum()
         };
         let (events, lost, pages) = (sum(|p| &p.events), sum(|p| &p.lost), sum(|p| &p.pages));
-        let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        let bytes = HumanBytes(pages * page_size);
-        bar.set_message(format!("{events} events, {bytes}, {rate:.0} events/s, {lost} lost"));
-        bar.tick();
-    };
-    // Each session's spools, in the order of its CPUs.
-    let spools = {
-        let mut by_cpu: BTreeMap<u32, &mut Spool> = writer.spools().collect();
-        let mut take = |cpu: u32| by_cpu.remove(&cpu).with_context(|| format!("cpu {cpu} has no spool"));
-        sessions.iter().map(|s| s.cpus.iter().map(|c| take(c.cpu())).collect()).collect::<Result<Vec<Vec<_>>>>()?
-    };
-    let results: Vec<Result<(Finished, Vec<Tally>)>> = std::thread::scope(|scope| {
+        let rate = events as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let bytes = HumanBytes(pages * self.page_size);
+        self.bar.set_message(format!("{events} events, {bytes}, {rate:.0} events/s, {lost} lost"));
+        self.bar.tick();
+    }
+
+    /// Clears the line: the seconds the reading took.
+    fn finish(self) -> f64 {
+        self.bar.finish_and_clear();
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// Records each session on a thread of its own, into its spools, showing progress on `line`
+/// until every thread has stopped: what each returned, in the order of `sessions`, then the
+/// error of a thread that could not be started (the others are told to stop then).
+fn read_sessions(
+    sessions: &mut [Session],
+    spools: Vec<Vec<&mut Spool>>,
+    options: ReaderOptions,
+    stop: &AtomicBool,
+    line: &ProgressLine<'_>,
+) -> Vec<SessionResult> {
+    std::thread::scope(|scope| {
         let mut threads = Vec::new();
         let mut failed = None;
-        for (i, ((session, spools), progress)) in sessions.iter_mut().zip(spools).zip(&progress).enumerate() {
-            let stop = &*stop;
-            let spawned = std::thread::Builder::new().name(format!("record-{i}")).spawn_scoped(scope, move || {
-                if pin {
-                    let cpus: Vec<u32> = session.cpus.iter().map(CpuReader::cpu).collect();
-                    if let Err(e) = ring_mmap::affinity::run_on(&cpus) {
-                        eprintln!("trace-reader: the reader of cpus {cpus:?} runs on any CPU: {e}");
-                    }
-                }
-                let result = if realtime { enter_realtime(session) } else { Ok(()) }
-                    .and_then(|()| record_session(session, spools, opts, stop, progress));
-                if result.is_err() {
-                    // Ordering: Relaxed; the flag carries no data. The other threads stop too.
-                    stop.store(true, Ordering::Relaxed);
-                }
-                result
-            });
+        for (i, ((session, spools), progress)) in sessions.iter_mut().zip(spools).zip(line.progress).enumerate() {
+            let spawned = std::thread::Builder::new()
+                .name(format!("record-{i}"))
+                .spawn_scoped(scope, move || read_session(session, spools, options, stop, progress));
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(e) => {
-                    // Ordering: Relaxed, as above.
+                    // Ordering: Relaxed; the flag carries no data.
                     stop.store(true, Ordering::Relaxed);
                     failed = Some(anyhow!(e).context("starting a reader thread"));
                     break;
                 }
             }
         }
-        while !threads.iter().all(|t| t.is_finished()) {
-            show();
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mut results: Vec<_> = threads
-            .into_iter()
-            .map(|t| t.join().unwrap_or_else(|_| Err(anyhow!("a reader thread panicked"))))
-            .collect();
+        let mut results = join_showing(threads, line);
         results.extend(failed.map(Err));
         results
-    });
-    bar.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    let (mut why, mut failure, mut damage) = (None, None, 0);
-    let mut table_rows = Vec::new();
-    for (session, result) in sessions.iter().zip(results) {
-        match result {
-            Ok((finished, tallies)) => {
-                why.get_or_insert(finished.stop);
-                damage += finished.damage;
-                table_rows.extend(rows(session, &tallies, secs)?);
-            }
-            Err(e) => drop(failure.get_or_insert(e)),
-        }
+    })
+}
+
+/// Waits for every thread, showing progress on `line` meanwhile: what each returned.
+fn join_showing(threads: Vec<ScopedJoinHandle<'_, SessionResult>>, line: &ProgressLine<'_>) -> Vec<SessionResult> {
+    while !threads.iter().all(|t| t.is_finished()) {
+        line.show();
+        std::thread::sleep(Duration::from_millis(100));
     }
-    table_rows.sort_by_key(|r| r.cpu);
-    // A reader that failed after others (or itself) had read pages: what was read is kept, in
-    // a complete file, and the failure reported after it. One that failed before anything was
-    // read leaves the output as it was.
-    let failure = match failure {
-        Some(e) if writer.pages() == 0 => return Err(e),
-        failure => failure,
-    };
-    let stats: Vec<String> = table_rows.iter().map(table::cpustat).collect();
-    let events: u64 = table_rows.iter().filter_map(|r| r.tally).map(|t| t.events).sum();
-    let pages = writer.pages();
+    threads.into_iter().map(|t| t.join().unwrap_or_else(|_| Err(anyhow!("a reader thread panicked")))).collect()
+}
+
+/// A reader thread: runs where `options` say, then records `session` into `spools`. On an
+/// error it has the other threads stop too.
+fn read_session(
+    session: &mut Session,
+    spools: Vec<&mut Spool>,
+    options: ReaderOptions,
+    stop: &AtomicBool,
+    progress: &Progress,
+) -> SessionResult {
+    if options.pin {
+        pin_to_cpus(session);
+    }
+    let result = if options.realtime { enter_realtime(session) } else { Ok(()) }
+        .and_then(|()| record_session(session, spools, options.live, stop, progress));
+    if result.is_err() {
+        // Ordering: Relaxed; the flag carries no data.
+        stop.store(true, Ordering::Relaxed);
+    }
+    result
+}
+
+/// Moves the calling reader thread onto the CPUs `session` reads, where the machine has them;
+/// if it cannot, says so and leaves the thread to run anywhere.
+fn pin_to_cpus(session: &Session) {
+    let cpus: Vec<u32> = session.cpus.iter().map(CpuReader::cpu).collect();
+    if let Err(e) = ring_mmap::affinity::run_on(&cpus) {
+        eprintln!("trace-reader: the reader of cpus {cpus:?} runs on any CPU: {e}");
+    }
+}
+
+/// What the reader threads ended with, together.
+struct Outcome {
+    /// Why the first session (in session order) that ended without an error stopped.
+    stop: Option<Stop>,
+    /// The first error, in session order.
+    failure: Option<anyhow::Error>,
+    /// Problems found in what a producer that went away left.
+    damage: usize,
+    /// A row per CPU recorded, in CPU order.
+    rows: Vec<Row>,
+}
+
+impl Outcome {
+    /// Puts together what the threads of `sessions` returned, over a reading of `secs` seconds.
+    fn collect(sessions: &[Session], results: Vec<SessionResult>, secs: f64) -> Result<Self> {
+        let mut outcome = Self { stop: None, failure: None, damage: 0, rows: Vec::new() };
+        for (session, result) in sessions.iter().zip(results) {
+            match result {
+                Ok((finished, tallies)) => {
+                    outcome.stop.get_or_insert(finished.stop);
+                    outcome.damage += finished.damage;
+                    outcome.rows.extend(rows(session, &tallies, secs)?);
+                }
+                Err(e) => drop(outcome.failure.get_or_insert(e)),
+            }
+        }
+        outcome.rows.sort_by_key(|r| r.cpu);
+        Ok(outcome)
+    }
+}
+
+/// Assembles the file from its spools, with the CPUs' statistics of `rows`, showing a progress
+/// bar: the file's size.
+fn finish_file(writer: DatWriter, rows: &[Row], output: &Path) -> Result<u64> {
+    let stats: Vec<String> = rows.iter().map(table::cpustat).collect();
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{spinner} writing {msg} [{bar:30}] {bytes}/{total_bytes}")
             .expect("a valid template"),
     );
-    bar.set_message(args.output.display().to_string());
+    bar.set_message(output.display().to_string());
     let size = writer
         .finish(&stats, |copied, total| {
             bar.set_length(total);
             bar.set_position(copied);
         })
-        .with_context(|| format!("writing {}", args.output.display()))?;
+        .with_context(|| format!("writing {}", output.display()))?;
     bar.finish_and_clear();
-    eprint!("{}", table::summary(&table_rows));
-    let why = match (&failure, why) {
+    Ok(size)
+}
+
+/// Prints the per-CPU table and what `output` holds (`pages` pages, `size` bytes), and ends
+/// with the error that stopped the recording, if one did, else with the damage found.
+fn summarize(outcome: Outcome, output: &Path, pages: u64, size: u64) -> Result<()> {
+    eprint!("{}", table::summary(&outcome.rows));
+    let events: u64 = outcome.rows.iter().filter_map(|r| r.tally).map(|t| t.events).sum();
+    let why = match (&outcome.failure, outcome.stop) {
         (Some(_), _) => "stopped by an error",
         (None, Some(why)) => why.reason(),
         (None, None) => "no CPU was recorded",
     };
     eprintln!(
         "trace-reader: {why}; wrote {}: {events} events in {} pages, {}",
-        args.output.display(),
+        output.display(),
         pages,
         HumanBytes(size)
     );
-    match failure {
-        Some(e) => {
-            Err(e.context(format!("recording stopped early ({} holds what was read before)", args.output.display())))
-        }
-        None => super::fail_if_damaged(damage),
+    match outcome.failure {
+        Some(e) => Err(e.context(format!("recording stopped early ({} holds what was read before)", output.display()))),
+        None => super::fail_if_damaged(outcome.damage),
     }
 }

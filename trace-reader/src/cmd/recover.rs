@@ -10,5 +10,5 @@ use std::time::Duration;
 pub fn run(args: &RecoverArgs) -> Result<()> {
     let session = Session::open(&Target::Dir { dir: args.dir.clone() }, &args.cpus)?;
     // The producer has gone: the first pass sees the hangup and reads everything it left.
-    super::stream::print(session, args.format, LiveOptions { duration: None, interval: Duration::ZERO })
+    super::stream::print(session, args.format.style, LiveOptions { duration: None, interval: Duration::ZERO })
 }

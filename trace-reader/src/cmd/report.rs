@@ -1,7 +1,7 @@
 //! `report`: print a trace.dat file, merged across CPUs in time order.
 
 use crate::cli::ReportArgs;
-use crate::merge::Item;
+use crate::merge::MergedItem;
 use crate::output::Printer;
 use crate::tracedat::{DatFile, DatPages};
 use anyhow::{Context, Result, bail};
@@ -15,7 +15,7 @@ struct CpuItems {
     cpu: u32,
     pages: DatPages,
     page_no: u64,
-    queue: VecDeque<Item>,
+    queue: VecDeque<MergedItem>,
     /// Pages that did not decode.
     corrupt: u64,
 }
@@ -36,11 +36,11 @@ impl CpuItems {
             };
             let lost = lost_from_page(events.missed_events());
             if lost != Lost::None {
-                self.queue.push_back(Item::Lost { cpu: self.cpu, lost });
+                self.queue.push_back(MergedItem::Lost { cpu: self.cpu, lost });
             }
             for e in &mut events {
                 match e {
-                    Ok(e) => self.queue.push_back(Item::Event {
+                    Ok(e) => self.queue.push_back(MergedItem::Event {
                         cpu: self.cpu,
                         ns: e.timestamp,
                         payload: e.payload.to_vec(),
@@ -63,8 +63,8 @@ impl CpuItems {
     /// Sort key of the next item: losses go out as soon as they are next.
     fn key(&self) -> Option<u64> {
         self.queue.front().map(|i| match i {
-            Item::Lost { .. } => 0,
-            Item::Event { ns, .. } => *ns,
+            MergedItem::Lost { .. } => 0,
+            MergedItem::Event { ns, .. } => *ns,
         })
     }
 }
@@ -91,7 +91,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         .filter(|c| args.cpus.is_empty() || args.cpus.contains(&c.cpu))
         .map(|c| Ok(CpuItems { cpu: c.cpu, pages: file.pages(c)?, page_no: 0, queue: VecDeque::new(), corrupt: 0 }))
         .collect::<Result<Vec<_>>>()?;
-    let mut printer = Printer::new(args.format);
+    let mut printer = Printer::new(args.format.style);
     loop {
         for c in &mut cpus {
             c.fill()?;

@@ -1,7 +1,7 @@
 //! `show`: what the buffers hold now, read without consuming it.
 
 use crate::cli::ShowArgs;
-use crate::merge::{Item, Merger};
+use crate::merge::{MergedItem, Merger};
 use crate::output::Printer;
 use crate::source::{Session, to_ns};
 use anyhow::{Context, Result, bail};
@@ -12,7 +12,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
     let session = Session::open(&args.source.target()?, &args.source.cpus)?;
     let mut merger = Merger::new(session.cpus.len());
     let (mut report, mut damage) = (Vec::new(), Vec::new());
-    for (slot, reader) in session.cpus.iter().enumerate() {
+    for (cpu_index, reader) in session.cpus.iter().enumerate() {
         let cpu = reader.cpu();
         if !reader.view()?.has_extension() {
             bail!(
@@ -26,7 +26,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
         for page in &snap.pages {
             // A gap in the sequence numbers between two pages: what lay there was overwritten.
             if let Some(lost) = losses.before(page) {
-                merger.push(slot, Item::Lost { cpu, lost: Lost::Count(lost) });
+                merger.push(cpu_index, MergedItem::Lost { cpu, lost: Lost::Count(lost) });
             }
             if let Some(error) = page.decode_error() {
                 losses.malformed(page.id, error);
@@ -34,8 +34,8 @@ pub fn run(args: &ShowArgs) -> Result<()> {
             for e in page.events() {
                 events += 1;
                 merger.push(
-                    slot,
-                    Item::Event { cpu, ns: to_ns(&session.clock, e.timestamp), payload: e.payload.to_vec() },
+                    cpu_index,
+                    MergedItem::Event { cpu, ns: to_ns(&session.clock, e.timestamp), payload: e.payload.to_vec() },
                 );
             }
         }
@@ -43,7 +43,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
         damage.extend(losses.finish(&counters).into_iter().map(|d| (cpu, d)));
         report.push((cpu, events, snap.pages.len(), snap.discarded));
     }
-    let mut printer = Printer::new(args.format);
+    let mut printer = Printer::new(args.format.style);
     merger.release(true, |item| printer.item(&session.formats, &item));
     printer.flush();
     for (cpu, events, pages, discarded) in report {

@@ -14,7 +14,7 @@ pub fn run(args: &StatsArgs) -> Result<()> {
         .iter()
         .map(|c| Ok(Row { cpu: c.cpu(), counters: c.counters(session.tracing())?, tally: None, secs: 0.0 }))
         .collect::<Result<Vec<_>>>()?;
-    match args.format {
+    match args.format.style {
         Style::Text => print!("{}", table::stats_text(&rows)),
         Style::Json => println!("{}", table::stats_json(&rows)),
     }

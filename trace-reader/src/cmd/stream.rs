@@ -3,7 +3,7 @@
 use super::{interrupt_flag, rows};
 use crate::cli::StreamArgs;
 use crate::live::{self, EachRecord, LiveOptions, Stop, Tally};
-use crate::merge::{Item, Merger};
+use crate::merge::{MergedItem, Merger};
 use crate::output::{Printer, Style};
 use crate::source::Session;
 use crate::table;
@@ -15,7 +15,7 @@ use std::time::Instant;
 /// Runs `stream`.
 pub fn run(args: &StreamArgs) -> Result<()> {
     let session = Session::open(&args.source.target()?, &args.source.cpus)?;
-    print(session, args.format, args.live.options())
+    print(session, args.format.style, args.live.options())
 }
 
 /// Consumes `session` until it stops, printing its events as `format`, then the per-CPU table.
@@ -32,14 +32,14 @@ pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Resul
         &mut session,
         options,
         &stop,
-        &mut EachRecord(|slot: usize, record: Record<'_>| {
-            tallies[slot].count(&record);
-            let cpu = cpus[slot];
+        &mut EachRecord(|cpu_index: usize, record: Record<'_>| {
+            tallies[cpu_index].count(&record);
+            let cpu = cpus[cpu_index];
             let item = match record {
-                Record::Lost(lost) => Item::Lost { cpu, lost },
-                Record::Event(e) => Item::Event { cpu, ns: ns(e.timestamp), payload: e.payload.to_vec() },
+                Record::Lost(lost) => MergedItem::Lost { cpu, lost },
+                Record::Event(e) => MergedItem::Event { cpu, ns: ns(e.timestamp), payload: e.payload.to_vec() },
             };
-            merger.borrow_mut().push(slot, item);
+            merger.borrow_mut().push(cpu_index, item);
         }),
         |session, last| {
             merger.borrow_mut().release(last, |item| printer.item(&session.formats, &item));
