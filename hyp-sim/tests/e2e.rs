@@ -7,7 +7,7 @@
 //! at the position the losses reported before it put it: so the check proves at once that the
 //! fields are right and that every loss is counted exactly.
 
-use hyp_sim::events::id;
+use hyp_sim::events::{HOST_HCALL, HOST_MEM_ABORT, HOST_SMC, HYP_ENTER, HYP_EXIT, HYP_PRINTK};
 use hyp_sim::guest::{self, GuestExit};
 use hyp_sim::host::clock::monotonic_ns;
 use ring_mmap::{Connection, Consumer, Error, Lost, Record, Wakeup};
@@ -53,16 +53,16 @@ impl Stream {
                 let common_type = u16::from_ne_bytes([p[0], p[1]]);
                 assert_eq!(i32::from_ne_bytes(p[4..8].try_into().unwrap()), self.cpu as i32, "{what}: common_pid");
                 match j {
-                    0 => assert_eq!(common_type, id::HYP_ENTER, "{what}"),
-                    2 => assert_eq!(common_type, id::HYP_EXIT, "{what}"),
+                    0 => assert_eq!(common_type, HYP_ENTER.id, "{what}"),
+                    2 => assert_eq!(common_type, HYP_EXIT.id, "{what}"),
                     _ => match guest::exit(SEED, self.cpu, n) {
                         GuestExit::Hcall { id: fid, args } => {
-                            assert_eq!(common_type, id::HOST_HCALL, "{what}");
+                            assert_eq!(common_type, HOST_HCALL.id, "{what}");
                             let got = [u64_at(&p, 8), u64_at(&p, 16), u64_at(&p, 24), u64_at(&p, 32), u64_at(&p, 40)];
                             assert_eq!(got, [fid, args[0], args[1], args[2], args[3]], "{what}: host_hcall fields");
                         }
                         GuestExit::Smc { func_id, forwarded } => {
-                            assert_eq!(common_type, id::HOST_SMC, "{what}");
+                            assert_eq!(common_type, HOST_SMC.id, "{what}");
                             assert_eq!(
                                 (u64_at(&p, 8), p[16]),
                                 (func_id, u8::from(forwarded)),
@@ -70,11 +70,11 @@ impl Stream {
                             );
                         }
                         GuestExit::MemAbort { esr, addr } => {
-                            assert_eq!(common_type, id::HOST_MEM_ABORT, "{what}");
+                            assert_eq!(common_type, HOST_MEM_ABORT.id, "{what}");
                             assert_eq!((u64_at(&p, 8), u64_at(&p, 16)), (esr, addr), "{what}: host_mem_abort fields");
                         }
                         GuestExit::Printk => {
-                            assert_eq!(common_type, id::HYP_PRINTK, "{what}");
+                            assert_eq!(common_type, HYP_PRINTK.id, "{what}");
                             let loc = u32::from_ne_bytes(p[8..12].try_into().unwrap());
                             let (len, at) = ((loc >> 16) as usize, (loc & 0xffff) as usize);
                             let mut buf = [0u8; 64];

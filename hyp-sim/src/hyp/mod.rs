@@ -19,7 +19,7 @@ pub mod clock;
 pub mod desc;
 pub mod error;
 
-use crate::events::{EVENTS, HypEvent, MAX_PAYLOAD};
+use crate::events::{self, EVENTS, HypEvent, MAX_PAYLOAD};
 use crate::guest::{self, GuestExit};
 use crate::platform::Platform;
 use clock::{ClockParams, HypClock};
@@ -227,6 +227,9 @@ pub struct Hyp {
     /// Bit `id` set: event `id` is recorded.
     events: AtomicU64,
 }
+
+// Every event of the table has its bit in `Hyp::events`.
+const _: () = assert!((events::MAX_ID as u32) < u64::BITS, "an event id has no bit in the enable mask: widen it");
 
 impl core::fmt::Debug for Hyp {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
