@@ -1,6 +1,6 @@
 //! hyp-sim's payloads against the formats it publishes: every event the hypervisor encodes,
 //! decoded by this crate's parser of the published `format` texts, gives back the values the
-//! event carried. The offsets the encoder writes at and those the texts state come from one
+//! event carried, under the name and in the system the formats give. The offsets the encoder writes at and those the texts state come from one
 //! table; this checks them from the reader's side, with a parser that knows nothing of it.
 
 use hyp_sim::events::{self, HypEvent, MAX_PAYLOAD};
@@ -35,7 +35,7 @@ fn every_event() -> Vec<(HypEvent<'static>, Vec<(&'static str, Value)>)> {
 
 #[test]
 fn every_event_decodes_by_its_published_format() {
-    let formats = Formats::from_blob(events::SYSTEM, &events::formats_blob()).expect("hyp-sim's formats parse");
+    let formats = Formats::from_blob(&events::formats_blob()).expect("hyp-sim's formats parse");
     assert_eq!(formats.len(), events::EVENTS.len(), "a format for every event");
     let every = every_event();
     let mut ids: Vec<u16> = every.iter().map(|(event, _)| event.id()).collect();
@@ -62,7 +62,7 @@ fn every_event_decodes_by_its_published_format() {
 
 #[test]
 fn a_message_too_long_is_cut_and_still_decodes() {
-    let formats = Formats::from_blob(events::SYSTEM, &events::formats_blob()).expect("hyp-sim's formats parse");
+    let formats = Formats::from_blob(&events::formats_blob()).expect("hyp-sim's formats parse");
     let long = "0123456789".repeat(50);
     let mut payload = [0u8; MAX_PAYLOAD];
     let len = HypEvent::Printk(&long).encode(1, &mut payload);

@@ -215,10 +215,12 @@ impl EventDef {
     }
 }
 
-/// What readers are given to decode events (ring-mmap's FORMATS): every event's `format` file,
-/// in id order, each starting with its `name:` line; all events are in the [`SYSTEM`] system.
+/// What readers are given to decode events (ring-mmap's FORMATS): a `system:` line naming the
+/// system all events belong to ([`SYSTEM`]), then every event's `format` file, in id order, each
+/// starting with its `name:` line.
 pub fn formats_blob() -> Vec<u8> {
-    EVENTS.iter().map(EventDef::format).collect::<Vec<_>>().join("\n").into_bytes()
+    let formats = EVENTS.iter().map(EventDef::format).collect::<Vec<_>>().join("\n");
+    format!("system: {SYSTEM}\n{formats}").into_bytes()
 }
 
 #[cfg(test)]
@@ -234,6 +236,7 @@ mod tests {
         assert!(f.contains("\tfield:unsigned long long addr;\toffset:16;\tsize:8;\tsigned:0;\n"));
         assert!(f.ends_with("print fmt: \"esr=0x%llx addr=0x%llx\", REC->esr, REC->addr\n"));
         let blob = String::from_utf8(formats_blob()).unwrap();
+        assert!(blob.starts_with("system: hyp\nname: hyp_enter\n"), "{blob}");
         assert_eq!(blob.matches("name: ").count(), EVENTS.len());
     }
 }
