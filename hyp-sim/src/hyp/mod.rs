@@ -72,6 +72,9 @@ pub struct HvcRet {
 }
 
 impl HvcRet {
+    /// Success, with no results.
+    const DONE: Self = Self { status: 0, ret: [0; 3] };
+
     fn ok(status: i64, ret: [u64; 3]) -> Self {
         Self { status, ret }
     }
@@ -224,93 +227,117 @@ impl Hyp {
 
     fn dispatch(&self, call: u64, [a0, a1, a2, a3]: [u64; 4]) -> Result<HvcRet, HypError> {
         match call {
-            call::LOAD => self.load(a0, a1).map(|()| HvcRet::ok(0, [0; 3])),
-            call::UNLOAD => self.unload().map(|()| HvcRet::ok(0, [0; 3])),
-            call::ENABLE => {
-                let on = flag(a0)?;
-                // Ordering: Relaxed, see `trace`. The meta pages' entry counts are final whenever
-                // no exit is being traced: each exit's writer publishes its count when released.
-                self.enabled.store(on, Ordering::Relaxed);
-                Ok(HvcRet::ok(0, [0; 3]))
-            }
-            call::ENABLE_EVENT => {
-                let id = u16::try_from(a0).ok().filter(|id| crate::events::by_id(*id).is_some());
-                let bit = 1u64 << id.ok_or(HypError::BadArgument)?;
-                // Ordering: Relaxed, see `trace`.
-                if flag(a1)? {
-                    self.events.fetch_or(bit, Ordering::Relaxed);
-                } else {
-                    self.events.fetch_and(!bit, Ordering::Relaxed);
-                }
-                Ok(HvcRet::ok(0, [0; 3]))
-            }
-            call::SWAP_READER => {
-                let read = u32::try_from(a1).map_err(|_| HypError::BadArgument)?;
-                let using = self.cpu(a0)?.enter().ok_or(HypError::NotLoaded)?;
-                match using.buffer().swap_reader_page(read) {
-                    Ok(up) => {
-                        let status = match up.status {
-                            SwapStatus::Swapped => 0,
-                            SwapStatus::Unread => 1,
-                            SwapStatus::WriterOnPage => 2,
-                        };
-                        Ok(HvcRet::ok(status, [u64::from(up.id), u64::from(up.read), up.lost_events]))
-                    }
-                    // A read past the commit, behind the last one, or not at an event boundary.
-                    Err(e) if e.is_bad_read() => Err(HypError::BadArgument),
-                    Err(_) => Err(HypError::Busy),
-                }
-            }
-            call::RESET => {
-                let mut held = self.cpu(a0)?.claim(state::LOADED).map_err(|found| match found {
-                    state::EMPTY => HypError::NotLoaded,
-                    _ => HypError::Busy,
-                })?;
-                if let Some(buffer) = held.cells().buffer.as_mut() {
-                    buffer.reset();
-                }
-                held.release(state::LOADED);
-                Ok(HvcRet::ok(0, [0; 3]))
-            }
-            call::UPDATE_CLOCK => {
-                let (mult, shift) = (u32::try_from(a0), u32::try_from(a1));
-                let (Ok(mult), Ok(shift)) = (mult, shift) else { return Err(HypError::BadArgument) };
-                if mult == 0 || shift > 63 {
-                    return Err(HypError::BadArgument);
-                }
-                let params = ClockParams { mult, shift, epoch_ns: a2, epoch_raw: a3 };
-                if !self.clock.update(params) {
-                    return Err(HypError::Busy);
-                }
-                Ok(HvcRet::ok(0, [0; 3]))
-            }
-            call::STATS => {
-                let c = self.cpu(a0)?;
-                let using = c.enter().ok_or(HypError::NotLoaded)?;
-                let s = using.buffer().stats();
-                // Ordering: Relaxed; a statistic.
-                let discarded = c.discarded.load(Ordering::Relaxed);
-                let ret = match a1 {
-                    0 => [s.entries, s.overrun, s.dropped],
-                    1 => [s.read, s.pages_lost, s.pages_touched],
-                    2 => [s.swaps, u64::from(using.buffer().full_pages()), discarded],
-                    _ => return Err(HypError::BadArgument),
-                };
-                Ok(HvcRet::ok(0, ret))
-            }
-            call::ARM_DOORBELL => {
-                let pages = u32::try_from(a1).unwrap_or(u32::MAX);
-                let using = self.cpu(a0)?.enter().ok_or(HypError::NotLoaded)?;
-                let ready = using.buffer().arm_doorbell(pages);
-                Ok(HvcRet::ok(0, [u64::from(ready), u64::from(using.buffer().full_pages()), 0]))
-            }
-            call::DISARM_DOORBELL => {
-                let using = self.cpu(a0)?.enter().ok_or(HypError::NotLoaded)?;
-                using.buffer().disarm_doorbell();
-                Ok(HvcRet::ok(0, [0; 3]))
-            }
+            call::LOAD => self.load(a0, a1).map(|()| HvcRet::DONE),
+            call::UNLOAD => self.unload().map(|()| HvcRet::DONE),
+            call::ENABLE => self.enable(a0).map(|()| HvcRet::DONE),
+            call::ENABLE_EVENT => self.enable_event(a0, a1).map(|()| HvcRet::DONE),
+            call::SWAP_READER => self.swap_reader(a0, a1),
+            call::RESET => self.reset(a0).map(|()| HvcRet::DONE),
+            call::UPDATE_CLOCK => self.update_clock(a0, a1, a2, a3).map(|()| HvcRet::DONE),
+            call::STATS => self.stats(a0, a1),
+            call::ARM_DOORBELL => self.arm_doorbell(a0, a1),
+            call::DISARM_DOORBELL => self.disarm_doorbell(a0).map(|()| HvcRet::DONE),
             _ => Err(HypError::UnknownCall),
         }
+    }
+
+    /// [`call::ENABLE`].
+    fn enable(&self, on: u64) -> Result<(), HypError> {
+        let on = flag(on)?;
+        // Ordering: Relaxed, see `trace`. The meta pages' entry counts are final whenever no exit
+        // is being traced: each exit's writer publishes its count when released.
+        self.enabled.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// [`call::ENABLE_EVENT`].
+    fn enable_event(&self, id: u64, on: u64) -> Result<(), HypError> {
+        let id = u16::try_from(id).ok().filter(|id| events::by_id(*id).is_some());
+        let bit = 1u64 << id.ok_or(HypError::BadArgument)?;
+        // Ordering: Relaxed, see `trace`.
+        if flag(on)? {
+            self.events.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.events.fetch_and(!bit, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// [`call::SWAP_READER`].
+    fn swap_reader(&self, cpu: u64, read: u64) -> Result<HvcRet, HypError> {
+        let read = u32::try_from(read).map_err(|_| HypError::BadArgument)?;
+        let using = self.cpu(cpu)?.enter().ok_or(HypError::NotLoaded)?;
+        match using.buffer().swap_reader_page(read) {
+            Ok(up) => {
+                let status = match up.status {
+                    SwapStatus::Swapped => 0,
+                    SwapStatus::Unread => 1,
+                    SwapStatus::WriterOnPage => 2,
+                };
+                Ok(HvcRet::ok(status, [u64::from(up.id), u64::from(up.read), up.lost_events]))
+            }
+            // A read past the commit, behind the last one, or not at an event boundary.
+            Err(e) if e.is_bad_read() => Err(HypError::BadArgument),
+            Err(_) => Err(HypError::Busy),
+        }
+    }
+
+    /// [`call::RESET`].
+    fn reset(&self, cpu: u64) -> Result<(), HypError> {
+        let mut held = self.cpu(cpu)?.claim(state::LOADED).map_err(|found| match found {
+            state::EMPTY => HypError::NotLoaded,
+            _ => HypError::Busy,
+        })?;
+        if let Some(buffer) = held.cells().buffer.as_mut() {
+            buffer.reset();
+        }
+        held.release(state::LOADED);
+        Ok(())
+    }
+
+    /// [`call::UPDATE_CLOCK`].
+    fn update_clock(&self, mult: u64, shift: u64, epoch_ns: u64, epoch_raw: u64) -> Result<(), HypError> {
+        let (Ok(mult), Ok(shift)) = (u32::try_from(mult), u32::try_from(shift)) else {
+            return Err(HypError::BadArgument);
+        };
+        if mult == 0 || shift > 63 {
+            return Err(HypError::BadArgument);
+        }
+        if !self.clock.update(ClockParams { mult, shift, epoch_ns, epoch_raw }) {
+            return Err(HypError::Busy);
+        }
+        Ok(())
+    }
+
+    /// [`call::STATS`] of CPU `a0`, group `a1`.
+    fn stats(&self, a0: u64, a1: u64) -> Result<HvcRet, HypError> {
+        let c = self.cpu(a0)?;
+        let using = c.enter().ok_or(HypError::NotLoaded)?;
+        let s = using.buffer().stats();
+        // Ordering: Relaxed; a statistic.
+        let discarded = c.discarded.load(Ordering::Relaxed);
+        let ret = match a1 {
+            0 => [s.entries, s.overrun, s.dropped],
+            1 => [s.read, s.pages_lost, s.pages_touched],
+            2 => [s.swaps, u64::from(using.buffer().full_pages()), discarded],
+            _ => return Err(HypError::BadArgument),
+        };
+        Ok(HvcRet::ok(0, ret))
+    }
+
+    /// [`call::ARM_DOORBELL`].
+    fn arm_doorbell(&self, cpu: u64, pages: u64) -> Result<HvcRet, HypError> {
+        let pages = u32::try_from(pages).unwrap_or(u32::MAX);
+        let using = self.cpu(cpu)?.enter().ok_or(HypError::NotLoaded)?;
+        let ready = using.buffer().arm_doorbell(pages);
+        Ok(HvcRet::ok(0, [u64::from(ready), u64::from(using.buffer().full_pages()), 0]))
+    }
+
+    /// [`call::DISARM_DOORBELL`].
+    fn disarm_doorbell(&self, cpu: u64) -> Result<(), HypError> {
+        let using = self.cpu(cpu)?.enter().ok_or(HypError::NotLoaded)?;
+        using.buffer().disarm_doorbell();
+        Ok(())
     }
 
     fn cpu(&self, cpu: u64) -> Result<&HypCpu, HypError> {
