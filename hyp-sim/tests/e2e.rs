@@ -5,9 +5,12 @@
 //! events, so event `i` of a CPU's stream is known: `hyp_enter`, the exit's own event with its
 //! exact field values, `hyp_exit`, for exit `i / 3`. Every event read is checked against that,
 //! at the position the losses reported before it put it: so the check proves at once that the
-//! fields are right and that every loss is counted exactly.
+//! fields are right and that every loss is counted exactly. Fields are read by name, where
+//! hyp-sim's event table puts them.
 
-use hyp_sim::events::id;
+use hyp_sim::events::{
+    COMMON_FIELDS, EventDef, Field, HOST_HCALL, HOST_MEM_ABORT, HOST_SMC, HYP_ENTER, HYP_EXIT, HYP_PRINTK,
+};
 use hyp_sim::guest::{self, GuestExit};
 use hyp_sim::host::clock::monotonic_ns;
 use ring_mmap::{Connection, Consumer, Error, Lost, Record, Wakeup};
@@ -30,8 +33,22 @@ struct Stream {
     after_hangup: u64,
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_ne_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+/// The field of `fields` named `name`.
+fn named<'t>(fields: &'t [Field], name: &str) -> &'t Field {
+    fields.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("hyp-sim's event table has no field {name}"))
+}
+
+/// The integer in `field`'s place in `payload`, sign-extended if the field is signed.
+fn int(payload: &[u8], field: &Field) -> u64 {
+    let bytes = &payload[field.offset..field.offset + field.kind.size()];
+    match (bytes.len(), field.kind.signed()) {
+        (1, _) => u64::from(bytes[0]),
+        (2, _) => u64::from(u16::from_ne_bytes(bytes.try_into().unwrap())),
+        (4, false) => u64::from(u32::from_ne_bytes(bytes.try_into().unwrap())),
+        (4, true) => i64::from(i32::from_ne_bytes(bytes.try_into().unwrap())) as u64,
+        (8, _) => u64::from_ne_bytes(bytes.try_into().unwrap()),
+        (size, _) => panic!("{}: no integer of {size} bytes", field.name),
+    }
 }
 
 impl Stream {
@@ -50,32 +67,39 @@ impl Stream {
                 let p = e.payload.to_vec();
                 let (n, j) = (self.pos / 3, self.pos % 3);
                 let what = format!("cpu {} event {} (exit {n})", self.cpu, self.pos);
-                let common_type = u16::from_ne_bytes([p[0], p[1]]);
-                assert_eq!(i32::from_ne_bytes(p[4..8].try_into().unwrap()), self.cpu as i32, "{what}: common_pid");
+                let common = |name| int(&p, named(COMMON_FIELDS, name));
+                let field = |def: &EventDef, name| int(&p, named(def.fields, name));
+                let common_type = common("common_type");
+                assert_eq!(common("common_pid"), u64::from(self.cpu), "{what}: common_pid");
                 match j {
-                    0 => assert_eq!(common_type, id::HYP_ENTER, "{what}"),
-                    2 => assert_eq!(common_type, id::HYP_EXIT, "{what}"),
+                    0 => assert_eq!(common_type, u64::from(HYP_ENTER.id), "{what}"),
+                    2 => assert_eq!(common_type, u64::from(HYP_EXIT.id), "{what}"),
                     _ => match guest::exit(SEED, self.cpu, n) {
                         GuestExit::Hcall { id: fid, args } => {
-                            assert_eq!(common_type, id::HOST_HCALL, "{what}");
-                            let got = [u64_at(&p, 8), u64_at(&p, 16), u64_at(&p, 24), u64_at(&p, 32), u64_at(&p, 40)];
+                            assert_eq!(common_type, u64::from(HOST_HCALL.id), "{what}");
+                            let got = ["id", "arg0", "arg1", "arg2", "arg3"].map(|name| field(&HOST_HCALL, name));
                             assert_eq!(got, [fid, args[0], args[1], args[2], args[3]], "{what}: host_hcall fields");
                         }
                         GuestExit::Smc { func_id, forwarded } => {
-                            assert_eq!(common_type, id::HOST_SMC, "{what}");
+                            assert_eq!(common_type, u64::from(HOST_SMC.id), "{what}");
                             assert_eq!(
-                                (u64_at(&p, 8), p[16]),
-                                (func_id, u8::from(forwarded)),
+                                (field(&HOST_SMC, "func_id"), field(&HOST_SMC, "forwarded")),
+                                (func_id, u64::from(forwarded)),
                                 "{what}: host_smc fields"
                             );
                         }
                         GuestExit::MemAbort { esr, addr } => {
-                            assert_eq!(common_type, id::HOST_MEM_ABORT, "{what}");
-                            assert_eq!((u64_at(&p, 8), u64_at(&p, 16)), (esr, addr), "{what}: host_mem_abort fields");
+                            assert_eq!(common_type, u64::from(HOST_MEM_ABORT.id), "{what}");
+                            assert_eq!(
+                                (field(&HOST_MEM_ABORT, "esr"), field(&HOST_MEM_ABORT, "addr")),
+                                (esr, addr),
+                                "{what}: host_mem_abort fields"
+                            );
                         }
                         GuestExit::Printk => {
-                            assert_eq!(common_type, id::HYP_PRINTK, "{what}");
-                            let loc = u32::from_ne_bytes(p[8..12].try_into().unwrap());
+                            assert_eq!(common_type, u64::from(HYP_PRINTK.id), "{what}");
+                            // `__data_loc`: (length << 16) | offset of the NUL-terminated message.
+                            let loc = field(&HYP_PRINTK, "msg");
                             let (len, at) = ((loc >> 16) as usize, (loc & 0xffff) as usize);
                             let mut buf = [0u8; 64];
                             let want = guest::printk_message(self.cpu, n, &mut buf);

@@ -71,6 +71,9 @@ pub enum FormatError {
     /// A field line is malformed.
     #[error("malformed field line: {0}")]
     Field(String),
+    /// A producer's formats do not say which system their events belong to.
+    #[error("the event formats name no system: the producer must begin them with a `system: NAME` line")]
+    NoSystem,
 }
 
 /// A decoded field value.
@@ -325,9 +328,10 @@ pub struct Formats {
 }
 
 impl Formats {
-    /// Parses a producer's FORMATS blob: `format` files one after the other, each starting with
-    /// its `name:` line, all in `system`.
-    pub fn from_blob(system: &str, blob: &[u8]) -> Result<Self, FormatError> {
+    /// Parses a producer's FORMATS blob: a `system: NAME` line naming the system all its events
+    /// belong to, then `format` files one after the other, each starting with its `name:` line.
+    /// A blob without formats needs no system.
+    pub fn from_blob(blob: &[u8]) -> Result<Self, FormatError> {
         let text = String::from_utf8_lossy(blob);
         let mut formats = Self::default();
         let mut starts: Vec<usize> = text
@@ -335,8 +339,11 @@ impl Formats {
             .map(|(i, _)| i)
             .filter(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
             .collect();
+        let preamble = &text[..starts.first().copied().unwrap_or(text.len())];
+        let system = preamble.lines().find_map(|line| line.trim().strip_prefix("system:")).map(str::trim);
         starts.push(text.len());
         for w in starts.windows(2) {
+            let system = system.filter(|s| !s.is_empty()).ok_or(FormatError::NoSystem)?;
             formats.insert(EventFormat::parse(system, &text[w[0]..w[1]])?);
         }
         Ok(formats)
@@ -485,11 +492,21 @@ mod tests {
 
     #[test]
     fn a_blob_of_formats_splits_on_name_lines() {
-        let blob = format!("{HCALL}\n{}", HCALL.replace("host_hcall", "other").replace("ID: 3", "ID: 4"));
-        let f = Formats::from_blob("hyp", blob.as_bytes()).unwrap();
+        let blob = format!("system: hyp\n{HCALL}\n{}", HCALL.replace("host_hcall", "other").replace("ID: 3", "ID: 4"));
+        let f = Formats::from_blob(blob.as_bytes()).unwrap();
         assert_eq!(f.len(), 2);
         assert_eq!(f.get(4).unwrap().name, "other");
-        assert!(Formats::from_blob("hyp", b"name: x\n").is_err(), "no ID line");
+        assert!(f.iter().all(|f| f.system == "hyp"), "the blob's system line names every event's system");
+        assert!(Formats::from_blob(b"system: hyp\nname: x\n").is_err(), "no ID line");
+    }
+
+    #[test]
+    fn a_blob_of_formats_names_its_system() {
+        assert_eq!(Formats::from_blob(HCALL.as_bytes()).unwrap_err(), FormatError::NoSystem);
+        assert_eq!(Formats::from_blob(format!("system:\n{HCALL}").as_bytes()).unwrap_err(), FormatError::NoSystem);
+        let f = Formats::from_blob(format!("system: guest\n{HCALL}").as_bytes()).unwrap();
+        assert_eq!(f.get(3).unwrap().system, "guest");
+        assert!(Formats::from_blob(b"no formats here").unwrap().is_empty(), "no events, no system needed");
     }
 
     #[test]

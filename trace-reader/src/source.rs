@@ -270,7 +270,7 @@ impl Session {
             .map(|c| Ok(CpuReader::Dir(Consumer::new(c)?)))
             .collect::<Result<Vec<_>>>()?;
         let formats = match &opened.formats {
-            Some(blob) => Formats::from_blob("hyp", blob).context("the producer's event formats")?,
+            Some(blob) => Formats::from_blob(blob).context("the producer's event formats")?,
             None => bail!("{} has no formats file: its events cannot be decoded", dir.display()),
         };
         Ok(Self {
@@ -338,7 +338,7 @@ impl Session {
             .iter()
             .map(|&cpu| Ok(CpuReader::Socket(Consumer::new(connection.open_cpu(cpu)?)?)))
             .collect::<Result<Vec<_>>>()?;
-        let formats = Formats::from_blob("hyp", &connection.formats()?).context("the producer's event formats")?;
+        let formats = Formats::from_blob(&connection.formats()?).context("the producer's event formats")?;
         let clock = connection.clock()?;
         Ok(Self {
             target,

@@ -16,17 +16,18 @@
 //! - **Only donated memory is touched**, through regions built from validated ranges.
 
 pub mod clock;
+mod cpu;
 pub mod desc;
 pub mod error;
 
-use crate::events::{EVENTS, HypEvent, MAX_PAYLOAD};
+use crate::events::{self, EVENTS, HypEvent, MAX_PAYLOAD};
 use crate::guest::{self, GuestExit};
 use crate::platform::Platform;
 use clock::{ClockParams, HypClock};
+use cpu::{HypCpu, state};
 use desc::{Load, MAX_DESC_BYTES};
 pub use error::HypError;
 use ring_core::{Clock, Config, CpuBuffer, Doorbell, ShmRegion, SubBufLink, SwapStatus};
-use std::cell::UnsafeCell;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -71,6 +72,9 @@ pub struct HvcRet {
 }
 
 impl HvcRet {
+    /// Success, with no results.
+    const DONE: Self = Self { status: 0, ret: [0; 3] };
+
     fn ok(status: i64, ret: [u64; 3]) -> Self {
         Self { status, ret }
     }
@@ -103,117 +107,12 @@ impl Doorbell for IrqDoorbell {
 /// A hypervisor trace buffer.
 pub type HypBuffer = CpuBuffer<'static, TraceClock, IrqDoorbell>;
 
-/// Per-CPU states.
-mod state {
-    /// No buffer.
-    pub const EMPTY: u32 = 0;
-    /// A buffer, in use.
-    pub const LOADED: u32 = 1;
-    /// Being set up, torn down or reset: no new users.
-    pub const BUSY: u32 = 2;
-}
-
 /// Global load states.
 mod load_state {
     pub const UNLOADED: u32 = 0;
     pub const LOADING: u32 = 1;
     pub const LOADED: u32 = 2;
     pub const UNLOADING: u32 = 3;
-}
-
-/// One CPU's tracing state.
-struct HypCpu {
-    state: AtomicU32,
-    /// Writers and host calls currently using `buffer`.
-    users: AtomicU32,
-    /// Events the writer skipped because the buffer was being reset or torn down, or another
-    /// thread held its writer.
-    discarded: AtomicU64,
-    buffer: UnsafeCell<Option<HypBuffer>>,
-    /// The preallocated links while no buffer holds them.
-    links: UnsafeCell<Option<Box<[SubBufLink]>>>,
-}
-
-// SAFETY: the two UnsafeCells follow one protocol: `buffer` is read (shared) only by users that
-// counted themselves in `users` and then saw `state == LOADED`; it and `links` are written only by
-// the one caller that moved `state` to BUSY (by a compare-and-swap from LOADED, or from EMPTY under
-// the global LOADING/UNLOADING state) and then waited for `users` to drop to zero. Those SeqCst
-// accesses order every user's access before the writer's and after the previous one's.
-unsafe impl Sync for HypCpu {}
-
-/// A user's pass to a CPU's buffer; leaving drops it.
-struct CpuUse<'a> {
-    cpu: &'a HypCpu,
-}
-
-impl CpuUse<'_> {
-    fn buffer(&self) -> &HypBuffer {
-        // SAFETY: a CpuUse exists only between `users` counting us in and out while the state
-        // was LOADED, during which the buffer is present and only read (see `HypCpu`).
-        unsafe { (*self.cpu.buffer.get()).as_ref() }.expect("a loaded CPU has a buffer")
-    }
-}
-
-impl Drop for CpuUse<'_> {
-    fn drop(&mut self) {
-        // Ordering: Release, so our accesses to the buffer happen before whatever the waiter in
-        // `quiesce` does after seeing the count drop (it loads with SeqCst).
-        self.cpu.users.fetch_sub(1, Ordering::Release);
-    }
-}
-
-impl HypCpu {
-    fn new(links: Box<[SubBufLink]>) -> Self {
-        Self {
-            state: AtomicU32::new(state::EMPTY),
-            users: AtomicU32::new(0),
-            discarded: AtomicU64::new(0),
-            buffer: UnsafeCell::new(None),
-            links: UnsafeCell::new(Some(links)),
-        }
-    }
-
-    /// Enters as a user if the CPU has a buffer.
-    fn enter(&self) -> Option<CpuUse<'_>> {
-        // Ordering: SeqCst on both sides of a Dekker pair with `quiesce` (state store, users
-        // load): either we see the state change and leave, or it sees our count and waits.
-        self.users.fetch_add(1, Ordering::SeqCst);
-        if self.state.load(Ordering::SeqCst) == state::LOADED {
-            Some(CpuUse { cpu: self })
-        } else {
-            self.users.fetch_sub(1, Ordering::Release);
-            None
-        }
-    }
-
-    /// After `state` was set to BUSY: waits until no user is inside.
-    fn quiesce(&self) {
-        // Ordering: SeqCst, see `enter`. The users inside are a writer in the middle of one event
-        // or a host call in the middle of one swap: a short wait.
-        while self.users.load(Ordering::SeqCst) != 0 {
-            std::hint::spin_loop();
-        }
-    }
-
-    /// Claims a LOADED CPU for exclusive work (reset, unload): `false` if it is not loaded or
-    /// someone else holds it.
-    fn claim_loaded(&self) -> Result<(), HypError> {
-        // Ordering: SeqCst, as the state store of the Dekker pair in `enter`.
-        match self.state.compare_exchange(state::LOADED, state::BUSY, Ordering::SeqCst, Ordering::Relaxed) {
-            Ok(_) => {
-                self.quiesce();
-                Ok(())
-            }
-            Err(state::EMPTY) => Err(HypError::NotLoaded),
-            Err(_) => Err(HypError::Busy),
-        }
-    }
-
-    /// Ends exclusive work with the CPU in `to`.
-    fn release(&self, to: u32) {
-        // Ordering: Release, so users that see the new state (SeqCst load) see the work done.
-        self.state.store(to, Ordering::Release);
-    }
 }
 
 /// The hypervisor.
@@ -227,6 +126,9 @@ pub struct Hyp {
     /// Bit `id` set: event `id` is recorded.
     events: AtomicU64,
 }
+
+// Every event of the table has its bit in `Hyp::events`.
+const _: () = assert!((events::MAX_ID as u32) < u64::BITS, "an event id has no bit in the enable mask: widen it");
 
 impl core::fmt::Debug for Hyp {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -295,7 +197,7 @@ impl Hyp {
                     let _ = writer.write(&payload[..len]);
                 }
             }
-            None if c.state.load(Ordering::Relaxed) == state::BUSY => discard(),
+            None if c.is_busy() => discard(),
             None => {}
         }
     }
@@ -325,92 +227,117 @@ impl Hyp {
 
     fn dispatch(&self, call: u64, [a0, a1, a2, a3]: [u64; 4]) -> Result<HvcRet, HypError> {
         match call {
-            call::LOAD => self.load(a0, a1).map(|()| HvcRet::ok(0, [0; 3])),
-            call::UNLOAD => self.unload().map(|()| HvcRet::ok(0, [0; 3])),
-            call::ENABLE => {
-                let on = flag(a0)?;
-                // Ordering: Relaxed, see `trace`. The meta pages' entry counts are final whenever
-                // no exit is being traced: each exit's writer publishes its count when released.
-                self.enabled.store(on, Ordering::Relaxed);
-                Ok(HvcRet::ok(0, [0; 3]))
-            }
-            call::ENABLE_EVENT => {
-                let id = u16::try_from(a0).ok().filter(|id| crate::events::by_id(*id).is_some());
-                let bit = 1u64 << id.ok_or(HypError::BadArgument)?;
-                // Ordering: Relaxed, see `trace`.
-                if flag(a1)? {
-                    self.events.fetch_or(bit, Ordering::Relaxed);
-                } else {
-                    self.events.fetch_and(!bit, Ordering::Relaxed);
-                }
-                Ok(HvcRet::ok(0, [0; 3]))
-            }
-            call::SWAP_READER => {
-                let read = u32::try_from(a1).map_err(|_| HypError::BadArgument)?;
-                let using = self.cpu(a0)?.enter().ok_or(HypError::NotLoaded)?;
-                match using.buffer().swap_reader_page(read) {
-                    Ok(up) => {
-                        let status = match up.status {
-                            SwapStatus::Swapped => 0,
-                            SwapStatus::Unread => 1,
-                            SwapStatus::WriterOnPage => 2,
-                        };
-                        Ok(HvcRet::ok(status, [u64::from(up.id), u64::from(up.read), up.lost_events]))
-                    }
-                    // A read past the commit, behind the last one, or not at an event boundary.
-                    Err(e) if e.is_bad_read() => Err(HypError::BadArgument),
-                    Err(_) => Err(HypError::Busy),
-                }
-            }
-            call::RESET => {
-                let c = self.cpu(a0)?;
-                c.claim_loaded()?;
-                // SAFETY: `claim_loaded` made us the CPU's only accessor (state BUSY, no users).
-                if let Some(buffer) = unsafe { (*c.buffer.get()).as_mut() } {
-                    buffer.reset();
-                }
-                c.release(state::LOADED);
-                Ok(HvcRet::ok(0, [0; 3]))
-            }
-            call::UPDATE_CLOCK => {
-                let (mult, shift) = (u32::try_from(a0), u32::try_from(a1));
-                let (Ok(mult), Ok(shift)) = (mult, shift) else { return Err(HypError::BadArgument) };
-                if mult == 0 || shift > 63 {
-                    return Err(HypError::BadArgument);
-                }
-                let params = ClockParams { mult, shift, epoch_ns: a2, epoch_raw: a3 };
-                if !self.clock.update(params) {
-                    return Err(HypError::Busy);
-                }
-                Ok(HvcRet::ok(0, [0; 3]))
-            }
-            call::STATS => {
-                let c = self.cpu(a0)?;
-                let using = c.enter().ok_or(HypError::NotLoaded)?;
-                let s = using.buffer().stats();
-                // Ordering: Relaxed; a statistic.
-                let discarded = c.discarded.load(Ordering::Relaxed);
-                let ret = match a1 {
-                    0 => [s.entries, s.overrun, s.dropped],
-                    1 => [s.read, s.pages_lost, s.pages_touched],
-                    2 => [s.swaps, u64::from(using.buffer().full_pages()), discarded],
-                    _ => return Err(HypError::BadArgument),
-                };
-                Ok(HvcRet::ok(0, ret))
-            }
-            call::ARM_DOORBELL => {
-                let pages = u32::try_from(a1).unwrap_or(u32::MAX);
-                let using = self.cpu(a0)?.enter().ok_or(HypError::NotLoaded)?;
-                let ready = using.buffer().arm_doorbell(pages);
-                Ok(HvcRet::ok(0, [u64::from(ready), u64::from(using.buffer().full_pages()), 0]))
-            }
-            call::DISARM_DOORBELL => {
-                let using = self.cpu(a0)?.enter().ok_or(HypError::NotLoaded)?;
-                using.buffer().disarm_doorbell();
-                Ok(HvcRet::ok(0, [0; 3]))
-            }
+            call::LOAD => self.load(a0, a1).map(|()| HvcRet::DONE),
+            call::UNLOAD => self.unload().map(|()| HvcRet::DONE),
+            call::ENABLE => self.enable(a0).map(|()| HvcRet::DONE),
+            call::ENABLE_EVENT => self.enable_event(a0, a1).map(|()| HvcRet::DONE),
+            call::SWAP_READER => self.swap_reader(a0, a1),
+            call::RESET => self.reset(a0).map(|()| HvcRet::DONE),
+            call::UPDATE_CLOCK => self.update_clock(a0, a1, a2, a3).map(|()| HvcRet::DONE),
+            call::STATS => self.stats(a0, a1),
+            call::ARM_DOORBELL => self.arm_doorbell(a0, a1),
+            call::DISARM_DOORBELL => self.disarm_doorbell(a0).map(|()| HvcRet::DONE),
             _ => Err(HypError::UnknownCall),
         }
+    }
+
+    /// [`call::ENABLE`].
+    fn enable(&self, on: u64) -> Result<(), HypError> {
+        let on = flag(on)?;
+        // Ordering: Relaxed, see `trace`. The meta pages' entry counts are final whenever no exit
+        // is being traced: each exit's writer publishes its count when released.
+        self.enabled.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// [`call::ENABLE_EVENT`].
+    fn enable_event(&self, id: u64, on: u64) -> Result<(), HypError> {
+        let id = u16::try_from(id).ok().filter(|id| events::by_id(*id).is_some());
+        let bit = 1u64 << id.ok_or(HypError::BadArgument)?;
+        // Ordering: Relaxed, see `trace`.
+        if flag(on)? {
+            self.events.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.events.fetch_and(!bit, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// [`call::SWAP_READER`].
+    fn swap_reader(&self, cpu: u64, read: u64) -> Result<HvcRet, HypError> {
+        let read = u32::try_from(read).map_err(|_| HypError::BadArgument)?;
+        let using = self.cpu(cpu)?.enter().ok_or(HypError::NotLoaded)?;
+        match using.buffer().swap_reader_page(read) {
+            Ok(up) => {
+                let status = match up.status {
+                    SwapStatus::Swapped => 0,
+                    SwapStatus::Unread => 1,
+                    SwapStatus::WriterOnPage => 2,
+                };
+                Ok(HvcRet::ok(status, [u64::from(up.id), u64::from(up.read), up.lost_events]))
+            }
+            // A read past the commit, behind the last one, or not at an event boundary.
+            Err(e) if e.is_bad_read() => Err(HypError::BadArgument),
+            Err(_) => Err(HypError::Busy),
+        }
+    }
+
+    /// [`call::RESET`].
+    fn reset(&self, cpu: u64) -> Result<(), HypError> {
+        let mut held = self.cpu(cpu)?.claim(state::LOADED).map_err(|found| match found {
+            state::EMPTY => HypError::NotLoaded,
+            _ => HypError::Busy,
+        })?;
+        if let Some(buffer) = held.cells().buffer.as_mut() {
+            buffer.reset();
+        }
+        held.release(state::LOADED);
+        Ok(())
+    }
+
+    /// [`call::UPDATE_CLOCK`].
+    fn update_clock(&self, mult: u64, shift: u64, epoch_ns: u64, epoch_raw: u64) -> Result<(), HypError> {
+        let (Ok(mult), Ok(shift)) = (u32::try_from(mult), u32::try_from(shift)) else {
+            return Err(HypError::BadArgument);
+        };
+        if mult == 0 || shift > 63 {
+            return Err(HypError::BadArgument);
+        }
+        if !self.clock.update(ClockParams { mult, shift, epoch_ns, epoch_raw }) {
+            return Err(HypError::Busy);
+        }
+        Ok(())
+    }
+
+    /// [`call::STATS`] of CPU `a0`, group `a1`.
+    fn stats(&self, a0: u64, a1: u64) -> Result<HvcRet, HypError> {
+        let c = self.cpu(a0)?;
+        let using = c.enter().ok_or(HypError::NotLoaded)?;
+        let s = using.buffer().stats();
+        // Ordering: Relaxed; a statistic.
+        let discarded = c.discarded.load(Ordering::Relaxed);
+        let ret = match a1 {
+            0 => [s.entries, s.overrun, s.dropped],
+            1 => [s.read, s.pages_lost, s.pages_touched],
+            2 => [s.swaps, u64::from(using.buffer().full_pages()), discarded],
+            _ => return Err(HypError::BadArgument),
+        };
+        Ok(HvcRet::ok(0, ret))
+    }
+
+    /// [`call::ARM_DOORBELL`].
+    fn arm_doorbell(&self, cpu: u64, pages: u64) -> Result<HvcRet, HypError> {
+        let pages = u32::try_from(pages).unwrap_or(u32::MAX);
+        let using = self.cpu(cpu)?.enter().ok_or(HypError::NotLoaded)?;
+        let ready = using.buffer().arm_doorbell(pages);
+        Ok(HvcRet::ok(0, [u64::from(ready), u64::from(using.buffer().full_pages()), 0]))
+    }
+
+    /// [`call::DISARM_DOORBELL`].
+    fn disarm_doorbell(&self, cpu: u64) -> Result<(), HypError> {
+        let using = self.cpu(cpu)?.enter().ok_or(HypError::NotLoaded)?;
+        using.buffer().disarm_doorbell();
+        Ok(())
     }
 
     fn cpu(&self, cpu: u64) -> Result<&HypCpu, HypError> {
@@ -461,12 +388,9 @@ impl Hyp {
     fn load_cpu(&self, load: &Load, i: usize) -> Result<(), HypError> {
         let d = &load.cpus[i];
         let c = &self.cpus[d.cpu as usize];
-        // Ordering: SeqCst, as `claim_loaded`. A CPU is EMPTY here (the last unload emptied all);
-        // BUSY keeps users out while we write its cells.
-        if c.state.compare_exchange(state::EMPTY, state::BUSY, Ordering::SeqCst, Ordering::Relaxed).is_err() {
-            return Err(HypError::Busy);
-        }
-        c.quiesce();
+        // A CPU is EMPTY here (the last unload emptied all); holding it keeps users out while we
+        // write its cells, and dropping the hold on a failure leaves it EMPTY.
+        let mut held = c.claim(state::EMPTY).map_err(|_| HypError::Busy)?;
         let region = |addr: u64, len: u64| {
             let ptr = NonNull::new(addr as *mut u8).expect("validated addresses lie in RAM, never at 0");
             // SAFETY: `validate` put `addr..addr + len` inside one platform RAM region (page
@@ -476,8 +400,7 @@ impl Hyp {
             // these.
             unsafe { ShmRegion::from_raw_parts(ptr, len as usize) }
         };
-        // SAFETY: we hold the CPU BUSY with no users: its cells are ours.
-        let links = unsafe { (*c.links.get()).take() }.expect("an EMPTY CPU holds its links");
+        let links = held.cells().links.take().expect("an EMPTY CPU holds its links");
         let config = Config { geometry: load.geometry, mode: load.mode };
         let built = CpuBuffer::with_links(
             config,
@@ -491,9 +414,7 @@ impl Hyp {
             Err((error, links)) => {
                 // `validate` checked everything the buffer needs, so this does not happen; if it
                 // did, the CPU gets its links back and stays empty.
-                // SAFETY: as above.
-                unsafe { *c.links.get() = Some(links) };
-                c.release(state::EMPTY);
+                *held.cells().links = Some(links);
                 return Err(match error {
                     ring_core::GeometryError::MetaTooSmall { .. } => HypError::MetaSize,
                     ring_core::GeometryError::DataTooSmall { .. } => HypError::DataSize,
@@ -501,11 +422,10 @@ impl Hyp {
                 });
             }
         };
-        // SAFETY: as above.
-        unsafe { *c.buffer.get() = Some(buffer) };
+        *held.cells().buffer = Some(buffer);
         // Ordering: Relaxed; a fresh buffer starts a fresh count.
         c.discarded.store(0, Ordering::Relaxed);
-        c.release(state::LOADED);
+        held.release(state::LOADED);
         Ok(())
     }
 
@@ -530,22 +450,18 @@ impl Hyp {
 
     /// Tears a CPU's buffer down (if it has one) and takes its links back.
     fn unload_cpu(&self, c: &HypCpu) {
-        // Ordering: SeqCst, as `claim_loaded`. Only load and unload touch EMPTY CPUs, and they
-        // are serialised by the global load state; a concurrent RESET holds the CPU BUSY briefly.
-        loop {
-            match c.state.compare_exchange(state::LOADED, state::BUSY, Ordering::SeqCst, Ordering::Relaxed) {
-                Ok(_) => break,
+        // Only load and unload touch EMPTY CPUs, and they are serialised by the global load
+        // state; a concurrent RESET holds the CPU briefly.
+        let mut held = loop {
+            match c.claim(state::LOADED) {
+                Ok(held) => break held,
                 Err(state::EMPTY) => return,
                 Err(_) => std::hint::spin_loop(),
             }
-        }
-        c.quiesce();
-        // SAFETY: we hold the CPU BUSY with no users: its cells are ours.
-        let buffer = unsafe { (*c.buffer.get()).take() };
-        let links = buffer.and_then(HypBuffer::into_links);
-        // SAFETY: as above.
-        unsafe { *c.links.get() = links };
-        c.release(state::EMPTY);
+        };
+        let cells = held.cells();
+        *cells.links = cells.buffer.take().and_then(HypBuffer::into_links);
+        held.release(state::EMPTY);
     }
 }
 
