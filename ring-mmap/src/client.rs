@@ -19,7 +19,7 @@ use crate::wire::{
     parse_body, status,
 };
 use parking_lot::Mutex;
-use ring_core::Geometry;
+use ring_core::{Geometry, Stats};
 use rustix::io::Errno;
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendFlags,
@@ -177,9 +177,10 @@ impl Connection {
         receive(&mut socket, op)
     }
 
-    /// CPU `cpu`'s counters, as the producer sees them.
-    pub fn stats(&self, cpu: u32) -> Result<StatsBody, Error> {
-        Ok(parse_body(&self.call(Op::Stats, cpu, 0)?.body)?)
+    /// CPU `cpu`'s counters, as the producer sees them (all but [`Stats::abandoned`], which
+    /// `STATS` does not carry).
+    pub fn stats(&self, cpu: u32) -> Result<Stats, Error> {
+        Ok(parse_body::<StatsBody>(&self.call(Op::Stats, cpu, 0)?.body)?.into())
     }
 
     /// The raw-clock-to-nanoseconds conversion.

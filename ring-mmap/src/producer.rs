@@ -142,8 +142,7 @@ impl<C: Clock + Send + Sync> Producer for ShmProducer<C> {
     }
 
     fn stats(&self, cpu: u32) -> Option<StatsBody> {
-        let b = self.buffer(cpu);
-        Some(stats_body(b.stats(), b.full_pages()))
+        Some(self.buffer(cpu).stats().into())
     }
 
     fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody {
@@ -181,19 +180,5 @@ pub fn hello_body(nr_cpus: u32, buffer: Config, layout: CpuLayout, formats_len: 
         cpu_file_size: layout.file_size() as u64,
         formats_len: formats_len as u64,
         _reserved: 0,
-    }
-}
-
-/// The `STATS` answer for a buffer's counters.
-pub fn stats_body(s: ring_core::Stats, full_pages: u32) -> StatsBody {
-    StatsBody {
-        entries: s.entries,
-        overrun: s.overrun,
-        dropped: s.dropped,
-        read: s.read,
-        pages_lost: s.pages_lost,
-        pages_touched: s.pages_touched,
-        swaps: s.swaps,
-        full_pages: u64::from(full_pages),
     }
 }

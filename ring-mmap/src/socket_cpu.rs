@@ -4,8 +4,8 @@ use crate::backing::ReadOnlyMapping;
 use crate::client::{Connection, HANGUP_POLL, is_hangup};
 use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup};
 use crate::error::Error;
-use crate::wire::{Op, ReaderBody, StatsBody, WaitBody, parse_body};
-use ring_core::SharedView;
+use crate::wire::{Op, ReaderBody, WaitBody, parse_body};
+use ring_core::{SharedView, Stats};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use std::os::fd::{AsFd, OwnedFd};
@@ -47,7 +47,7 @@ impl SocketCpu {
     }
 
     /// This CPU's counters, as the producer sees them.
-    pub fn stats(&self) -> Result<StatsBody, Error> {
+    pub fn stats(&self) -> Result<Stats, Error> {
         self.connection.stats(self.cpu)
     }
 }

@@ -16,6 +16,7 @@
 //! wrong magic or non-zero reserved fields is a [`WireError`], never a panic. `docs/abi.md`
 //! documents every operation for implementers in other languages.
 
+use ring_core::Stats;
 use rustix::io::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -175,29 +176,45 @@ const _: () = assert!(size_of::<ReaderBody>() == 24);
 const _: () = assert!(core::mem::offset_of!(ReaderBody, lost_events) == 8);
 const _: () = assert!(core::mem::offset_of!(ReaderBody, swap_status) == 16);
 
-/// [`Op::Stats`]'s answer: the CPU's counters, exact as the producer sees them.
+/// [`Op::Stats`]'s answer: the CPU's counters, exact as the producer sees them. Its layout is
+/// the ABI's; its meaning is ring-core's [`Stats`], to and from which it converts (`From`), here
+/// only: every field but `abandoned`, which the wire does not carry (0 when received).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct StatsBody {
-    /// Events committed.
+    /// [`Stats::entries`].
     pub entries: u64,
-    /// Events lost to overwrite.
+    /// [`Stats::overrun`].
     pub overrun: u64,
-    /// Events dropped (drop mode, ring full).
+    /// [`Stats::dropped`].
     pub dropped: u64,
-    /// Events consumed (on reader pages given back).
+    /// [`Stats::read`].
     pub read: u64,
-    /// Pages lost to overwrite.
+    /// [`Stats::pages_lost`].
     pub pages_lost: u64,
-    /// Pages the writer moved onto.
+    /// [`Stats::pages_touched`].
     pub pages_touched: u64,
-    /// Reader-page swaps.
+    /// [`Stats::swaps`].
     pub swaps: u64,
-    /// Finished pages not yet given back by the consumer.
+    /// [`Stats::full_pages`].
     pub full_pages: u64,
 }
 
 const _: () = assert!(size_of::<StatsBody>() == 64);
+
+impl From<Stats> for StatsBody {
+    fn from(s: Stats) -> Self {
+        let Stats { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages, abandoned: _ } = s;
+        Self { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages }
+    }
+}
+
+impl From<StatsBody> for Stats {
+    fn from(b: StatsBody) -> Self {
+        let StatsBody { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages } = b;
+        Self { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages, abandoned: 0 }
+    }
+}
 
 /// [`Op::Wait`]'s answer.
 #[repr(C)]
@@ -374,5 +391,23 @@ mod tests {
         // The values docs/abi.md documents (Linux errno numbers).
         assert_eq!((status::EINVAL, status::EBUSY, status::ENOTTY, status::EPROTO), (-22, -16, -25, -71));
         assert_eq!(status::EUSERS, -87);
+    }
+
+    #[test]
+    fn stats_convert_field_for_field_but_abandoned() {
+        let stats = Stats {
+            entries: 1,
+            overrun: 2,
+            dropped: 3,
+            read: 4,
+            pages_lost: 5,
+            pages_touched: 6,
+            swaps: 7,
+            full_pages: 8,
+            abandoned: 9,
+        };
+        let body = StatsBody::from(stats);
+        assert_eq!(body.as_bytes(), [1u64, 2, 3, 4, 5, 6, 7, 8].as_bytes(), "docs/abi.md §5.2's order");
+        assert_eq!(Stats::from(body), Stats { abandoned: 0, ..stats }, "the wire has no abandoned");
     }
 }
