@@ -7,6 +7,7 @@ pub mod clock;
 
 use crate::events;
 use crate::hyp::desc::{CpuDesc, DescHeader, MAX_DESC_BYTES};
+use crate::hyp::stats::HypStats;
 use crate::hyp::{HvcRet, Hyp, call};
 use crate::platform::{Platform, PlatformBuilder};
 use clock::ClockSync;
@@ -206,14 +207,10 @@ impl Host {
         self.clock.lock().report()
     }
 
-    /// CPU `cpu`'s exact counters (three `STATS` hypercalls), and events discarded while its
-    /// buffer was busy.
-    pub fn cpu_stats(&self, cpu: u32) -> Result<(StatsBody, u64), HostError> {
-        let group = |g: u64| self.call("STATS", call::STATS, [u64::from(cpu), g, 0, 0]).map(|r| r.ret);
-        let ([entries, overrun, dropped], [read, pages_lost, pages_touched], [swaps, full_pages, discarded]) =
-            (group(0)?, group(1)?, group(2)?);
-        let stats = StatsBody { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages };
-        Ok((stats, discarded))
+    /// CPU `cpu`'s exact counters, and events discarded while its buffer was busy (a `STATS`
+    /// hypercall per group).
+    pub fn cpu_stats(&self, cpu: u32) -> Result<HypStats, HostError> {
+        HypStats::gather(|group| self.call("STATS", call::STATS, [u64::from(cpu), group, 0, 0]).map(|r| r.ret))
     }
 
     /// True once a consumer has asked for every CPU's reader page (GET_READER_PAGE), that is,
@@ -234,7 +231,7 @@ impl Host {
     /// events on the page the writer is on when that is not the reader page. Told from the
     /// hypervisor's STATS and the host's own view of the shared meta area and pages.
     pub fn has_unread(&self, cpu: u32) -> bool {
-        let Ok((stats, _)) = self.cpu_stats(cpu) else { return false };
+        let Ok(HypStats { stats, .. }) = self.cpu_stats(cpu) else { return false };
         if stats.full_pages > 0 {
             return true;
         }
@@ -315,7 +312,7 @@ impl Producer for Host {
     }
 
     fn stats(&self, cpu: u32) -> Option<StatsBody> {
-        self.cpu_stats(cpu).map(|(s, _)| s).ok()
+        self.cpu_stats(cpu).ok().map(|s| s.stats.into())
     }
 
     fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody {

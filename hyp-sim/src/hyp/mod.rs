@@ -18,6 +18,7 @@
 pub mod clock;
 pub mod desc;
 pub mod error;
+pub mod stats;
 
 use crate::events::{EVENTS, HypEvent, MAX_PAYLOAD};
 use crate::guest::{self, GuestExit};
@@ -26,6 +27,7 @@ use clock::{ClockParams, HypClock};
 use desc::{Load, MAX_DESC_BYTES};
 pub use error::HypError;
 use ring_core::{Clock, Config, CpuBuffer, Doorbell, ShmRegion, SubBufLink, SwapStatus};
+use stats::HypStats;
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -51,8 +53,7 @@ pub mod call {
     pub const RESET: u64 = 6;
     /// `UPDATE_CLOCK(mult, shift, epoch_ns, epoch_raw)`.
     pub const UPDATE_CLOCK: u64 = 7;
-    /// `STATS(cpu, group)`: three counters per group: 0 `[entries, overrun, dropped]`,
-    /// 1 `[read, pages_lost, pages_touched]`, 2 `[swaps, full_pages, discarded]`.
+    /// `STATS(cpu, group)`: the three counters [`super::stats::GROUPS`] lists for `group`.
     pub const STATS: u64 = 8;
     /// `ARM_DOORBELL(cpu, pages)`: results `[ready, full_pages, 0]`.
     pub const ARM_DOORBELL: u64 = 9;
@@ -387,16 +388,9 @@ impl Hyp {
             call::STATS => {
                 let c = self.cpu(a0)?;
                 let using = c.enter().ok_or(HypError::NotLoaded)?;
-                let s = using.buffer().stats();
                 // Ordering: Relaxed; a statistic.
-                let discarded = c.discarded.load(Ordering::Relaxed);
-                let ret = match a1 {
-                    0 => [s.entries, s.overrun, s.dropped],
-                    1 => [s.read, s.pages_lost, s.pages_touched],
-                    2 => [s.swaps, u64::from(using.buffer().full_pages()), discarded],
-                    _ => return Err(HypError::BadArgument),
-                };
-                Ok(HvcRet::ok(0, ret))
+                let all = HypStats { stats: using.buffer().stats(), discarded: c.discarded.load(Ordering::Relaxed) };
+                Ok(HvcRet::ok(0, all.group(a1).ok_or(HypError::BadArgument)?))
             }
             call::ARM_DOORBELL => {
                 let pages = u32::try_from(a1).unwrap_or(u32::MAX);
