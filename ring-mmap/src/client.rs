@@ -19,7 +19,7 @@ use crate::wire::{
     parse_body, status,
 };
 use parking_lot::Mutex;
-use ring_core::{Geometry, Stats};
+use ring_core::{Geometry, Mode, Stats};
 use rustix::io::Errno;
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendFlags,
@@ -263,7 +263,7 @@ fn check_hello(hello: &HelloBody) -> Result<Geometry, Error> {
             hello.formats_len
         )));
     }
-    if hello.mode > 1 {
+    if Mode::from_wire(hello.mode).is_none() {
         return Err(Error::Protocol(format!("unknown buffer mode {}", hello.mode)));
     }
     let geometry = Geometry::new(hello.subbuf_size, hello.nr_subbufs)?;
@@ -279,7 +279,7 @@ fn check_hello(hello: &HelloBody) -> Result<Geometry, Error> {
 }
 
 fn call(socket: &Mutex<Socket>, req: Request, accept_refusal: bool) -> Result<Answer, Error> {
-    let op = Op::from_u32(req.op).expect("requests are built from an Op");
+    let op = Op::from_wire(req.op).expect("requests are built from an Op");
     let mut socket = socket.lock();
     if socket.broken {
         // A producer that went away since is reported as such, so callers read what it left.

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::postmortem::{CLOCK_FILE, FORMATS_FILE};
 use crate::wire::{ClockBody, HelloBody, PROTOCOL_VERSION, StatsBody, WaitBody};
 use parking_lot::Mutex;
-use ring_core::{Clock, Config, CpuBuffer, Mode, ReaderUpdate, SwapError};
+use ring_core::{Clock, Config, CpuBuffer, ReaderUpdate, SwapError};
 use std::os::fd::BorrowedFd;
 use zerocopy::IntoBytes;
 
@@ -170,10 +170,7 @@ pub fn hello_body(nr_cpus: u32, buffer: Config, layout: CpuLayout, formats_len: 
     HelloBody {
         version: PROTOCOL_VERSION,
         nr_cpus,
-        mode: match buffer.mode {
-            Mode::Overwrite => 0,
-            Mode::Drop => 1,
-        },
+        mode: buffer.mode.to_wire(),
         subbuf_size: geometry.subbuf_size(),
         nr_subbufs: geometry.nr_subbufs(),
         meta_page_size: layout.meta_size() as u32,

@@ -620,7 +620,7 @@ enum Served {
 /// Answers a well-formed request of `client`; true with it if the client began consuming a CPU.
 fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bool) {
     let producer = &*shared.producer;
-    let Some(op) = Op::from_u32(req.op) else {
+    let Some(op) = Op::from_wire(req.op) else {
         return (Answer::status(status::ENOTTY), false);
     };
     let cpu_ok = req.cpu < producer.nr_cpus();
@@ -674,11 +674,7 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bo
                         id: update.id,
                         read: update.read,
                         lost_events: update.lost_events,
-                        swap_status: match update.status {
-                            SwapStatus::Swapped => 0,
-                            SwapStatus::Unread => 1,
-                            SwapStatus::WriterOnPage => 2,
-                        },
+                        swap_status: update.status.to_wire(),
                         _reserved: 0,
                     })
                 },

@@ -15,6 +15,10 @@
 //! Everything a peer sends is validated here before use: a message of the wrong size, with the
 //! wrong magic or non-zero reserved fields is a [`WireError`], never a panic. `docs/abi.md`
 //! documents every operation for implementers in other languages.
+//!
+//! Each number the messages carry for a named value is defined once, by its enum: [`Op`] here,
+//! ring-core's [`ring_core::Mode`] and [`ring_core::SwapStatus`] (`to_wire`, `from_wire`), which
+//! a hypervisor's own calls use too.
 
 use ring_core::Stats;
 use rustix::io::Errno;
@@ -33,7 +37,8 @@ pub const MAX_RESPONSE: usize = size_of::<ResponseHeader>() + MAX_BODY;
 /// Most file descriptors one response carries.
 pub const MAX_FDS: usize = 2;
 
-/// Operations a consumer can ask for.
+/// Operations a consumer can ask for. Its discriminant is its number on the wire
+/// ([`Op::to_wire`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Op {
@@ -54,18 +59,16 @@ pub enum Op {
 }
 
 impl Op {
+    const ALL: [Self; 7] = [Op::Hello, Op::GetCpu, Op::GetReaderPage, Op::Stats, Op::Wait, Op::Formats, Op::Clock];
+
+    /// The operation's number, in [`Request::op`] and [`ResponseHeader::op`].
+    pub const fn to_wire(self) -> u32 {
+        self as u32
+    }
+
     /// The operation numbered `n`, if there is one.
-    pub fn from_u32(n: u32) -> Option<Self> {
-        Some(match n {
-            1 => Op::Hello,
-            2 => Op::GetCpu,
-            3 => Op::GetReaderPage,
-            4 => Op::Stats,
-            5 => Op::Wait,
-            6 => Op::Formats,
-            7 => Op::Clock,
-            _ => return None,
-        })
+    pub fn from_wire(n: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.to_wire() == n)
     }
 }
 
@@ -125,7 +128,7 @@ pub struct HelloBody {
     pub version: u32,
     /// CPUs (per-CPU buffers), numbered from 0.
     pub nr_cpus: u32,
-    /// 0: overwrite, 1: drop (producer/consumer).
+    /// The buffers' [`ring_core::Mode`], by [`ring_core::Mode::to_wire`]: 0 overwrite, 1 drop.
     pub mode: u32,
     /// Bytes per sub-buffer, header included.
     pub subbuf_size: u32,
@@ -166,7 +169,8 @@ pub struct ReaderBody {
     pub read: u32,
     /// Events lost between the previous reader page and this one (0 unless swapped).
     pub lost_events: u64,
-    /// 0: swapped in a new page; 1: kept (unread data left); 2: kept (the writer is on it).
+    /// The swap's [`ring_core::SwapStatus`], by [`ring_core::SwapStatus::to_wire`]: 0 swapped
+    /// in a new page; 1 kept (unread data left); 2 kept (the writer is on it).
     pub swap_status: u32,
     /// Reserved, 0.
     pub _reserved: u32,
@@ -298,7 +302,7 @@ pub enum WireError {
 impl Request {
     /// A request for `op`.
     pub fn new(op: Op, cpu: u32, arg: u64) -> Self {
-        Self { magic: REQUEST_MAGIC, op: op as u32, cpu, _reserved0: 0, arg, _reserved1: 0 }
+        Self { magic: REQUEST_MAGIC, op: op.to_wire(), cpu, _reserved0: 0, arg, _reserved1: 0 }
     }
 
     /// Validates a received message.
@@ -339,8 +343,8 @@ impl ResponseHeader {
         if header._reserved != 0 {
             return Err(WireError::Reserved);
         }
-        if header.op != op as u32 {
-            return Err(WireError::Mismatch { got: header.op, want: op as u32 });
+        if header.op != op.to_wire() {
+            return Err(WireError::Mismatch { got: header.op, want: op.to_wire() });
         }
         if header.body_len as usize != body.len() || body.len() > MAX_BODY {
             return Err(WireError::Size { got: bytes.len(), want: size_of::<Self>() + header.body_len as usize });
@@ -372,8 +376,12 @@ mod tests {
         let mut bad = req;
         bad._reserved1 = 1;
         assert_eq!(Request::parse(bad.as_bytes()), Err(WireError::Reserved));
-        assert_eq!(Op::from_u32(3), Some(Op::GetReaderPage));
-        assert_eq!(Op::from_u32(99), None);
+        assert_eq!(Op::from_wire(3), Some(Op::GetReaderPage));
+        assert_eq!(Op::from_wire(99), None);
+        // The numbers docs/abi.md §5.2 gives.
+        assert_eq!(Op::ALL.map(Op::to_wire), [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(Op::ALL.map(|op| Op::from_wire(op.to_wire())), Op::ALL.map(Some));
+        assert_eq!(Op::from_wire(0), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::hyp::{HvcRet, Hyp, call};
 use crate::platform::{Platform, PlatformBuilder};
 use clock::ClockSync;
 use parking_lot::Mutex;
-use ring_core::{Config, Mode, ReaderUpdate, SwapError, SwapStatus};
+use ring_core::{Config, ReaderUpdate, SwapError, SwapStatus};
 use ring_mmap::backing::{Backing, CpuLayout};
 use ring_mmap::producer::{IDENTITY_CLOCK, Producer, hello_body};
 use ring_mmap::wire::{ClockBody, HelloBody, StatsBody, WaitBody};
@@ -164,10 +164,7 @@ impl Host {
     /// and length.
     pub fn write_descriptor(&self) -> (u64, u64) {
         let geometry = self.config.buffer.geometry;
-        let mode = match self.config.buffer.mode {
-            Mode::Overwrite => 0,
-            Mode::Drop => 1,
-        };
+        let mode = self.config.buffer.mode.to_wire();
         let header = DescHeader::new(self.config.nr_cpus, geometry.subbuf_size(), geometry.nr_subbufs(), mode);
         let mut bytes = header.as_bytes().to_vec();
         let meta_len = geometry.meta_size() as u64;
@@ -297,15 +294,13 @@ impl Producer for Host {
         // Ordering: Relaxed; see `every_cpu_consumed`. (The server checked `cpu < nr_cpus`.)
         self.consumed[cpu as usize].store(true, Ordering::Relaxed);
         let ret = self.hvc(call::SWAP_READER, [u64::from(cpu), u64::from(read), 0, 0]);
-        let status = match ret.status {
-            0 => SwapStatus::Swapped,
-            1 => SwapStatus::Unread,
-            2 => SwapStatus::WriterOnPage,
-            code if code == crate::hyp::HypError::BadArgument.code() => {
+        let status = match u32::try_from(ret.status).ok().and_then(SwapStatus::from_wire) {
+            Some(status) => status,
+            None if ret.status == crate::hyp::HypError::BadArgument.code() => {
                 return Err(self.read_refusal(cpu, read));
             }
             // Busy, or the buffers are being reloaded: the consumer retries.
-            _ => return Err(SwapError::Busy),
+            None => return Err(SwapError::Busy),
         };
         let [id, read, lost_events] = ret.ret;
         Ok(ReaderUpdate { status, id: id as u32, read: read as u32, lost_events })

@@ -26,7 +26,7 @@ use crate::platform::Platform;
 use clock::{ClockParams, HypClock};
 use desc::{Load, MAX_DESC_BYTES};
 pub use error::HypError;
-use ring_core::{Clock, Config, CpuBuffer, Doorbell, ShmRegion, SubBufLink, SwapStatus};
+use ring_core::{Clock, Config, CpuBuffer, Doorbell, ShmRegion, SubBufLink};
 use stats::HypStats;
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
@@ -44,10 +44,11 @@ pub mod call {
     pub const ENABLE: u64 = 3;
     /// `ENABLE_EVENT(id, on)`: record (1) or ignore (0) event `id`.
     pub const ENABLE_EVENT: u64 = 4;
-    /// `SWAP_READER(cpu, read)`: GET_READER_PAGE on `cpu`; status 0/1/2 (swapped / kept with
-    /// unread data / kept, writer on it), results `[id, read, lost_events]`. A `read` that is not
-    /// an event boundary of the reader page within its commit, or is below the last one accepted
-    /// for it, is `BadArgument` ([`ring_core::CpuBuffer::swap_reader_page`]).
+    /// `SWAP_READER(cpu, read)`: GET_READER_PAGE on `cpu`; status the swap's
+    /// [`ring_core::SwapStatus::to_wire`] (0 swapped, 1 kept with unread data, 2 kept, writer on
+    /// it), results `[id, read, lost_events]`. A `read` that is not an event boundary of the
+    /// reader page within its commit, or is below the last one accepted for it, is `BadArgument`
+    /// ([`ring_core::CpuBuffer::swap_reader_page`]).
     pub const SWAP_READER: u64 = 5;
     /// `RESET(cpu)`: empty `cpu`'s buffer.
     pub const RESET: u64 = 6;
@@ -351,11 +352,7 @@ impl Hyp {
                 let using = self.cpu(a0)?.enter().ok_or(HypError::NotLoaded)?;
                 match using.buffer().swap_reader_page(read) {
                     Ok(up) => {
-                        let status = match up.status {
-                            SwapStatus::Swapped => 0,
-                            SwapStatus::Unread => 1,
-                            SwapStatus::WriterOnPage => 2,
-                        };
+                        let status = i64::from(up.status.to_wire());
                         Ok(HvcRet::ok(status, [u64::from(up.id), u64::from(up.read), up.lost_events]))
                     }
                     // A read past the commit, behind the last one, or not at an event boundary.
