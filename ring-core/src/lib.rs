@@ -160,7 +160,7 @@ pub use buffer::{Config, CpuBuffer, Stats};
 pub use clock::CycleClock;
 #[cfg(feature = "std")]
 pub use clock::MonotonicClock;
-pub use clock::{Clock, CounterClock, ManualClock};
+pub use clock::{Clock, ClockParams, CounterClock, ManualClock};
 pub use consume::{ConsumeError, Consumed, Cursor, DrainBound};
 pub use decode::{DecodeError, Event, EventIter, Item, MissedEvents, PageSource, ShmBytes, ShmPage};
 pub use doorbell::{Doorbell, NoDoorbell};

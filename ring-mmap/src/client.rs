@@ -19,7 +19,7 @@ use crate::wire::{
     parse_body, status,
 };
 use parking_lot::Mutex;
-use ring_core::{Geometry, Mode, Stats};
+use ring_core::{ClockParams, Geometry, Mode, Stats};
 use rustix::io::Errno;
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendFlags,
@@ -184,8 +184,8 @@ impl Connection {
     }
 
     /// The raw-clock-to-nanoseconds conversion.
-    pub fn clock(&self) -> Result<ClockBody, Error> {
-        Ok(parse_body(&self.call(Op::Clock, 0, 0)?.body)?)
+    pub fn clock(&self) -> Result<ClockParams, Error> {
+        Ok(parse_body::<ClockBody>(&self.call(Op::Clock, 0, 0)?.body)?)
     }
 
     /// The event-format descriptions, fetched in chunks.

@@ -8,9 +8,9 @@ use crate::backing::{Backing, CpuBacking, CpuLayout, OpenBacking};
 use crate::doorbell::EventFdDoorbell;
 use crate::error::Error;
 use crate::postmortem::{CLOCK_FILE, FORMATS_FILE};
-use crate::wire::{ClockBody, HelloBody, PROTOCOL_VERSION, StatsBody, WaitBody};
+use crate::wire::{HelloBody, PROTOCOL_VERSION, StatsBody, WaitBody};
 use parking_lot::Mutex;
-use ring_core::{Clock, Config, CpuBuffer, ReaderUpdate, SwapError};
+use ring_core::{Clock, ClockParams, Config, CpuBuffer, ReaderUpdate, SwapError};
 use std::os::fd::BorrowedFd;
 use zerocopy::IntoBytes;
 
@@ -34,8 +34,9 @@ pub trait Producer: Send + Sync {
     fn disarm_doorbell(&self, cpu: u32);
     /// The event-format descriptions consumers decode events with.
     fn formats(&self) -> &[u8];
-    /// The raw-clock-to-nanoseconds conversion.
-    fn clock(&self) -> ClockBody;
+    /// The raw-clock-to-nanoseconds conversion ([`ClockParams::IDENTITY`] if timestamps are
+    /// nanoseconds already).
+    fn clock(&self) -> ClockParams;
 }
 
 /// How to build a [`ShmProducer`].
@@ -51,9 +52,6 @@ pub struct ProducerConfig {
     pub formats: Vec<u8>,
 }
 
-/// The identity clock conversion: raw timestamps are nanoseconds.
-pub const IDENTITY_CLOCK: ClockBody = ClockBody { mult: 1, shift: 0, epoch_raw: 0, epoch_ns: 0 };
-
 struct ProducerCpu<C: Clock> {
     buffer: CpuBuffer<'static, C, EventFdDoorbell>,
     // Declared after `buffer`, which points into it, so that it is dropped after it.
@@ -66,7 +64,7 @@ pub struct ShmProducer<C: Clock> {
     config: ProducerConfig,
     /// `config.backing`, open: where the clock conversion is published.
     backing: OpenBacking,
-    clock: Mutex<ClockBody>,
+    clock: Mutex<ClockParams>,
 }
 
 impl<C: Clock> core::fmt::Debug for ShmProducer<C> {
@@ -95,7 +93,7 @@ impl<C: Clock> ShmProducer<C> {
         }
         open_backing.remove_stale_files(config.nr_cpus)?;
         open_backing.publish(FORMATS_FILE, &config.formats)?;
-        Ok(Self { cpus, config, backing: open_backing, clock: Mutex::new(IDENTITY_CLOCK) })
+        Ok(Self { cpus, config, backing: open_backing, clock: Mutex::new(ClockParams::IDENTITY) })
     }
 
     /// CPU `cpu`'s buffer; write events through its one writer ([`CpuBuffer::writer`], claimed
@@ -109,8 +107,8 @@ impl<C: Clock> ShmProducer<C> {
         self.cpus.iter().map(|c| &c.buffer)
     }
 
-    /// Publishes a new raw-clock conversion.
-    pub fn set_clock(&self, clock: ClockBody) -> Result<(), Error> {
+    /// Publishes a new raw-clock conversion (the identity until then).
+    pub fn set_clock(&self, clock: ClockParams) -> Result<(), Error> {
         let mut current = self.clock.lock();
         self.backing.publish(CLOCK_FILE, clock.as_bytes())?;
         *current = clock;
@@ -159,7 +157,7 @@ impl<C: Clock + Send + Sync> Producer for ShmProducer<C> {
         &self.config.formats
     }
 
-    fn clock(&self) -> ClockBody {
+    fn clock(&self) -> ClockParams {
         *self.clock.lock()
     }
 }

@@ -20,7 +20,7 @@
 //! ring-core's [`ring_core::Mode`] and [`ring_core::SwapStatus`] (`to_wire`, `from_wire`), which
 //! a hypervisor's own calls use too.
 
-use ring_core::Stats;
+use ring_core::{ClockParams, Stats};
 use rustix::io::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -233,20 +233,10 @@ pub struct WaitBody {
 
 const _: () = assert!(size_of::<WaitBody>() == 8);
 
-/// [`Op::Clock`]'s answer: how to turn raw timestamps into nanoseconds:
-/// `ns = epoch_ns + ((raw - epoch_raw) * mult) >> shift` (128-bit intermediate).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
-pub struct ClockBody {
-    /// Multiplier.
-    pub mult: u32,
-    /// Shift.
-    pub shift: u32,
-    /// Raw time of the epoch.
-    pub epoch_raw: u64,
-    /// Nanoseconds at the epoch.
-    pub epoch_ns: u64,
-}
+/// [`Op::Clock`]'s answer: how to turn raw timestamps into nanoseconds. It is ring-core's
+/// [`ClockParams`], whose `#[repr(C)]` layout is this body's (`mult`, `shift`, `epoch_raw`,
+/// `epoch_ns`), with [`ClockParams::convert`] the conversion producers and consumers share.
+pub type ClockBody = ClockParams;
 
 const _: () = assert!(size_of::<ClockBody>() == 24);
 

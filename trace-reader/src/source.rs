@@ -4,8 +4,7 @@
 use crate::formats::Formats;
 use anyhow::{Context, Result, bail};
 use ring_core::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
-use ring_core::{SharedView, Snapshot, Stats};
-use ring_mmap::wire::ClockBody;
+use ring_core::{ClockParams, SharedView, Snapshot, Stats};
 use ring_mmap::{
     BufferDir, Connection, Consumer, CpuSource, DirCpu, DrainScope, Error, KernelCpu, KernelStats, PageCopy, Record,
     Remaining, SocketCpu,
@@ -218,7 +217,7 @@ pub struct Session {
     /// Event formats.
     pub formats: Formats,
     /// Raw timestamps to nanoseconds.
-    pub clock: ClockBody,
+    pub clock: ClockParams,
     /// Bytes per sub-buffer.
     pub subbuf_size: u32,
     /// CPUs the source has (all of them, read or not).
@@ -255,7 +254,7 @@ impl Session {
             connection: None,
             cpus,
             formats,
-            clock: opened.clock.unwrap_or(ring_mmap::producer::IDENTITY_CLOCK),
+            clock: opened.clock.unwrap_or(ClockParams::IDENTITY),
             subbuf_size,
             nr_cpus,
         })
@@ -350,15 +349,7 @@ impl Session {
         };
         let formats = Formats::from_tracefs(&root).context("reading the kernel's event formats")?;
         let subbuf_size = cpus.first().map_or(Ok(4096), |c| c.view().map(|v| v.geometry().subbuf_size()))?;
-        Ok(Self {
-            target,
-            connection: None,
-            cpus,
-            formats,
-            clock: ring_mmap::producer::IDENTITY_CLOCK,
-            subbuf_size,
-            nr_cpus,
-        })
+        Ok(Self { target, connection: None, cpus, formats, clock: ClockParams::IDENTITY, subbuf_size, nr_cpus })
     }
 
     /// The tracefs directory, for a kernel target.
@@ -412,16 +403,6 @@ fn not_serving_yet(error: &Error) -> bool {
         Error::Path { source, .. } => matches!(source.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused),
         Error::Hangup => true,
         _ => false,
-    }
-}
-
-/// A raw timestamp in nanoseconds, by the producer's published conversion.
-pub fn to_ns(c: &ClockBody, raw: u64) -> u64 {
-    let scale = |d: u64| ((u128::from(d) * u128::from(c.mult)) >> c.shift.min(127)) as u64;
-    if raw >= c.epoch_raw {
-        c.epoch_ns.wrapping_add(scale(raw - c.epoch_raw))
-    } else {
-        c.epoch_ns.wrapping_sub(scale(c.epoch_raw - raw))
     }
 }
 

@@ -12,10 +12,10 @@ use crate::hyp::{HvcRet, Hyp, call};
 use crate::platform::{Platform, PlatformBuilder};
 use clock::ClockSync;
 use parking_lot::Mutex;
-use ring_core::{Config, ReaderUpdate, SwapError, SwapStatus};
+use ring_core::{ClockParams, Config, ReaderUpdate, SwapError, SwapStatus};
 use ring_mmap::backing::{Backing, CpuLayout};
-use ring_mmap::producer::{IDENTITY_CLOCK, Producer, hello_body};
-use ring_mmap::wire::{ClockBody, HelloBody, StatsBody, WaitBody};
+use ring_mmap::producer::{Producer, hello_body};
+use ring_mmap::wire::{HelloBody, StatsBody, WaitBody};
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -327,8 +327,8 @@ impl Producer for Host {
         &self.formats
     }
 
-    fn clock(&self) -> ClockBody {
+    fn clock(&self) -> ClockParams {
         // The hypervisor stamps events in the host's nanoseconds already.
-        IDENTITY_CLOCK
+        ClockParams::IDENTITY
     }
 }
