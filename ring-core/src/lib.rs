@@ -163,7 +163,7 @@ pub use clock::MonotonicClock;
 pub use clock::{Clock, ClockParams, CounterClock, ManualClock};
 pub use consume::{ConsumeError, Consumed, Cursor, DrainBound};
 pub use decode::{DecodeError, Event, EventIter, Item, MissedEvents, PageSource, ShmBytes, ShmPage};
-pub use doorbell::{Doorbell, NoDoorbell};
+pub use doorbell::{Arming, Doorbell, NoDoorbell};
 pub use error::{GeometryError, SwapError, WriteError, WriterClaimed};
 pub use geometry::{Geometry, Mode};
 pub use link::SubBufLink;

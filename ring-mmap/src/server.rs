@@ -4,26 +4,30 @@
 //!
 //! The socket file is created mode 0600 and every peer's credentials (`SO_PEERCRED`) must carry
 //! the producer's effective uid. Requests are answered in order, one message each
-//! ([`crate::wire`]). Nothing a peer sends can stop the server: malformed messages get an
-//! `EPROTO` answer, unknown operations `ENOTTY`, bad arguments `EINVAL`; a peer that does not read
-//! its answers, or hangs up, is dropped; the others keep being served. Descriptors (GET_CPU) go
-//! only to a client that has read every earlier answer (see `unread_answers`), so no client
-//! can use up the descriptors this process may have in flight. Each connection has a request
-//! budget ([`crate::request_budget`]): a client asking faster than it allows is served later,
-//! so none can take more than a share of a CPU.
+//! ([`crate::wire`]), which the server makes from what the [`Producer`] returns in ring-core's
+//! types. Nothing a peer sends can stop the server: malformed messages get an `EPROTO` answer,
+//! unknown operations `ENOTTY`, bad arguments `EINVAL`; a peer that does not read its answers,
+//! or hangs up, is dropped; the others keep being served. Descriptors (GET_CPU) go only to a
+//! client that has read every earlier answer (see `unread_answers`), so no client can use up the
+//! descriptors this process may have in flight. Each connection has a request budget
+//! ([`crate::request_budget`]): a client asking faster than it allows is served later, so none
+//! can take more than a share of a CPU.
 //!
 //! One client at a time consumes a CPU (swaps its reader page, arms its doorbell): the first to
 //! do so owns it until it disconnects; others get `EBUSY`. Any client may map a CPU's buffer
 //! read-only for non-consuming snapshots. When the server stops (or its process dies) every
 //! client's socket reaches end of file: that is the consumers' hangup.
 
+use crate::backing::CpuLayout;
 use crate::error::Error;
 use crate::full_table::FullTable;
 use crate::poll_window::ClientWindows;
 use crate::producer::Producer;
 use crate::request_budget::{Bucket, DEFAULT_BUDGET, RequestBudget};
 use crate::unread_answers;
-use crate::wire::{CpuBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, status};
+use crate::wire::{
+    CpuBody, HelloBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, StatsBody, WaitBody, status,
+};
 use parking_lot::Mutex;
 use ring_core::SwapStatus;
 use rustix::event::{EventfdFlags, PollFd, PollFlags};
@@ -626,7 +630,7 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bo
     let cpu_ok = req.cpu < producer.nr_cpus();
     let answer = match op {
         Op::Hello => {
-            let hello = producer.hello();
+            let hello = HelloBody::new(producer.nr_cpus(), producer.config(), producer.formats().len());
             let mut answer = Answer::body(&hello);
             if req.arg != u64::from(hello.version) {
                 answer.status = status::EPROTO;
@@ -650,34 +654,30 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Answer<'p>, bo
         _ if !cpu_ok => Answer::status(status::EINVAL),
         Op::GetCpu => {
             let (file, doorbell) = producer.cpu_fds(req.cpu);
-            let mut answer = Answer::body(&CpuBody { file_size: producer.hello().cpu_file_size, _reserved: 0 });
+            let layout = CpuLayout { geometry: producer.config().geometry };
+            let mut answer = Answer::body(&CpuBody { file_size: layout.file_size() as u64, _reserved: 0 });
             answer.fds = vec![file, doorbell];
             answer
         }
-        Op::Stats => producer.stats(req.cpu).map_or(Answer::status(status::EBUSY), |s| Answer::body(&s)),
+        Op::Stats => {
+            producer.stats(req.cpu).map_or(Answer::status(status::EBUSY), |s| Answer::body(&StatsBody::from(s)))
+        }
         Op::GetReaderPage | Op::Wait => {
             let Some(newly) = shared.claim(req.cpu, client) else {
                 return (Answer::status(status::EBUSY), false);
             };
             if op == Op::Wait {
                 let pages = u32::try_from(req.arg).unwrap_or(u32::MAX);
-                let wait = producer.arm_doorbell(req.cpu, pages);
-                return (Answer { sleeps: wait.ready == 0, ..Answer::body(&wait) }, newly);
+                let arming = producer.arm_doorbell(req.cpu, pages);
+                return (Answer { sleeps: !arming.ready, ..Answer::body(&WaitBody::from(arming)) }, newly);
             }
             let Ok(read) = u32::try_from(req.arg) else {
                 return (Answer::status(status::EINVAL), newly);
             };
             let answer = match producer.swap_reader_page(req.cpu, read) {
-                Ok(update) => Answer {
-                    swapped: update.status == SwapStatus::Swapped,
-                    ..Answer::body(&ReaderBody {
-                        id: update.id,
-                        read: update.read,
-                        lost_events: update.lost_events,
-                        swap_status: update.status.to_wire(),
-                        _reserved: 0,
-                    })
-                },
+                Ok(update) => {
+                    Answer { swapped: update.status == SwapStatus::Swapped, ..Answer::body(&ReaderBody::from(update)) }
+                }
                 Err(e) if e.is_bad_read() => Answer::status(status::EINVAL),
                 Err(_) => Answer::status(status::EBUSY),
             };

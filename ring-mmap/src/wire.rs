@@ -18,9 +18,12 @@
 //!
 //! Each number the messages carry for a named value is defined once, by its enum: [`Op`] here,
 //! ring-core's [`ring_core::Mode`] and [`ring_core::SwapStatus`] (`to_wire`, `from_wire`), which
-//! a hypervisor's own calls use too.
+//! a hypervisor's own calls use too. Each body a producer answers with is made here, from the
+//! ring-core value a [`crate::Producer`] returns (`HelloBody::new`, and `From` for the others;
+//! the `CLOCK` body is ring-core's [`ClockParams`] itself), so producers never build one.
 
-use ring_core::{ClockParams, Stats};
+use crate::backing::CpuLayout;
+use ring_core::{Arming, ClockParams, Config, ReaderUpdate, Stats};
 use rustix::io::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -147,6 +150,25 @@ pub struct HelloBody {
 const _: () = assert!(size_of::<HelloBody>() == 48);
 const _: () = assert!(core::mem::offset_of!(HelloBody, cpu_file_size) == 24);
 
+impl HelloBody {
+    /// The `HELLO` answer of a producer of `nr_cpus` buffers of `config`'s geometry and mode,
+    /// each in a file laid out as [`CpuLayout`] says, publishing `formats_len` bytes of formats.
+    pub fn new(nr_cpus: u32, config: Config, formats_len: usize) -> Self {
+        let layout = CpuLayout { geometry: config.geometry };
+        Self {
+            version: PROTOCOL_VERSION,
+            nr_cpus,
+            mode: config.mode.to_wire(),
+            subbuf_size: config.geometry.subbuf_size(),
+            nr_subbufs: config.geometry.nr_subbufs(),
+            meta_page_size: layout.meta_size() as u32,
+            cpu_file_size: layout.file_size() as u64,
+            formats_len: formats_len as u64,
+            _reserved: 0,
+        }
+    }
+}
+
 /// [`Op::GetCpu`]'s answer.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -179,6 +201,12 @@ pub struct ReaderBody {
 const _: () = assert!(size_of::<ReaderBody>() == 24);
 const _: () = assert!(core::mem::offset_of!(ReaderBody, lost_events) == 8);
 const _: () = assert!(core::mem::offset_of!(ReaderBody, swap_status) == 16);
+
+impl From<ReaderUpdate> for ReaderBody {
+    fn from(u: ReaderUpdate) -> Self {
+        Self { id: u.id, read: u.read, lost_events: u.lost_events, swap_status: u.status.to_wire(), _reserved: 0 }
+    }
+}
 
 /// [`Op::Stats`]'s answer: the CPU's counters, exact as the producer sees them. Its layout is
 /// the ABI's; its meaning is ring-core's [`Stats`], to and from which it converts (`From`), here
@@ -232,6 +260,12 @@ pub struct WaitBody {
 }
 
 const _: () = assert!(size_of::<WaitBody>() == 8);
+
+impl From<Arming> for WaitBody {
+    fn from(a: Arming) -> Self {
+        Self { ready: u32::from(a.ready), full_pages: a.full_pages }
+    }
+}
 
 /// [`Op::Clock`]'s answer: how to turn raw timestamps into nanoseconds. It is ring-core's
 /// [`ClockParams`], whose `#[repr(C)]` layout is this body's (`mult`, `shift`, `epoch_raw`,
@@ -389,6 +423,20 @@ mod tests {
         // The values docs/abi.md documents (Linux errno numbers).
         assert_eq!((status::EINVAL, status::EBUSY, status::ENOTTY, status::EPROTO), (-22, -16, -25, -71));
         assert_eq!(status::EUSERS, -87);
+    }
+
+    #[test]
+    fn bodies_are_made_from_ring_core_values() {
+        use ring_core::{Geometry, Mode, SwapStatus};
+        let config = Config { geometry: Geometry::new(4096, 4).unwrap(), mode: Mode::Drop };
+        let h = HelloBody::new(2, config, 10);
+        assert_eq!((h.version, h.nr_cpus, h.mode, h.subbuf_size, h.nr_subbufs), (1, 2, 1, 4096, 4));
+        assert_eq!((h.meta_page_size, h.cpu_file_size, h.formats_len, h._reserved), (4096, 5 * 4096, 10, 0));
+        let update = ReaderUpdate { status: SwapStatus::WriterOnPage, id: 3, read: 48, lost_events: 7 };
+        let reader = ReaderBody { id: 3, read: 48, lost_events: 7, swap_status: 2, _reserved: 0 };
+        assert_eq!(ReaderBody::from(update), reader);
+        assert_eq!(WaitBody::from(Arming { ready: true, full_pages: 2 }), WaitBody { ready: 1, full_pages: 2 });
+        assert_eq!(WaitBody::from(Arming { ready: false, full_pages: 0 }), WaitBody { ready: 0, full_pages: 0 });
     }
 
     #[test]

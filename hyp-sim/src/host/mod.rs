@@ -12,10 +12,9 @@ use crate::hyp::{HvcRet, Hyp, call};
 use crate::platform::{Platform, PlatformBuilder};
 use clock::ClockSync;
 use parking_lot::Mutex;
-use ring_core::{ClockParams, Config, ReaderUpdate, SwapError, SwapStatus};
+use ring_core::{Arming, ClockParams, Config, ReaderUpdate, Stats, SwapError, SwapStatus};
 use ring_mmap::backing::{Backing, CpuLayout};
-use ring_mmap::producer::{Producer, hello_body};
-use ring_mmap::wire::{HelloBody, StatsBody, WaitBody};
+use ring_mmap::producer::Producer;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -280,9 +279,8 @@ impl Producer for Host {
         self.config.nr_cpus
     }
 
-    fn hello(&self) -> HelloBody {
-        let layout = CpuLayout { geometry: self.config.buffer.geometry };
-        hello_body(self.config.nr_cpus, self.config.buffer, layout, self.formats.len())
+    fn config(&self) -> Config {
+        self.config.buffer
     }
 
     fn cpu_fds(&self, cpu: u32) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
@@ -306,17 +304,17 @@ impl Producer for Host {
         Ok(ReaderUpdate { status, id: id as u32, read: read as u32, lost_events })
     }
 
-    fn stats(&self, cpu: u32) -> Option<StatsBody> {
-        self.cpu_stats(cpu).ok().map(|s| s.stats.into())
+    fn stats(&self, cpu: u32) -> Option<Stats> {
+        self.cpu_stats(cpu).ok().map(|s| s.stats)
     }
 
-    fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody {
+    fn arm_doorbell(&self, cpu: u32, pages: u32) -> Arming {
         let ret = self.hvc(call::ARM_DOORBELL, [u64::from(cpu), u64::from(pages), 0, 0]);
         // Not loaded: say ready, so the consumer asks and learns it directly.
         if ret.status < 0 {
-            return WaitBody { ready: 1, full_pages: 0 };
+            return Arming { ready: true, full_pages: 0 };
         }
-        WaitBody { ready: ret.ret[0] as u32, full_pages: ret.ret[1] as u32 }
+        Arming { ready: ret.ret[0] != 0, full_pages: ret.ret[1] as u32 }
     }
 
     fn disarm_doorbell(&self, cpu: u32) {
