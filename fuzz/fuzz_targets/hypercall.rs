@@ -10,6 +10,7 @@ use hyp_sim::hyp::desc::{CpuDesc, DescHeader, PAGE};
 use hyp_sim::hyp::{Hyp, call};
 use hyp_sim::platform::{Platform, PlatformBuilder};
 use libfuzzer_sys::fuzz_target;
+use ring_core::Mode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use zerocopy::{FromBytes, IntoBytes};
@@ -103,8 +104,8 @@ fuzz_target!(|steps: Vec<Step>| {
         match step {
             Step::Load { nr_subbufs, big_pages, drop_mode, cpus } => {
                 let subbuf = if big_pages { 2 * PAGE as u32 } else { PAGE as u32 };
-                let header =
-                    DescHeader::new(cpus.len() as u32, subbuf, u32::from(nr_subbufs % 8), u32::from(drop_mode));
+                let mode = if drop_mode { Mode::Drop } else { Mode::Overwrite };
+                let header = DescHeader::new(cpus.len() as u32, subbuf, u32::from(nr_subbufs % 8), mode.to_wire());
                 let mut bytes = header.as_bytes().to_vec();
                 for c in cpus.iter().take(6) {
                     let at = |page: u8| m.ram + u64::from(page) % (RAM_PAGES + 2) * PAGE;

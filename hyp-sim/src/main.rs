@@ -4,6 +4,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use hyp_sim::host::{Host, HostConfig};
+use hyp_sim::hyp::stats::HypStats;
 use hyp_sim::vcpu::{self, Workload};
 use ring_core::{Config, Geometry, Mode};
 use ring_mmap::server::ServerOptions;
@@ -224,7 +225,7 @@ fn report(host: &Host, exits: &[u64], elapsed: Duration) -> Result<()> {
         "cpu", "exits", "entries", "overrun", "dropped", "read", "discarded", "swaps", "events/s"
     );
     for (cpu, &n) in exits.iter().enumerate() {
-        let (s, discarded) = host.cpu_stats(cpu as u32)?;
+        let HypStats { stats: s, discarded } = host.cpu_stats(cpu as u32)?;
         let _ = writeln!(
             out,
             "{:>4} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>12.0}",

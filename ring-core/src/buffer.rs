@@ -190,12 +190,18 @@ impl<C: Clock, D: Doorbell> core::fmt::Debug for CpuBuffer<'_, C, D> {
     }
 }
 
-/// Counters of one CPU's buffer.
+/// Counters of one CPU's buffer: the one type for them, wherever they come from.
 ///
 /// At any quiescent point (no write or swap in progress) every event handed to the writer is
 /// accounted for: `entries + dropped == read + overrun + dropped + in_buffer`, that is
 /// `entries == read + overrun + in_buffer`, where `in_buffer` counts events on the reader page
 /// and in the ring.
+///
+/// Who fills what: [`CpuBuffer::stats`] every field, exactly; the meta area
+/// ([`crate::meta::MetaPage::counters`]) every field but `full_pages` and `abandoned`, which it
+/// does not hold (0), with `entries` lagging (docs/abi.md §2.1); a producer's `STATS` answer
+/// (ring-mmap's `StatsBody`, converted in `ring_mmap::wire`) every field but `abandoned`; the
+/// Linux kernel's tracefs `stats` file (ring-mmap's `KernelStats`) the event counts only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Events committed to the ring.
@@ -213,6 +219,9 @@ pub struct Stats {
     pub pages_touched: u64,
     /// Reader-page swaps.
     pub swaps: u64,
+    /// Pages finished and not yet given back by the consumer ([`CpuBuffer::full_pages`]) when
+    /// read: a level, not a count.
+    pub full_pages: u64,
     /// Writing contexts found open when their [`crate::Writer`] was released (a
     /// [`crate::Reservation`] forgotten with `mem::forget`) and closed then: each one's reserved
     /// room was given back and the nested events staged behind it were written.
@@ -460,6 +469,7 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
             pages_touched: state.pages_touched.load(Ordering::Relaxed),
             swaps: self.swapper.swaps.load(Ordering::Relaxed),
             abandoned: state.abandoned.load(Ordering::Relaxed),
+            full_pages: u64::from(self.full_pages()),
         }
     }
 

@@ -1,13 +1,56 @@
-//! Clocks the writer stamps events with.
+//! Clocks the writer stamps events with, and the conversion of their readings to nanoseconds.
 //!
-//! Timestamps are raw clock values; converting them to nanoseconds (mult/shift/epoch) is the job of
-//! whoever publishes the buffer. A clock only has to be monotonic per CPU: the writer never lets
-//! time go backwards within a buffer (a reading older than the previous event is stamped with the
-//! previous event's time).
+//! Timestamps are raw clock values; whoever publishes the buffer says how to convert them to
+//! nanoseconds, with a [`ClockParams`] (mult/shift/epoch), which producers and consumers alike
+//! use. A clock only has to be monotonic per CPU: the writer never lets time go backwards within
+//! a buffer (a reading older than the previous event is stamped with the previous event's time).
 
 use crate::sync::AtomicU64;
 use crate::sync::Ordering;
 use crate::sync::local::AtomicU64 as LocalU64;
+use core::mem::offset_of;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// How to turn a raw clock value into nanoseconds, as docs/abi.md §3.3 gives it:
+/// `ns = epoch_ns + (((raw - epoch_raw) * mult) >> shift)` for `raw >= epoch_raw`, and
+/// `ns = epoch_ns - (((epoch_raw - raw) * mult) >> shift)` for an older one: the difference taken
+/// as an unsigned magnitude, scaled in 128 bits, and the addition or subtraction wrapping at 2⁶⁴.
+///
+/// Its layout is the control socket's `CLOCK` answer and a buffer directory's `clock` file
+/// (docs/abi.md §5.2: 24 bytes, host byte order), so it is sent and read as it is.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct ClockParams {
+    /// Multiplier.
+    pub mult: u32,
+    /// Shift.
+    pub shift: u32,
+    /// Raw clock value at the epoch.
+    pub epoch_raw: u64,
+    /// Nanoseconds at the epoch.
+    pub epoch_ns: u64,
+}
+
+const _: () = assert!(size_of::<ClockParams>() == 24);
+const _: () = assert!(offset_of!(ClockParams, mult) == 0);
+const _: () = assert!(offset_of!(ClockParams, shift) == 4);
+const _: () = assert!(offset_of!(ClockParams, epoch_raw) == 8);
+const _: () = assert!(offset_of!(ClockParams, epoch_ns) == 16);
+
+impl ClockParams {
+    /// Raw clock values are nanoseconds.
+    pub const IDENTITY: Self = Self { mult: 1, shift: 0, epoch_raw: 0, epoch_ns: 0 };
+
+    /// `raw` in nanoseconds.
+    pub fn convert(&self, raw: u64) -> u64 {
+        let scale = |d: u64| ((u128::from(d) * u128::from(self.mult)) >> self.shift.min(127)) as u64;
+        if raw >= self.epoch_raw {
+            self.epoch_ns.wrapping_add(scale(raw - self.epoch_raw))
+        } else {
+            self.epoch_ns.wrapping_sub(scale(self.epoch_raw - raw))
+        }
+    }
+}
 
 /// A source of raw timestamps.
 pub trait Clock {
@@ -147,6 +190,20 @@ impl Clock for MonotonicClock {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conversion_scales_and_offsets() {
+        let p = ClockParams { mult: 3 << 30, shift: 31, epoch_ns: 1_000, epoch_raw: 500 };
+        assert_eq!(p.convert(500), 1_000);
+        assert_eq!(p.convert(600), 1_150);
+        assert_eq!(p.convert(400), 850, "before the epoch counts backwards");
+        assert_eq!(ClockParams::IDENTITY.convert(12345), 12345);
+        let big = ClockParams { mult: u32::MAX, shift: 0, epoch_ns: 0, epoch_raw: 0 };
+        assert_eq!(big.convert(1 << 40), ((1u128 << 40) * u128::from(u32::MAX)) as u64, "no overflow panic");
+        let wraps = ClockParams { mult: 1, shift: 0, epoch_ns: 5, epoch_raw: 10 };
+        assert_eq!(wraps.convert(4), u64::MAX, "subtraction wraps at 2^64");
+        assert_eq!(ClockParams { epoch_ns: u64::MAX, ..wraps }.convert(11), 0, "and so does addition");
+    }
 
     #[test]
     fn counter_and_manual_clocks() {

@@ -1,6 +1,6 @@
 //! Clock parameters a writer reads while another party updates them: the conversion of a raw
-//! counter to nanoseconds that a host calibrates and hands to a hypervisor (`UPDATE_CLOCK`),
-//! read by the hypervisor's writers on every event.
+//! counter to nanoseconds ([`ClockParams`], defined in [`crate::clock`]) that a host calibrates
+//! and hands to a hypervisor (`UPDATE_CLOCK`), read by the hypervisor's writers on every event.
 //!
 //! The parameters live in two banks behind a sequence counter (a seqcount "latch"): an update
 //! writes one bank while readers use the other, then switches them, so a writer stamping an
@@ -16,37 +16,8 @@
 //!
 //! A read retries only if an update ran across it; updates come every few hundred milliseconds.
 
+pub use crate::clock::ClockParams;
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence, spin_hint};
-
-/// How to turn a raw counter value into nanoseconds:
-/// `ns = epoch_ns + ((raw - epoch_raw) * mult) >> shift`, with 128-bit intermediates and `raw`
-/// before `epoch_raw` counted backwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClockParams {
-    /// Multiplier.
-    pub mult: u32,
-    /// Shift.
-    pub shift: u32,
-    /// Nanoseconds at the epoch.
-    pub epoch_ns: u64,
-    /// Raw counter at the epoch.
-    pub epoch_raw: u64,
-}
-
-impl ClockParams {
-    /// Raw counter values are nanoseconds.
-    pub const IDENTITY: Self = Self { mult: 1, shift: 0, epoch_ns: 0, epoch_raw: 0 };
-
-    /// `raw` in nanoseconds.
-    pub fn convert(&self, raw: u64) -> u64 {
-        let scale = |d: u64| ((u128::from(d) * u128::from(self.mult)) >> self.shift.min(127)) as u64;
-        if raw >= self.epoch_raw {
-            self.epoch_ns.wrapping_add(scale(raw - self.epoch_raw))
-        } else {
-            self.epoch_ns.wrapping_sub(scale(self.epoch_raw - raw))
-        }
-    }
-}
 
 #[derive(Debug)]
 struct Bank {
@@ -149,17 +120,6 @@ impl ClockLatch {
 mod tests {
     use super::*;
     use std::sync::Arc;
-
-    #[test]
-    fn conversion_scales_and_offsets() {
-        let p = ClockParams { mult: 3 << 30, shift: 31, epoch_ns: 1_000, epoch_raw: 500 };
-        assert_eq!(p.convert(500), 1_000);
-        assert_eq!(p.convert(600), 1_150);
-        assert_eq!(p.convert(400), 850, "before the epoch counts backwards");
-        assert_eq!(ClockParams::IDENTITY.convert(12345), 12345);
-        let big = ClockParams { mult: u32::MAX, shift: 0, epoch_ns: 0, epoch_raw: 0 };
-        assert_eq!(big.convert(1 << 40), ((1u128 << 40) * u128::from(u32::MAX)) as u64, "no overflow panic");
-    }
 
     /// A writer reading the clock while the host updates it always sees one whole parameter set.
     #[test]

@@ -49,6 +49,16 @@ impl<D: Doorbell + ?Sized> Doorbell for &D {
     }
 }
 
+/// What a consumer asking to be woken is told: whether to read now, and how far behind it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Arming {
+    /// The watermark is reached already ([`CpuBuffer::arm_doorbell`] returned true): read now;
+    /// the doorbell was left disarmed. False: armed, it rings when the watermark is reached.
+    pub ready: bool,
+    /// [`CpuBuffer::full_pages`] when armed.
+    pub full_pages: u32,
+}
+
 impl<C: Clock, D: Doorbell> CpuBuffer<'_, C, D> {
     /// Asks to be woken through the doorbell once at least `pages` pages are finished (see
     /// [`CpuBuffer::full_pages`]; 0 counts as 1: as soon as the writer finishes a page, and more

@@ -4,15 +4,33 @@ use crate::error::GeometryError;
 use crate::format::{DataLayout, SMALL_DATA_MAX, SUBBUF_HEADER_SIZE};
 use crate::meta::meta_area_size;
 
-/// How the writer behaves when the ring is full.
+/// How the writer behaves when the ring is full. Its discriminant is its number on the wire
+/// ([`Mode::to_wire`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u32)]
 pub enum Mode {
     /// Flight recorder: the writer pushes the head forward and the oldest page is lost
     /// (counted in `overrun` and `pages_lost`).
     #[default]
-    Overwrite,
+    Overwrite = 0,
     /// Producer/consumer: the writer drops the new event (counted in `dropped`).
-    Drop,
+    Drop = 1,
+}
+
+impl Mode {
+    /// Every mode.
+    const ALL: [Self; 2] = [Self::Overwrite, Self::Drop];
+
+    /// The mode's number wherever it is carried as one: the `mode` of a HELLO answer
+    /// (docs/abi.md §5.2) and of a hypervisor's load descriptor.
+    pub const fn to_wire(self) -> u32 {
+        self as u32
+    }
+
+    /// The mode numbered `n` ([`Mode::to_wire`]), if there is one.
+    pub fn from_wire(n: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.to_wire() == n)
+    }
 }
 
 /// Sub-buffer size and count of one CPU's buffer.
@@ -136,6 +154,12 @@ impl Default for Geometry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modes_are_numbered_as_the_abi_says() {
+        assert_eq!((Mode::Overwrite.to_wire(), Mode::Drop.to_wire()), (0, 1));
+        assert_eq!([0, 1, 2].map(Mode::from_wire), [Some(Mode::Overwrite), Some(Mode::Drop), None]);
+    }
 
     #[test]
     fn validates_sizes() {

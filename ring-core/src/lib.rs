@@ -160,10 +160,10 @@ pub use buffer::{Config, CpuBuffer, Stats};
 pub use clock::CycleClock;
 #[cfg(feature = "std")]
 pub use clock::MonotonicClock;
-pub use clock::{Clock, CounterClock, ManualClock};
+pub use clock::{Clock, ClockParams, CounterClock, ManualClock};
 pub use consume::{ConsumeError, Consumed, Cursor, DrainBound};
 pub use decode::{DecodeError, Event, EventIter, MissedEvents, PageRecord, PageSource, ShmBytes, ShmPage};
-pub use doorbell::{Doorbell, NoDoorbell};
+pub use doorbell::{Arming, Doorbell, NoDoorbell};
 pub use error::{GeometryError, SwapError, WriteError, WriterClaimed};
 pub use geometry::{Geometry, Mode};
 pub use link::SubBufLink;

@@ -9,6 +9,7 @@
 //! Fields are written by one party each (see the table in [`crate`]'s docs) and read by anyone,
 //! always through [`ShmRegion`] at the field's own width.
 
+use crate::buffer::Stats;
 use crate::shm::ShmRegion;
 use crate::sync::Ordering;
 use core::mem::offset_of;
@@ -253,26 +254,6 @@ pub mod off {
     }
 }
 
-/// Counters a consumer can read from the meta area at any time (a racy but per-field atomic
-/// snapshot).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MetaCounters {
-    /// Events committed.
-    pub entries: u64,
-    /// Events lost to overwrite.
-    pub overrun: u64,
-    /// Events dropped (ring full in producer/consumer mode).
-    pub dropped: u64,
-    /// Events consumed.
-    pub read: u64,
-    /// Pages lost to overwrite.
-    pub pages_lost: u64,
-    /// Pages the writer moved onto.
-    pub pages_touched: u64,
-    /// Reader-page swaps.
-    pub swaps: u64,
-}
-
 /// Typed access to a meta area in shared memory.
 #[derive(Debug, Clone, Copy)]
 pub struct MetaPage<'a> {
@@ -364,10 +345,12 @@ impl<'a> MetaPage<'a> {
         let id = r.load_u32_acquire(off::READER_ID);
         MetaReader { lost_events: r.load_u64(off::READER_LOST_EVENTS), id, read: r.load_u32(off::READER_READ) }
     }
-    /// The counters.
-    pub fn counters(&self) -> MetaCounters {
+    /// The counters the meta area holds, each loaded on its own (a racy but per-field atomic
+    /// snapshot, docs/abi.md §4.5; `entries` lags, §2.1). It holds no `full_pages` nor
+    /// `abandoned`: those are 0.
+    pub fn counters(&self) -> Stats {
         let r = self.region;
-        MetaCounters {
+        Stats {
             entries: r.load_u64(off::ENTRIES),
             overrun: r.load_u64(off::OVERRUN),
             dropped: r.load_u64(off::EXT_DROPPED),
@@ -375,6 +358,8 @@ impl<'a> MetaPage<'a> {
             pages_lost: r.load_u64(off::PAGES_LOST),
             pages_touched: r.load_u64(off::PAGES_TOUCHED),
             swaps: r.load_u64(off::EXT_SWAPS),
+            full_pages: 0,
+            abandoned: 0,
         }
     }
     /// `ext.head_slot`, with acquire semantics.

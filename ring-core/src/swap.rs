@@ -67,16 +67,33 @@ pub fn check_read<P: PageSource + ?Sized>(page: &P, commit: u32, consumed: u32, 
     }
 }
 
-/// What a swap did.
+/// What a swap did. Its discriminant is its number on the wire ([`SwapStatus::to_wire`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
 pub enum SwapStatus {
     /// The old reader page went back into the ring; `id` is a new reader page, read from 0.
-    Swapped,
+    Swapped = 0,
     /// The reader page still has unread committed data; keep reading it from `read`.
-    Unread,
+    Unread = 1,
     /// Everything committed on the reader page was read, but the writer is still writing on it
     /// (the ring holds nothing else); read again when `commit` grows.
-    WriterOnPage,
+    WriterOnPage = 2,
+}
+
+impl SwapStatus {
+    /// Every status.
+    const ALL: [Self; 3] = [Self::Swapped, Self::Unread, Self::WriterOnPage];
+
+    /// The status's number wherever a swap's outcome is carried as one: the `swap_status` of a
+    /// GET_READER_PAGE answer (docs/abi.md §5.2) and the status of a hypervisor's swap call.
+    pub const fn to_wire(self) -> u32 {
+        self as u32
+    }
+
+    /// The status numbered `n` ([`SwapStatus::to_wire`]), if there is one.
+    pub fn from_wire(n: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.to_wire() == n)
+    }
 }
 
 /// The reader page after a swap request.
@@ -678,5 +695,12 @@ mod tests {
         assert_eq!(s.overrun, got.total_lost());
         assert_eq!(u64::from(seq), seqs.len() as u64 + s.overrun);
         assert!(buf.full_pages() <= buf.geometry().nr_slots());
+    }
+
+    #[test]
+    fn swap_statuses_are_numbered_as_the_abi_says() {
+        let all = [SwapStatus::Swapped, SwapStatus::Unread, SwapStatus::WriterOnPage];
+        assert_eq!(all.map(SwapStatus::to_wire), [0, 1, 2]);
+        assert_eq!([0, 1, 2, 3].map(SwapStatus::from_wire), [Some(all[0]), Some(all[1]), Some(all[2]), None]);
     }
 }

@@ -643,7 +643,7 @@ mod tests {
         let _ = drain(&buf);
         buf.reset();
         assert_eq!(buf.stats(), crate::Stats::default());
-        assert_eq!(buf.view().meta().counters(), crate::meta::MetaCounters::default());
+        assert_eq!(buf.view().meta().counters(), crate::Stats::default());
         assert!(drain(&buf).events.is_empty());
         buf.write(&seq_payload(42, 0)).unwrap();
         assert_eq!(drain(&buf).seqs(), [42]);

@@ -19,7 +19,7 @@ use crate::wire::{
     parse_body, status,
 };
 use parking_lot::Mutex;
-use ring_core::Geometry;
+use ring_core::{ClockParams, Geometry, Mode, Stats};
 use rustix::io::Errno;
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendFlags,
@@ -177,14 +177,15 @@ impl Connection {
         receive(&mut socket, op)
     }
 
-    /// CPU `cpu`'s counters, as the producer sees them.
-    pub fn stats(&self, cpu: u32) -> Result<StatsBody, Error> {
-        Ok(parse_body(&self.call(Op::Stats, cpu, 0)?.body)?)
+    /// CPU `cpu`'s counters, as the producer sees them (all but [`Stats::abandoned`], which
+    /// `STATS` does not carry).
+    pub fn stats(&self, cpu: u32) -> Result<Stats, Error> {
+        Ok(parse_body::<StatsBody>(&self.call(Op::Stats, cpu, 0)?.body)?.into())
     }
 
     /// The raw-clock-to-nanoseconds conversion.
-    pub fn clock(&self) -> Result<ClockBody, Error> {
-        Ok(parse_body(&self.call(Op::Clock, 0, 0)?.body)?)
+    pub fn clock(&self) -> Result<ClockParams, Error> {
+        Ok(parse_body::<ClockBody>(&self.call(Op::Clock, 0, 0)?.body)?)
     }
 
     /// The event-format descriptions, fetched in chunks.
@@ -262,7 +263,7 @@ fn check_hello(hello: &HelloBody) -> Result<Geometry, Error> {
             hello.formats_len
         )));
     }
-    if hello.mode > 1 {
+    if Mode::from_wire(hello.mode).is_none() {
         return Err(Error::Protocol(format!("unknown buffer mode {}", hello.mode)));
     }
     let geometry = Geometry::new(hello.subbuf_size, hello.nr_subbufs)?;
@@ -278,7 +279,7 @@ fn check_hello(hello: &HelloBody) -> Result<Geometry, Error> {
 }
 
 fn call(socket: &Mutex<Socket>, req: Request, accept_refusal: bool) -> Result<ReceivedAnswer, Error> {
-    let op = Op::from_u32(req.op).expect("requests are built from an Op");
+    let op = Op::from_wire(req.op).expect("requests are built from an Op");
     let mut socket = socket.lock();
     if socket.broken {
         // A producer that went away since is reported as such, so callers read what it left.

@@ -294,7 +294,7 @@ impl PageLosses {
 
     /// The damage found: the malformed pages, or, if there were none, losses larger than the
     /// writer's `counters` allow.
-    pub fn finish(mut self, counters: &ring_core::meta::MetaCounters) -> Vec<Damage> {
+    pub fn finish(mut self, counters: &ring_core::Stats) -> Vec<Damage> {
         let counted = counters.overrun.saturating_add(counters.dropped);
         if self.damage.is_empty() && self.lost > counted {
             self.damage.push(Damage::ImplausibleLoss { reported: self.lost, counted });

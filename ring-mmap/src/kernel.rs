@@ -23,7 +23,7 @@ use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup, lost_from_page};
 use crate::error::Error;
 use memmap2::MmapOptions;
 use ring_core::meta::off;
-use ring_core::{EventIter, Geometry, PageSource, SharedView, ShmRegion};
+use ring_core::{EventIter, Geometry, PageSource, SharedView, ShmRegion, Stats};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
@@ -155,41 +155,45 @@ impl CpuSource for KernelCpu {
     }
 }
 
-/// The counters of tracefs `per_cpu/cpuN/stats`.
+/// The counters of tracefs `per_cpu/cpuN/stats`: those that mean what hyptrace's do, as
+/// ring-core's [`Stats`], and the kernel's own beside them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelStats {
-    /// Events in the buffer not yet read (`entries:`).
-    pub entries: u64,
-    /// Events lost to overwrite (`overrun:`).
-    pub overrun: u64,
-    /// Events lost because a writer was interrupted and the buffer filled (`commit overrun:`).
+    /// The event counts: `overrun` (`overrun:`), `dropped` (`dropped events:`, producer/consumer
+    /// mode), `read` (`read events:`), and `entries`, events committed, which the kernel counts
+    /// but the file shows less the read and overwritten ones (as [`KernelStats::unread`]): here
+    /// `unread + read + overrun`, the kernel's own count again. The file has no page counts,
+    /// swaps nor full pages: 0.
+    pub stats: Stats,
+    /// Events in the buffer not yet read (`entries:`): [`Stats::in_buffer`], not
+    /// [`Stats::entries`].
+    pub unread: u64,
+    /// The kernel's alone: events lost because a writer was interrupted and the buffer filled
+    /// (`commit overrun:`).
     pub commit_overrun: u64,
-    /// Bytes of unread events (`bytes:`).
+    /// The kernel's alone: bytes of unread events (`bytes:`).
     pub bytes: u64,
-    /// Events dropped in producer/consumer mode (`dropped events:`).
-    pub dropped: u64,
-    /// Events read (`read events:`).
-    pub read: u64,
 }
 
 impl KernelStats {
     /// Parses the text of a `stats` file; missing or malformed lines leave their field at 0.
     pub fn parse(text: &str) -> Self {
-        let mut s = Self::default();
+        let mut k = Self::default();
         for line in text.lines() {
             let Some((key, value)) = line.split_once(':') else { continue };
             let value = value.trim().parse().unwrap_or(0);
             match key.trim() {
-                "entries" => s.entries = value,
-                "overrun" => s.overrun = value,
-                "commit overrun" => s.commit_overrun = value,
-                "bytes" => s.bytes = value,
-                "dropped events" => s.dropped = value,
-                "read events" => s.read = value,
+                "entries" => k.unread = value,
+                "overrun" => k.stats.overrun = value,
+                "commit overrun" => k.commit_overrun = value,
+                "bytes" => k.bytes = value,
+                "dropped events" => k.stats.dropped = value,
+                "read events" => k.stats.read = value,
                 _ => {}
             }
         }
-        s
+        k.stats.entries = k.unread.saturating_add(k.stats.read).saturating_add(k.stats.overrun);
+        k
     }
 }
 
@@ -272,8 +276,11 @@ mod tests {
     fn stats_files_parse() {
         let text = "entries: 12\noverrun: 3\ncommit overrun: 0\nbytes: 480\noldest event ts:  5.123456\n\
                     now ts:  9.000001\ndropped events: 7\nread events: 40\n";
-        let s = KernelStats::parse(text);
-        assert_eq!((s.entries, s.overrun, s.bytes, s.dropped, s.read), (12, 3, 480, 7, 40));
+        let k = KernelStats::parse(text);
+        assert_eq!((k.unread, k.bytes, k.commit_overrun), (12, 480, 0));
+        let (s, entries) = (k.stats, 12 + 40 + 3);
+        assert_eq!((s.entries, s.overrun, s.dropped, s.read), (entries, 3, 7, 40));
+        assert_eq!(s.in_buffer(), k.unread);
         assert_eq!(KernelStats::parse("garbage\nentries: x\n"), KernelStats::default());
     }
 }

@@ -32,7 +32,7 @@ use crate::consumer::{CpuSource, ReaderPage, Wakeup};
 use crate::error::Error;
 use crate::wire::{ClockBody, parse_body};
 use ring_core::meta::off;
-use ring_core::{Geometry, SharedView};
+use ring_core::{ClockParams, Geometry, SharedView};
 use rustix::fs::FlockOperation;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -145,7 +145,7 @@ pub struct BufferDir {
     /// The event formats, if the producer published them.
     pub formats: Option<Vec<u8>>,
     /// The raw-clock conversion, if the producer published one (otherwise timestamps are raw).
-    pub clock: Option<ClockBody>,
+    pub clock: Option<ClockParams>,
 }
 
 impl BufferDir {
@@ -273,14 +273,14 @@ mod tests {
         let temporary = tempfile::tempdir().unwrap();
         let dir = temporary.path().join("bufs");
         let p = producer(&dir, Mode::Overwrite, false);
-        p.set_clock(ClockBody { mult: 3, shift: 1, epoch_raw: 10, epoch_ns: 20 }).unwrap();
+        p.set_clock(ClockParams { mult: 3, shift: 1, epoch_raw: 10, epoch_ns: 20 }).unwrap();
         // Three ring pages of ~500 events each: 5000 events lap the ring.
         for i in 0u32..5000 {
             p.cpu(1).writer().unwrap().write(&i.to_le_bytes()).unwrap();
         }
         drop(p);
         let opened = BufferDir::open(&dir).unwrap();
-        assert_eq!(opened.clock, Some(ClockBody { mult: 3, shift: 1, epoch_raw: 10, epoch_ns: 20 }));
+        assert_eq!(opened.clock, Some(ClockParams { mult: 3, shift: 1, epoch_raw: 10, epoch_ns: 20 }));
         let mut cpus = opened.cpus.into_iter();
         assert_eq!(recover(cpus.next().unwrap()), (vec![], vec![]), "cpu 0 wrote nothing");
         let (lost, events) = recover(cpus.next().unwrap());

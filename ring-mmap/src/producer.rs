@@ -1,41 +1,113 @@
 //! The producer side: what the control socket serves ([`Producer`]), and [`ShmProducer`], per-CPU
 //! ring-core buffers living in shared files, written by threads of this process.
 //!
-//! A simulated hypervisor implements [`Producer`] itself: there the buffers live in memory the
-//! host donated, and swaps go through hypercalls.
+//! A hypervisor backend implements [`Producer`] itself: there the buffers live in memory the
+//! host donated, and swaps go through hypercalls (hyp-sim's host is one). A producer answers in
+//! ring-core's types; the server ([`crate::server`]) makes the messages ([`crate::wire`]).
 
 use crate::backing::{Backing, CpuBacking, CpuLayout, OpenBacking};
 use crate::doorbell::EventFdDoorbell;
 use crate::error::Error;
 use crate::postmortem::{CLOCK_FILE, FORMATS_FILE};
-use crate::wire::{ClockBody, HelloBody, PROTOCOL_VERSION, StatsBody, WaitBody};
 use parking_lot::Mutex;
-use ring_core::{Clock, Config, CpuBuffer, Mode, ReaderUpdate, SwapError};
+use ring_core::{Arming, Clock, ClockParams, Config, CpuBuffer, ReaderUpdate, Stats, SwapError};
 use std::os::fd::BorrowedFd;
 use zerocopy::IntoBytes;
 
-/// What the control socket needs from a producer. The server checks `cpu < nr_cpus()` before
-/// calling any per-CPU method.
+/// What the control socket serves, in ring-core's terms: the server ([`crate::Server`]) checks
+/// each request, asks the producer, and makes the answer ([`crate::wire`]), so a producer knows
+/// nothing of the wire format. The server checks `cpu < nr_cpus()` before calling any per-CPU
+/// method, and calls from the threads serving its connections, so concurrently.
+///
+/// [`ShmProducer`] implements it for buffers written in this process; a hypervisor backend
+/// forwards each call to the hypervisor. One might look like this, `Hypervisor` standing for
+/// its calls:
+///
+/// ```
+/// use ring_core::{Arming, ClockParams, Config, ReaderUpdate, Stats, SwapError};
+/// use ring_mmap::Producer;
+/// use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+///
+/// /// The hypervisor's tracing calls, their results decoded into ring-core's types.
+/// trait Hypervisor: Send + Sync {
+///     fn swap_reader_page(&self, cpu: u32, read: u32) -> Result<ReaderUpdate, SwapError>;
+///     fn stats(&self, cpu: u32) -> Option<Stats>;
+///     fn arm_doorbell(&self, cpu: u32, pages: u32) -> Arming;
+///     fn disarm_doorbell(&self, cpu: u32);
+///     fn clock(&self) -> ClockParams;
+/// }
+///
+/// /// One CPU's buffer as the host shares it: its file (docs/abi.md §1), opened read-only for
+/// /// consumers, and the eventfd its doorbell interrupt signals.
+/// struct SharedCpu {
+///     file: OwnedFd,
+///     doorbell: OwnedFd,
+/// }
+///
+/// struct Backend<H> {
+///     hypervisor: H,
+///     config: Config,
+///     cpus: Vec<SharedCpu>,
+///     formats: Vec<u8>,
+/// }
+///
+/// impl<H: Hypervisor> Producer for Backend<H> {
+///     fn nr_cpus(&self) -> u32 {
+///         self.cpus.len() as u32
+///     }
+///     fn config(&self) -> Config {
+///         self.config
+///     }
+///     fn cpu_fds(&self, cpu: u32) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+///         let c = &self.cpus[cpu as usize];
+///         (c.file.as_fd(), c.doorbell.as_fd())
+///     }
+///     fn swap_reader_page(&self, cpu: u32, read: u32) -> Result<ReaderUpdate, SwapError> {
+///         self.hypervisor.swap_reader_page(cpu, read)
+///     }
+///     fn stats(&self, cpu: u32) -> Option<Stats> {
+///         self.hypervisor.stats(cpu)
+///     }
+///     fn arm_doorbell(&self, cpu: u32, pages: u32) -> Arming {
+///         self.hypervisor.arm_doorbell(cpu, pages)
+///     }
+///     fn disarm_doorbell(&self, cpu: u32) {
+///         self.hypervisor.disarm_doorbell(cpu)
+///     }
+///     fn formats(&self) -> &[u8] {
+///         &self.formats
+///     }
+///     fn clock(&self) -> ClockParams {
+///         self.hypervisor.clock()
+///     }
+/// }
+/// ```
 pub trait Producer: Send + Sync {
     /// Number of CPUs.
     fn nr_cpus(&self) -> u32;
-    /// Layout and sizes, for `HELLO`.
-    fn hello(&self) -> HelloBody;
+    /// Geometry and mode of every CPU's buffer; with [`Producer::nr_cpus`] and the length of
+    /// [`Producer::formats`], what `HELLO` tells. Each CPU's file is laid out as [`CpuLayout`]
+    /// says for this geometry.
+    fn config(&self) -> Config;
     /// CPU `cpu`'s buffer file (read-only descriptor) and doorbell eventfd.
     fn cpu_fds(&self, cpu: u32) -> (BorrowedFd<'_>, BorrowedFd<'_>);
-    /// GET_READER_PAGE: [`CpuBuffer::swap_reader_page`] on CPU `cpu`.
+    /// GET_READER_PAGE: [`CpuBuffer::swap_reader_page`] on CPU `cpu`. A [`SwapError`] for which
+    /// [`SwapError::is_bad_read`] holds is answered `EINVAL`, any other `EBUSY` (retry).
     fn swap_reader_page(&self, cpu: u32, read: u32) -> Result<ReaderUpdate, SwapError>;
-    /// CPU `cpu`'s counters, or `None` while it has none to give (a hypervisor whose buffer is
-    /// being reloaded): the server answers EBUSY then, never made-up zeros.
-    fn stats(&self, cpu: u32) -> Option<StatsBody>;
-    /// Arms CPU `cpu`'s doorbell ([`CpuBuffer::arm_doorbell`]).
-    fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody;
+    /// CPU `cpu`'s counters, exact ([`CpuBuffer::stats`]; `abandoned` is not sent), or `None`
+    /// while it has none to give (a hypervisor whose buffer is being reloaded): the server
+    /// answers EBUSY then, never made-up zeros.
+    fn stats(&self, cpu: u32) -> Option<Stats>;
+    /// WAIT: arms CPU `cpu`'s doorbell ([`CpuBuffer::arm_doorbell`]) and says whether it was
+    /// armed and how many pages are finished ([`CpuBuffer::full_pages`]).
+    fn arm_doorbell(&self, cpu: u32, pages: u32) -> Arming;
     /// Withdraws an arming (its consumer left).
     fn disarm_doorbell(&self, cpu: u32);
     /// The event-format descriptions consumers decode events with.
     fn formats(&self) -> &[u8];
-    /// The raw-clock-to-nanoseconds conversion.
-    fn clock(&self) -> ClockBody;
+    /// The raw-clock-to-nanoseconds conversion ([`ClockParams::IDENTITY`] if timestamps are
+    /// nanoseconds already).
+    fn clock(&self) -> ClockParams;
 }
 
 /// How to build a [`ShmProducer`].
@@ -51,9 +123,6 @@ pub struct ProducerConfig {
     pub formats: Vec<u8>,
 }
 
-/// The identity clock conversion: raw timestamps are nanoseconds.
-pub const IDENTITY_CLOCK: ClockBody = ClockBody { mult: 1, shift: 0, epoch_raw: 0, epoch_ns: 0 };
-
 struct ProducerCpu<C: Clock> {
     buffer: CpuBuffer<'static, C, EventFdDoorbell>,
     // Declared after `buffer`, which points into it, so that it is dropped after it.
@@ -66,7 +135,7 @@ pub struct ShmProducer<C: Clock> {
     config: ProducerConfig,
     /// `config.backing`, open: where the clock conversion is published.
     backing: OpenBacking,
-    clock: Mutex<ClockBody>,
+    clock: Mutex<ClockParams>,
 }
 
 impl<C: Clock> core::fmt::Debug for ShmProducer<C> {
@@ -95,7 +164,7 @@ impl<C: Clock> ShmProducer<C> {
         }
         open_backing.remove_stale_files(config.nr_cpus)?;
         open_backing.publish(FORMATS_FILE, &config.formats)?;
-        Ok(Self { cpus, config, backing: open_backing, clock: Mutex::new(IDENTITY_CLOCK) })
+        Ok(Self { cpus, config, backing: open_backing, clock: Mutex::new(ClockParams::IDENTITY) })
     }
 
     /// CPU `cpu`'s buffer; write events through its one writer ([`CpuBuffer::writer`], claimed
@@ -109,8 +178,8 @@ impl<C: Clock> ShmProducer<C> {
         self.cpus.iter().map(|c| &c.buffer)
     }
 
-    /// Publishes a new raw-clock conversion.
-    pub fn set_clock(&self, clock: ClockBody) -> Result<(), Error> {
+    /// Publishes a new raw-clock conversion (the identity until then).
+    pub fn set_clock(&self, clock: ClockParams) -> Result<(), Error> {
         let mut current = self.clock.lock();
         self.backing.publish(CLOCK_FILE, clock.as_bytes())?;
         *current = clock;
@@ -127,9 +196,8 @@ impl<C: Clock + Send + Sync> Producer for ShmProducer<C> {
         self.config.nr_cpus
     }
 
-    fn hello(&self) -> HelloBody {
-        let layout = CpuLayout { geometry: self.config.buffer.geometry };
-        hello_body(self.config.nr_cpus, self.config.buffer, layout, self.config.formats.len())
+    fn config(&self) -> Config {
+        self.config.buffer
     }
 
     fn cpu_fds(&self, cpu: u32) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
@@ -141,15 +209,14 @@ impl<C: Clock + Send + Sync> Producer for ShmProducer<C> {
         self.buffer(cpu).swap_reader_page(read)
     }
 
-    fn stats(&self, cpu: u32) -> Option<StatsBody> {
-        let b = self.buffer(cpu);
-        Some(stats_body(b.stats(), b.full_pages()))
+    fn stats(&self, cpu: u32) -> Option<Stats> {
+        Some(self.buffer(cpu).stats())
     }
 
-    fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody {
+    fn arm_doorbell(&self, cpu: u32, pages: u32) -> Arming {
         let b = self.buffer(cpu);
         let ready = b.arm_doorbell(pages);
-        WaitBody { ready: u32::from(ready), full_pages: b.full_pages() }
+        Arming { ready, full_pages: b.full_pages() }
     }
 
     fn disarm_doorbell(&self, cpu: u32) {
@@ -160,40 +227,7 @@ impl<C: Clock + Send + Sync> Producer for ShmProducer<C> {
         &self.config.formats
     }
 
-    fn clock(&self) -> ClockBody {
+    fn clock(&self) -> ClockParams {
         *self.clock.lock()
-    }
-}
-
-/// The `HELLO` answer for `nr_cpus` buffers of `buffer`'s geometry and mode laid out as `layout`.
-pub fn hello_body(nr_cpus: u32, buffer: Config, layout: CpuLayout, formats_len: usize) -> HelloBody {
-    let geometry = buffer.geometry;
-    HelloBody {
-        version: PROTOCOL_VERSION,
-        nr_cpus,
-        mode: match buffer.mode {
-            Mode::Overwrite => 0,
-            Mode::Drop => 1,
-        },
-        subbuf_size: geometry.subbuf_size(),
-        nr_subbufs: geometry.nr_subbufs(),
-        meta_page_size: layout.meta_size() as u32,
-        cpu_file_size: layout.file_size() as u64,
-        formats_len: formats_len as u64,
-        _reserved: 0,
-    }
-}
-
-/// The `STATS` answer for a buffer's counters.
-pub fn stats_body(s: ring_core::Stats, full_pages: u32) -> StatsBody {
-    StatsBody {
-        entries: s.entries,
-        overrun: s.overrun,
-        dropped: s.dropped,
-        read: s.read,
-        pages_lost: s.pages_lost,
-        pages_touched: s.pages_touched,
-        swaps: s.swaps,
-        full_pages: u64::from(full_pages),
     }
 }

@@ -4,26 +4,30 @@
 //!
 //! The socket file is created mode 0600 and every peer's credentials (`SO_PEERCRED`) must carry
 //! the producer's effective uid. Requests are answered in order, one message each
-//! ([`crate::wire`]). Nothing a peer sends can stop the server: malformed messages get an
-//! `EPROTO` answer, unknown operations `ENOTTY`, bad arguments `EINVAL`; a peer that does not read
-//! its answers, or hangs up, is dropped; the others keep being served. Descriptors (GET_CPU) go
-//! only to a client that has read every earlier answer (see `unread_answers`), so no client
-//! can use up the descriptors this process may have in flight. Each connection has a request
-//! budget ([`crate::request_budget`]): a client asking faster than it allows is served later,
-//! so none can take more than a share of a CPU.
+//! ([`crate::wire`]), which the server makes from what the [`Producer`] returns in ring-core's
+//! types. Nothing a peer sends can stop the server: malformed messages get an `EPROTO` answer,
+//! unknown operations `ENOTTY`, bad arguments `EINVAL`; a peer that does not read its answers,
+//! or hangs up, is dropped; the others keep being served. Descriptors (GET_CPU) go only to a
+//! client that has read every earlier answer (see `unread_answers`), so no client can use up the
+//! descriptors this process may have in flight. Each connection has a request budget
+//! ([`crate::request_budget`]): a client asking faster than it allows is served later, so none
+//! can take more than a share of a CPU.
 //!
 //! One client at a time consumes a CPU (swaps its reader page, arms its doorbell): the first to
 //! do so owns it until it disconnects; others get `EBUSY`. Any client may map a CPU's buffer
 //! read-only for non-consuming snapshots. When the server stops (or its process dies) every
 //! client's socket reaches end of file: that is the consumers' hangup.
 
+use crate::backing::CpuLayout;
 use crate::error::Error;
 use crate::full_table::FullTable;
 use crate::poll_window::ClientWindows;
 use crate::producer::Producer;
 use crate::request_budget::{Bucket, DEFAULT_BUDGET, RequestBudget};
 use crate::unread_answers;
-use crate::wire::{CpuBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, status};
+use crate::wire::{
+    CpuBody, HelloBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, StatsBody, WaitBody, status,
+};
 use parking_lot::Mutex;
 use ring_core::SwapStatus;
 use rustix::event::{EventfdFlags, PollFd, PollFlags};
@@ -620,13 +624,13 @@ enum Served {
 /// Answers a well-formed request of `client`; true with it if the client began consuming a CPU.
 fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (OutgoingAnswer<'p>, bool) {
     let producer = &*shared.producer;
-    let Some(op) = Op::from_u32(req.op) else {
+    let Some(op) = Op::from_wire(req.op) else {
         return (OutgoingAnswer::status(status::ENOTTY), false);
     };
     let cpu_ok = req.cpu < producer.nr_cpus();
     let answer = match op {
         Op::Hello => {
-            let hello = producer.hello();
+            let hello = HelloBody::new(producer.nr_cpus(), producer.config(), producer.formats().len());
             let mut answer = OutgoingAnswer::body(&hello);
             if req.arg != u64::from(hello.version) {
                 answer.status = status::EPROTO;
@@ -650,12 +654,13 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (OutgoingAnswer
         _ if !cpu_ok => OutgoingAnswer::status(status::EINVAL),
         Op::GetCpu => {
             let (file, doorbell) = producer.cpu_fds(req.cpu);
-            let mut answer = OutgoingAnswer::body(&CpuBody { file_size: producer.hello().cpu_file_size, _reserved: 0 });
+            let layout = CpuLayout { geometry: producer.config().geometry };
+            let mut answer = OutgoingAnswer::body(&CpuBody { file_size: layout.file_size() as u64, _reserved: 0 });
             answer.fds = vec![file, doorbell];
             answer
         }
         Op::Stats => {
-            producer.stats(req.cpu).map_or(OutgoingAnswer::status(status::EBUSY), |s| OutgoingAnswer::body(&s))
+            producer.stats(req.cpu).map_or(OutgoingAnswer::status(status::EBUSY), |s| OutgoingAnswer::body(&StatsBody::from(s)))
         }
         Op::GetReaderPage | Op::Wait => {
             let Some(newly) = shared.claim(req.cpu, client) else {
@@ -663,27 +668,16 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (OutgoingAnswer
             };
             if op == Op::Wait {
                 let pages = u32::try_from(req.arg).unwrap_or(u32::MAX);
-                let wait = producer.arm_doorbell(req.cpu, pages);
-                return (OutgoingAnswer { sleeps: wait.ready == 0, ..OutgoingAnswer::body(&wait) }, newly);
+                let arming = producer.arm_doorbell(req.cpu, pages);
+                return (OutgoingAnswer { sleeps: !arming.ready, ..OutgoingAnswer::body(&WaitBody::from(arming)) }, newly);
             }
             let Ok(read) = u32::try_from(req.arg) else {
                 return (OutgoingAnswer::status(status::EINVAL), newly);
             };
             let answer = match producer.swap_reader_page(req.cpu, read) {
-                Ok(update) => OutgoingAnswer {
-                    swapped: update.status == SwapStatus::Swapped,
-                    ..OutgoingAnswer::body(&ReaderBody {
-                        id: update.id,
-                        read: update.read,
-                        lost_events: update.lost_events,
-                        swap_status: match update.status {
-                            SwapStatus::Swapped => 0,
-                            SwapStatus::Unread => 1,
-                            SwapStatus::WriterOnPage => 2,
-                        },
-                        _reserved: 0,
-                    })
-                },
+                Ok(update) => {
+                    OutgoingAnswer { swapped: update.status == SwapStatus::Swapped, ..OutgoingAnswer::body(&ReaderBody::from(update)) }
+                }
                 Err(e) if e.is_bad_read() => OutgoingAnswer::status(status::EINVAL),
                 Err(_) => OutgoingAnswer::status(status::EBUSY),
             };

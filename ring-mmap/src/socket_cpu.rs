@@ -4,8 +4,8 @@ use crate::backing::ReadOnlyMapping;
 use crate::client::{Connection, HANGUP_POLL, is_hangup};
 use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup};
 use crate::error::Error;
-use crate::wire::{Op, ReaderBody, StatsBody, WaitBody, parse_body};
-use ring_core::SharedView;
+use crate::wire::{Op, ReaderBody, WaitBody, parse_body};
+use ring_core::{SharedView, Stats, SwapStatus};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use std::os::fd::{AsFd, OwnedFd};
@@ -47,7 +47,7 @@ impl SocketCpu {
     }
 
     /// This CPU's counters, as the producer sees them.
-    pub fn stats(&self) -> Result<StatsBody, Error> {
+    pub fn stats(&self) -> Result<Stats, Error> {
         self.connection.stats(self.cpu)
     }
 }
@@ -64,13 +64,15 @@ impl CpuSource for SocketCpu {
     fn get_reader_page(&mut self, read: u32) -> Result<ReaderPage, Error> {
         let answer = self.connection.call(Op::GetReaderPage, self.cpu, u64::from(read))?;
         let body: ReaderBody = parse_body(&answer.body)?;
-        if body.swap_status > 2 || body.id >= self.connection.geometry().nr_subbufs() {
+        let status =
+            SwapStatus::from_wire(body.swap_status).filter(|_| body.id < self.connection.geometry().nr_subbufs());
+        let Some(status) = status else {
             return Err(Error::Protocol(format!(
                 "GET_READER_PAGE answered page {} status {}",
                 body.id, body.swap_status
             )));
-        }
-        let swapped = body.swap_status == 0;
+        };
+        let swapped = status == SwapStatus::Swapped;
         let lost = if swapped && body.lost_events > 0 { Lost::Count(body.lost_events) } else { Lost::None };
         Ok(ReaderPage { id: body.id, start: body.read, swapped, lost })
     }

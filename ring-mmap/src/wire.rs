@@ -15,7 +15,15 @@
 //! Everything a peer sends is validated here before use: a message of the wrong size, with the
 //! wrong magic or non-zero reserved fields is a [`WireError`], never a panic. `docs/abi.md`
 //! documents every operation for implementers in other languages.
+//!
+//! Each number the messages carry for a named value is defined once, by its enum: [`Op`] here,
+//! ring-core's [`ring_core::Mode`] and [`ring_core::SwapStatus`] (`to_wire`, `from_wire`), which
+//! a hypervisor's own calls use too. Each body a producer answers with is made here, from the
+//! ring-core value a [`crate::Producer`] returns (`HelloBody::new`, and `From` for the others;
+//! the `CLOCK` body is ring-core's [`ClockParams`] itself), so producers never build one.
 
+use crate::backing::CpuLayout;
+use ring_core::{Arming, ClockParams, Config, ReaderUpdate, Stats};
 use rustix::io::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -32,7 +40,8 @@ pub const MAX_RESPONSE: usize = size_of::<ResponseHeader>() + MAX_BODY;
 /// Most file descriptors one response carries.
 pub const MAX_FDS: usize = 2;
 
-/// Operations a consumer can ask for.
+/// Operations a consumer can ask for. Its discriminant is its number on the wire
+/// ([`Op::to_wire`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Op {
@@ -53,18 +62,16 @@ pub enum Op {
 }
 
 impl Op {
+    const ALL: [Self; 7] = [Op::Hello, Op::GetCpu, Op::GetReaderPage, Op::Stats, Op::Wait, Op::Formats, Op::Clock];
+
+    /// The operation's number, in [`Request::op`] and [`ResponseHeader::op`].
+    pub const fn to_wire(self) -> u32 {
+        self as u32
+    }
+
     /// The operation numbered `n`, if there is one.
-    pub fn from_u32(n: u32) -> Option<Self> {
-        Some(match n {
-            1 => Op::Hello,
-            2 => Op::GetCpu,
-            3 => Op::GetReaderPage,
-            4 => Op::Stats,
-            5 => Op::Wait,
-            6 => Op::Formats,
-            7 => Op::Clock,
-            _ => return None,
-        })
+    pub fn from_wire(n: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.to_wire() == n)
     }
 }
 
@@ -124,7 +131,7 @@ pub struct HelloBody {
     pub version: u32,
     /// CPUs (per-CPU buffers), numbered from 0.
     pub nr_cpus: u32,
-    /// 0: overwrite, 1: drop (producer/consumer).
+    /// The buffers' [`ring_core::Mode`], by [`ring_core::Mode::to_wire`]: 0 overwrite, 1 drop.
     pub mode: u32,
     /// Bytes per sub-buffer, header included.
     pub subbuf_size: u32,
@@ -142,6 +149,25 @@ pub struct HelloBody {
 
 const _: () = assert!(size_of::<HelloBody>() == 48);
 const _: () = assert!(core::mem::offset_of!(HelloBody, cpu_file_size) == 24);
+
+impl HelloBody {
+    /// The `HELLO` answer of a producer of `nr_cpus` buffers of `config`'s geometry and mode,
+    /// each in a file laid out as [`CpuLayout`] says, publishing `formats_len` bytes of formats.
+    pub fn new(nr_cpus: u32, config: Config, formats_len: usize) -> Self {
+        let layout = CpuLayout { geometry: config.geometry };
+        Self {
+            version: PROTOCOL_VERSION,
+            nr_cpus,
+            mode: config.mode.to_wire(),
+            subbuf_size: config.geometry.subbuf_size(),
+            nr_subbufs: config.geometry.nr_subbufs(),
+            meta_page_size: layout.meta_size() as u32,
+            cpu_file_size: layout.file_size() as u64,
+            formats_len: formats_len as u64,
+            _reserved: 0,
+        }
+    }
+}
 
 /// [`Op::GetCpu`]'s answer.
 #[repr(C)]
@@ -165,7 +191,8 @@ pub struct ReaderBody {
     pub read: u32,
     /// Events lost between the previous reader page and this one (0 unless swapped).
     pub lost_events: u64,
-    /// 0: swapped in a new page; 1: kept (unread data left); 2: kept (the writer is on it).
+    /// The swap's [`ring_core::SwapStatus`], by [`ring_core::SwapStatus::to_wire`]: 0 swapped
+    /// in a new page; 1 kept (unread data left); 2 kept (the writer is on it).
     pub swap_status: u32,
     /// Reserved, 0.
     pub _reserved: u32,
@@ -175,29 +202,51 @@ const _: () = assert!(size_of::<ReaderBody>() == 24);
 const _: () = assert!(core::mem::offset_of!(ReaderBody, lost_events) == 8);
 const _: () = assert!(core::mem::offset_of!(ReaderBody, swap_status) == 16);
 
-/// [`Op::Stats`]'s answer: the CPU's counters, exact as the producer sees them.
+impl From<ReaderUpdate> for ReaderBody {
+    fn from(u: ReaderUpdate) -> Self {
+        Self { id: u.id, read: u.read, lost_events: u.lost_events, swap_status: u.status.to_wire(), _reserved: 0 }
+    }
+}
+
+/// [`Op::Stats`]'s answer: the CPU's counters, exact as the producer sees them. Its layout is
+/// the ABI's; its meaning is ring-core's [`Stats`], to and from which it converts (`From`), here
+/// only: every field but `abandoned`, which the wire does not carry (0 when received).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct StatsBody {
-    /// Events committed.
+    /// [`Stats::entries`].
     pub entries: u64,
-    /// Events lost to overwrite.
+    /// [`Stats::overrun`].
     pub overrun: u64,
-    /// Events dropped (drop mode, ring full).
+    /// [`Stats::dropped`].
     pub dropped: u64,
-    /// Events consumed (on reader pages given back).
+    /// [`Stats::read`].
     pub read: u64,
-    /// Pages lost to overwrite.
+    /// [`Stats::pages_lost`].
     pub pages_lost: u64,
-    /// Pages the writer moved onto.
+    /// [`Stats::pages_touched`].
     pub pages_touched: u64,
-    /// Reader-page swaps.
+    /// [`Stats::swaps`].
     pub swaps: u64,
-    /// Finished pages not yet given back by the consumer.
+    /// [`Stats::full_pages`].
     pub full_pages: u64,
 }
 
 const _: () = assert!(size_of::<StatsBody>() == 64);
+
+impl From<Stats> for StatsBody {
+    fn from(s: Stats) -> Self {
+        let Stats { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages, abandoned: _ } = s;
+        Self { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages }
+    }
+}
+
+impl From<StatsBody> for Stats {
+    fn from(b: StatsBody) -> Self {
+        let StatsBody { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages } = b;
+        Self { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages, abandoned: 0 }
+    }
+}
 
 /// [`Op::Wait`]'s answer.
 #[repr(C)]
@@ -212,20 +261,16 @@ pub struct WaitBody {
 
 const _: () = assert!(size_of::<WaitBody>() == 8);
 
-/// [`Op::Clock`]'s answer: how to turn raw timestamps into nanoseconds:
-/// `ns = epoch_ns + ((raw - epoch_raw) * mult) >> shift` (128-bit intermediate).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
-pub struct ClockBody {
-    /// Multiplier.
-    pub mult: u32,
-    /// Shift.
-    pub shift: u32,
-    /// Raw time of the epoch.
-    pub epoch_raw: u64,
-    /// Nanoseconds at the epoch.
-    pub epoch_ns: u64,
+impl From<Arming> for WaitBody {
+    fn from(a: Arming) -> Self {
+        Self { ready: u32::from(a.ready), full_pages: a.full_pages }
+    }
 }
+
+/// [`Op::Clock`]'s answer: how to turn raw timestamps into nanoseconds. It is ring-core's
+/// [`ClockParams`], whose `#[repr(C)]` layout is this body's (`mult`, `shift`, `epoch_raw`,
+/// `epoch_ns`), with [`ClockParams::convert`] the conversion producers and consumers share.
+pub type ClockBody = ClockParams;
 
 const _: () = assert!(size_of::<ClockBody>() == 24);
 
@@ -281,7 +326,7 @@ pub enum WireError {
 impl Request {
     /// A request for `op`.
     pub fn new(op: Op, cpu: u32, arg: u64) -> Self {
-        Self { magic: REQUEST_MAGIC, op: op as u32, cpu, _reserved0: 0, arg, _reserved1: 0 }
+        Self { magic: REQUEST_MAGIC, op: op.to_wire(), cpu, _reserved0: 0, arg, _reserved1: 0 }
     }
 
     /// Validates a received message.
@@ -322,8 +367,8 @@ impl ResponseHeader {
         if header._reserved != 0 {
             return Err(WireError::Reserved);
         }
-        if header.op != op as u32 {
-            return Err(WireError::Mismatch { got: header.op, want: op as u32 });
+        if header.op != op.to_wire() {
+            return Err(WireError::Mismatch { got: header.op, want: op.to_wire() });
         }
         if header.body_len as usize != body.len() || body.len() > MAX_BODY {
             return Err(WireError::Size { got: bytes.len(), want: size_of::<Self>() + header.body_len as usize });
@@ -355,8 +400,12 @@ mod tests {
         let mut bad = req;
         bad._reserved1 = 1;
         assert_eq!(Request::parse(bad.as_bytes()), Err(WireError::Reserved));
-        assert_eq!(Op::from_u32(3), Some(Op::GetReaderPage));
-        assert_eq!(Op::from_u32(99), None);
+        assert_eq!(Op::from_wire(3), Some(Op::GetReaderPage));
+        assert_eq!(Op::from_wire(99), None);
+        // The numbers docs/abi.md §5.2 gives.
+        assert_eq!(Op::ALL.map(Op::to_wire), [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(Op::ALL.map(|op| Op::from_wire(op.to_wire())), Op::ALL.map(Some));
+        assert_eq!(Op::from_wire(0), None);
     }
 
     #[test]
@@ -374,5 +423,37 @@ mod tests {
         // The values docs/abi.md documents (Linux errno numbers).
         assert_eq!((status::EINVAL, status::EBUSY, status::ENOTTY, status::EPROTO), (-22, -16, -25, -71));
         assert_eq!(status::EUSERS, -87);
+    }
+
+    #[test]
+    fn bodies_are_made_from_ring_core_values() {
+        use ring_core::{Geometry, Mode, SwapStatus};
+        let config = Config { geometry: Geometry::new(4096, 4).unwrap(), mode: Mode::Drop };
+        let h = HelloBody::new(2, config, 10);
+        assert_eq!((h.version, h.nr_cpus, h.mode, h.subbuf_size, h.nr_subbufs), (1, 2, 1, 4096, 4));
+        assert_eq!((h.meta_page_size, h.cpu_file_size, h.formats_len, h._reserved), (4096, 5 * 4096, 10, 0));
+        let update = ReaderUpdate { status: SwapStatus::WriterOnPage, id: 3, read: 48, lost_events: 7 };
+        let reader = ReaderBody { id: 3, read: 48, lost_events: 7, swap_status: 2, _reserved: 0 };
+        assert_eq!(ReaderBody::from(update), reader);
+        assert_eq!(WaitBody::from(Arming { ready: true, full_pages: 2 }), WaitBody { ready: 1, full_pages: 2 });
+        assert_eq!(WaitBody::from(Arming { ready: false, full_pages: 0 }), WaitBody { ready: 0, full_pages: 0 });
+    }
+
+    #[test]
+    fn stats_convert_field_for_field_but_abandoned() {
+        let stats = Stats {
+            entries: 1,
+            overrun: 2,
+            dropped: 3,
+            read: 4,
+            pages_lost: 5,
+            pages_touched: 6,
+            swaps: 7,
+            full_pages: 8,
+            abandoned: 9,
+        };
+        let body = StatsBody::from(stats);
+        assert_eq!(body.as_bytes(), [1u64, 2, 3, 4, 5, 6, 7, 8].as_bytes(), "docs/abi.md §5.2's order");
+        assert_eq!(Stats::from(body), Stats { abandoned: 0, ..stats }, "the wire has no abandoned");
     }
 }

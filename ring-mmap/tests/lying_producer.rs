@@ -4,8 +4,10 @@
 //! handshake, a format description too large to fetch.
 
 use ring_core::meta::off;
-use ring_core::{Config, CpuBuffer, Geometry, ManualClock, Mode, ReaderUpdate, SharedView, SwapError, SwapStatus};
-use ring_mmap::wire::{ClockBody, HelloBody, StatsBody, WaitBody};
+use ring_core::{
+    Arming, ClockParams, Config, CpuBuffer, Geometry, ManualClock, Mode, ReaderUpdate, SharedView, Stats, SwapError,
+    SwapStatus,
+};
 use ring_mmap::{
     Backing, Connection, Consumer, CpuSource, DirCpu, DrainScope, Error, Lost, Producer, ProducerConfig, ReaderPage,
     Record, Server, ShmProducer, Wakeup,
@@ -14,6 +16,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const GEOMETRY: (u32, u32) = (4096, 4);
@@ -36,30 +39,35 @@ fn scribble(dir: &Path, at: u64, value: &[u8]) {
 }
 
 /// What a [`Lying`] producer lies about.
-#[derive(Clone, Copy)]
 enum Lie {
     /// Every GET_READER_PAGE answer names page 1 with this much read (as if the page had that
     /// much more than it does).
     Read(u32),
-    /// HELLO announces this many bytes of event formats.
-    FormatsLen(u64),
+    /// The formats are these when HELLO asks their length (the first time they are asked for),
+    /// and the honest ones afterwards, when FORMATS fetches them.
+    Formats(Vec<u8>),
 }
 
 /// An honest producer but for one lie.
 struct Lying {
     inner: Arc<ShmProducer<ManualClock>>,
     lie: Lie,
+    /// The formats were asked for already.
+    formats_asked: AtomicBool,
+}
+
+impl Lying {
+    fn new(inner: Arc<ShmProducer<ManualClock>>, lie: Lie) -> Arc<Self> {
+        Arc::new(Self { inner, lie, formats_asked: AtomicBool::new(false) })
+    }
 }
 
 impl Producer for Lying {
     fn nr_cpus(&self) -> u32 {
         self.inner.nr_cpus()
     }
-    fn hello(&self) -> HelloBody {
-        match self.lie {
-            Lie::FormatsLen(formats_len) => HelloBody { formats_len, ..self.inner.hello() },
-            Lie::Read(_) => self.inner.hello(),
-        }
+    fn config(&self) -> Config {
+        self.inner.config()
     }
     fn cpu_fds(&self, cpu: u32) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
         self.inner.cpu_fds(cpu)
@@ -67,22 +75,25 @@ impl Producer for Lying {
     fn swap_reader_page(&self, cpu: u32, read: u32) -> Result<ReaderUpdate, SwapError> {
         match self.lie {
             Lie::Read(read) => Ok(ReaderUpdate { status: SwapStatus::Unread, id: 1, read, lost_events: 0 }),
-            Lie::FormatsLen(_) => self.inner.swap_reader_page(cpu, read),
+            Lie::Formats(_) => self.inner.swap_reader_page(cpu, read),
         }
     }
-    fn stats(&self, cpu: u32) -> Option<StatsBody> {
+    fn stats(&self, cpu: u32) -> Option<Stats> {
         self.inner.stats(cpu)
     }
-    fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody {
+    fn arm_doorbell(&self, cpu: u32, pages: u32) -> Arming {
         self.inner.arm_doorbell(cpu, pages)
     }
     fn disarm_doorbell(&self, cpu: u32) {
         self.inner.disarm_doorbell(cpu)
     }
     fn formats(&self) -> &[u8] {
-        self.inner.formats()
+        match &self.lie {
+            Lie::Formats(announced) if !self.formats_asked.swap(true, Ordering::Relaxed) => announced,
+            _ => self.inner.formats(),
+        }
     }
-    fn clock(&self) -> ClockBody {
+    fn clock(&self) -> ClockParams {
         self.inner.clock()
     }
 }
@@ -93,7 +104,7 @@ fn a_read_position_past_the_commit_is_a_protocol_error() {
     let inner = producer(Backing::Memfd, Vec::new());
     inner.cpu(0).writer().unwrap().write(b"hello").unwrap();
     for (read, what) in [(u32::MAX, "far past the page"), (4000, "past the commit"), (2, "misaligned")] {
-        let lying = Arc::new(Lying { inner: inner.clone(), lie: Lie::Read(read) });
+        let lying = Lying::new(inner.clone(), Lie::Read(read));
         let server = Server::start(&dir.path().join(format!("sock{read}")), lying).unwrap();
         let cpu = Connection::connect(server.path()).unwrap().open_cpu(0).unwrap();
         let mut consumer = Consumer::new(cpu).unwrap();
@@ -231,12 +242,14 @@ fn a_geometry_changed_after_the_handshake_is_a_protocol_error() {
 fn a_format_description_too_large_to_fetch_is_refused_at_the_handshake() {
     let dir = tempfile::tempdir().unwrap();
     let inner = producer(Backing::Memfd, vec![0; 64]);
-    let huge = Arc::new(Lying { inner: inner.clone(), lie: Lie::FormatsLen(u64::MAX) });
+    // Zeroed memory, mapped but never touched: the server only takes its length.
+    let too_large = vec![0; usize::try_from(ring_mmap::client::MAX_FORMATS_LEN).unwrap() + 1];
+    let huge = Lying::new(inner.clone(), Lie::Formats(too_large));
     let server = Server::start(&dir.path().join("huge"), huge).unwrap();
     let got = Connection::connect(server.path());
     assert!(matches!(got, Err(Error::Protocol(ref m)) if m.contains("event formats")), "{got:?}");
     // Within the limit, a description the producer then fails to deliver is an error too.
-    let short = Arc::new(Lying { inner, lie: Lie::FormatsLen(1 << 20) });
+    let short = Lying::new(inner, Lie::Formats(vec![0; 1 << 20]));
     let server = Server::start(&dir.path().join("short"), short).unwrap();
     let got = Connection::connect(server.path()).unwrap().formats();
     assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");

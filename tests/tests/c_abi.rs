@@ -32,7 +32,7 @@ fn compile(dir: &Path) -> Option<PathBuf> {
 
 /// Runs a producer of `events` events on one CPU and the C consumer against it; returns the C
 /// consumer's `(events, lost, next)` and the producer's counters.
-fn run(mode: &str, events: u64, extra: &[&str]) -> Option<((u64, u64, u64), ring_mmap::wire::StatsBody)> {
+fn run(mode: &str, events: u64, extra: &[&str]) -> Option<((u64, u64, u64), ring_core::Stats)> {
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = compile(dir.path())?;
     let socket = dir.path().join("sock");

@@ -9,7 +9,8 @@
 #![cfg(not(loom))]
 
 use hyptrace_tests::payload;
-use ring_mmap::wire::{Op, StatsBody};
+use ring_core::Stats;
+use ring_mmap::wire::Op;
 use ring_mmap::{Connection, Consumer, CpuSource, Error, Lost, Record, SocketCpu, Wakeup};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -113,7 +114,7 @@ fn consume(cpu: SocketCpu, done: &AtomicBool, pause: Duration) -> (Seen, Consume
 }
 
 /// Runs a producer of `events` per CPU and consumes both CPUs until it is done.
-fn run(args: &[&str], events: u64, pause: Duration) -> Vec<(Seen, StatsBody)> {
+fn run(args: &[&str], events: u64, pause: Duration) -> Vec<(Seen, Stats)> {
     let events_arg = events.to_string();
     let mut all = args.to_vec();
     all.extend(["--cpus", "2", "--events", &events_arg]);

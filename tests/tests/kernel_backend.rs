@@ -73,7 +73,7 @@ fn records_written_to_trace_marker_raw_come_back_through_the_mapping() {
     let n = 500;
     write_records(inst.path(), n, 20);
     let before = KernelCpu::stats_file(inst.path(), 0).expect("stats");
-    assert_eq!((before.entries, before.overrun), (u64::from(n), 0), "{before:?}");
+    assert_eq!((before.unread, before.stats.overrun), (u64::from(n), 0), "{before:?}");
 
     let mut consumer = Consumer::new(KernelCpu::open(inst.path(), 0).expect("mapping cpu0")).expect("consumer");
     let mut ids = Vec::new();
@@ -92,7 +92,7 @@ fn records_written_to_trace_marker_raw_come_back_through_the_mapping() {
     assert_eq!(ids, (0..n).collect::<Vec<_>>(), "every record, in order");
 
     let after = KernelCpu::stats_file(inst.path(), 0).expect("stats");
-    assert_eq!((after.entries, after.read), (0, u64::from(n)), "{after:?}");
+    assert_eq!((after.unread, after.stats.read), (0, u64::from(n)), "{after:?}");
     let counters = consumer.source().view().expect("view").meta().counters();
     assert_eq!((counters.entries, counters.read, counters.overrun), (u64::from(n), u64::from(n), 0));
     drop(consumer); // the instance can only be removed once nothing has it open
@@ -105,7 +105,7 @@ fn kernel_losses_are_reported_from_the_page_flags() {
     let inst = instance(&root, "overrun", 8);
     let n = 3000;
     write_records(inst.path(), n, 40);
-    let stats = KernelCpu::stats_file(inst.path(), 0).expect("stats");
+    let stats = KernelCpu::stats_file(inst.path(), 0).expect("stats").stats;
     assert!(stats.overrun > 0, "the small buffer overflowed: {stats:?}");
 
     let mut consumer = Consumer::new(KernelCpu::open(inst.path(), 0).expect("mapping cpu0")).expect("consumer");

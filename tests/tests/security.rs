@@ -355,7 +355,7 @@ fn a_symlinked_temporary_is_replaced_not_written_through() {
     std::os::unix::fs::symlink(&victim.path, dir.join(".formats.new")).expect("symlink");
     std::os::unix::fs::symlink(&victim.path, dir.join(".clock.new")).expect("symlink");
     let producer = dir_producer(&dir, 1, false).expect("producer");
-    producer.set_clock(ring_mmap::wire::ClockBody { mult: 3, shift: 1, epoch_raw: 2, epoch_ns: 5 }).expect("clock");
+    producer.set_clock(ring_core::ClockParams { mult: 3, shift: 1, epoch_raw: 2, epoch_ns: 5 }).expect("clock");
     victim.assert_untouched();
     assert_eq!(std::fs::read(dir.join("formats")).expect("formats"), b"the producer's formats");
     assert_eq!(std::fs::metadata(dir.join("clock")).expect("clock").len(), 24);

@@ -4,8 +4,7 @@
 use crate::formats::Formats;
 use anyhow::{Context, Result, bail};
 use ring_core::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
-use ring_core::{SharedView, Snapshot};
-use ring_mmap::wire::ClockBody;
+use ring_core::{ClockParams, SharedView, Snapshot, Stats};
 use ring_mmap::{
     BufferDir, Connection, Consumer, CpuSource, DirCpu, DrainScope, Error, KernelCpu, KernelStats, PageCopy, Record,
     Remaining, SocketCpu,
@@ -47,21 +46,12 @@ pub enum CpuReader {
     Dir(Consumer<DirCpu>),
 }
 
-/// The counters of one CPU, from wherever the source keeps them.
+/// The counters of one CPU, from wherever the source keeps them: ring-core's [`Stats`] (those
+/// the source has, the others 0), and what the reader tells besides.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Events committed.
-    pub entries: u64,
-    /// Events lost to overwrite.
-    pub overrun: u64,
-    /// Events dropped (ring full, producer/consumer mode).
-    pub dropped: u64,
-    /// Events consumed.
-    pub read: u64,
-    /// Pages lost to overwrite.
-    pub pages_lost: u64,
-    /// Pages the writer moved onto.
-    pub pages_touched: u64,
+    /// The buffer's counters.
+    pub stats: Stats,
     /// Unread events still in the buffer.
     pub unread: u64,
     /// Bytes of unread event data, when the source can tell.
@@ -169,47 +159,33 @@ impl CpuReader {
     /// The kernel's from the meta page and tracefs `stats`.
     pub fn counters(&self, tracing: Option<&std::path::Path>) -> Result<Counters> {
         let view = self.view()?;
-        let mut m = view.meta().counters();
+        let meta = view.meta().counters();
         self.check_mapping()?;
         let exact = match self {
             CpuReader::Socket(c) => c.source().stats().ok(),
             CpuReader::Kernel(_) | CpuReader::Dir(_) => None,
         };
-        if let Some(s) = exact {
-            (m.entries, m.overrun, m.dropped, m.read) = (s.entries, s.overrun, s.dropped, s.read);
-            (m.pages_lost, m.pages_touched) = (s.pages_lost, s.pages_touched);
-        }
+        let mut m = exact.unwrap_or(meta);
         match self {
             CpuReader::Socket(_) | CpuReader::Dir(_) => {
                 let snapshot = self.snapshot().ok();
                 let unread = match (exact, &snapshot) {
                     (None, Some(snap)) => snap.events().count() as u64,
-                    _ => m.entries.saturating_sub(m.read.saturating_add(m.overrun)),
+                    _ => m.in_buffer(),
                 };
-                Ok(Counters {
-                    entries: m.entries.max(m.read.saturating_add(m.overrun).saturating_add(unread)),
-                    overrun: m.overrun,
-                    dropped: m.dropped,
-                    read: m.read,
-                    pages_lost: m.pages_lost,
-                    pages_touched: m.pages_touched,
-                    unread,
-                    bytes: snapshot.map(|snap| unread_bytes(&snap)),
-                })
+                m.entries = m.entries.max(m.read.saturating_add(m.overrun).saturating_add(unread));
+                Ok(Counters { stats: m, unread, bytes: snapshot.map(|snap| unread_bytes(&snap)) })
             }
             CpuReader::Kernel(c) => {
                 let dir = tracing.context("kernel counters need the tracefs directory")?;
                 let k: KernelStats = KernelCpu::stats_file(dir, c.source().cpu())?;
-                Ok(Counters {
-                    entries: m.entries.max(k.entries.saturating_add(k.read).saturating_add(k.overrun)),
-                    overrun: k.overrun,
-                    dropped: k.dropped,
-                    read: k.read,
+                let stats = Stats {
+                    entries: m.entries.max(k.stats.entries),
                     pages_lost: m.pages_lost,
                     pages_touched: m.pages_touched,
-                    unread: k.entries,
-                    bytes: Some(k.bytes),
-                })
+                    ..k.stats
+                };
+                Ok(Counters { stats, unread: k.unread, bytes: Some(k.bytes) })
             }
         }
     }
@@ -241,7 +217,7 @@ pub struct Session {
     /// Event formats.
     pub formats: Formats,
     /// Raw timestamps to nanoseconds.
-    pub clock: ClockBody,
+    pub clock: ClockParams,
     /// Bytes per sub-buffer.
     pub subbuf_size: u32,
     /// CPUs the source has (all of them, read or not).
@@ -278,7 +254,7 @@ impl Session {
             connection: None,
             cpus,
             formats,
-            clock: opened.clock.unwrap_or(ring_mmap::producer::IDENTITY_CLOCK),
+            clock: opened.clock.unwrap_or(ClockParams::IDENTITY),
             subbuf_size,
             nr_cpus,
         })
@@ -373,15 +349,7 @@ impl Session {
         };
         let formats = Formats::from_tracefs(&root).context("reading the kernel's event formats")?;
         let subbuf_size = cpus.first().map_or(Ok(4096), |c| c.view().map(|v| v.geometry().subbuf_size()))?;
-        Ok(Self {
-            target,
-            connection: None,
-            cpus,
-            formats,
-            clock: ring_mmap::producer::IDENTITY_CLOCK,
-            subbuf_size,
-            nr_cpus,
-        })
+        Ok(Self { target, connection: None, cpus, formats, clock: ClockParams::IDENTITY, subbuf_size, nr_cpus })
     }
 
     /// The tracefs directory, for a kernel target.
@@ -438,16 +406,6 @@ fn not_serving_yet(error: &Error) -> bool {
     }
 }
 
-/// A raw timestamp in nanoseconds, by the producer's published conversion.
-pub fn to_ns(c: &ClockBody, raw: u64) -> u64 {
-    let scale = |d: u64| ((u128::from(d) * u128::from(c.mult)) >> c.shift.min(127)) as u64;
-    if raw >= c.epoch_raw {
-        c.epoch_ns.wrapping_add(scale(raw - c.epoch_raw))
-    } else {
-        c.epoch_ns.wrapping_sub(scale(c.epoch_raw - raw))
-    }
-}
-
 /// The CPUs to read, in CPU order: `only` (checked against `nr_cpus`, each once), or all.
 fn select(nr_cpus: u32, only: &[u32]) -> Result<Vec<u32>> {
     if nr_cpus == 0 {
@@ -496,8 +454,8 @@ mod tests {
         let cpu = CpuReader::Dir(Consumer::new(opened.cpus.into_iter().next().unwrap()).unwrap());
         let counters = cpu.counters(None).unwrap();
         assert!(lagging < 2000, "the meta area lags: {lagging}");
-        assert_eq!(counters.entries, 2000);
-        assert_eq!(counters.read + counters.overrun + counters.unread, 2000, "{counters:?}");
+        assert_eq!(counters.stats.entries, 2000);
+        assert_eq!(counters.stats.read + counters.stats.overrun + counters.unread, 2000, "{counters:?}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub fn summary(rows: &[Row]) -> String {
         let t = r.tally.unwrap_or_default();
         let rate = if r.secs > 0.0 { t.events as f64 / r.secs } else { 0.0 };
         let lost = if t.lost_unknown > 0 { format!("{}+?", t.lost) } else { t.lost.to_string() };
-        let c = &r.counters;
+        let c = &r.counters.stats;
         let _ = writeln!(
             out,
             "{:>4} {:>12} {:>10} {:>10} {:>10} {:>12} {:>12.0}",
@@ -44,12 +44,12 @@ pub fn stats_text(rows: &[Row]) -> String {
         "cpu", "entries", "overrun", "dropped", "read", "unread", "touched", "pages_lost", "bytes"
     );
     for r in rows {
-        let c = &r.counters;
+        let (c, s) = (&r.counters, &r.counters.stats);
         let bytes = c.bytes.map_or("-".to_string(), |b| b.to_string());
         let _ = writeln!(
             out,
             "{:>4} {:>12} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>12}",
-            r.cpu, c.entries, c.overrun, c.dropped, c.read, c.unread, c.pages_touched, c.pages_lost, bytes
+            r.cpu, s.entries, s.overrun, s.dropped, s.read, c.unread, s.pages_touched, s.pages_lost, bytes
         );
     }
     out
@@ -59,16 +59,16 @@ pub fn stats_text(rows: &[Row]) -> String {
 pub fn stats_json(rows: &[Row]) -> serde_json::Value {
     rows.iter()
         .map(|r| {
-            let c = &r.counters;
+            let (c, s) = (&r.counters, &r.counters.stats);
             serde_json::json!({
                 "cpu": r.cpu,
-                "entries": c.entries,
-                "overrun": c.overrun,
-                "dropped": c.dropped,
-                "read": c.read,
+                "entries": s.entries,
+                "overrun": s.overrun,
+                "dropped": s.dropped,
+                "read": s.read,
                 "unread": c.unread,
-                "pages_touched": c.pages_touched,
-                "pages_lost": c.pages_lost,
+                "pages_touched": s.pages_touched,
+                "pages_lost": s.pages_lost,
                 "bytes": c.bytes,
             })
         })
@@ -77,15 +77,15 @@ pub fn stats_json(rows: &[Row]) -> serde_json::Value {
 
 /// A CPU's counters as the text of a trace.dat CPUSTAT option (tracefs `stats` lines).
 pub fn cpustat(r: &Row) -> String {
-    let c = &r.counters;
+    let (c, s) = (&r.counters, &r.counters.stats);
     format!(
         "CPU: {}\nentries: {}\noverrun: {}\ncommit overrun: 0\nbytes: {}\ndropped events: {}\nread events: {}\n",
         r.cpu,
         c.unread,
-        c.overrun,
+        s.overrun,
         c.bytes.unwrap_or(0),
-        c.dropped,
-        c.read
+        s.dropped,
+        s.read
     )
 }
 
@@ -95,7 +95,8 @@ mod tests {
 
     #[test]
     fn tables_line_up_and_show_unknown_losses() {
-        let counters = Counters { entries: 10, overrun: 2, dropped: 1, read: 5, unread: 3, ..Default::default() };
+        let stats = ring_core::Stats { entries: 10, overrun: 2, dropped: 1, read: 5, ..Default::default() };
+        let counters = Counters { stats, unread: 3, bytes: None };
         let tally = Tally { events: 8, lost: 2, lost_unknown: 1, bytes: 64 };
         let rows = [Row { cpu: 0, counters, tally: Some(tally), secs: 2.0 }];
         let s = summary(&rows);

@@ -7,14 +7,14 @@ pub mod clock;
 
 use crate::events;
 use crate::hyp::desc::{CpuDesc, DescHeader, MAX_DESC_BYTES};
+use crate::hyp::stats::HypStats;
 use crate::hyp::{HvcRet, Hyp, call};
 use crate::platform::{Platform, PlatformBuilder};
 use clock::ClockSync;
 use parking_lot::Mutex;
-use ring_core::{Config, Mode, ReaderUpdate, SwapError, SwapStatus};
+use ring_core::{Arming, ClockParams, Config, ReaderUpdate, Stats, SwapError, SwapStatus};
 use ring_mmap::backing::{Backing, CpuLayout};
-use ring_mmap::producer::{IDENTITY_CLOCK, Producer, hello_body};
-use ring_mmap::wire::{ClockBody, HelloBody, StatsBody, WaitBody};
+use ring_mmap::producer::Producer;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -163,10 +163,7 @@ impl Host {
     /// and length.
     pub fn write_descriptor(&self) -> (u64, u64) {
         let geometry = self.config.buffer.geometry;
-        let mode = match self.config.buffer.mode {
-            Mode::Overwrite => 0,
-            Mode::Drop => 1,
-        };
+        let mode = self.config.buffer.mode.to_wire();
         let header = DescHeader::new(self.config.nr_cpus, geometry.subbuf_size(), geometry.nr_subbufs(), mode);
         let mut bytes = header.as_bytes().to_vec();
         let meta_len = geometry.meta_size() as u64;
@@ -206,14 +203,10 @@ impl Host {
         self.clock.lock().report()
     }
 
-    /// CPU `cpu`'s exact counters (three `STATS` hypercalls), and events discarded while its
-    /// buffer was busy.
-    pub fn cpu_stats(&self, cpu: u32) -> Result<(StatsBody, u64), HostError> {
-        let group = |g: u64| self.call("STATS", call::STATS, [u64::from(cpu), g, 0, 0]).map(|r| r.ret);
-        let ([entries, overrun, dropped], [read, pages_lost, pages_touched], [swaps, full_pages, discarded]) =
-            (group(0)?, group(1)?, group(2)?);
-        let stats = StatsBody { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages };
-        Ok((stats, discarded))
+    /// CPU `cpu`'s exact counters, and events discarded while its buffer was busy (a `STATS`
+    /// hypercall per group).
+    pub fn cpu_stats(&self, cpu: u32) -> Result<HypStats, HostError> {
+        HypStats::gather(|group| self.call("STATS", call::STATS, [u64::from(cpu), group, 0, 0]).map(|r| r.ret))
     }
 
     /// True once a consumer has asked for every CPU's reader page (GET_READER_PAGE), that is,
@@ -234,7 +227,7 @@ impl Host {
     /// events on the page the writer is on when that is not the reader page. Told from the
     /// hypervisor's STATS and the host's own view of the shared meta area and pages.
     pub fn has_unread(&self, cpu: u32) -> bool {
-        let Ok((stats, _)) = self.cpu_stats(cpu) else { return false };
+        let Ok(HypStats { stats, .. }) = self.cpu_stats(cpu) else { return false };
         if stats.full_pages > 0 {
             return true;
         }
@@ -286,9 +279,8 @@ impl Producer for Host {
         self.config.nr_cpus
     }
 
-    fn hello(&self) -> HelloBody {
-        let layout = CpuLayout { geometry: self.config.buffer.geometry };
-        hello_body(self.config.nr_cpus, self.config.buffer, layout, self.formats.len())
+    fn config(&self) -> Config {
+        self.config.buffer
     }
 
     fn cpu_fds(&self, cpu: u32) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
@@ -300,31 +292,29 @@ impl Producer for Host {
         // Ordering: Relaxed; see `every_cpu_consumed`. (The server checked `cpu < nr_cpus`.)
         self.consumed[cpu as usize].store(true, Ordering::Relaxed);
         let ret = self.hvc(call::SWAP_READER, [u64::from(cpu), u64::from(read), 0, 0]);
-        let status = match ret.status {
-            0 => SwapStatus::Swapped,
-            1 => SwapStatus::Unread,
-            2 => SwapStatus::WriterOnPage,
-            code if code == crate::hyp::HypError::BadArgument.code() => {
+        let status = match u32::try_from(ret.status).ok().and_then(SwapStatus::from_wire) {
+            Some(status) => status,
+            None if ret.status == crate::hyp::HypError::BadArgument.code() => {
                 return Err(self.read_refusal(cpu, read));
             }
             // Busy, or the buffers are being reloaded: the consumer retries.
-            _ => return Err(SwapError::Busy),
+            None => return Err(SwapError::Busy),
         };
         let [id, read, lost_events] = ret.ret;
         Ok(ReaderUpdate { status, id: id as u32, read: read as u32, lost_events })
     }
 
-    fn stats(&self, cpu: u32) -> Option<StatsBody> {
-        self.cpu_stats(cpu).map(|(s, _)| s).ok()
+    fn stats(&self, cpu: u32) -> Option<Stats> {
+        self.cpu_stats(cpu).ok().map(|s| s.stats)
     }
 
-    fn arm_doorbell(&self, cpu: u32, pages: u32) -> WaitBody {
+    fn arm_doorbell(&self, cpu: u32, pages: u32) -> Arming {
         let ret = self.hvc(call::ARM_DOORBELL, [u64::from(cpu), u64::from(pages), 0, 0]);
         // Not loaded: say ready, so the consumer asks and learns it directly.
         if ret.status < 0 {
-            return WaitBody { ready: 1, full_pages: 0 };
+            return Arming { ready: true, full_pages: 0 };
         }
-        WaitBody { ready: ret.ret[0] as u32, full_pages: ret.ret[1] as u32 }
+        Arming { ready: ret.ret[0] != 0, full_pages: ret.ret[1] as u32 }
     }
 
     fn disarm_doorbell(&self, cpu: u32) {
@@ -335,8 +325,8 @@ impl Producer for Host {
         &self.formats
     }
 
-    fn clock(&self) -> ClockBody {
+    fn clock(&self) -> ClockParams {
         // The hypervisor stamps events in the host's nanoseconds already.
-        IDENTITY_CLOCK
+        ClockParams::IDENTITY
     }
 }

@@ -11,7 +11,7 @@
 //!   8  u32 nr_cpus                          8  u64 meta_addr    page-aligned
 //!   12 u32 subbuf_size (power of two)       16 u64 meta_len     page multiple, >= the meta size
 //!   16 u32 nr_subbufs (>= 3)                24 u64 data_addr    page-aligned
-//!   20 u32 mode (0 overwrite, 1 drop)       32 u64 data_len     = subbuf_size * nr_subbufs
+//!   20 u32 mode (Mode::to_wire)             32 u64 data_len     = subbuf_size * nr_subbufs
 //!   24 u64 reserved, 0
 //! ```
 
@@ -49,7 +49,7 @@ pub struct DescHeader {
     pub subbuf_size: u32,
     /// Sub-buffers per CPU, reader page included.
     pub nr_subbufs: u32,
-    /// 0: overwrite, 1: drop.
+    /// The buffers' [`Mode`], by [`Mode::to_wire`] (0 overwrite, 1 drop).
     pub mode: u32,
     /// Reserved, 0.
     pub _reserved: u64,
@@ -59,7 +59,7 @@ const _: () = assert!(size_of::<DescHeader>() == 32);
 
 impl DescHeader {
     /// A header of this version for `nr_cpus` CPU entries of `nr_subbufs` sub-buffers of
-    /// `subbuf_size` bytes, in `mode` (0: overwrite, 1: drop).
+    /// `subbuf_size` bytes, in `mode` ([`Mode::to_wire`]).
     pub const fn new(nr_cpus: u32, subbuf_size: u32, nr_subbufs: u32, mode: u32) -> Self {
         Self { magic: DESC_MAGIC, version: DESC_VERSION, nr_cpus, subbuf_size, nr_subbufs, mode, _reserved: 0 }
     }
@@ -127,11 +127,7 @@ pub fn validate(bytes: &[u8], platform: &Platform, links_per_cpu: u32) -> Result
         return Err(HypError::SubBufCount);
     }
     let geometry = Geometry::new(size, header.nr_subbufs).map_err(|_| HypError::SubBufCount)?;
-    let mode = match header.mode {
-        0 => Mode::Overwrite,
-        1 => Mode::Drop,
-        _ => return Err(HypError::Mode),
-    };
+    let mode = Mode::from_wire(header.mode).ok_or(HypError::Mode)?;
     let mut load = Load { geometry, mode, nr_cpus, cpus: [CpuDesc::default(); MAX_CPUS] };
     let mut seen = [false; MAX_CPUS];
     for (i, chunk) in rest.chunks_exact(size_of::<CpuDesc>()).enumerate() {

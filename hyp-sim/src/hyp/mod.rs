@@ -19,6 +19,7 @@ pub mod clock;
 mod cpu;
 pub mod desc;
 pub mod error;
+pub mod stats;
 
 use crate::events::{self, EVENTS, HypEvent, MAX_PAYLOAD};
 use crate::guest::{self, GuestExit};
@@ -27,7 +28,8 @@ use clock::{ClockParams, HypClock};
 use cpu::{HypCpu, state};
 use desc::{Load, MAX_DESC_BYTES};
 pub use error::HypError;
-use ring_core::{Clock, Config, CpuBuffer, Doorbell, ShmRegion, SubBufLink, SwapStatus};
+use ring_core::{Clock, Config, CpuBuffer, Doorbell, ShmRegion, SubBufLink};
+use stats::HypStats;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -43,17 +45,17 @@ pub mod call {
     pub const ENABLE: u64 = 3;
     /// `ENABLE_EVENT(id, on)`: record (1) or ignore (0) event `id`.
     pub const ENABLE_EVENT: u64 = 4;
-    /// `SWAP_READER(cpu, read)`: GET_READER_PAGE on `cpu`; status 0/1/2 (swapped / kept with
-    /// unread data / kept, writer on it), results `[id, read, lost_events]`. A `read` that is not
-    /// an event boundary of the reader page within its commit, or is below the last one accepted
-    /// for it, is `BadArgument` ([`ring_core::CpuBuffer::swap_reader_page`]).
+    /// `SWAP_READER(cpu, read)`: GET_READER_PAGE on `cpu`; status the swap's
+    /// [`ring_core::SwapStatus::to_wire`] (0 swapped, 1 kept with unread data, 2 kept, writer on
+    /// it), results `[id, read, lost_events]`. A `read` that is not an event boundary of the
+    /// reader page within its commit, or is below the last one accepted for it, is `BadArgument`
+    /// ([`ring_core::CpuBuffer::swap_reader_page`]).
     pub const SWAP_READER: u64 = 5;
     /// `RESET(cpu)`: empty `cpu`'s buffer.
     pub const RESET: u64 = 6;
     /// `UPDATE_CLOCK(mult, shift, epoch_ns, epoch_raw)`.
     pub const UPDATE_CLOCK: u64 = 7;
-    /// `STATS(cpu, group)`: three counters per group: 0 `[entries, overrun, dropped]`,
-    /// 1 `[read, pages_lost, pages_touched]`, 2 `[swaps, full_pages, discarded]`.
+    /// `STATS(cpu, group)`: the three counters [`super::stats::GROUPS`] lists for `group`.
     pub const STATS: u64 = 8;
     /// `ARM_DOORBELL(cpu, pages)`: results `[ready, full_pages, 0]`.
     pub const ARM_DOORBELL: u64 = 9;
@@ -269,11 +271,7 @@ impl Hyp {
         let using = self.cpu(cpu)?.enter().ok_or(HypError::NotLoaded)?;
         match using.buffer().swap_reader_page(read) {
             Ok(up) => {
-                let status = match up.status {
-                    SwapStatus::Swapped => 0,
-                    SwapStatus::Unread => 1,
-                    SwapStatus::WriterOnPage => 2,
-                };
+                let status = i64::from(up.status.to_wire());
                 Ok(HvcRet::ok(status, [u64::from(up.id), u64::from(up.read), up.lost_events]))
             }
             // A read past the commit, behind the last one, or not at an event boundary.
@@ -313,16 +311,9 @@ impl Hyp {
     fn stats(&self, a0: u64, a1: u64) -> Result<HvcRet, HypError> {
         let c = self.cpu(a0)?;
         let using = c.enter().ok_or(HypError::NotLoaded)?;
-        let s = using.buffer().stats();
         // Ordering: Relaxed; a statistic.
-        let discarded = c.discarded.load(Ordering::Relaxed);
-        let ret = match a1 {
-            0 => [s.entries, s.overrun, s.dropped],
-            1 => [s.read, s.pages_lost, s.pages_touched],
-            2 => [s.swaps, u64::from(using.buffer().full_pages()), discarded],
-            _ => return Err(HypError::BadArgument),
-        };
-        Ok(HvcRet::ok(0, ret))
+        let all = HypStats { stats: using.buffer().stats(), discarded: c.discarded.load(Ordering::Relaxed) };
+        Ok(HvcRet::ok(0, all.group(a1).ok_or(HypError::BadArgument)?))
     }
 
     /// [`call::ARM_DOORBELL`].

@@ -13,14 +13,12 @@
 use super::{interrupt_flag, rows};
 use crate::cli::RecordArgs;
 use crate::live::{self, Finished, LiveOptions, Stop, Tally};
-use crate::source::{CpuReader, Session, Target, to_ns};
+use crate::source::{CpuReader, Session, Target};
 use crate::table::{self, Row};
 use crate::tracedat::{DatError, DatInfo, DatWriter, PageBuilder, Spool, SpoolIo};
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ring_core::EventIter;
-use ring_mmap::producer::IDENTITY_CLOCK;
-use ring_mmap::wire::ClockBody;
+use ring_core::{ClockParams, EventIter};
 use ring_mmap::{DrainScope, Error, PageCopy, Record, Remaining};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -35,7 +33,7 @@ struct CpuRecording<'s> {
     spool: &'s mut Spool,
     builder: PageBuilder,
     tally: Tally,
-    clock: ClockBody,
+    clock: ClockParams,
     /// The first write error: recording stops at the next round.
     error: Option<anyhow::Error>,
 }
@@ -51,7 +49,7 @@ impl CpuRecording<'_> {
         let result = match record {
             Record::Lost(lost) => builder.lost(lost, &mut out).map_err(anyhow::Error::from),
             Record::Event(e) => {
-                let ns = to_ns(clock, e.timestamp);
+                let ns = clock.convert(e.timestamp);
                 match builder.push(ns, e.payload.len(), |d| _ = e.payload.copy_to(d), &mut out) {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(anyhow!(e).context(format!("cpu {cpu}"))),
@@ -75,7 +73,7 @@ impl CpuRecording<'_> {
         self.tally.count_copy(copy);
         let Self { cpu, spool, builder, clock, .. } = self;
         let mut out = |page: &[u8]| spool.write_page(page);
-        let whole = *clock == IDENTITY_CLOCK && copy.page.start == 0;
+        let whole = *clock == ClockParams::IDENTITY && copy.page.start == 0;
         let stored = if whole { builder.put_page(page, copy.events, copy.page.lost, &mut out) } else { Ok(false) };
         let result = match stored {
             Ok(true) => Ok(()),
@@ -90,7 +88,7 @@ impl CpuRecording<'_> {
     /// The events of `copy` from its start, pushed into `builder` one by one.
     fn push_events(
         builder: &mut PageBuilder,
-        clock: &ClockBody,
+        clock: &ClockParams,
         copy: &PageCopy,
         page: &[u8],
         out: &mut impl FnMut(&[u8]) -> Result<(), DatError>,
@@ -99,7 +97,7 @@ impl CpuRecording<'_> {
         for event in EventIter::starting_at(page, copy.page.start as usize)? {
             let event = event?;
             let payload = event.payload;
-            builder.push(to_ns(clock, event.timestamp), payload.len(), |d| d.copy_from_slice(payload), out)??;
+            builder.push(clock.convert(event.timestamp), payload.len(), |d| d.copy_from_slice(payload), out)??;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use crate::cli::ShowArgs;
 use crate::merge::{MergedItem, Merger};
 use crate::output::Printer;
-use crate::source::{Session, to_ns};
+use crate::source::Session;
 use anyhow::{Context, Result, bail};
 use ring_mmap::{Lost, PageLosses};
 
@@ -35,7 +35,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
                 events += 1;
                 merger.push(
                     cpu_index,
-                    MergedItem::Event { cpu, ns: to_ns(&session.clock, e.timestamp), payload: e.payload.to_vec() },
+                    MergedItem::Event { cpu, ns: session.clock.convert(e.timestamp), payload: e.payload.to_vec() },
                 );
             }
         }

@@ -23,7 +23,7 @@ pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Resul
     let stop = interrupt_flag()?;
     let cpus: Vec<u32> = session.cpus.iter().map(|c| c.cpu()).collect();
     let clock = session.clock;
-    let ns = |raw| crate::source::to_ns(&clock, raw);
+    let ns = |raw| clock.convert(raw);
     let merger = RefCell::new(Merger::new(cpus.len()));
     let mut tallies = vec![Tally::default(); cpus.len()];
     let mut printer = Printer::new(format);

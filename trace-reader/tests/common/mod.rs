@@ -60,7 +60,7 @@ impl Sim {
         self.host.set_tracing(false).unwrap();
         let until = Instant::now() + linger;
         while Instant::now() < until
-            && (0..exits.len() as u32).any(|c| self.host.cpu_stats(c).is_ok_and(|(s, _)| s.full_pages > 0))
+            && (0..exits.len() as u32).any(|c| self.host.cpu_stats(c).is_ok_and(|s| s.stats.full_pages > 0))
         {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -69,8 +69,8 @@ impl Sim {
     }
 
     /// CPU `cpu`'s exact counters, from the hypervisor.
-    pub fn stats(&self, cpu: u32) -> ring_mmap::wire::StatsBody {
-        self.host.cpu_stats(cpu).unwrap().0
+    pub fn stats(&self, cpu: u32) -> ring_core::Stats {
+        self.host.cpu_stats(cpu).unwrap().stats
     }
 
     /// `trace-reader ARGS --socket SOCKET`, run to completion.
