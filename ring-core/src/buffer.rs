@@ -12,6 +12,8 @@ use crate::shm::ShmRegion;
 use crate::sync::local::{AtomicBool as LocalBool, AtomicU32 as LocalU32, AtomicU64 as LocalU64};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::view::SharedView;
+use core::mem::offset_of;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Geometry and full-ring behaviour of a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -198,11 +200,12 @@ impl<C: Clock, D: Doorbell> core::fmt::Debug for CpuBuffer<'_, C, D> {
 /// and in the ring.
 ///
 /// Who fills what: [`CpuBuffer::stats`] every field, exactly; the meta area
-/// ([`crate::meta::MetaPage::counters`]) every field but `full_pages` and `abandoned`, which it
-/// does not hold (0), with `entries` lagging (docs/abi.md §2.1); a producer's `STATS` answer
-/// (ring-mmap's `StatsBody`, converted in `ring_mmap::wire`) every field but `abandoned`; the
-/// Linux kernel's tracefs `stats` file (ring-mmap's `KernelStats`) the event counts only.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// ([`crate::meta::MetaPage::counters`]) every field but `full_pages`, which it does not hold
+/// (0), with `entries` lagging (docs/abi.md §2.1); a producer's `STATS` answer every field (this
+/// is its body's layout, docs/abi.md §5: ring-mmap's `StatsBody` names it); the Linux kernel's
+/// tracefs `stats` file (ring-mmap's `KernelStats`) the event counts only.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Stats {
     /// Events committed to the ring.
     pub entries: u64,
@@ -222,11 +225,17 @@ pub struct Stats {
     /// Pages finished and not yet given back by the consumer ([`CpuBuffer::full_pages`]) when
     /// read: a level, not a count.
     pub full_pages: u64,
-    /// Writing contexts found open when their [`crate::Writer`] was released (a
-    /// [`crate::Reservation`] forgotten with `mem::forget`) and closed then: each one's reserved
-    /// room was given back and the nested events staged behind it were written.
-    pub abandoned: u64,
 }
+
+const _: () = assert!(size_of::<Stats>() == 64);
+const _: () = assert!(offset_of!(Stats, entries) == 0);
+const _: () = assert!(offset_of!(Stats, overrun) == 8);
+const _: () = assert!(offset_of!(Stats, dropped) == 16);
+const _: () = assert!(offset_of!(Stats, read) == 24);
+const _: () = assert!(offset_of!(Stats, pages_lost) == 32);
+const _: () = assert!(offset_of!(Stats, pages_touched) == 40);
+const _: () = assert!(offset_of!(Stats, swaps) == 48);
+const _: () = assert!(offset_of!(Stats, full_pages) == 56);
 
 impl Stats {
     /// Events committed but neither consumed nor overwritten (0 if counters read while the
@@ -468,9 +477,17 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
             pages_lost: state.pages_lost.load(Ordering::Relaxed),
             pages_touched: state.pages_touched.load(Ordering::Relaxed),
             swaps: self.swapper.swaps.load(Ordering::Relaxed),
-            abandoned: state.abandoned.load(Ordering::Relaxed),
             full_pages: u64::from(self.full_pages()),
         }
+    }
+
+    /// Writing contexts found open when their [`crate::Writer`] was released (a
+    /// [`crate::Reservation`] forgotten with `mem::forget`) and closed then: each one's reserved
+    /// room was given back and the nested events staged behind it were written. A diagnostic of
+    /// the producer's own code, so not among the [`Stats`] consumers are told.
+    pub fn abandoned(&self) -> u64 {
+        // Ordering: Relaxed; a statistic, like `stats`.
+        self.writer_state.abandoned.load(Ordering::Relaxed)
     }
 
     /// Counter stored in the meta area at `field`, bumped by the writer (single writer, so a plain

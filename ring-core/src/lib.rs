@@ -71,7 +71,7 @@
 //! hypervisor with preemption off, a signal handler of the claiming thread) use the `unsafe`
 //! [`CpuBuffer::writer_unchecked`], whose contract is the rule above. A context left open (a
 //! reservation forgotten with `mem::forget`) is closed, its room given back, when the claimed
-//! writer is released, and counted in [`Stats::abandoned`]; nothing wedges.
+//! writer is released, and counted in [`CpuBuffer::abandoned`]; nothing wedges.
 //!
 //! ## The swap (GET_READER_PAGE)
 //!

@@ -346,8 +346,7 @@ impl<'a> MetaPage<'a> {
         MetaReader { lost_events: r.load_u64(off::READER_LOST_EVENTS), id, read: r.load_u32(off::READER_READ) }
     }
     /// The counters the meta area holds, each loaded on its own (a racy but per-field atomic
-    /// snapshot, docs/abi.md §4.5; `entries` lags, §2.1). It holds no `full_pages` nor
-    /// `abandoned`: those are 0.
+    /// snapshot, docs/abi.md §4.5; `entries` lags, §2.1). It holds no `full_pages`: 0.
     pub fn counters(&self) -> Stats {
         let r = self.region;
         Stats {
@@ -359,7 +358,6 @@ impl<'a> MetaPage<'a> {
             pages_touched: r.load_u64(off::PAGES_TOUCHED),
             swaps: r.load_u64(off::EXT_SWAPS),
             full_pages: 0,
-            abandoned: 0,
         }
     }
     /// `ext.head_slot`, with acquire semantics.

@@ -27,7 +27,7 @@ enum Target {
 /// `Sync`; the writer may move between threads when no reservation of it is open). An outermost reservation keeps this CPU's writing context open:
 /// `mem::forget`ting it instead of committing or dropping it leaves later writes through the same
 /// writer nested (staged) until the writer is released, which closes the context, gives the
-/// reserved room back, writes what was staged and counts it in [`crate::Stats::abandoned`].
+/// reserved room back, writes what was staged and counts it in [`crate::CpuBuffer::abandoned`].
 #[must_use = "a reservation records nothing until it is committed"]
 pub struct Reservation<'b, 'a, C: Clock, D: Doorbell = NoDoorbell> {
     buf: &'b CpuBuffer<'a, C, D>,
@@ -91,7 +91,7 @@ impl<'a, C: Clock, D: Doorbell> CpuBuffer<'a, C, D> {
     /// way: a reservation was forgotten), so that writing can go on: the open outermost
     /// reservation, if any, gives its room back, reservations nested in it that were never
     /// committed vanish (they were only staged), and what nested writers committed is written
-    /// to the ring. Counted in [`crate::Stats::abandoned`]. Returns whether there was one.
+    /// to the ring. Counted in [`crate::CpuBuffer::abandoned`]. Returns whether there was one.
     pub(crate) fn close_abandoned_context(&self) -> bool {
         let state = &self.writer_state;
         // Ordering: Relaxed throughout; writer-owned state, and the caller is the writing context.

@@ -177,10 +177,9 @@ impl Connection {
         receive(&mut socket, op)
     }
 
-    /// CPU `cpu`'s counters, as the producer sees them (all but [`Stats::abandoned`], which
-    /// `STATS` does not carry).
+    /// CPU `cpu`'s counters, as the producer sees them.
     pub fn stats(&self, cpu: u32) -> Result<Stats, Error> {
-        Ok(parse_body::<StatsBody>(&self.call(Op::Stats, cpu, 0)?.body)?.into())
+        Ok(parse_body::<StatsBody>(&self.call(Op::Stats, cpu, 0)?.body)?)
     }
 
     /// The raw-clock-to-nanoseconds conversion.

@@ -94,7 +94,7 @@ pub trait Producer: Send + Sync {
     /// GET_READER_PAGE: [`CpuBuffer::swap_reader_page`] on CPU `cpu`. A [`SwapError`] for which
     /// [`SwapError::is_bad_read`] holds is answered `EINVAL`, any other `EBUSY` (retry).
     fn swap_reader_page(&self, cpu: u32, read: u32) -> Result<ReaderUpdate, SwapError>;
-    /// CPU `cpu`'s counters, exact ([`CpuBuffer::stats`]; `abandoned` is not sent), or `None`
+    /// CPU `cpu`'s counters, exact ([`CpuBuffer::stats`]), or `None`
     /// while it has none to give (a hypervisor whose buffer is being reloaded): the server
     /// answers EBUSY then, never made-up zeros.
     fn stats(&self, cpu: u32) -> Option<Stats>;

@@ -25,9 +25,7 @@ use crate::poll_window::ClientWindows;
 use crate::producer::Producer;
 use crate::request_budget::{Bucket, DEFAULT_BUDGET, RequestBudget};
 use crate::unread_answers;
-use crate::wire::{
-    CpuBody, HelloBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, StatsBody, WaitBody, status,
-};
+use crate::wire::{CpuBody, HelloBody, MAX_BODY, MAX_FDS, Op, ReaderBody, Request, ResponseHeader, WaitBody, status};
 use parking_lot::Mutex;
 use ring_core::SwapStatus;
 use rustix::event::{EventfdFlags, PollFd, PollFlags};
@@ -660,7 +658,7 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (OutgoingAnswer
             answer
         }
         Op::Stats => {
-            producer.stats(req.cpu).map_or(OutgoingAnswer::status(status::EBUSY), |s| OutgoingAnswer::body(&StatsBody::from(s)))
+            producer.stats(req.cpu).map_or(OutgoingAnswer::status(status::EBUSY), |s| OutgoingAnswer::body(&s))
         }
         Op::GetReaderPage | Op::Wait => {
             let Some(newly) = shared.claim(req.cpu, client) else {
@@ -669,15 +667,19 @@ fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (OutgoingAnswer
             if op == Op::Wait {
                 let pages = u32::try_from(req.arg).unwrap_or(u32::MAX);
                 let arming = producer.arm_doorbell(req.cpu, pages);
-                return (OutgoingAnswer { sleeps: !arming.ready, ..OutgoingAnswer::body(&WaitBody::from(arming)) }, newly);
+                return (
+                    OutgoingAnswer { sleeps: !arming.ready, ..OutgoingAnswer::body(&WaitBody::from(arming)) },
+                    newly,
+                );
             }
             let Ok(read) = u32::try_from(req.arg) else {
                 return (OutgoingAnswer::status(status::EINVAL), newly);
             };
             let answer = match producer.swap_reader_page(req.cpu, read) {
-                Ok(update) => {
-                    OutgoingAnswer { swapped: update.status == SwapStatus::Swapped, ..OutgoingAnswer::body(&ReaderBody::from(update)) }
-                }
+                Ok(update) => OutgoingAnswer {
+                    swapped: update.status == SwapStatus::Swapped,
+                    ..OutgoingAnswer::body(&ReaderBody::from(update))
+                },
                 Err(e) if e.is_bad_read() => OutgoingAnswer::status(status::EINVAL),
                 Err(_) => OutgoingAnswer::status(status::EBUSY),
             };

@@ -208,45 +208,9 @@ impl From<ReaderUpdate> for ReaderBody {
     }
 }
 
-/// [`Op::Stats`]'s answer: the CPU's counters, exact as the producer sees them. Its layout is
-/// the ABI's; its meaning is ring-core's [`Stats`], to and from which it converts (`From`), here
-/// only: every field but `abandoned`, which the wire does not carry (0 when received).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
-pub struct StatsBody {
-    /// [`Stats::entries`].
-    pub entries: u64,
-    /// [`Stats::overrun`].
-    pub overrun: u64,
-    /// [`Stats::dropped`].
-    pub dropped: u64,
-    /// [`Stats::read`].
-    pub read: u64,
-    /// [`Stats::pages_lost`].
-    pub pages_lost: u64,
-    /// [`Stats::pages_touched`].
-    pub pages_touched: u64,
-    /// [`Stats::swaps`].
-    pub swaps: u64,
-    /// [`Stats::full_pages`].
-    pub full_pages: u64,
-}
-
-const _: () = assert!(size_of::<StatsBody>() == 64);
-
-impl From<Stats> for StatsBody {
-    fn from(s: Stats) -> Self {
-        let Stats { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages, abandoned: _ } = s;
-        Self { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages }
-    }
-}
-
-impl From<StatsBody> for Stats {
-    fn from(b: StatsBody) -> Self {
-        let StatsBody { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages } = b;
-        Self { entries, overrun, dropped, read, pages_lost, pages_touched, swaps, full_pages, abandoned: 0 }
-    }
-}
+/// [`Op::Stats`]'s answer: the CPU's counters, exact as the producer sees them, in ring-core's
+/// [`Stats`], whose layout is the ABI's (64 bytes, docs/abi.md §5).
+pub type StatsBody = Stats;
 
 /// [`Op::Wait`]'s answer.
 #[repr(C)]
@@ -440,7 +404,7 @@ mod tests {
     }
 
     #[test]
-    fn stats_convert_field_for_field_but_abandoned() {
+    fn the_stats_body_is_the_counters_in_docs_abi_order() {
         let stats = Stats {
             entries: 1,
             overrun: 2,
@@ -450,10 +414,7 @@ mod tests {
             pages_touched: 6,
             swaps: 7,
             full_pages: 8,
-            abandoned: 9,
         };
-        let body = StatsBody::from(stats);
-        assert_eq!(body.as_bytes(), [1u64, 2, 3, 4, 5, 6, 7, 8].as_bytes(), "docs/abi.md §5.2's order");
-        assert_eq!(Stats::from(body), Stats { abandoned: 0, ..stats }, "the wire has no abandoned");
+        assert_eq!(stats.as_bytes(), [1u64, 2, 3, 4, 5, 6, 7, 8].as_bytes(), "docs/abi.md §5.2's order");
     }
 }

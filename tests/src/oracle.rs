@@ -254,19 +254,29 @@ impl Oracle {
         (!self.open.is_empty()).then(|| self.open.len() - 1)
     }
 
-    fn stage(&mut self, level: usize, ts: u64, payload: &[u8]) -> WriteOutcome {
+    /// Whether lane `level` has room for a staged record of `len` payload bytes: its size in
+    /// words, or what the write returns (a full lane counted as a drop).
+    fn lane_room(&mut self, level: usize, len: usize) -> Result<usize, WriteOutcome> {
         if level >= NEST_LEVELS {
             self.lane_drops += 1;
-            return WriteOutcome::Dropped;
+            return Err(WriteOutcome::Dropped);
         }
-        let words = Self::lane_record_words(payload.len());
+        let words = Self::lane_record_words(len);
         if words > LANE_WORDS {
-            return WriteOutcome::NestedTooLarge;
+            return Err(WriteOutcome::NestedTooLarge);
         }
         if self.lane_words[level] + words > LANE_WORDS {
             self.lane_drops += 1;
-            return WriteOutcome::Dropped;
+            return Err(WriteOutcome::Dropped);
         }
+        Ok(words)
+    }
+
+    fn stage(&mut self, level: usize, ts: u64, payload: &[u8]) -> WriteOutcome {
+        let words = match self.lane_room(level, payload.len()) {
+            Ok(words) => words,
+            Err(outcome) => return outcome,
+        };
         self.lane_words[level] += words;
         self.order += 1;
         self.staged.push(Staged { ts, level, order: self.order, payload: payload.to_vec() });
@@ -279,17 +289,8 @@ impl Oracle {
             return WriteOutcome::TooLarge;
         }
         if let Some(level) = self.nested_level() {
-            if level >= NEST_LEVELS {
-                self.lane_drops += 1;
-                return WriteOutcome::Dropped;
-            }
-            let words = Self::lane_record_words(payload.len());
-            if words > LANE_WORDS {
-                return WriteOutcome::NestedTooLarge;
-            }
-            if self.lane_words[level] + words > LANE_WORDS {
-                self.lane_drops += 1;
-                return WriteOutcome::Dropped;
+            if let Err(outcome) = self.lane_room(level, payload.len()) {
+                return outcome;
             }
             self.open.push(Open::Lane { level, ts });
             return WriteOutcome::Ok;

@@ -10,7 +10,7 @@ use ring_core::Stats;
 /// A CPU's counters as the hypervisor reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HypStats {
-    /// The buffer's counters, exact; `abandoned` is not reported (0).
+    /// The buffer's counters, exact.
     pub stats: Stats,
     /// Events the hypervisor never handed to the CPU's writer: skipped while its buffer was
     /// being reset or torn down, or while another thread held its writer (docs/abi.md §2.4).
@@ -61,7 +61,6 @@ mod tests {
         assert_eq!((s.entries, s.overrun, s.dropped), (1, 2, 3));
         assert_eq!((s.read, s.pages_lost, s.pages_touched), (4, 5, 6));
         assert_eq!((s.swaps, s.full_pages, discarded), (7, 8, 9));
-        assert_eq!(s.abandoned, 0, "not reported");
         assert_eq!([0, 1, 2].map(|g| sent.group(g)), [Some([1, 2, 3]), Some([4, 5, 6]), Some([7, 8, 9])]);
         assert_eq!(sent.group(3), None);
         assert_eq!(sent.group(u64::MAX), None);
