@@ -7,6 +7,8 @@ mod common;
 use common::{lines, ok, parse_ours, reader, trace_cmd, trace_cmd_report};
 use ring_mmap::TracefsInstance;
 use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const RECORDS: u32 = 2000;
 
@@ -67,4 +69,52 @@ fn record_of_a_kernel_instance_matches_trace_cmd() {
 fn field_hex(fields: &str, name: &str) -> u64 {
     let v = fields.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{name}="))).expect("the field");
     u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
+}
+
+/// A task that began while `record --kernel` ran is named in the file: the task names are read
+/// when the recording ends, as trace-cmd reads them.
+#[test]
+fn a_task_started_during_the_recording_is_named() {
+    let tracefs = match ring_mmap::kernel::mount_tracefs() {
+        Ok(t) => t,
+        Err(e) => {
+            println!("SKIPPED: tracefs is not available here ({e}); the task-name test did not run");
+            return;
+        }
+    };
+    let Some(tc) = trace_cmd() else { return };
+    let name = format!("trace-reader-names-{}", std::process::id());
+    let instance = match TracefsInstance::create(&tracefs, &name) {
+        Ok(i) => i,
+        Err(e) => {
+            println!("SKIPPED: cannot create a tracefs instance ({e}); the task-name test did not run");
+            return;
+        }
+    };
+    // The kernel saves task names while an event that records them is enabled.
+    std::fs::write(instance.path().join("events/sched/sched_switch/enable"), "1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("names.dat");
+    let mut record = Command::new(env!("CARGO_BIN_EXE_trace-reader"))
+        .args(["record", "--kernel", "--instance", &name, "--duration", "2", "-o", file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // A shell under a name of its own writes one marker: a task that did not exist when the
+    // recording began.
+    let task = dir.path().join("hyptrace-marker");
+    std::os::unix::fs::symlink("/bin/sh", &task).unwrap();
+    let marker = instance.path().join("trace_marker_raw");
+    let child = Command::new(&task).arg("-c").arg(format!("printf 'ABCDmark' > {}", marker.display())).status();
+    assert!(child.unwrap().success(), "the marker was written");
+    let recorded = record.wait_with_output().unwrap();
+    ok(&recorded);
+    let out = Command::new(tc).args(["report", "-R", "-t"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "trace-cmd report failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report = String::from_utf8_lossy(&out.stdout);
+    let marks: Vec<&str> = report.lines().filter(|l| l.contains("raw_data:")).collect();
+    assert_eq!(marks.len(), 1, "one marker recorded:\n{report}");
+    assert!(marks[0].trim_start().starts_with("hyptrace-marker-"), "named by its task: {}", marks[0]);
+    println!("kernel record: a task begun during the recording is named: {}", marks[0].trim());
 }

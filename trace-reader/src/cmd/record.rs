@@ -205,24 +205,37 @@ fn clock_name(target: &Target) -> Option<String> {
     crate::tracedat::clock_in_use(&text)
 }
 
-/// Adds what trace-cmd needs to name a kernel recording's addresses and processes: kernel
-/// symbols, `printk` formats (of `bprint` events) and the saved command lines, from the tracefs
-/// root above `tracing` (an instance has none of its own). One that cannot be read is left out,
-/// with a warning: the events are complete without it.
-fn kernel_symbols(info: &mut DatInfo, tracing: &std::path::Path) {
-    let root = match tracing.parent() {
+/// The tracefs root above `tracing`: where the files every instance shares live (an instance
+/// has no `saved_cmdlines` or `printk_formats` of its own).
+fn tracefs_root(tracing: &Path) -> &Path {
+    match tracing.parent() {
         Some(parent) if parent.file_name().is_some_and(|n| n == "instances") => parent.parent().unwrap_or(tracing),
         _ => tracing,
-    };
-    let read = |path: std::path::PathBuf| {
-        std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            eprintln!("trace-reader: recording without {}: {e}", path.display());
-            String::new()
-        })
-    };
-    info.kallsyms = read("/proc/kallsyms".into());
-    info.printk_formats = read(root.join("printk_formats"));
-    info.cmdlines = read(root.join("saved_cmdlines"));
+    }
+}
+
+/// The text of `path`, or nothing, with a warning, if it cannot be read: what the recording
+/// would name with it (addresses, processes) is left unnamed, its events are complete.
+fn read_or_warn(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| {
+        eprintln!("trace-reader: recording without {}: {e}", path.display());
+        String::new()
+    })
+}
+
+/// Adds what trace-cmd needs to name a kernel recording's addresses: kernel symbols and the
+/// `printk` formats (of `bprint` events).
+fn kernel_symbols(info: &mut DatInfo, tracing: &Path) {
+    info.kallsyms = read_or_warn(Path::new("/proc/kallsyms"));
+    info.printk_formats = read_or_warn(&tracefs_root(tracing).join("printk_formats"));
+}
+
+/// The kernel's task names (`saved_cmdlines`), read once the recording has stopped, as
+/// `trace-cmd record` does: the tasks the recorded events name include those that began while
+/// it ran.
+fn kernel_task_names(target: &Target) -> Option<String> {
+    let Target::Kernel { tracing } = target else { return None };
+    Some(read_or_warn(&tracefs_root(tracing).join("saved_cmdlines")))
 }
 
 /// Moves the calling reader thread to `SCHED_FIFO`, and has it sleep at once for the answers of
@@ -280,6 +293,9 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         return Err(e);
     }
     let pages = writer.pages();
+    if let Some(names) = kernel_task_names(&target) {
+        writer.set_cmdlines(names);
+    }
     let size = finish_file(writer, &outcome.rows, &args.output)?;
     summarize(outcome, &args.output, pages, size)
 }

@@ -158,6 +158,12 @@ impl DatWriter {
         Ok(writer)
     }
 
+    /// Sets the `saved_cmdlines` text the file will hold (`pid comm` lines), replacing
+    /// [`DatInfo::cmdlines`]: task names are known best once the recording has ended.
+    pub fn set_cmdlines(&mut self, cmdlines: String) {
+        self.info.cmdlines = cmdlines;
+    }
+
     /// Pages written so far, all CPUs together.
     pub fn pages(&self) -> u64 {
         self.spools.iter().flatten().map(Spool::pages).sum()
