@@ -95,7 +95,7 @@ fn a_task_started_during_the_recording_is_named() {
     std::fs::write(instance.path().join("events/sched/sched_switch/enable"), "1").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("names.dat");
-    let mut record = Command::new(env!("CARGO_BIN_EXE_trace-reader"))
+    let record = Command::new(env!("CARGO_BIN_EXE_trace-reader"))
         .args(["record", "--kernel", "--instance", &name, "--duration", "2", "-o", file.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
