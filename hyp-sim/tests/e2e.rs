@@ -24,6 +24,10 @@ const SEED: u64 = 42;
 #[derive(Debug)]
 struct Stream {
     cpu: u32,
+    /// hyp-sim's process id.
+    producer: u32,
+    /// The host task (`common_pid`) of the CPU's events: its vCPU thread.
+    task: Option<u64>,
     /// Position of the next event in the CPU's stream.
     pos: u64,
     events: u64,
@@ -52,8 +56,22 @@ fn int(payload: &[u8], field: &Field) -> u64 {
 }
 
 impl Stream {
-    fn new(cpu: u32) -> Self {
-        Self { cpu, pos: 0, events: 0, lost: 0, last_ts: 0, after_hangup: 0 }
+    fn new(cpu: u32, producer: u32) -> Self {
+        Self { cpu, producer, task: None, pos: 0, events: 0, lost: 0, last_ts: 0, after_hangup: 0 }
+    }
+
+    /// Checks an event's `common_pid`: every event of the CPU names one host task, the thread of
+    /// hyp-sim that runs the CPU's vCPU (checked on the first event, while hyp-sim runs).
+    fn check_task(&mut self, pid: u64, what: &str) {
+        match self.task {
+            Some(task) => assert_eq!(pid, task, "{what}: common_pid"),
+            None => {
+                let comm = format!("/proc/{}/task/{pid}/comm", self.producer);
+                let name = std::fs::read_to_string(&comm).unwrap_or_else(|e| panic!("{what}: {comm}: {e}"));
+                assert_eq!(name.trim_end(), format!("vcpu{}", self.cpu), "{what}: common_pid is the vCPU's thread");
+                self.task = Some(pid);
+            }
+        }
     }
 
     fn take(&mut self, record: Record<'_>, window: (u64, u64)) {
@@ -70,7 +88,7 @@ impl Stream {
                 let common = |name| int(&p, named(COMMON_FIELDS, name));
                 let field = |def: &EventDef, name| int(&p, named(def.fields, name));
                 let common_type = common("common_type");
-                assert_eq!(common("common_pid"), u64::from(self.cpu), "{what}: common_pid");
+                self.check_task(common("common_pid"), &what);
                 match j {
                     0 => assert_eq!(common_type, u64::from(HYP_ENTER.id), "{what}"),
                     2 => assert_eq!(common_type, u64::from(HYP_EXIT.id), "{what}"),
@@ -148,10 +166,11 @@ fn run(args: &[&str], late: Duration, pause: Duration) -> Vec<(Stream, u64)> {
     let readers: Vec<_> = (0..2)
         .map(|cpu| {
             let source = conn.open_cpu(cpu).expect("open_cpu");
+            let producer = child.id();
             std::thread::spawn(move || {
                 let mut consumer = Consumer::new(source).expect("consumer");
                 std::thread::sleep(late);
-                let mut stream = Stream::new(cpu);
+                let mut stream = Stream::new(cpu, producer);
                 let window = (start_ns, u64::MAX);
                 loop {
                     match consumer.drain(|r| stream.take(r, window)) {

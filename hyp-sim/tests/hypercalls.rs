@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use zerocopy::IntoBytes;
 
+/// The host task the tests' exits are attributed to.
+const HOST_TASK: i32 = 1;
+
 const CANARY: u32 = 0xa5a5_a5a5;
 const RAM_PAGES: u64 = 64;
 
@@ -141,14 +144,14 @@ fn tracing_switches_and_event_filters_apply() {
     let (h, c) = m.good(0);
     assert_eq!(m.load(&h, &c).status, 0);
     let entries = || m.hyp.hvc(call::STATS, [0, 0, 0, 0]).ret[0];
-    m.hyp.handle_exit(0, 0, &guest::exit(1, 0, 0));
+    m.hyp.handle_exit(0, HOST_TASK, 0, &guest::exit(1, 0, 0));
     assert_eq!(entries(), 0, "tracing starts disabled");
     m.hyp.hvc(call::ENABLE, [1, 0, 0, 0]);
-    m.hyp.handle_exit(0, 0, &guest::exit(1, 0, 0));
+    m.hyp.handle_exit(0, HOST_TASK, 0, &guest::exit(1, 0, 0));
     assert_eq!(entries(), 3, "enter, the exit's event, exit");
     m.hyp.hvc(call::ENABLE_EVENT, [1, 0, 0, 0]);
     m.hyp.hvc(call::ENABLE_EVENT, [2, 0, 0, 0]);
-    m.hyp.handle_exit(0, 1, &guest::exit(1, 0, 1));
+    m.hyp.handle_exit(0, HOST_TASK, 1, &guest::exit(1, 0, 1));
     assert_eq!(entries(), 4, "hyp_enter and hyp_exit filtered out");
 }
 
@@ -161,7 +164,7 @@ fn swap_reader_refuses_reads_that_are_not_event_boundaries() {
     let (h, c) = m.good(0);
     assert_eq!(m.load(&h, &c).status, 0);
     m.hyp.hvc(call::ENABLE, [1, 0, 0, 0]);
-    m.hyp.handle_exit(0, 0, &guest::exit(1, 0, 0));
+    m.hyp.handle_exit(0, HOST_TASK, 0, &guest::exit(1, 0, 0));
     let swap = |read: u64| m.hyp.hvc(call::SWAP_READER, [0, read, 0, 0]);
     let taken = swap(0);
     assert_eq!(taken.status, 0, "swapped in the page with the exit's events");
@@ -250,7 +253,7 @@ proptest! {
                 Step::Exits { cpu, n } => {
                     m.hyp.hvc(call::ENABLE, [1, 0, 0, 0]);
                     for i in 0..*n {
-                        m.hyp.handle_exit(*cpu, i, &guest::exit(3, *cpu, i));
+                        m.hyp.handle_exit(*cpu, HOST_TASK, i, &guest::exit(3, *cpu, i));
                     }
                 }
             }

@@ -11,6 +11,9 @@ use ring_mmap::Backing;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The host task the exits are attributed to.
+const HOST_TASK: i32 = 1;
+
 struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -48,7 +51,7 @@ fn the_hypervisor_allocates_nothing_after_boot() {
     let before = ALLOCATIONS.load(Ordering::Relaxed);
 
     for n in 0..20_000 {
-        hyp.handle_exit((n % 2) as u32, n, &guest::exit(5, (n % 2) as u32, n));
+        hyp.handle_exit((n % 2) as u32, HOST_TASK, n, &guest::exit(5, (n % 2) as u32, n));
     }
     // Consume CPU 0's ring: each page read to its commit, so that every swap but the last hands
     // over a new page.

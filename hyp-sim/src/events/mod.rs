@@ -9,7 +9,7 @@
 //!   0  u16 common_type            the event id
 //!   2  u8  common_flags           0
 //!   3  u8  common_preempt_count   0
-//!   4  i32 common_pid             the vCPU that exited (-1: none)
+//!   4  i32 common_pid             the host task (thread id) running the vCPU that exited
 //!   8  ... the event's fields, each at the next offset aligned to its size, as a C struct's
 //!      ... then the strings of its `__data_loc` fields, one after the other
 //! ```

@@ -162,7 +162,7 @@ impl Hyp {
         &self.clock
     }
 
-    /// Records `event` on `cpu`, for the vCPU `pid`: the hypervisor's own tracing, called from
+    /// Records `event` on `cpu`, for the host task `pid`: the hypervisor's own tracing, called from
     /// its exit handlers. Never fails: an event it cannot record is counted (dropped by the ring
     /// buffer, or discarded while the CPU's buffer is reset or torn down).
     pub fn trace(&self, cpu: u32, pid: i32, event: &HypEvent<'_>) {
@@ -204,10 +204,12 @@ impl Hyp {
         }
     }
 
-    /// The exit handler: exit `n` of the vCPU running on physical CPU `cpu` enters the hypervisor,
-    /// which records `hyp_enter`, what the exit was, and `hyp_exit`.
-    pub fn handle_exit(&self, cpu: u32, n: u64, exit: &GuestExit) {
-        let pid = i32::try_from(cpu).unwrap_or(-1);
+    /// The exit handler: exit `n` of the vCPU running on physical CPU `cpu` for the host task
+    /// (thread id) `task` enters the hypervisor, which records `hyp_enter`, what the exit was,
+    /// and `hyp_exit`, each attributed to `task` (`common_pid`): the host thread whose run the
+    /// exit interrupted, so a host trace beside this one shows the exits inside that thread's
+    /// time on the CPU.
+    pub fn handle_exit(&self, cpu: u32, task: i32, n: u64, exit: &GuestExit) {
         let mut text = [0u8; 64];
         let what = match *exit {
             GuestExit::Hcall { id, args } => HypEvent::HostHcall { id, args },
@@ -215,7 +217,7 @@ impl Hyp {
             GuestExit::MemAbort { esr, addr } => HypEvent::HostMemAbort { esr, addr },
             GuestExit::Printk => HypEvent::Printk(guest::printk_message(cpu, n, &mut text)),
         };
-        self.trace_all(cpu, pid, &[HypEvent::Enter, what, HypEvent::Exit]);
+        self.trace_all(cpu, task, &[HypEvent::Enter, what, HypEvent::Exit]);
     }
 
     /// A hypercall from the host. Any call number and arguments are accepted: unknown calls and
