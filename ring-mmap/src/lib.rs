@@ -34,7 +34,6 @@ pub mod consumer;
 mod dir_backing;
 pub mod doorbell;
 pub mod error;
-mod full_table;
 pub mod kernel;
 mod lock_holder;
 pub mod poll_window;
@@ -47,7 +46,6 @@ pub mod server;
 pub mod socket_cpu;
 pub mod socket_dir;
 pub mod truncation;
-mod unread_answers;
 pub mod users;
 pub mod wire;
 

@@ -8,13 +8,13 @@
 //! ([`crate::client::DEFAULT_ANSWER_SPIN`], 10 µs: an awake server on another CPU answers within a
 //! few), before either sleeps.
 //!
-//! The windows are short and spent spinning in place, as measured with hyp-sim and
-//! `trace-reader record` on that machine. A client polling 100 µs kept a server that shared its
-//! CPU from answering, and took CPU from the writers: 9-18% of the events were dropped at rates
-//! a 10 µs client window records with next to no loss. Yielding the CPU between polls instead
-//! does as well at such rates, but a single `sched_yield` next to a writer running flat out hands
-//! it the CPU for a whole time slice: recording a flat-out producer fell from about 17 M to 2 M
-//! events/s.
+//! The windows are short, and spent spinning in place rather than yielding, for reasons
+//! measured with hyp-sim and `trace-reader record` on that machine. A longer client window keeps
+//! a server that shares its CPU from answering and takes CPU from the writers: with 100 µs, 9-18%
+//! of the events are dropped at rates a 10 µs window records with next to no loss. Yielding the
+//! CPU between polls does as well at such rates, but a single `sched_yield` next to a writer
+//! running flat out hands it the CPU for a whole time slice: recording a flat-out producer drops
+//! from about 17 M to 2 M events/s with it.
 
 use std::time::{Duration, Instant};
 

@@ -84,7 +84,7 @@ fn a_new_consumer_starts_at_an_event_whatever_the_meta_area_says() {
         let conn = Connection::connect(f.server.path()).unwrap();
         assert_eq!(get_reader_page(&conn, 0), Ok((0, 0)));
     }
-    // As an older producer that accepted any read would have left it: inside the second event.
+    // As a producer that accepts any read would leave it: inside the second event.
     let (meta, _) = f.producer.cpu(0).regions();
     meta.store_u32(off::READER_READ, 10, Ordering::Relaxed);
     assert_eq!(read_by_a_new_consumer(&f), [2, 3], "from the first event boundary at or after 10");

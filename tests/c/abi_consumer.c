@@ -1,5 +1,5 @@
 /*
- * abi_consumer.c - a hyptrace consumer written from docs/abi.md alone.
+ * abi_consumer.c - a hyptrace consumer that follows docs/abi.md alone.
  *
  * Usage: abi_consumer SOCKET_PATH CPU EXPECTED_EVENTS
  *

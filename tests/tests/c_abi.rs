@@ -1,5 +1,5 @@
-//! docs/abi.md is precise enough to interoperate: `tests/c/abi_consumer.c` was written from that
-//! document alone (not from the Rust sources). It is compiled here and consumes a `test-producer`
+//! docs/abi.md is precise enough to interoperate: `tests/c/abi_consumer.c` follows that document
+//! alone (it takes nothing from the Rust sources). It is compiled here and consumes a `test-producer`
 //! process through the control socket and the mapping, checking every event's payload, order and
 //! reported losses itself; this test then compares its totals with the producer's counters.
 //!

@@ -57,7 +57,7 @@ mod tests {
         // Register r of group g carries 3g + r + 1.
         let sent = HypStats::gather(|g| Ok::<_, ()>([1, 2, 3].map(|r| 3 * g + r))).unwrap();
         let HypStats { stats: s, discarded } = sent;
-        // The numbering hyp-sim's hypercall ABI has always had.
+        // The order in which hyp-sim's hypercall ABI hands out the counters, which a host relies on.
         assert_eq!((s.entries, s.overrun, s.dropped), (1, 2, 3));
         assert_eq!((s.read, s.pages_lost, s.pages_touched), (4, 5, 6));
         assert_eq!((s.swaps, s.full_pages, discarded), (7, 8, 9));

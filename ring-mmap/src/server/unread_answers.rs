@@ -18,7 +18,7 @@ const SIOCOUTQ: Opcode = libc::TIOCOUTQ as Opcode;
 
 /// True if the peer of `socket` has received every message sent on it. A socket that cannot say
 /// counts as not having read them.
-pub(crate) fn all_read(socket: BorrowedFd<'_>) -> bool {
+pub(super) fn all_read(socket: BorrowedFd<'_>) -> bool {
     unreceived_bytes(socket) == Ok(0)
 }
 
