@@ -1,9 +1,10 @@
 //! The command line.
 
+use crate::kernel_setup::{EventChoice, KernelSetup, PreparedKernel};
 use crate::live::LiveOptions;
 use crate::output::Style;
 use crate::source::Target;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,9 +30,32 @@ const EXAMPLES: &str = "Examples:
   trace-reader stream --format json --duration 5  JSON lines for five seconds
   trace-reader show                               what is in the buffers now, without consuming
   trace-reader stats --kernel                     the kernel buffer's per-CPU counters
+  trace-reader record --kernel -e sched -e 'kvm:*' the kernel's scheduler and KVM events, until Ctrl-C
   trace-reader record -o trace.dat                record until Ctrl-C; then: trace-cmd report trace.dat
   trace-reader report trace.dat                   print a recorded file
   trace-reader recover /var/tmp/hyp               what a crashed hyp-sim --dir /var/tmp/hyp left";
+
+impl Cli {
+    /// The process's command line, parsed; on a bad one, exits with clap's message.
+    pub fn from_command_line() -> Self {
+        Self::from_matches(&Self::command().get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// The command line `matches` hold, with each `-f` bound to the `-e` before it (an order
+    /// clap's derived parsing does not keep).
+    pub fn from_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut cli = Self::from_arg_matches(matches)?;
+        let setup = match &mut cli.command {
+            Command::Record(args) => Some(&mut args.kernel_setup),
+            Command::Stream(args) => Some(&mut args.kernel_setup),
+            _ => None,
+        };
+        if let (Some(setup), Some((_, sub))) = (setup, matches.subcommand()) {
+            setup.bind_filters(sub).map_err(|e| e.format(&mut Self::command()))?;
+        }
+        Ok(cli)
+    }
+}
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
@@ -113,6 +137,95 @@ impl SourceArgs {
         };
         Ok(Target::Producer { socket, wait: Duration::from_secs_f64(self.wait) })
     }
+
+    /// The target of a consuming read (`record`, `stream`): with --kernel, the kernel buffer
+    /// `setup` chooses, set up as it asks until the [`PreparedKernel`] is dropped.
+    pub fn prepared_target(&self, setup: &KernelSetupArgs) -> anyhow::Result<(Target, Option<PreparedKernel>)> {
+        if !self.kernel {
+            return Ok((self.target()?, None));
+        }
+        if self.tracefs.as_os_str() == ring_mmap::kernel::TRACEFS {
+            ring_mmap::kernel::mount_tracefs()?;
+        }
+        let prepared = setup.choices(self.instance.clone()).prepare(&self.tracefs)?;
+        Ok((Target::Kernel { tracing: prepared.tracing().to_path_buf() }, Some(prepared)))
+    }
+}
+
+/// What --kernel sets up before a consuming read, as `trace-cmd record` takes it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KernelSetupArgs {
+    /// With --kernel: enable the kernel events SYSTEM:EVENT, every event of SYSTEM, or every
+    /// event named EVENT (repeat; globs: -e sched -e 'kvm:*' -e 'sched:sched_wak*'; `all` for
+    /// every event; the list is tracefs's available_events). Without --instance or --top they
+    /// are recorded in a tracefs instance of trace-reader's own, created and removed
+    #[arg(short = 'e', long = "event", value_name = "SYSTEM[:EVENT]", requires = "kernel")]
+    pub events: Vec<String>,
+    /// Filter the events of the -e before it, in the kernel's filter syntax (e.g. -e
+    /// sched:sched_switch -f 'prev_pid != 0'; the fields are in each event's format file)
+    #[arg(short = 'f', long = "filter", value_name = "FILTER", requires = "events")]
+    pub filters: Vec<String>,
+    /// For each of `filters`, the index in `events` of the -e it follows.
+    #[arg(skip)]
+    pub filter_of: Vec<usize>,
+    /// With --kernel: each CPU's buffer size, in KiB
+    #[arg(short = 'b', long = "buffer-size-kb", value_name = "KB", requires = "kernel")]
+    pub buffer_size_kb: Option<u64>,
+    /// With --kernel: the trace clock (one of tracefs's trace_clock: local, global, mono, boot,
+    /// x86-tsc, ...)
+    #[arg(short = 'C', long = "clock", value_name = "CLOCK", requires = "kernel")]
+    pub clock: Option<String>,
+    /// With --kernel: read the top-level buffer, with what -e, -f, -b and -C ask set up and put
+    /// back afterwards, instead of an instance of trace-reader's own
+    #[arg(long, requires = "kernel", conflicts_with = "instance")]
+    pub top: bool,
+    /// With --kernel: record trace-reader's own tasks' events too (left out by default)
+    #[arg(long, requires = "kernel")]
+    pub trace_self: bool,
+}
+
+impl KernelSetupArgs {
+    /// Binds each `-f` of `matches` to the `-e` before it ([`KernelSetupArgs::filter_of`]).
+    fn bind_filters(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        let positions = |id| matches.indices_of(id).map(Iterator::collect::<Vec<usize>>).unwrap_or_default();
+        let events = positions("events");
+        self.filter_of = Vec::new();
+        for (filter, at) in self.filters.iter().zip(positions("filters")) {
+            let invalid = |what: String| clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, what + "\n");
+            let Some(event) = events.iter().rposition(|&e| e < at) else {
+                return Err(invalid(format!("-f '{filter}' filters the events of the -e before it; put it after one")));
+            };
+            if self.filter_of.contains(&event) {
+                return Err(invalid(format!(
+                    "-e {} has two filters; join them into one with && or ||",
+                    self.events[event]
+                )));
+            }
+            self.filter_of.push(event);
+        }
+        Ok(())
+    }
+
+    /// The setup these arguments ask of the kernel buffer, `instance` being --instance.
+    pub fn choices(&self, instance: Option<String>) -> KernelSetup {
+        let filter = |event| {
+            let index = self.filter_of.iter().position(|&e| e == event)?;
+            self.filters.get(index).cloned()
+        };
+        KernelSetup {
+            events: self
+                .events
+                .iter()
+                .enumerate()
+                .map(|(event, pattern)| EventChoice { pattern: pattern.clone(), filter: filter(event) })
+                .collect(),
+            buffer_size_kb: self.buffer_size_kb,
+            clock: self.clock.clone(),
+            instance,
+            top: self.top,
+            trace_self: self.trace_self,
+        }
+    }
 }
 
 /// How a consuming read runs (`stream`, `record`).
@@ -150,6 +263,9 @@ pub struct StreamArgs {
     /// Source.
     #[command(flatten)]
     pub source: SourceArgs,
+    /// Kernel setup.
+    #[command(flatten)]
+    pub kernel_setup: KernelSetupArgs,
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
@@ -186,6 +302,9 @@ pub struct RecordArgs {
     /// Source.
     #[command(flatten)]
     pub source: SourceArgs,
+    /// Kernel setup.
+    #[command(flatten)]
+    pub kernel_setup: KernelSetupArgs,
     /// The file to write
     #[arg(short, long, default_value = "trace.dat")]
     pub output: PathBuf,
@@ -253,7 +372,7 @@ fn seconds(s: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::Cli;
+    use super::{Cli, Command};
     use clap::CommandFactory;
 
     /// clap's own checks of the definition (conflicting or unknown argument names, defaults its
@@ -262,5 +381,43 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::from_matches(&Cli::command().try_get_matches_from([&["trace-reader"], args].concat())?)
+    }
+
+    #[test]
+    fn each_filter_applies_to_the_event_before_it() {
+        let cli = parse(&[
+            "record",
+            "--kernel",
+            "-e",
+            "sched",
+            "-f",
+            "prev_pid != 0",
+            "-e",
+            "irq",
+            "-e",
+            "kvm:*",
+            "-f",
+            "pid > 1",
+        ])
+        .unwrap();
+        let Command::Record(args) = cli.command else { panic!("a record command") };
+        let choices = args.kernel_setup.choices(None).events;
+        let got: Vec<(&str, Option<&str>)> =
+            choices.iter().map(|c| (c.pattern.as_str(), c.filter.as_deref())).collect();
+        assert_eq!(got, [("sched", Some("prev_pid != 0")), ("irq", None), ("kvm:*", Some("pid > 1"))]);
+    }
+
+    #[test]
+    fn a_filter_without_its_event_is_refused() {
+        let err = parse(&["stream", "--kernel", "-f", "pid > 1", "-e", "sched"]).unwrap_err();
+        assert!(err.to_string().contains("put it after one"), "{err}");
+        let err = parse(&["record", "--kernel", "-e", "sched", "-f", "a == 1", "-f", "b == 2"]).unwrap_err();
+        assert!(err.to_string().contains("has two filters"), "{err}");
+        let err = parse(&["record", "-e", "sched"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument, "-e needs --kernel: {err}");
     }
 }

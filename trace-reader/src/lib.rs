@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod formats;
+pub mod kernel_setup;
 pub mod live;
 pub mod merge;
 pub mod output;

@@ -1,12 +1,11 @@
 //! `trace-reader`: see `trace-reader --help`.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
 use trace_reader::cli::{Cli, Command};
 use trace_reader::cmd;
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::from_command_line();
     match &cli.command {
         Command::Stream(a) => cmd::stream::run(a),
         Command::Show(a) => cmd::show::run(a),

@@ -8,12 +8,22 @@ use common::{lines, ok, parse_ours, reader, trace_cmd, trace_cmd_report};
 use ring_mmap::TracefsInstance;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 const RECORDS: u32 = 2000;
 
+/// Held by each test: one kernel recording at a time, so that none records another's
+/// trace-reader processes.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[test]
 fn record_of_a_kernel_instance_matches_trace_cmd() {
+    let _kernel = one_at_a_time();
     let tracefs = match ring_mmap::kernel::mount_tracefs() {
         Ok(t) => t,
         Err(e) => {
@@ -75,6 +85,7 @@ fn field_hex(fields: &str, name: &str) -> u64 {
 /// when the recording ends, as trace-cmd reads them.
 #[test]
 fn a_task_started_during_the_recording_is_named() {
+    let _kernel = one_at_a_time();
     let tracefs = match ring_mmap::kernel::mount_tracefs() {
         Ok(t) => t,
         Err(e) => {
@@ -117,4 +128,67 @@ fn a_task_started_during_the_recording_is_named() {
     assert_eq!(marks.len(), 1, "one marker recorded:\n{report}");
     assert!(marks[0].trim_start().starts_with("hyptrace-marker-"), "named by its task: {}", marks[0]);
     println!("kernel record: a task begun during the recording is named: {}", marks[0].trim());
+}
+
+/// `record --kernel -e ...` records the chosen events in an instance of its own, removed at the
+/// end, and leaves its own tasks out: with --trace-self the system calls its threads make are in
+/// the file, without it none.
+#[test]
+fn record_sets_up_an_instance_of_its_own_and_leaves_itself_out() {
+    let _kernel = one_at_a_time();
+    let tracefs = match ring_mmap::kernel::mount_tracefs() {
+        Ok(t) => t,
+        Err(e) => {
+            println!("SKIPPED: tracefs is not available here ({e}); the kernel setup test did not run");
+            return;
+        }
+    };
+    let Some(tc) = trace_cmd() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // How many system calls were recorded, and how many of them trace-reader's own, per run.
+    let own_events = |extra: &[&str]| {
+        let file = dir.path().join("setup.dat");
+        let args = [&["record", "--kernel", "-e", "raw_syscalls:sys_ent*"][..], extra];
+        let args = [&args.concat()[..], &["--duration", "0.5", "-o", file.to_str().unwrap()]].concat();
+        let recorded = Command::new(env!("CARGO_BIN_EXE_trace-reader")).args(&args).output().unwrap();
+        ok(&recorded);
+        let pid = String::from_utf8_lossy(&recorded.stderr).to_string();
+        let leftover = std::fs::read_dir(tracefs.join("instances"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with("trace-reader-") && !name.starts_with("trace-reader-test"))
+            .count();
+        let out = Command::new(tc).args(["report", "-R"]).arg(&file).output().unwrap();
+        assert!(out.status.success(), "trace-cmd report failed: {}", String::from_utf8_lossy(&out.stderr));
+        let report = String::from_utf8_lossy(&out.stdout).to_string();
+        let events = report.lines().filter(|l| l.contains("sys_enter:")).count();
+        let own = report.lines().filter(|l| l.trim_start().starts_with("trace-reader-")).count();
+        (events, own, leftover, pid)
+    };
+    let (events, own, leftover, stderr) = own_events(&[]);
+    assert!(events > 0, "the chosen events were recorded: {stderr}");
+    assert_eq!(own, 0, "none of trace-reader's own system calls");
+    assert_eq!(leftover, 0, "trace-reader's instance is removed at the end");
+    let (_, own_with_self, _, _) = own_events(&["--trace-self"]);
+    assert!(own_with_self > 0, "--trace-self records trace-reader's own system calls");
+    println!("kernel setup: {events} system calls; trace-reader's own: 0, {own_with_self} with --trace-self");
+}
+
+/// What `record --kernel` says when what it is asked cannot be set up.
+#[test]
+fn kernel_choices_that_cannot_work_are_refused_with_what_to_do() {
+    let _kernel = one_at_a_time();
+    if let Err(e) = ring_mmap::kernel::mount_tracefs() {
+        println!("SKIPPED: tracefs is not available here ({e}); the kernel setup errors test did not run");
+        return;
+    }
+    let refused = |args: &[&str]| {
+        let out = reader(&[&["record", "--kernel", "--duration", "0"][..], args].concat());
+        assert!(!out.status.success(), "refused: {args:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(refused(&[]).contains("add -e SYSTEM[:EVENT]"));
+    assert!(refused(&["-e", "no_such_system:*"]).contains("no kernel event matches it"));
+    assert!(refused(&["-e", "sched", "-C", "no-such-clock"]).contains("this kernel's trace clocks are"));
+    assert!(refused(&["-e", "sched:sched_switch", "-f", "no_such_field == 1"]).contains("the kernel refused it"));
 }

@@ -269,7 +269,8 @@ type SessionResult = Result<(Finished, Vec<Tally>)>;
 
 /// Runs `record`.
 pub fn run(args: &RecordArgs) -> Result<()> {
-    let target = args.source.target()?;
+    // Set up until the recording ends (it is dropped after the sessions, which read it).
+    let (target, _kernel) = args.source.prepared_target(&args.kernel_setup)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut sessions = Session::open_groups(&target, &args.source.cpus, threads)?;
     // Only once connected: until then Ctrl-C ends the wait for a producer (nothing is written).

@@ -14,7 +14,9 @@ use std::time::Instant;
 
 /// Runs `stream`.
 pub fn run(args: &StreamArgs) -> Result<()> {
-    let session = Session::open(&args.source.target()?, &args.source.cpus)?;
+    // Set up until the reading ends (it is dropped after `session`).
+    let (target, _kernel) = args.source.prepared_target(&args.kernel_setup)?;
+    let session = Session::open(&target, &args.source.cpus)?;
     print(session, args.format.style, args.live.options())
 }
 
