@@ -37,6 +37,49 @@ const _: () = assert!(offset_of!(ClockParams, shift) == 4);
 const _: () = assert!(offset_of!(ClockParams, epoch_raw) == 8);
 const _: () = assert!(offset_of!(ClockParams, epoch_ns) == 16);
 
+/// The host clock a consumer wants a producer's timestamps converted to, so that they line up
+/// with another trace of that host (the Linux kernel's, recorded with the trace clock of that
+/// name): the `CLOCK` request's `arg` (docs/abi.md §5.2).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TraceClock {
+    /// The producer's own nanoseconds, whatever their epoch: enough for a trace read on its own.
+    Own = 0,
+    /// `CLOCK_MONOTONIC`: the kernel's `mono` trace clock.
+    Mono = 1,
+    /// `CLOCK_BOOTTIME` (monotonic, and counting time suspended): the kernel's `boot` clock.
+    Boot = 2,
+}
+
+impl TraceClock {
+    /// Every clock a producer can be asked for.
+    pub const ALL: [Self; 3] = [Self::Own, Self::Mono, Self::Boot];
+
+    /// The clock's number in a `CLOCK` request.
+    pub const fn to_wire(self) -> u32 {
+        self as u32
+    }
+
+    /// The clock numbered `n` ([`TraceClock::to_wire`]), if there is one.
+    pub fn from_wire(n: u64) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| u64::from(c.to_wire()) == n)
+    }
+
+    /// The Linux kernel's name of this trace clock (tracefs `trace_clock`), if it has one.
+    pub const fn tracefs_name(self) -> Option<&'static str> {
+        match self {
+            Self::Own => None,
+            Self::Mono => Some("mono"),
+            Self::Boot => Some("boot"),
+        }
+    }
+
+    /// The clock the kernel names `name`, if a producer can be asked for it.
+    pub fn from_tracefs_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.tracefs_name() == Some(name))
+    }
+}
+
 impl ClockParams {
     /// Raw clock values are nanoseconds.
     pub const IDENTITY: Self = Self { mult: 1, shift: 0, epoch_raw: 0, epoch_ns: 0 };

@@ -160,7 +160,7 @@ pub use buffer::{Config, CpuBuffer, Stats};
 pub use clock::CycleClock;
 #[cfg(feature = "std")]
 pub use clock::MonotonicClock;
-pub use clock::{Clock, ClockParams, CounterClock, ManualClock};
+pub use clock::{Clock, ClockParams, CounterClock, ManualClock, TraceClock};
 pub use consume::{ConsumeError, Consumed, Cursor, DrainBound};
 pub use decode::{DecodeError, Event, EventIter, MissedEvents, PageRecord, PageSource, ShmBytes, ShmPage};
 pub use doorbell::{Arming, Doorbell, NoDoorbell};

@@ -19,7 +19,7 @@ use crate::wire::{
     parse_body, status,
 };
 use parking_lot::Mutex;
-use ring_core::{ClockParams, Geometry, Mode, Stats};
+use ring_core::{ClockParams, Geometry, Mode, Stats, TraceClock};
 use rustix::io::Errno;
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendFlags,
@@ -182,9 +182,10 @@ impl Connection {
         Ok(parse_body::<StatsBody>(&self.call(Op::Stats, cpu, 0)?.body)?)
     }
 
-    /// The raw-clock-to-nanoseconds conversion.
-    pub fn clock(&self) -> Result<ClockParams, Error> {
-        Ok(parse_body::<ClockBody>(&self.call(Op::Clock, 0, 0)?.body)?)
+    /// The conversion of the producer's raw timestamps to nanoseconds of `target`; refused
+    /// (`EOPNOTSUPP`) by a producer that cannot relate its clock to `target`.
+    pub fn clock(&self, target: TraceClock) -> Result<ClockParams, Error> {
+        Ok(parse_body::<ClockBody>(&self.call(Op::Clock, 0, u64::from(target.to_wire()))?.body)?)
     }
 
     /// The event-format descriptions, fetched in chunks.

@@ -289,6 +289,11 @@ fn refusal_hint(op: Op, status: i32) -> &'static str {
             " (an earlier answer on this connection is still unread: descriptors are only sent to a \
              client that read every answer, so read each answer before sending the next request)"
         }
+        (Op::Clock, crate::wire::status::EOPNOTSUPP) => {
+            " (the producer cannot put its timestamps on that clock exactly, so its events cannot be \
+             merged with a trace on it: record the other trace on a clock the producer offers, \
+             such as the kernel's `mono`)"
+        }
         _ => "",
     }
 }

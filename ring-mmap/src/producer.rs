@@ -10,7 +10,7 @@ use crate::doorbell::EventFdDoorbell;
 use crate::error::Error;
 use crate::postmortem::{CLOCK_FILE, FORMATS_FILE};
 use parking_lot::Mutex;
-use ring_core::{Arming, Clock, ClockParams, Config, CpuBuffer, ReaderUpdate, Stats, SwapError};
+use ring_core::{Arming, Clock, ClockParams, Config, CpuBuffer, ReaderUpdate, Stats, SwapError, TraceClock};
 use std::os::fd::BorrowedFd;
 use zerocopy::IntoBytes;
 
@@ -24,7 +24,7 @@ use zerocopy::IntoBytes;
 /// its calls:
 ///
 /// ```
-/// use ring_core::{Arming, ClockParams, Config, ReaderUpdate, Stats, SwapError};
+/// use ring_core::{Arming, ClockParams, Config, ReaderUpdate, Stats, SwapError, TraceClock};
 /// use ring_mmap::Producer;
 /// use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 ///
@@ -34,7 +34,7 @@ use zerocopy::IntoBytes;
 ///     fn stats(&self, cpu: u32) -> Option<Stats>;
 ///     fn arm_doorbell(&self, cpu: u32, pages: u32) -> Arming;
 ///     fn disarm_doorbell(&self, cpu: u32);
-///     fn clock(&self) -> ClockParams;
+///     fn clock(&self, target: TraceClock) -> Option<ClockParams>;
 /// }
 ///
 /// /// One CPU's buffer as the host shares it: its file (docs/abi.md §1), opened read-only for
@@ -77,8 +77,8 @@ use zerocopy::IntoBytes;
 ///     fn formats(&self) -> &[u8] {
 ///         &self.formats
 ///     }
-///     fn clock(&self) -> ClockParams {
-///         self.hypervisor.clock()
+///     fn clock(&self, target: TraceClock) -> Option<ClockParams> {
+///         self.hypervisor.clock(target)
 ///     }
 /// }
 /// ```
@@ -105,9 +105,11 @@ pub trait Producer: Send + Sync {
     fn disarm_doorbell(&self, cpu: u32);
     /// The event-format descriptions consumers decode events with.
     fn formats(&self) -> &[u8];
-    /// The raw-clock-to-nanoseconds conversion ([`ClockParams::IDENTITY`] if timestamps are
-    /// nanoseconds already).
-    fn clock(&self) -> ClockParams;
+    /// The conversion of raw timestamps to nanoseconds of `target` ([`ClockParams::IDENTITY`]
+    /// if they are such nanoseconds already), or `None` if this producer cannot relate its clock
+    /// to `target` exactly (answered `EOPNOTSUPP`: a consumer must not merge its events with a
+    /// trace on that clock). Every producer answers [`TraceClock::Own`].
+    fn clock(&self, target: TraceClock) -> Option<ClockParams>;
 }
 
 /// How to build a [`ShmProducer`].
@@ -227,7 +229,8 @@ impl<C: Clock + Send + Sync> Producer for ShmProducer<C> {
         &self.config.formats
     }
 
-    fn clock(&self) -> ClockParams {
-        *self.clock.lock()
+    /// Only [`TraceClock::Own`]: what its clock counts is up to the code that made it.
+    fn clock(&self, target: TraceClock) -> Option<ClockParams> {
+        (target == TraceClock::Own).then(|| *self.clock.lock())
     }
 }

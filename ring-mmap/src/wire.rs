@@ -250,6 +250,8 @@ pub mod status {
     /// GET_CPU: the client has not read an earlier answer (descriptors go only to a client that
     /// read every answer).
     pub const EBUSY: i32 = -Errno::BUSY.raw_os_error();
+    /// CLOCK: the producer cannot convert its timestamps to the clock asked for.
+    pub const EOPNOTSUPP: i32 = -Errno::OPNOTSUPP.raw_os_error();
     /// Unknown operation.
     pub const ENOTTY: i32 = -Errno::NOTTY.raw_os_error();
     /// The producer serves its maximum of clients: this connection's first request is answered

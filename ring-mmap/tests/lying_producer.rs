@@ -6,7 +6,7 @@
 use ring_core::meta::off;
 use ring_core::{
     Arming, ClockParams, Config, CpuBuffer, Geometry, ManualClock, Mode, ReaderUpdate, SharedView, Stats, SwapError,
-    SwapStatus,
+    SwapStatus, TraceClock,
 };
 use ring_mmap::{
     Backing, Connection, Consumer, CpuSource, DirCpu, DrainScope, Error, Lost, Producer, ProducerConfig, ReaderPage,
@@ -93,8 +93,8 @@ impl Producer for Lying {
             _ => self.inner.formats(),
         }
     }
-    fn clock(&self) -> ClockParams {
-        self.inner.clock()
+    fn clock(&self, target: TraceClock) -> Option<ClockParams> {
+        self.inner.clock(target)
     }
 }
 

@@ -1,10 +1,11 @@
 //! The control socket and the read-only mapping, in one process: a producer with its server
 //! thread, and a consumer connecting to it.
 
-use ring_core::{Config, Geometry, ManualClock, Mode};
-use ring_mmap::wire::Op;
+use ring_core::{ClockParams, Config, Geometry, ManualClock, Mode, TraceClock};
+use ring_mmap::wire::{self, Op};
 use ring_mmap::{
-    Backing, Connection, Consumer, CpuSource, DrainScope, Lost, ProducerConfig, Record, Server, ShmProducer, Wakeup,
+    Backing, Connection, Consumer, CpuSource, DrainScope, Error, Lost, ProducerConfig, Record, Server, ShmProducer,
+    Wakeup,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +55,16 @@ fn a_consumer_reads_what_the_producer_writes() {
     let Served { _dir, prod, server: _server, conn } = serve(Mode::Drop, &formats);
     assert_eq!(conn.hello().nr_cpus, 2);
     assert_eq!(conn.formats().unwrap(), formats, "formats arrive whole, in chunks");
-    assert_eq!(conn.clock().unwrap().mult, 1);
+    assert_eq!(conn.clock(TraceClock::Own).unwrap(), ClockParams::IDENTITY);
+    // A producer that cannot relate its clock to the host's says so, rather than guessing.
+    for target in [TraceClock::Mono, TraceClock::Boot] {
+        let refused = conn.clock(target).unwrap_err();
+        assert!(
+            matches!(refused, Error::Refused { op: Op::Clock, status: wire::status::EOPNOTSUPP, .. }),
+            "{target:?}: {refused}"
+        );
+    }
+    assert_eq!(conn.clock(TraceClock::Own).unwrap(), ClockParams::IDENTITY, "the connection goes on");
 
     for i in 0..500u32 {
         prod.cpu(1).writer().unwrap().write(&i.to_ne_bytes()).unwrap();

@@ -5,6 +5,7 @@ use crate::live::LiveOptions;
 use crate::output::Style;
 use crate::source::Target;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use ring_core::TraceClock;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -135,7 +136,7 @@ impl SourceArgs {
             Some(s) => s.clone(),
             None => ring_mmap::default_socket_path(),
         };
-        Ok(Target::Producer { socket, wait: Duration::from_secs_f64(self.wait) })
+        Ok(Target::Producer { socket, wait: Duration::from_secs_f64(self.wait), clock: TraceClock::Own })
     }
 
     /// The target of a consuming read (`record`, `stream`): with --kernel, the kernel buffer

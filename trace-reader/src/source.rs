@@ -4,7 +4,7 @@
 use crate::formats::Formats;
 use anyhow::{Context, Result, bail};
 use ring_core::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
-use ring_core::{ClockParams, SharedView, Snapshot, Stats};
+use ring_core::{ClockParams, SharedView, Snapshot, Stats, TraceClock};
 use ring_mmap::{
     BufferDir, Connection, Consumer, CpuSource, DirCpu, DrainScope, Error, KernelCpu, KernelStats, PageCopy, Record,
     Remaining, SocketCpu,
@@ -22,6 +22,8 @@ pub enum Target {
         socket: PathBuf,
         /// How long to wait for the producer to start serving.
         wait: Duration,
+        /// The clock its timestamps are converted to.
+        clock: TraceClock,
     },
     /// The kernel's trace buffer in `tracing` (tracefs, or one of its instances).
     Kernel {
@@ -228,7 +230,11 @@ impl Session {
     /// Opens `target`, reading the CPUs in `only` (all if empty).
     pub fn open(target: &Target, only: &[u32]) -> Result<Self> {
         match target {
-            Target::Producer { socket, wait } => Self::open_producer(target.clone(), socket, *wait, only),
+            Target::Producer { socket, wait, clock } => {
+                let connection = connect(socket, *wait)?;
+                let cpus = select(connection.hello().nr_cpus, only)?;
+                Self::producer(target.clone(), connection, &cpus, *clock)
+            }
             Target::Kernel { tracing } => Self::open_kernel(target.clone(), tracing, only),
             Target::Dir { dir } => Self::open_dir(target.clone(), dir, only),
         }
@@ -266,7 +272,7 @@ impl Session {
     /// each: one connection's calls take turns, and the producer serves connections side by
     /// side.
     pub fn open_groups(target: &Target, only: &[u32], groups: usize) -> Result<Vec<Self>> {
-        let Target::Producer { socket, wait } = target else {
+        let Target::Producer { socket, wait, clock } = target else {
             return Ok(Self::open(target, only)?.split(groups));
         };
         let first = connect(socket, *wait)?;
@@ -278,8 +284,9 @@ impl Session {
                 Some(c) => c,
                 None => connect(socket, *wait)?,
             };
-            sessions
-                .push(Self::producer(target.clone(), c, &group).with_context(|| format!("opening cpus {group:?}"))?);
+            sessions.push(
+                Self::producer(target.clone(), c, &group, *clock).with_context(|| format!("opening cpus {group:?}"))?,
+            );
         }
         Ok(sessions)
     }
@@ -301,21 +308,18 @@ impl Session {
             .collect()
     }
 
-    fn open_producer(target: Target, socket: &std::path::Path, wait: Duration, only: &[u32]) -> Result<Self> {
-        let connection = connect(socket, wait)?;
-        let cpus = select(connection.hello().nr_cpus, only)?;
-        Self::producer(target, connection, &cpus)
-    }
-
-    /// The session reading `cpus` over `connection`.
-    fn producer(target: Target, connection: Arc<Connection>, cpus: &[u32]) -> Result<Self> {
+    /// The session reading `cpus` over `connection`, their timestamps converted to `clock`.
+    fn producer(target: Target, connection: Arc<Connection>, cpus: &[u32], clock: TraceClock) -> Result<Self> {
         let hello = *connection.hello();
         let cpus = cpus
             .iter()
             .map(|&cpu| Ok(CpuReader::Socket(Consumer::new(connection.open_cpu(cpu)?)?)))
             .collect::<Result<Vec<_>>>()?;
         let formats = Formats::from_blob(&connection.formats()?).context("the producer's event formats")?;
-        let clock = connection.clock()?;
+        let clock = connection.clock(clock).with_context(|| match clock.tracefs_name() {
+            Some(name) => format!("asking for the producer's timestamps on the host's `{name}` clock"),
+            None => "asking for the producer's clock".to_string(),
+        })?;
         Ok(Self {
             target,
             connection: Some(connection),

@@ -24,6 +24,27 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// How far `CLOCK_BOOTTIME` is ahead of `CLOCK_MONOTONIC` (the time the host spent
+/// suspended): measured as the tightest of a few readings, a monotonic reading between two
+/// boot-time ones.
+pub fn boot_offset_ns() -> u64 {
+    let boot_ns = || {
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    let mut best: Option<(u64, u64)> = None;
+    for _ in 0..8 {
+        let before = boot_ns();
+        let mono = monotonic_ns();
+        let after = boot_ns();
+        let width = after.saturating_sub(before);
+        if best.is_none_or(|(w, _)| width < w) {
+            best = Some((width, (before + width / 2).saturating_sub(mono)));
+        }
+    }
+    best.expect("eight tries").1
+}
+
 /// Reads both clocks, keeping the tightest of a few tries (the counter read between two
 /// monotonic reads, dated at their midpoint).
 pub fn sample() -> Sample {
@@ -109,6 +130,20 @@ impl ClockSync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn monotonic_time_moved_by_the_boot_offset_is_boot_time() {
+        let boot_ns = || {
+            let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        };
+        let offset = boot_offset_ns();
+        let before = boot_ns();
+        let moved = monotonic_ns() + offset;
+        let after = boot_ns();
+        // Within the readings' own spread, and a scheduling hiccup's worth.
+        assert!(before.saturating_sub(100_000) <= moved && moved <= after + 100_000, "{before} {moved} {after}");
+    }
 
     #[test]
     fn params_map_the_two_samples_onto_each_other() {

@@ -12,7 +12,7 @@ use crate::hyp::{HvcRet, Hyp, call};
 use crate::platform::{Platform, PlatformBuilder};
 use clock::ClockSync;
 use parking_lot::Mutex;
-use ring_core::{Arming, ClockParams, Config, ReaderUpdate, Stats, SwapError, SwapStatus};
+use ring_core::{Arming, ClockParams, Config, ReaderUpdate, Stats, SwapError, SwapStatus, TraceClock};
 use ring_mmap::backing::{Backing, CpuLayout};
 use ring_mmap::producer::Producer;
 use std::os::fd::BorrowedFd;
@@ -325,8 +325,13 @@ impl Producer for Host {
         &self.formats
     }
 
-    fn clock(&self) -> ClockParams {
-        // The hypervisor stamps events in the host's nanoseconds already.
-        ClockParams::IDENTITY
+    /// The hypervisor stamps events in `CLOCK_MONOTONIC` nanoseconds already (its clock is
+    /// calibrated against it, [`clock`]): its own clock and `mono` are the identity, `boot` the
+    /// identity moved by the time the host has spent suspended.
+    fn clock(&self, target: TraceClock) -> Option<ClockParams> {
+        Some(match target {
+            TraceClock::Own | TraceClock::Mono => ClockParams::IDENTITY,
+            TraceClock::Boot => ClockParams { epoch_ns: clock::boot_offset_ns(), ..ClockParams::IDENTITY },
+        })
     }
 }

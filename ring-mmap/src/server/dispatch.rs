@@ -5,7 +5,7 @@ use super::Shared;
 use super::messages::OutgoingAnswer;
 use crate::backing::CpuLayout;
 use crate::wire::{CpuBody, HelloBody, MAX_BODY, Op, ReaderBody, Request, WaitBody, status};
-use ring_core::SwapStatus;
+use ring_core::{SwapStatus, TraceClock};
 
 /// Answers a well-formed request of `client`; true with it if the client began consuming a CPU.
 pub(super) fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (OutgoingAnswer<'p>, bool) {
@@ -23,7 +23,12 @@ pub(super) fn answer<'p>(shared: &'p Shared, client: u64, req: &Request) -> (Out
             }
             answer
         }
-        Op::Clock => OutgoingAnswer::body(&producer.clock()),
+        Op::Clock => match TraceClock::from_wire(req.arg) {
+            Some(target) => {
+                producer.clock(target).map_or(OutgoingAnswer::status(status::EOPNOTSUPP), |c| OutgoingAnswer::body(&c))
+            }
+            None => OutgoingAnswer::status(status::EINVAL),
+        },
         Op::Formats => {
             let formats = producer.formats();
             match usize::try_from(req.arg).ok().filter(|&at| at <= formats.len()) {
