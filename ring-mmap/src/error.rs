@@ -29,6 +29,38 @@ pub enum Error {
     /// The peer sent something that does not follow the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A page that the buffer's writer named (its producer in an answer or its meta area, or the
+    /// kernel in its meta page) does not exist.
+    #[error(
+        "cpu {cpu}: {role} is sub-buffer {id}, which does not exist (the buffer has {nr_subbufs} \
+         sub-buffers); {FAULTY_WRITER}"
+    )]
+    NoSuchPage {
+        /// CPU.
+        cpu: u32,
+        /// The sub-buffer id named.
+        id: u32,
+        /// How many sub-buffers the buffer has.
+        nr_subbufs: u32,
+        /// What the page was named as.
+        role: PageRole,
+    },
+    /// A reader page was said to be read further than it holds, or to a position no event starts
+    /// at (one not 4-byte aligned).
+    #[error(
+        "cpu {cpu}: reader page {id} was said to be read to {read}, past its commit of {commit} bytes \
+         or not at a 4-byte boundary; {FAULTY_WRITER}"
+    )]
+    BadReadPosition {
+        /// CPU.
+        cpu: u32,
+        /// Sub-buffer id of the reader page.
+        id: u32,
+        /// The read position given.
+        read: u32,
+        /// The bytes committed on the page.
+        commit: u32,
+    },
     /// A message was malformed.
     #[error("malformed message: {0}")]
     Wire(#[from] WireError),
@@ -225,6 +257,22 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// What to do about a buffer whose writer breaks its contract.
+const FAULTY_WRITER: &str =
+    "whatever writes this buffer (its producer, or the kernel) is faulty: report this to its maintainers";
+
+/// What a page named by a buffer's writer was named as ([`Error::NoSuchPage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PageRole {
+    /// The reader page: in a GET_READER_PAGE answer, or the meta area's `reader.id`.
+    #[error("the reader page")]
+    Reader,
+    /// A page the meta area lists for reading (its `data_index[]`), read after the producer
+    /// stopped.
+    #[error("a page the meta area lists")]
+    Listed,
 }
 
 /// What makes a directory or file unfit to trust: a producer's buffer directory or a file in it

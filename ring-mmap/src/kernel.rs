@@ -19,8 +19,8 @@
 //!   per-request watermark; the kernel never goes away, so there is no hangup.
 
 use crate::backing::ReadOnlyMapping;
-use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup, lost_from_page};
-use crate::error::Error;
+use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup, existing_page, lost_from_page};
+use crate::error::{Error, PageRole};
 use memmap2::MmapOptions;
 use ring_core::meta::off;
 use ring_core::{EventIter, Geometry, PageSource, SharedView, ShmRegion, Stats};
@@ -118,7 +118,7 @@ impl CpuSource for KernelCpu {
         // Borrows only the mapping, so `self.reader` can be updated below.
         let view = SharedView::new(self.mapping.meta(), self.mapping.data())?;
         let id = view.meta().reader().id;
-        let page = view.page(id).ok_or_else(|| Error::Protocol(format!("kernel reader page {id} out of range")))?;
+        let page = existing_page(&view, cpu, id, PageRole::Reader)?;
         let swapped = id != self.reader;
         self.reader = id;
         if !swapped {

@@ -3,7 +3,7 @@
 use crate::backing::ReadOnlyMapping;
 use crate::client::{Connection, HANGUP_POLL, is_hangup};
 use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup};
-use crate::error::Error;
+use crate::error::{Error, PageRole};
 use crate::wire::{Op, ReaderBody, WaitBody, parse_body};
 use ring_core::{SharedView, Stats, SwapStatus};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -64,9 +64,11 @@ impl CpuSource for SocketCpu {
     fn get_reader_page(&mut self, read: u32) -> Result<ReaderPage, Error> {
         let answer = self.connection.call(Op::GetReaderPage, self.cpu, u64::from(read))?;
         let body: ReaderBody = parse_body(&answer.body)?;
-        let status =
-            SwapStatus::from_wire(body.swap_status).filter(|_| body.id < self.connection.geometry().nr_subbufs());
-        let Some(status) = status else {
+        let nr_subbufs = self.connection.geometry().nr_subbufs();
+        if body.id >= nr_subbufs {
+            return Err(Error::NoSuchPage { cpu: self.cpu, id: body.id, nr_subbufs, role: PageRole::Reader });
+        }
+        let Some(status) = SwapStatus::from_wire(body.swap_status) else {
             return Err(Error::Protocol(format!(
                 "GET_READER_PAGE answered page {} status {}",
                 body.id, body.swap_status
