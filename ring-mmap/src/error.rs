@@ -1,6 +1,7 @@
 //! Errors of ring-mmap.
 
-use crate::wire::{Op, WireError};
+use crate::client::{MAX_CPUS, MAX_FORMATS_LEN};
+use crate::wire::{MAX_RESPONSE, Op, PROTOCOL_VERSION, WireError};
 use std::path::{Path, PathBuf};
 
 /// What can go wrong producing, serving or consuming a shared buffer.
@@ -29,6 +30,27 @@ pub enum Error {
     /// The peer sent something that does not follow the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The producer answered a request in a way the protocol does not allow.
+    #[error("the producer's answer to {op:?} breaks the protocol: {problem}; {FAULTY_PRODUCER}")]
+    BadAnswer {
+        /// The request answered.
+        op: Op,
+        /// What is wrong with the answer.
+        problem: AnswerProblem,
+    },
+    /// The connection fell out of step (after a timeout or a malformed answer) and no longer
+    /// sends requests: an answer still on its way could be taken for a later request's.
+    #[error(
+        "not sending {op:?}: this connection fell out of step after an earlier timeout or malformed \
+         answer, and a late answer could be taken for this one; open a new connection"
+    )]
+    OutOfStep {
+        /// The request not sent.
+        op: Op,
+    },
+    /// The producer's handshake (its HELLO answer) describes what this consumer cannot read.
+    #[error("cannot accept the producer's handshake: {0}")]
+    BadHandshake(HandshakeProblem),
     /// A page that the buffer's writer named (its producer in an answer or its meta area, or the
     /// kernel in its meta page) does not exist.
     #[error(
@@ -257,6 +279,119 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// What to do about a producer that breaks the protocol.
+const FAULTY_PRODUCER: &str = "the producer is faulty: report this to its maintainers";
+
+/// What is wrong with a producer's answer ([`Error::BadAnswer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerProblem {
+    /// It answers for another CPU than the request's.
+    #[error("it is for cpu {answered}, the request for cpu {asked}")]
+    OtherCpu {
+        /// The request's CPU.
+        asked: u32,
+        /// The answer's CPU.
+        answered: u32,
+    },
+    /// It is longer than any answer may be.
+    #[error("it is {len} bytes long, more than the {MAX_RESPONSE} an answer may be")]
+    TooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// Its header announces another number of descriptors than came with it.
+    #[error("it announces {announced} descriptors, and {received} came")]
+    Descriptors {
+        /// The descriptors its header announces.
+        announced: u32,
+        /// The descriptors received.
+        received: usize,
+    },
+    /// FORMATS gave no more bytes before the length the handshake announced.
+    #[error("the event formats end at byte {end} of the {len} the handshake announced")]
+    FormatsEnd {
+        /// Bytes received.
+        end: usize,
+        /// Bytes announced.
+        len: usize,
+    },
+    /// GET_CPU handed over other descriptors than a CPU's buffer and doorbell, or a buffer of
+    /// another size than the handshake announced.
+    #[error(
+        "it hands over {descriptors} descriptors for cpu {cpu}'s buffer of {file_size} bytes, where 2 \
+         (the buffer and its doorbell) and {announced} bytes (as the handshake announced) are expected"
+    )]
+    CpuFile {
+        /// The CPU asked for.
+        cpu: u32,
+        /// The descriptors received.
+        descriptors: usize,
+        /// The buffer's size the answer gives.
+        file_size: u64,
+        /// The buffer's size the handshake announced.
+        announced: u64,
+    },
+    /// GET_READER_PAGE gave a swap status that does not exist.
+    #[error("it gives cpu {cpu}'s reader page the unknown swap status {status}")]
+    SwapStatus {
+        /// The CPU asked for.
+        cpu: u32,
+        /// The status given.
+        status: u32,
+    },
+}
+
+/// What in a producer's handshake this consumer cannot accept ([`Error::BadHandshake`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeProblem {
+    /// It speaks another protocol version.
+    #[error(
+        "it speaks protocol version {producer}, this consumer {PROTOCOL_VERSION}: read the producer with \
+         a consumer of the producer's hyptrace release"
+    )]
+    Version {
+        /// The producer's protocol version.
+        producer: u32,
+    },
+    /// It describes no CPUs, or more than a consumer accepts.
+    #[error("it describes {nr_cpus} CPUs, where 1 to {MAX_CPUS} are accepted; {FAULTY_PRODUCER}")]
+    NrCpus {
+        /// The CPUs it describes.
+        nr_cpus: u32,
+    },
+    /// It announces event formats larger than a consumer accepts.
+    #[error(
+        "it announces {len} bytes of event formats, more than the {MAX_FORMATS_LEN} accepted; give the \
+         producer fewer event formats"
+    )]
+    FormatsTooLarge {
+        /// The length announced.
+        len: u64,
+    },
+    /// It names a buffer mode that does not exist.
+    #[error("it names the unknown buffer mode {mode}; {FAULTY_PRODUCER}")]
+    Mode {
+        /// The mode's wire number.
+        mode: u32,
+    },
+    /// Its sizes disagree with one another.
+    #[error(
+        "its sizes disagree: meta page {meta_page_size}, file {cpu_file_size}, {nr_subbufs} x \
+         {subbuf_size} sub-buffers (a CPU's file must be its meta page, a multiple of 4096 bytes that \
+         holds the meta area, followed by the sub-buffers); {FAULTY_PRODUCER}"
+    )]
+    Sizes {
+        /// The meta page's size.
+        meta_page_size: u32,
+        /// A CPU file's size.
+        cpu_file_size: u64,
+        /// The number of sub-buffers.
+        nr_subbufs: u32,
+        /// A sub-buffer's size.
+        subbuf_size: u32,
+    },
 }
 
 /// What to do about a buffer whose writer breaks its contract.

@@ -3,7 +3,7 @@
 use crate::backing::ReadOnlyMapping;
 use crate::client::{Connection, HANGUP_POLL, is_hangup};
 use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup};
-use crate::error::{Error, PageRole};
+use crate::error::{AnswerProblem, Error, PageRole};
 use crate::wire::{Op, ReaderBody, WaitBody, parse_body};
 use ring_core::{SharedView, Stats, SwapStatus};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -69,10 +69,8 @@ impl CpuSource for SocketCpu {
             return Err(Error::NoSuchPage { cpu: self.cpu, id: body.id, nr_subbufs, role: PageRole::Reader });
         }
         let Some(status) = SwapStatus::from_wire(body.swap_status) else {
-            return Err(Error::Protocol(format!(
-                "GET_READER_PAGE answered page {} status {}",
-                body.id, body.swap_status
-            )));
+            let problem = AnswerProblem::SwapStatus { cpu: self.cpu, status: body.swap_status };
+            return Err(Error::BadAnswer { op: Op::GetReaderPage, problem });
         };
         let swapped = status == SwapStatus::Swapped;
         let lost = if swapped && body.lost_events > 0 { Lost::Count(body.lost_events) } else { Lost::None };

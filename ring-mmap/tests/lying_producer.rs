@@ -8,9 +8,11 @@ use ring_core::{
     Arming, ClockParams, Config, CpuBuffer, Geometry, ManualClock, Mode, ReaderUpdate, SharedView, Stats, SwapError,
     SwapStatus,
 };
+use ring_mmap::client::MAX_FORMATS_LEN;
+use ring_mmap::wire::Op;
 use ring_mmap::{
-    Backing, Connection, Consumer, CpuSource, DirCpu, DrainScope, Error, Lost, PageRole, Producer, ProducerConfig,
-    ReaderPage, Record, Server, ShmProducer, Wakeup,
+    AnswerProblem, Backing, Connection, Consumer, CpuSource, DirCpu, DrainScope, Error, HandshakeProblem, Lost,
+    PageRole, Producer, ProducerConfig, ReaderPage, Record, Server, ShmProducer, Wakeup,
 };
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
@@ -271,14 +273,17 @@ fn a_format_description_too_large_to_fetch_is_refused_at_the_handshake() {
     let dir = tempfile::tempdir().unwrap();
     let inner = producer(Backing::Memfd, vec![0; 64]);
     // Zeroed memory, mapped but never touched: the server only takes its length.
-    let too_large = vec![0; usize::try_from(ring_mmap::client::MAX_FORMATS_LEN).unwrap() + 1];
+    let too_large = vec![0; usize::try_from(MAX_FORMATS_LEN).unwrap() + 1];
     let huge = Lying::new(inner.clone(), Lie::Formats(too_large));
     let server = Server::start(&dir.path().join("huge"), huge).unwrap();
     let got = Connection::connect(server.path());
-    assert!(matches!(got, Err(Error::Protocol(ref m)) if m.contains("event formats")), "{got:?}");
+    let announced = HandshakeProblem::FormatsTooLarge { len: MAX_FORMATS_LEN + 1 };
+    assert!(matches!(got, Err(Error::BadHandshake(problem)) if problem == announced), "{got:?}");
     // Within the limit, a description the producer then fails to deliver is an error too.
     let short = Lying::new(inner, Lie::Formats(vec![0; 1 << 20]));
     let server = Server::start(&dir.path().join("short"), short).unwrap();
     let got = Connection::connect(server.path()).unwrap().formats();
-    assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");
+    // The honest producer has 64 bytes of formats to give.
+    let problem = AnswerProblem::FormatsEnd { end: 64, len: 1 << 20 };
+    assert!(matches!(got, Err(Error::BadAnswer { op: Op::Formats, problem: p }) if p == problem), "{got:?}");
 }
