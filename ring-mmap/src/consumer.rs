@@ -7,7 +7,7 @@
 //! mapping: events come out as [`ShmBytes`] views that copy their bytes out on request, never as
 //! `&[u8]` into memory the writer may still be writing.
 
-use crate::error::{Error, PageRole};
+use crate::error::{BufferProblem, Error, PageRole};
 use ring_core::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
 use ring_core::{DrainBound, Event, EventIter, Geometry, MissedEvents, PageSource, SharedView, ShmBytes};
 use std::time::Duration;
@@ -567,17 +567,14 @@ impl<S: CpuSource> Consumer<S> {
     }
 }
 
-/// The view of `source`, or a protocol error if its meta area no longer describes `geometry`,
-/// the buffer consuming began with (a producer may rewrite its meta area at any time; page
-/// copies are sized by the geometry it had).
+/// The view of `source`, or [`BufferProblem::GeometryChanged`] if its meta area no longer
+/// describes `geometry`, the buffer consuming began with (a producer may rewrite its meta area at
+/// any time; page copies are sized by the geometry it had).
 fn checked_view<S: CpuSource>(source: &S, geometry: Geometry) -> Result<SharedView<'_>, Error> {
     let view = source.view()?;
     if view.geometry() != geometry {
-        return Err(Error::Protocol(format!(
-            "cpu {}: the meta area changed the buffer's geometry from {geometry:?} to {:?}",
-            source.cpu(),
-            view.geometry()
-        )));
+        let changed = BufferProblem::GeometryChanged { cpu: source.cpu(), from: geometry, to: view.geometry() };
+        return Err(Error::BadBuffer(changed));
     }
     Ok(view)
 }

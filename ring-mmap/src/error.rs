@@ -2,6 +2,7 @@
 
 use crate::client::{MAX_CPUS, MAX_FORMATS_LEN};
 use crate::wire::{MAX_RESPONSE, Op, PROTOCOL_VERSION, WireError};
+use ring_core::Geometry;
 use std::path::{Path, PathBuf};
 
 /// What can go wrong producing, serving or consuming a shared buffer.
@@ -51,6 +52,9 @@ pub enum Error {
     /// The producer's handshake (its HELLO answer) describes what this consumer cannot read.
     #[error("cannot accept the producer's handshake: {0}")]
     BadHandshake(HandshakeProblem),
+    /// A buffer's memory or file does not have the size, layout or seals it must have.
+    #[error("cannot read the buffer: {0}")]
+    BadBuffer(BufferProblem),
     /// A page that the buffer's writer named (its producer in an answer or its meta area, or the
     /// kernel in its meta page) does not exist.
     #[error(
@@ -391,6 +395,92 @@ pub enum HandshakeProblem {
         nr_subbufs: u32,
         /// A sub-buffer's size.
         subbuf_size: u32,
+    },
+}
+
+/// What is wrong with a buffer's memory or file ([`Error::BadBuffer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BufferProblem {
+    /// The meta area asked for cannot start the mapping: not a whole number of pages, or longer
+    /// than the mapping.
+    #[error(
+        "a meta area of {meta_size} bytes cannot start a {len}-byte mapping: it must be a multiple of \
+         4096 bytes no longer than the mapping; map the buffer with the sizes its producer or the \
+         kernel gives"
+    )]
+    MetaLayout {
+        /// The meta area's size asked for.
+        meta_size: usize,
+        /// The mapping's length asked for.
+        len: usize,
+    },
+    /// The file is shorter than the buffer it should hold.
+    #[error(
+        "the buffer file has {size} bytes, where {expected} are needed: it was cut short, or its size \
+         is misdescribed (by its meta area, or by its producer's handshake); it cannot be mapped"
+    )]
+    FileTooShort {
+        /// The file's size.
+        size: u64,
+        /// The size the buffer needs.
+        expected: usize,
+    },
+    /// A producer's memfd is not sealed against shrinking: it could vanish under the mapping.
+    #[error(
+        "the buffer memfd can still be shrunk (F_SEAL_SHRINK missing), which would crash its readers: \
+         a producer must seal its memfds (docs/abi.md §1); {FAULTY_PRODUCER}"
+    )]
+    Unsealed,
+    /// A producer's CPU buffer has no hyptrace meta extension, which the handshake promises.
+    #[error("cpu {cpu}'s meta area has no hyptrace meta extension, which its handshake promises; {FAULTY_PRODUCER}")]
+    NoExtension {
+        /// The CPU.
+        cpu: u32,
+    },
+    /// A producer's CPU buffer has another geometry than the handshake announced.
+    #[error(
+        "cpu {cpu}'s meta area describes {geometry:?}, where the handshake announced {announced:?}; {FAULTY_PRODUCER}"
+    )]
+    NotAsAnnounced {
+        /// The CPU.
+        cpu: u32,
+        /// The geometry the meta area describes.
+        geometry: Geometry,
+        /// The geometry the handshake announced.
+        announced: Geometry,
+    },
+    /// The meta area changed the buffer's geometry while a consumer read it.
+    #[error(
+        "cpu {cpu}'s meta area changed the buffer's geometry from {from:?} to {to:?} while it was read; {FAULTY_WRITER}"
+    )]
+    GeometryChanged {
+        /// The CPU.
+        cpu: u32,
+        /// The geometry when consuming began.
+        from: Geometry,
+        /// The geometry the meta area describes now.
+        to: Geometry,
+    },
+    /// The kernel's meta page gives a size that is not a whole number of pages.
+    #[error(
+        "the kernel's meta page gives its size as {meta_size} bytes, not a multiple of 4096: this \
+         kernel's trace_pipe_raw mapping is not one this reader knows; report this, naming the kernel"
+    )]
+    KernelMetaPage {
+        /// The size it gives.
+        meta_size: usize,
+    },
+    /// The kernel's meta page describes a buffer larger than the address space.
+    #[error(
+        "the kernel's meta page of {meta_size} bytes describes {geometry:?}, larger than the address \
+         space: this kernel's trace_pipe_raw mapping is not one this reader knows; report this, naming \
+         the kernel"
+    )]
+    KernelTooLarge {
+        /// The meta page's size.
+        meta_size: usize,
+        /// The geometry it describes.
+        geometry: Geometry,
     },
 }
 

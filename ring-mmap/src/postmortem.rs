@@ -214,7 +214,7 @@ impl BufferDir {
 mod tests {
     use super::*;
     use crate::consumer::{Consumer, Damage, Lost, Record, Remaining};
-    use crate::error::Unsafety;
+    use crate::error::{BufferProblem, Unsafety};
     use crate::{Backing, ProducerConfig, ShmProducer};
     use ring_core::{Config, CounterClock, Mode};
 
@@ -483,7 +483,11 @@ mod tests {
         meta[off::SUBBUF_SIZE..off::SUBBUF_SIZE + 4].copy_from_slice(&4096u32.to_ne_bytes());
         meta[off::NR_SUBBUFS..off::NR_SUBBUFS + 4].copy_from_slice(&1000u32.to_ne_bytes());
         std::fs::write(dir.join("cpu0"), &meta).unwrap();
-        assert!(matches!(BufferDir::open(&dir), Err(Error::Protocol(_))));
+        let short = BufferProblem::FileTooShort {
+            size: 4096,
+            expected: CpuLayout { geometry: Geometry::new(4096, 1000).unwrap() }.file_size(),
+        };
+        assert!(matches!(BufferDir::open(&dir), Err(Error::BadBuffer(problem)) if problem == short));
         // The right size but no meta area at all (all zeros).
         meta[off::NR_SUBBUFS..off::NR_SUBBUFS + 4].copy_from_slice(&4u32.to_ne_bytes());
         meta.resize(4096 * 5, 0);

@@ -3,7 +3,7 @@
 use crate::backing::ReadOnlyMapping;
 use crate::client::{Connection, HANGUP_POLL, is_hangup};
 use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup};
-use crate::error::{AnswerProblem, Error, PageRole};
+use crate::error::{AnswerProblem, BufferProblem, Error, PageRole};
 use crate::wire::{Op, ReaderBody, WaitBody, parse_body};
 use ring_core::{SharedView, Stats, SwapStatus};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -30,8 +30,12 @@ impl SocketCpu {
     ) -> Result<Self, Error> {
         let cpu = Self { connection, cpu, mapping, doorbell };
         let view = cpu.view()?;
-        if !view.has_extension() || view.geometry() != cpu.connection.geometry() {
-            return Err(Error::Protocol(format!("cpu {}'s meta area does not match the handshake", cpu.cpu)));
+        let (geometry, announced) = (view.geometry(), cpu.connection.geometry());
+        if !view.has_extension() {
+            return Err(Error::BadBuffer(BufferProblem::NoExtension { cpu: cpu.cpu }));
+        }
+        if geometry != announced {
+            return Err(Error::BadBuffer(BufferProblem::NotAsAnnounced { cpu: cpu.cpu, geometry, announced }));
         }
         Ok(cpu)
     }

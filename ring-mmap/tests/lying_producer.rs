@@ -11,8 +11,8 @@ use ring_core::{
 use ring_mmap::client::MAX_FORMATS_LEN;
 use ring_mmap::wire::Op;
 use ring_mmap::{
-    AnswerProblem, Backing, Connection, Consumer, CpuSource, DirCpu, DrainScope, Error, HandshakeProblem, Lost,
-    PageRole, Producer, ProducerConfig, ReaderPage, Record, Server, ShmProducer, Wakeup,
+    AnswerProblem, Backing, BufferProblem, Connection, Consumer, CpuSource, DirCpu, DrainScope, Error,
+    HandshakeProblem, Lost, PageRole, Producer, ProducerConfig, ReaderPage, Record, Server, ShmProducer, Wakeup,
 };
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
@@ -262,10 +262,15 @@ fn a_geometry_changed_after_the_handshake_is_a_protocol_error() {
     let struct_len = ring_core::meta::meta_struct_len(nr_slots) as u32;
     scribble(&bufs, off::META_STRUCT_LEN as u64, &struct_len.to_ne_bytes());
     let mut out = vec![0u8; GEOMETRY.0 as usize];
+    let changed = BufferProblem::GeometryChanged {
+        cpu: 0,
+        from: Geometry::new(GEOMETRY.0, GEOMETRY.1).unwrap(),
+        to: Geometry::new(2048, 8).unwrap(),
+    };
     let got = consumer.copy_page(&mut out);
-    assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");
+    assert!(matches!(got, Err(Error::BadBuffer(problem)) if problem == changed), "{got:?}");
     let got = consumer.read_page(|_| {});
-    assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");
+    assert!(matches!(got, Err(Error::BadBuffer(problem)) if problem == changed), "{got:?}");
 }
 
 #[test]
