@@ -1,7 +1,7 @@
 //! Errors of ring-mmap.
 
 use crate::client::{MAX_CPUS, MAX_FORMATS_LEN};
-use crate::wire::{MAX_RESPONSE, Op, PROTOCOL_VERSION, WireError};
+use crate::wire::{ClockBody, MAX_RESPONSE, Op, PROTOCOL_VERSION, WireError};
 use ring_core::Geometry;
 use std::path::{Path, PathBuf};
 
@@ -28,9 +28,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The peer sent something that does not follow the protocol.
-    #[error("protocol error: {0}")]
-    Protocol(String),
+    /// A producer was configured with no CPUs.
+    #[error("a producer needs at least one CPU: set ProducerConfig::nr_cpus to 1 or more")]
+    NoCpus,
     /// The producer answered a request in a way the protocol does not allow.
     #[error("the producer's answer to {op:?} breaks the protocol: {problem}; {FAULTY_PRODUCER}")]
     BadAnswer {
@@ -55,6 +55,18 @@ pub enum Error {
     /// A buffer's memory or file does not have the size, layout or seals it must have.
     #[error("cannot read the buffer: {0}")]
     BadBuffer(BufferProblem),
+    /// A file of a buffer directory read post-mortem is not what a producer leaves there.
+    #[error(
+        "cannot recover {}: {problem}; a hyptrace producer leaves no such file: check that its directory \
+         is a producer's buffer directory, and that nothing else wrote to it",
+        path.display()
+    )]
+    BadDirFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: DirFileProblem,
+    },
     /// A page that the buffer's writer named (its producer in an answer or its meta area, or the
     /// kernel in its meta page) does not exist.
     #[error(
@@ -481,6 +493,29 @@ pub enum BufferProblem {
         meta_size: usize,
         /// The geometry it describes.
         geometry: Geometry,
+    },
+}
+
+/// What is wrong with a file of a buffer directory read post-mortem ([`Error::BadDirFile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DirFileProblem {
+    /// A formats or clock file larger than any a producer writes.
+    #[error("it is larger than {MAX_FORMATS_LEN} bytes")]
+    TooLarge,
+    /// A CPU file shorter than the start of a meta area, where its geometry is.
+    #[error("it is too short for a meta area ({len} bytes)")]
+    TooShort {
+        /// Its length.
+        len: usize,
+    },
+    /// A CPU file whose meta area has no hyptrace meta extension, which a producer always writes.
+    #[error("its meta area has no hyptrace meta extension")]
+    NoExtension,
+    /// A clock file of another size than a clock conversion.
+    #[error("it has {len} bytes, where a clock conversion has {}", size_of::<ClockBody>())]
+    ClockSize {
+        /// Its length.
+        len: usize,
     },
 }
 

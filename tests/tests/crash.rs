@@ -278,7 +278,7 @@ fn run(s: &Scenario, dir: &Path) -> Result<Option<Recovered>, String> {
         Err(
             e @ (Error::NotInitialised { .. }
             | Error::Path { .. }
-            | Error::Protocol(_)
+            | Error::BadDirFile { .. }
             | Error::BadBuffer(BufferProblem::FileTooShort { .. })
             | Error::Geometry(_)
             | Error::View(_)),
