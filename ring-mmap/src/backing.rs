@@ -11,7 +11,7 @@
 //! it is opened through that descriptor, never following a symbolic link.
 
 use crate::dir_backing::{CpuFile, DirBacking};
-use crate::error::{Error, Unsafety};
+use crate::error::{BufferProblem, Error, Unsafety};
 use crate::lock_holder::lock_holders;
 use crate::truncation::TruncationGuard;
 use crate::users::euid;
@@ -223,12 +223,10 @@ impl ReadOnlyMapping {
     /// which anyone who may write to it can shrink, with a [`TruncationGuard`]
     /// ([`ReadOnlyMapping::check_intact`]).
     pub fn new(fd: BorrowedFd<'_>, len: usize, meta_size: usize) -> Result<Self, Error> {
-        if !meta_size.is_multiple_of(4096) || meta_size > len {
-            return Err(Error::Protocol(format!("meta area of {meta_size} bytes in a {len}-byte file")));
-        }
+        check_meta_size(meta_size, len)?;
         let stat = rustix::fs::fstat(fd).map_err(|e| Error::io("fstat of a buffer", e))?;
         if (stat.st_size as u64) < len as u64 {
-            return Err(Error::Protocol(format!("buffer file has {} bytes, {len} expected", stat.st_size)));
+            return Err(Error::BadBuffer(BufferProblem::FileTooShort { size: stat.st_size as u64, expected: len }));
         }
         // A memfd must be sealed against shrinking. A regular file (a `--dir` buffer) cannot be
         // sealed, on tmpfs it even reports F_SEAL_SEAL alone: it is guarded instead, as anyone
@@ -238,7 +236,7 @@ impl ReadOnlyMapping {
         if memfd {
             let seals = rustix::fs::fcntl_get_seals(fd).map_err(|e| Error::io("F_GET_SEALS", e))?;
             if !seals.contains(SealFlags::SHRINK) {
-                return Err(Error::Protocol("the buffer memfd can still be shrunk (F_SEAL_SHRINK missing)".into()));
+                return Err(Error::BadBuffer(BufferProblem::Unsealed));
             }
         }
         let mut mapping = Self::map_device(fd, len, meta_size)?;
@@ -254,9 +252,7 @@ impl ReadOnlyMapping {
     /// device file whose mapping the kernel itself sizes and never shrinks (tracefs
     /// `trace_pipe_raw`, whose size reads as 0).
     pub fn map_device(fd: BorrowedFd<'_>, len: usize, meta_size: usize) -> Result<Self, Error> {
-        if !meta_size.is_multiple_of(4096) || meta_size > len {
-            return Err(Error::Protocol(format!("meta area of {meta_size} bytes in a {len}-byte mapping")));
-        }
+        check_meta_size(meta_size, len)?;
         let map = MmapOptions::new()
             .len(len)
             .map_raw_read_only(&fd)
@@ -298,6 +294,15 @@ impl ReadOnlyMapping {
     pub fn data(&self) -> &ShmRegion {
         &self.data
     }
+}
+
+/// Refuses a meta area of `meta_size` bytes that cannot start a `len`-byte mapping: one not a
+/// whole number of pages (the sub-buffers after it must be page-aligned), or longer than it.
+fn check_meta_size(meta_size: usize, len: usize) -> Result<(), Error> {
+    if !meta_size.is_multiple_of(4096) || meta_size > len {
+        return Err(Error::BadBuffer(BufferProblem::MetaLayout { meta_size, len }));
+    }
+    Ok(())
 }
 
 /// True if `fd` is a memfd (its `/proc/self/fd` link reads `/memfd:NAME (deleted)`).
@@ -457,10 +462,18 @@ mod tests {
     fn short_files_and_bad_layouts_are_refused() {
         let b = CpuBacking::create(&Backing::Memfd.open().unwrap(), 0, layout()).unwrap();
         let size = layout().file_size();
-        assert!(matches!(ReadOnlyMapping::new(b.read_only_fd(), size + 4096, 4096), Err(Error::Protocol(_))));
-        assert!(matches!(ReadOnlyMapping::new(b.read_only_fd(), size, 100), Err(Error::Protocol(_))));
+        let short = BufferProblem::FileTooShort { size: size as u64, expected: size + 4096 };
+        let got = ReadOnlyMapping::new(b.read_only_fd(), size + 4096, 4096);
+        assert!(matches!(got, Err(Error::BadBuffer(problem)) if problem == short), "{got:?}");
+        let got = ReadOnlyMapping::new(b.read_only_fd(), size, 100);
+        let layout = BufferProblem::MetaLayout { meta_size: 100, len: size };
+        assert!(matches!(got, Err(Error::BadBuffer(problem)) if problem == layout), "{got:?}");
+        let got = ReadOnlyMapping::map_device(b.read_only_fd(), 4096, 8192);
+        let layout = BufferProblem::MetaLayout { meta_size: 8192, len: 4096 };
+        assert!(matches!(got, Err(Error::BadBuffer(problem)) if problem == layout), "{got:?}");
         let unsealed = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::ALLOW_SEALING).unwrap();
         rustix::fs::ftruncate(&unsealed, size as u64).unwrap();
-        assert!(matches!(ReadOnlyMapping::new(unsealed.as_fd(), size, 4096), Err(Error::Protocol(_))));
+        let got = ReadOnlyMapping::new(unsealed.as_fd(), size, 4096);
+        assert!(matches!(got, Err(Error::BadBuffer(BufferProblem::Unsealed))), "{got:?}");
     }
 }

@@ -12,7 +12,7 @@
 //! arrive out of step), one that went away as [`Error::Hangup`].
 
 use crate::backing::ReadOnlyMapping;
-use crate::error::Error;
+use crate::error::{AnswerProblem, Error, HandshakeProblem};
 use crate::poll_window::PollWindow;
 use crate::wire::{
     ClockBody, CpuBody, HelloBody, MAX_FDS, MAX_RESPONSE, Op, PROTOCOL_VERSION, Request, ResponseHeader, StatsBody,
@@ -117,10 +117,7 @@ impl Connection {
         // A producer that refuses the handshake may still say which version it speaks.
         let hello = match (answer.header.status, parse_body::<HelloBody>(&answer.body)) {
             (_, Ok(hello)) if hello.version != PROTOCOL_VERSION => {
-                return Err(Error::Protocol(format!(
-                    "producer speaks protocol version {}, this consumer {PROTOCOL_VERSION}",
-                    hello.version
-                )));
+                return Err(Error::BadHandshake(HandshakeProblem::Version { producer: hello.version }));
             }
             (status::OK, body) => body?,
             (refusal, _) => return Err(Error::Refused { op: Op::Hello, cpu: 0, status: refusal }),
@@ -191,12 +188,15 @@ impl Connection {
     /// The event-format descriptions, fetched in chunks.
     pub fn formats(&self) -> Result<Vec<u8>, Error> {
         let len = usize::try_from(self.hello.formats_len)
-            .map_err(|_| Error::Protocol("formats length does not fit in memory".into()))?;
+            .map_err(|_| Error::BadHandshake(HandshakeProblem::FormatsTooLarge { len: self.hello.formats_len }))?;
         let mut out = Vec::with_capacity(len.min(1 << 24));
         while out.len() < len {
             let chunk = self.call(Op::Formats, 0, out.len() as u64)?.body;
             if chunk.is_empty() {
-                return Err(Error::Protocol(format!("formats end at {} of {len} bytes", out.len())));
+                return Err(Error::BadAnswer {
+                    op: Op::Formats,
+                    problem: AnswerProblem::FormatsEnd { end: out.len(), len },
+                });
             }
             out.extend_from_slice(&chunk[..chunk.len().min(len - out.len())]);
         }
@@ -208,11 +208,9 @@ impl Connection {
         let mut answer = self.call(Op::GetCpu, cpu, 0)?;
         let body: CpuBody = parse_body(&answer.body)?;
         if answer.fds.len() != 2 || body.file_size != self.hello.cpu_file_size {
-            return Err(Error::Protocol(format!(
-                "GET_CPU answered {} descriptors for a {}-byte file",
-                answer.fds.len(),
-                body.file_size
-            )));
+            let (descriptors, file_size, announced) = (answer.fds.len(), body.file_size, self.hello.cpu_file_size);
+            let problem = AnswerProblem::CpuFile { cpu, descriptors, file_size, announced };
+            return Err(Error::BadAnswer { op: Op::GetCpu, problem });
         }
         let doorbell = answer.fds.pop().expect("two descriptors");
         let file = answer.fds.pop().expect("two descriptors");
@@ -255,25 +253,24 @@ fn connect_socket(path: &Path, deadline: Instant) -> Result<OwnedFd, Error> {
 /// Checks a producer's description: a valid geometry and consistent sizes.
 fn check_hello(hello: &HelloBody) -> Result<Geometry, Error> {
     if hello.nr_cpus == 0 || hello.nr_cpus > MAX_CPUS {
-        return Err(Error::Protocol(format!("producer describes {} CPUs", hello.nr_cpus)));
+        return Err(Error::BadHandshake(HandshakeProblem::NrCpus { nr_cpus: hello.nr_cpus }));
     }
     if hello.formats_len > MAX_FORMATS_LEN {
-        return Err(Error::Protocol(format!(
-            "producer announces {} bytes of event formats, more than the {MAX_FORMATS_LEN} accepted",
-            hello.formats_len
-        )));
+        return Err(Error::BadHandshake(HandshakeProblem::FormatsTooLarge { len: hello.formats_len }));
     }
     if Mode::from_wire(hello.mode).is_none() {
-        return Err(Error::Protocol(format!("unknown buffer mode {}", hello.mode)));
+        return Err(Error::BadHandshake(HandshakeProblem::Mode { mode: hello.mode }));
     }
     let geometry = Geometry::new(hello.subbuf_size, hello.nr_subbufs)?;
     let meta = hello.meta_page_size as usize;
     let expected = (meta as u64).checked_add(geometry.data_len() as u64);
     if !meta.is_multiple_of(4096) || meta < geometry.meta_size() || expected != Some(hello.cpu_file_size) {
-        return Err(Error::Protocol(format!(
-            "inconsistent sizes: meta {meta}, file {}, {} x {} sub-buffers",
-            hello.cpu_file_size, hello.nr_subbufs, hello.subbuf_size
-        )));
+        return Err(Error::BadHandshake(HandshakeProblem::Sizes {
+            meta_page_size: hello.meta_page_size,
+            cpu_file_size: hello.cpu_file_size,
+            nr_subbufs: hello.nr_subbufs,
+            subbuf_size: hello.subbuf_size,
+        }));
     }
     Ok(geometry)
 }
@@ -289,13 +286,16 @@ fn call(socket: &Mutex<Socket>, req: Request, accept_refusal: bool) -> Result<Re
         {
             return Err(Error::Hangup);
         }
-        return Err(Error::Protocol("the connection is out of step after an earlier failure".into()));
+        return Err(Error::OutOfStep { op });
     }
     send(&socket.fd, req.as_bytes())?;
     let answer = receive(&mut socket, op)?;
     if answer.header.cpu != req.cpu {
         socket.broken = true;
-        return Err(Error::Protocol(format!("answer for cpu {} to a request for cpu {}", answer.header.cpu, req.cpu)));
+        return Err(Error::BadAnswer {
+            op,
+            problem: AnswerProblem::OtherCpu { asked: req.cpu, answered: answer.header.cpu },
+        });
     }
     if answer.header.status == status::EUSERS {
         return Err(Error::TooManyClients);
@@ -359,7 +359,7 @@ fn receive(socket: &mut Socket, op: Op) -> Result<ReceivedAnswer, Error> {
     }
     if got.bytes > buf.len() {
         socket.broken = true;
-        return Err(Error::Protocol(format!("answer of {} bytes exceeds the maximum", got.bytes)));
+        return Err(Error::BadAnswer { op, problem: AnswerProblem::TooLong { len: got.bytes } });
     }
     let parsed = ResponseHeader::parse(&buf[..got.bytes], op);
     let (header, body) = match parsed {
@@ -370,7 +370,8 @@ fn receive(socket: &mut Socket, op: Op) -> Result<ReceivedAnswer, Error> {
         }
     };
     if header.nr_fds as usize != fds.len() {
-        return Err(Error::Protocol(format!("answer announces {} descriptors, {} came", header.nr_fds, fds.len())));
+        let problem = AnswerProblem::Descriptors { announced: header.nr_fds, received: fds.len() };
+        return Err(Error::BadAnswer { op, problem });
     }
     Ok(ReceivedAnswer { header, body: body.to_vec(), fds })
 }

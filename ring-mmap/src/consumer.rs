@@ -7,7 +7,7 @@
 //! mapping: events come out as [`ShmBytes`] views that copy their bytes out on request, never as
 //! `&[u8]` into memory the writer may still be writing.
 
-use crate::error::Error;
+use crate::error::{BufferProblem, Error, PageRole};
 use ring_core::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
 use ring_core::{DrainBound, Event, EventIter, Geometry, MissedEvents, PageSource, SharedView, ShmBytes};
 use std::time::Duration;
@@ -187,12 +187,12 @@ impl Position {
         };
         // An honest producer never says more was read than it committed (commit only grows).
         if page.start as usize > events.data_end() || !page.start.is_multiple_of(4) {
-            return Err(Error::Protocol(format!(
-                "cpu {cpu}: reader page {} was read to {}, past its commit of {} bytes (or misaligned)",
-                page.id,
-                page.start,
-                events.data_end()
-            )));
+            return Err(Error::BadReadPosition {
+                cpu,
+                id: page.id,
+                read: page.start,
+                commit: events.data_end() as u32,
+            });
         }
         if new_page {
             // The page's first_seq is stable while it is the reader page.
@@ -404,7 +404,7 @@ impl<S: CpuSource> Consumer<S> {
         }
         let cpu = self.source.cpu();
         let view = checked_view(&self.source, self.geometry)?;
-        let shm = reader_page(&view, page.id)?;
+        let shm = existing_page(&view, cpu, page.id, PageRole::Reader)?;
         let first_seq = published_first_seq(&view, page.id);
         let decoded = self.pos.decode(cpu, &page, new_page, &shm, first_seq, |e| sink(Record::Event(e)));
         // A page lost to truncation decodes as zeros (or not at all): say why.
@@ -431,7 +431,7 @@ impl<S: CpuSource> Consumer<S> {
         let new_page = self.pos.moved_to(&mut page);
         let cpu = self.source.cpu();
         let view = checked_view(&self.source, self.geometry)?;
-        let shm = reader_page(&view, page.id)?;
+        let shm = existing_page(&view, cpu, page.id, PageRole::Reader)?;
         shm.copy_to(out);
         self.source.check_mapping()?;
         let first_seq = published_first_seq(&view, page.id);
@@ -541,7 +541,7 @@ impl<S: CpuSource> Consumer<S> {
                 sink(Record::Lost(Lost::Count(lost)));
             }
             // Decoded from the mapping itself, so events come out as the live path gives them.
-            let page = view.page(copy.id).ok_or(Error::Protocol(format!("page {} does not exist", copy.id)))?;
+            let page = existing_page(&view, self.source.cpu(), copy.id, PageRole::Listed)?;
             let decoded = EventIter::starting_at(&page, copy.start as usize).and_then(|mut events| {
                 let mut count = 0;
                 let result = events.drain_events(|event| {
@@ -567,17 +567,14 @@ impl<S: CpuSource> Consumer<S> {
     }
 }
 
-/// The view of `source`, or a protocol error if its meta area no longer describes `geometry`,
-/// the buffer consuming began with (a producer may rewrite its meta area at any time; page
-/// copies are sized by the geometry it had).
+/// The view of `source`, or [`BufferProblem::GeometryChanged`] if its meta area no longer
+/// describes `geometry`, the buffer consuming began with (a producer may rewrite its meta area at
+/// any time; page copies are sized by the geometry it had).
 fn checked_view<S: CpuSource>(source: &S, geometry: Geometry) -> Result<SharedView<'_>, Error> {
     let view = source.view()?;
     if view.geometry() != geometry {
-        return Err(Error::Protocol(format!(
-            "cpu {}: the meta area changed the buffer's geometry from {geometry:?} to {:?}",
-            source.cpu(),
-            view.geometry()
-        )));
+        let changed = BufferProblem::GeometryChanged { cpu: source.cpu(), from: geometry, to: view.geometry() };
+        return Err(Error::BadBuffer(changed));
     }
     Ok(view)
 }
@@ -594,10 +591,16 @@ fn resume_point(view: &SharedView<'_>, id: u32, read: u32) -> u32 {
     ring_core::boundary_at_or_after(&page, commit as usize, 0, read as usize).map_or(commit, |at| at as u32)
 }
 
-/// Reader page `id` of `view`, or a protocol error if the producer named a page that does not
-/// exist.
-fn reader_page<'v>(view: &SharedView<'v>, id: u32) -> Result<ring_core::ShmPage<'v>, Error> {
-    view.page(id).ok_or(Error::Protocol(format!("reader page {id} does not exist")))
+/// Page `id` of `view` (CPU `cpu`'s), or [`Error::NoSuchPage`] if the buffer's writer named, as
+/// `role`, a page that does not exist.
+pub(crate) fn existing_page<'v>(
+    view: &SharedView<'v>,
+    cpu: u32,
+    id: u32,
+    role: PageRole,
+) -> Result<ring_core::ShmPage<'v>, Error> {
+    let nr_subbufs = view.geometry().nr_subbufs();
+    view.page(id).ok_or(Error::NoSuchPage { cpu, id, nr_subbufs, role })
 }
 
 /// The first sequence number hyptrace's meta extension publishes for page `id` (none on kernel

@@ -1,6 +1,8 @@
 //! Errors of ring-mmap.
 
-use crate::wire::{Op, WireError};
+use crate::client::{MAX_CPUS, MAX_FORMATS_LEN};
+use crate::wire::{ClockBody, MAX_RESPONSE, Op, PROTOCOL_VERSION, WireError};
+use ring_core::Geometry;
 use std::path::{Path, PathBuf};
 
 /// What can go wrong producing, serving or consuming a shared buffer.
@@ -26,9 +28,77 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The peer sent something that does not follow the protocol.
-    #[error("protocol error: {0}")]
-    Protocol(String),
+    /// A producer was configured with no CPUs.
+    #[error("a producer needs at least one CPU: set ProducerConfig::nr_cpus to 1 or more")]
+    NoCpus,
+    /// The producer answered a request in a way the protocol does not allow.
+    #[error("the producer's answer to {op:?} breaks the protocol: {problem}; {FAULTY_PRODUCER}")]
+    BadAnswer {
+        /// The request answered.
+        op: Op,
+        /// What is wrong with the answer.
+        problem: AnswerProblem,
+    },
+    /// The connection fell out of step (after a timeout or a malformed answer) and no longer
+    /// sends requests: an answer still on its way could be taken for a later request's.
+    #[error(
+        "not sending {op:?}: this connection fell out of step after an earlier timeout or malformed \
+         answer, and a late answer could be taken for this one; open a new connection"
+    )]
+    OutOfStep {
+        /// The request not sent.
+        op: Op,
+    },
+    /// The producer's handshake (its HELLO answer) describes what this consumer cannot read.
+    #[error("cannot accept the producer's handshake: {0}")]
+    BadHandshake(HandshakeProblem),
+    /// A buffer's memory or file does not have the size, layout or seals it must have.
+    #[error("cannot read the buffer: {0}")]
+    BadBuffer(BufferProblem),
+    /// A file of a buffer directory read post-mortem is not what a producer leaves there.
+    #[error(
+        "cannot recover {}: {problem}; a hyptrace producer leaves no such file: check that its directory \
+         is a producer's buffer directory, and that nothing else wrote to it",
+        path.display()
+    )]
+    BadDirFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: DirFileProblem,
+    },
+    /// A page that the buffer's writer named (its producer in an answer or its meta area, or the
+    /// kernel in its meta page) does not exist.
+    #[error(
+        "cpu {cpu}: {role} is sub-buffer {id}, which does not exist (the buffer has {nr_subbufs} \
+         sub-buffers); {FAULTY_WRITER}"
+    )]
+    NoSuchPage {
+        /// CPU.
+        cpu: u32,
+        /// The sub-buffer id named.
+        id: u32,
+        /// How many sub-buffers the buffer has.
+        nr_subbufs: u32,
+        /// What the page was named as.
+        role: PageRole,
+    },
+    /// A reader page was said to be read further than it holds, or to a position no event starts
+    /// at (one not 4-byte aligned).
+    #[error(
+        "cpu {cpu}: reader page {id} was said to be read to {read}, past its commit of {commit} bytes \
+         or not at a 4-byte boundary; {FAULTY_WRITER}"
+    )]
+    BadReadPosition {
+        /// CPU.
+        cpu: u32,
+        /// Sub-buffer id of the reader page.
+        id: u32,
+        /// The read position given.
+        read: u32,
+        /// The bytes committed on the page.
+        commit: u32,
+    },
     /// A message was malformed.
     #[error("malformed message: {0}")]
     Wire(#[from] WireError),
@@ -225,6 +295,244 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// What to do about a producer that breaks the protocol.
+const FAULTY_PRODUCER: &str = "the producer is faulty: report this to its maintainers";
+
+/// What is wrong with a producer's answer ([`Error::BadAnswer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerProblem {
+    /// It answers for another CPU than the request's.
+    #[error("it is for cpu {answered}, the request for cpu {asked}")]
+    OtherCpu {
+        /// The request's CPU.
+        asked: u32,
+        /// The answer's CPU.
+        answered: u32,
+    },
+    /// It is longer than any answer may be.
+    #[error("it is {len} bytes long, more than the {MAX_RESPONSE} an answer may be")]
+    TooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// Its header announces another number of descriptors than came with it.
+    #[error("it announces {announced} descriptors, and {received} came")]
+    Descriptors {
+        /// The descriptors its header announces.
+        announced: u32,
+        /// The descriptors received.
+        received: usize,
+    },
+    /// FORMATS gave no more bytes before the length the handshake announced.
+    #[error("the event formats end at byte {end} of the {len} the handshake announced")]
+    FormatsEnd {
+        /// Bytes received.
+        end: usize,
+        /// Bytes announced.
+        len: usize,
+    },
+    /// GET_CPU handed over other descriptors than a CPU's buffer and doorbell, or a buffer of
+    /// another size than the handshake announced.
+    #[error(
+        "it hands over {descriptors} descriptors for cpu {cpu}'s buffer of {file_size} bytes, where 2 \
+         (the buffer and its doorbell) and {announced} bytes (as the handshake announced) are expected"
+    )]
+    CpuFile {
+        /// The CPU asked for.
+        cpu: u32,
+        /// The descriptors received.
+        descriptors: usize,
+        /// The buffer's size the answer gives.
+        file_size: u64,
+        /// The buffer's size the handshake announced.
+        announced: u64,
+    },
+    /// GET_READER_PAGE gave a swap status that does not exist.
+    #[error("it gives cpu {cpu}'s reader page the unknown swap status {status}")]
+    SwapStatus {
+        /// The CPU asked for.
+        cpu: u32,
+        /// The status given.
+        status: u32,
+    },
+}
+
+/// What in a producer's handshake this consumer cannot accept ([`Error::BadHandshake`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeProblem {
+    /// It speaks another protocol version.
+    #[error(
+        "it speaks protocol version {producer}, this consumer {PROTOCOL_VERSION}: read the producer with \
+         a consumer of the producer's hyptrace release"
+    )]
+    Version {
+        /// The producer's protocol version.
+        producer: u32,
+    },
+    /// It describes no CPUs, or more than a consumer accepts.
+    #[error("it describes {nr_cpus} CPUs, where 1 to {MAX_CPUS} are accepted; {FAULTY_PRODUCER}")]
+    NrCpus {
+        /// The CPUs it describes.
+        nr_cpus: u32,
+    },
+    /// It announces event formats larger than a consumer accepts.
+    #[error(
+        "it announces {len} bytes of event formats, more than the {MAX_FORMATS_LEN} accepted; give the \
+         producer fewer event formats"
+    )]
+    FormatsTooLarge {
+        /// The length announced.
+        len: u64,
+    },
+    /// It names a buffer mode that does not exist.
+    #[error("it names the unknown buffer mode {mode}; {FAULTY_PRODUCER}")]
+    Mode {
+        /// The mode's wire number.
+        mode: u32,
+    },
+    /// Its sizes disagree with one another.
+    #[error(
+        "its sizes disagree: meta page {meta_page_size}, file {cpu_file_size}, {nr_subbufs} x \
+         {subbuf_size} sub-buffers (a CPU's file must be its meta page, a multiple of 4096 bytes that \
+         holds the meta area, followed by the sub-buffers); {FAULTY_PRODUCER}"
+    )]
+    Sizes {
+        /// The meta page's size.
+        meta_page_size: u32,
+        /// A CPU file's size.
+        cpu_file_size: u64,
+        /// The number of sub-buffers.
+        nr_subbufs: u32,
+        /// A sub-buffer's size.
+        subbuf_size: u32,
+    },
+}
+
+/// What is wrong with a buffer's memory or file ([`Error::BadBuffer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BufferProblem {
+    /// The meta area asked for cannot start the mapping: not a whole number of pages, or longer
+    /// than the mapping.
+    #[error(
+        "a meta area of {meta_size} bytes cannot start a {len}-byte mapping: it must be a multiple of \
+         4096 bytes no longer than the mapping; map the buffer with the sizes its producer or the \
+         kernel gives"
+    )]
+    MetaLayout {
+        /// The meta area's size asked for.
+        meta_size: usize,
+        /// The mapping's length asked for.
+        len: usize,
+    },
+    /// The file is shorter than the buffer it should hold.
+    #[error(
+        "the buffer file has {size} bytes, where {expected} are needed: it was cut short, or its size \
+         is misdescribed (by its meta area, or by its producer's handshake); it cannot be mapped"
+    )]
+    FileTooShort {
+        /// The file's size.
+        size: u64,
+        /// The size the buffer needs.
+        expected: usize,
+    },
+    /// A producer's memfd is not sealed against shrinking: it could vanish under the mapping.
+    #[error(
+        "the buffer memfd can still be shrunk (F_SEAL_SHRINK missing), which would crash its readers: \
+         a producer must seal its memfds (docs/abi.md §1); {FAULTY_PRODUCER}"
+    )]
+    Unsealed,
+    /// A producer's CPU buffer has no hyptrace meta extension, which the handshake promises.
+    #[error("cpu {cpu}'s meta area has no hyptrace meta extension, which its handshake promises; {FAULTY_PRODUCER}")]
+    NoExtension {
+        /// The CPU.
+        cpu: u32,
+    },
+    /// A producer's CPU buffer has another geometry than the handshake announced.
+    #[error(
+        "cpu {cpu}'s meta area describes {geometry:?}, where the handshake announced {announced:?}; {FAULTY_PRODUCER}"
+    )]
+    NotAsAnnounced {
+        /// The CPU.
+        cpu: u32,
+        /// The geometry the meta area describes.
+        geometry: Geometry,
+        /// The geometry the handshake announced.
+        announced: Geometry,
+    },
+    /// The meta area changed the buffer's geometry while a consumer read it.
+    #[error(
+        "cpu {cpu}'s meta area changed the buffer's geometry from {from:?} to {to:?} while it was read; {FAULTY_WRITER}"
+    )]
+    GeometryChanged {
+        /// The CPU.
+        cpu: u32,
+        /// The geometry when consuming began.
+        from: Geometry,
+        /// The geometry the meta area describes now.
+        to: Geometry,
+    },
+    /// The kernel's meta page gives a size that is not a whole number of pages.
+    #[error(
+        "the kernel's meta page gives its size as {meta_size} bytes, not a multiple of 4096: this \
+         kernel's trace_pipe_raw mapping is not one this reader knows; report this, naming the kernel"
+    )]
+    KernelMetaPage {
+        /// The size it gives.
+        meta_size: usize,
+    },
+    /// The kernel's meta page describes a buffer larger than the address space.
+    #[error(
+        "the kernel's meta page of {meta_size} bytes describes {geometry:?}, larger than the address \
+         space: this kernel's trace_pipe_raw mapping is not one this reader knows; report this, naming \
+         the kernel"
+    )]
+    KernelTooLarge {
+        /// The meta page's size.
+        meta_size: usize,
+        /// The geometry it describes.
+        geometry: Geometry,
+    },
+}
+
+/// What is wrong with a file of a buffer directory read post-mortem ([`Error::BadDirFile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DirFileProblem {
+    /// A formats or clock file larger than any a producer writes.
+    #[error("it is larger than {MAX_FORMATS_LEN} bytes")]
+    TooLarge,
+    /// A CPU file shorter than the start of a meta area, where its geometry is.
+    #[error("it is too short for a meta area ({len} bytes)")]
+    TooShort {
+        /// Its length.
+        len: usize,
+    },
+    /// A CPU file whose meta area has no hyptrace meta extension, which a producer always writes.
+    #[error("its meta area has no hyptrace meta extension")]
+    NoExtension,
+    /// A clock file of another size than a clock conversion.
+    #[error("it has {len} bytes, where a clock conversion has {}", size_of::<ClockBody>())]
+    ClockSize {
+        /// Its length.
+        len: usize,
+    },
+}
+
+/// What to do about a buffer whose writer breaks its contract.
+const FAULTY_WRITER: &str =
+    "whatever writes this buffer (its producer, or the kernel) is faulty: report this to its maintainers";
+
+/// What a page named by a buffer's writer was named as ([`Error::NoSuchPage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PageRole {
+    /// The reader page: in a GET_READER_PAGE answer, or the meta area's `reader.id`.
+    #[error("the reader page")]
+    Reader,
+    /// A page the meta area lists for reading (its `data_index[]`), read after the producer
+    /// stopped.
+    #[error("a page the meta area lists")]
+    Listed,
 }
 
 /// What makes a directory or file unfit to trust: a producer's buffer directory or a file in it

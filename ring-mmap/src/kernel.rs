@@ -19,8 +19,8 @@
 //!   per-request watermark; the kernel never goes away, so there is no hangup.
 
 use crate::backing::ReadOnlyMapping;
-use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup, lost_from_page};
-use crate::error::Error;
+use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup, existing_page, lost_from_page};
+use crate::error::{BufferProblem, Error, PageRole};
 use memmap2::MmapOptions;
 use ring_core::meta::off;
 use ring_core::{EventIter, Geometry, PageSource, SharedView, ShmRegion, Stats};
@@ -87,11 +87,11 @@ fn kernel_layout(file: &OwnedFd) -> Result<(usize, usize), Error> {
     let meta_size = meta.load_u32(off::META_PAGE_SIZE) as usize;
     let geometry = Geometry::new(meta.load_u32(off::SUBBUF_SIZE), meta.load_u32(off::NR_SUBBUFS))?;
     if meta_size < 4096 || !meta_size.is_multiple_of(4096) {
-        return Err(Error::Protocol(format!("kernel meta page of {meta_size} bytes")));
+        return Err(Error::BadBuffer(BufferProblem::KernelMetaPage { meta_size }));
     }
     let len = meta_size
         .checked_add(geometry.data_len())
-        .ok_or_else(|| Error::Protocol("kernel buffer larger than the address space".into()))?;
+        .ok_or(Error::BadBuffer(BufferProblem::KernelTooLarge { meta_size, geometry }))?;
     drop(meta);
     Ok((meta_size, len))
 }
@@ -118,7 +118,7 @@ impl CpuSource for KernelCpu {
         // Borrows only the mapping, so `self.reader` can be updated below.
         let view = SharedView::new(self.mapping.meta(), self.mapping.data())?;
         let id = view.meta().reader().id;
-        let page = view.page(id).ok_or_else(|| Error::Protocol(format!("kernel reader page {id} out of range")))?;
+        let page = existing_page(&view, cpu, id, PageRole::Reader)?;
         let swapped = id != self.reader;
         self.reader = id;
         if !swapped {

@@ -55,7 +55,7 @@ pub use consumer::{
     Consumer, CpuSource, Damage, DrainScope, Lost, PageCopy, PageLosses, PageRead, ReaderPage, Record, Remaining,
     Wakeup,
 };
-pub use error::{Error, Unsafety};
+pub use error::{AnswerProblem, BufferProblem, DirFileProblem, Error, HandshakeProblem, PageRole, Unsafety};
 pub use kernel::{KernelCpu, KernelStats, TracefsInstance};
 pub use postmortem::{BufferDir, DirCpu};
 pub use producer::{Producer, ProducerConfig, ShmProducer};

@@ -29,7 +29,7 @@
 use crate::backing::{CpuLayout, ReadOnlyMapping, cpu_file_name, lock_cpu_file, open_cpu_file, open_regular_file};
 use crate::client::MAX_FORMATS_LEN;
 use crate::consumer::{CpuSource, ReaderPage, Wakeup};
-use crate::error::Error;
+use crate::error::{DirFileProblem, Error};
 use crate::wire::{ClockBody, parse_body};
 use ring_core::meta::off;
 use ring_core::{ClockParams, Geometry, SharedView};
@@ -57,7 +57,7 @@ fn read_optional_file(path: &Path) -> Result<Option<Vec<u8>>, Error> {
         .read_to_end(&mut bytes)
         .map_err(|e| Error::path("reading", path, e))?;
     if bytes.len() as u64 > MAX_FORMATS_LEN {
-        return Err(Error::Protocol(format!("{} is larger than {MAX_FORMATS_LEN} bytes", path.display())));
+        return Err(Error::BadDirFile { path: path.to_path_buf(), problem: DirFileProblem::TooLarge });
     }
     Ok(Some(bytes))
 }
@@ -83,7 +83,7 @@ impl DirCpu {
         let mapping = ReadOnlyMapping::new(file.as_fd(), layout.file_size(), layout.meta_size())?;
         let cpu = Self { cpu, mapping, file };
         if !cpu.view()?.has_extension() {
-            return Err(Error::Protocol(format!("{} has no hyptrace meta extension", path.display())));
+            return Err(Error::BadDirFile { path, problem: DirFileProblem::NoExtension });
         }
         Ok(cpu)
     }
@@ -98,7 +98,7 @@ fn read_geometry(file: &OwnedFd, path: &Path) -> Result<Geometry, Error> {
         return Err(Error::NotInitialised { path: path.to_path_buf() });
     }
     if got < header.len() {
-        return Err(Error::Protocol(format!("{} is too short for a meta area ({got} bytes)", path.display())));
+        return Err(Error::BadDirFile { path: path.to_path_buf(), problem: DirFileProblem::TooShort { len: got } });
     }
     let field = |at: usize| u32::from_ne_bytes(header[at..at + 4].try_into().expect("4 bytes"));
     Ok(Geometry::new(field(off::SUBBUF_SIZE), field(off::NR_SUBBUFS))?)
@@ -203,9 +203,13 @@ impl BufferDir {
         let optional = |name: &str| read_optional_file(&dir.join(name));
         let formats = optional(FORMATS_FILE)?;
         let clock = optional(CLOCK_FILE)?
-            .map(|bytes| parse_body::<ClockBody>(&bytes))
-            .transpose()
-            .map_err(|e| Error::Protocol(format!("{}: {e}", dir.join(CLOCK_FILE).display())))?;
+            .map(|bytes| {
+                parse_body::<ClockBody>(&bytes).map_err(|_| Error::BadDirFile {
+                    path: dir.join(CLOCK_FILE),
+                    problem: DirFileProblem::ClockSize { len: bytes.len() },
+                })
+            })
+            .transpose()?;
         Ok(Self { path: dir.to_path_buf(), cpus, formats, clock })
     }
 }
@@ -214,7 +218,7 @@ impl BufferDir {
 mod tests {
     use super::*;
     use crate::consumer::{Consumer, Damage, Lost, Record, Remaining};
-    use crate::error::Unsafety;
+    use crate::error::{BufferProblem, Unsafety};
     use crate::{Backing, ProducerConfig, ShmProducer};
     use ring_core::{Config, CounterClock, Mode};
 
@@ -475,7 +479,11 @@ mod tests {
             assert!(error.to_string().contains("not an initialised hyptrace buffer"), "{error}");
         }
         std::fs::write(dir.join("cpu0"), [1u8; 8]).unwrap();
-        assert!(matches!(BufferDir::open(&dir), Err(Error::Protocol(_))), "shorter than a meta header");
+        let (got, cpu0, short) = (BufferDir::open(&dir), dir.join("cpu0"), DirFileProblem::TooShort { len: 8 });
+        assert!(
+            matches!(got, Err(Error::BadDirFile { ref path, problem }) if *path == cpu0 && problem == short),
+            "shorter than a meta header: {got:?}"
+        );
         std::fs::write(dir.join("cpu0"), [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0]).unwrap();
         assert!(matches!(BufferDir::open(&dir), Err(Error::Geometry(_))), "a zero sub-buffer size");
         // A meta area announcing more sub-buffers than the file holds.
@@ -483,7 +491,11 @@ mod tests {
         meta[off::SUBBUF_SIZE..off::SUBBUF_SIZE + 4].copy_from_slice(&4096u32.to_ne_bytes());
         meta[off::NR_SUBBUFS..off::NR_SUBBUFS + 4].copy_from_slice(&1000u32.to_ne_bytes());
         std::fs::write(dir.join("cpu0"), &meta).unwrap();
-        assert!(matches!(BufferDir::open(&dir), Err(Error::Protocol(_))));
+        let short = BufferProblem::FileTooShort {
+            size: 4096,
+            expected: CpuLayout { geometry: Geometry::new(4096, 1000).unwrap() }.file_size(),
+        };
+        assert!(matches!(BufferDir::open(&dir), Err(Error::BadBuffer(problem)) if problem == short));
         // The right size but no meta area at all (all zeros).
         meta[off::NR_SUBBUFS..off::NR_SUBBUFS + 4].copy_from_slice(&4u32.to_ne_bytes());
         meta.resize(4096 * 5, 0);
@@ -494,6 +506,11 @@ mod tests {
         let p = producer(&dir, Mode::Drop, true);
         drop(p);
         std::fs::write(dir.join(CLOCK_FILE), [1u8; 5]).unwrap();
-        assert!(matches!(BufferDir::open(&dir), Err(Error::Protocol(_))), "a clock file of the wrong size");
+        let (got, clock, wrong_size) =
+            (BufferDir::open(&dir), dir.join(CLOCK_FILE), DirFileProblem::ClockSize { len: 5 });
+        assert!(
+            matches!(got, Err(Error::BadDirFile { ref path, problem }) if *path == clock && problem == wrong_size),
+            "a clock file of the wrong size: {got:?}"
+        );
     }
 }

@@ -150,7 +150,7 @@ impl<C: Clock> ShmProducer<C> {
     /// Creates the buffers; `clock(cpu)` gives each CPU's clock.
     pub fn new(config: ProducerConfig, mut clock: impl FnMut(u32) -> C) -> Result<Self, Error> {
         if config.nr_cpus == 0 {
-            return Err(Error::Protocol("a producer needs at least one CPU".into()));
+            return Err(Error::NoCpus);
         }
         let layout = CpuLayout { geometry: config.buffer.geometry };
         let open_backing = config.backing.open()?;
@@ -232,5 +232,18 @@ impl<C: Clock + Send + Sync> Producer for ShmProducer<C> {
     /// Only [`TraceClock::Own`]: what its clock counts is up to the code that made it.
     fn clock(&self, target: TraceClock) -> Option<ClockParams> {
         (target == TraceClock::Own).then(|| *self.clock.lock())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring_core::{CounterClock, Geometry, Mode};
+
+    #[test]
+    fn a_producer_of_no_cpus_is_refused() {
+        let buffer = Config { geometry: Geometry::new(4096, 4).unwrap(), mode: Mode::Drop };
+        let config = ProducerConfig { nr_cpus: 0, buffer, backing: Backing::Memfd, formats: Vec::new() };
+        assert!(matches!(ShmProducer::new(config, |_| CounterClock::new(1)), Err(Error::NoCpus)));
     }
 }

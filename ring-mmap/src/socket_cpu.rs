@@ -3,7 +3,7 @@
 use crate::backing::ReadOnlyMapping;
 use crate::client::{Connection, HANGUP_POLL, is_hangup};
 use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup};
-use crate::error::Error;
+use crate::error::{AnswerProblem, BufferProblem, Error, PageRole};
 use crate::wire::{Op, ReaderBody, WaitBody, parse_body};
 use ring_core::{SharedView, Stats, SwapStatus};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -30,8 +30,12 @@ impl SocketCpu {
     ) -> Result<Self, Error> {
         let cpu = Self { connection, cpu, mapping, doorbell };
         let view = cpu.view()?;
-        if !view.has_extension() || view.geometry() != cpu.connection.geometry() {
-            return Err(Error::Protocol(format!("cpu {}'s meta area does not match the handshake", cpu.cpu)));
+        let (geometry, announced) = (view.geometry(), cpu.connection.geometry());
+        if !view.has_extension() {
+            return Err(Error::BadBuffer(BufferProblem::NoExtension { cpu: cpu.cpu }));
+        }
+        if geometry != announced {
+            return Err(Error::BadBuffer(BufferProblem::NotAsAnnounced { cpu: cpu.cpu, geometry, announced }));
         }
         Ok(cpu)
     }
@@ -64,13 +68,13 @@ impl CpuSource for SocketCpu {
     fn get_reader_page(&mut self, read: u32) -> Result<ReaderPage, Error> {
         let answer = self.connection.call(Op::GetReaderPage, self.cpu, u64::from(read))?;
         let body: ReaderBody = parse_body(&answer.body)?;
-        let status =
-            SwapStatus::from_wire(body.swap_status).filter(|_| body.id < self.connection.geometry().nr_subbufs());
-        let Some(status) = status else {
-            return Err(Error::Protocol(format!(
-                "GET_READER_PAGE answered page {} status {}",
-                body.id, body.swap_status
-            )));
+        let nr_subbufs = self.connection.geometry().nr_subbufs();
+        if body.id >= nr_subbufs {
+            return Err(Error::NoSuchPage { cpu: self.cpu, id: body.id, nr_subbufs, role: PageRole::Reader });
+        }
+        let Some(status) = SwapStatus::from_wire(body.swap_status) else {
+            let problem = AnswerProblem::SwapStatus { cpu: self.cpu, status: body.swap_status };
+            return Err(Error::BadAnswer { op: Op::GetReaderPage, problem });
         };
         let swapped = status == SwapStatus::Swapped;
         let lost = if swapped && body.lost_events > 0 { Lost::Count(body.lost_events) } else { Lost::None };

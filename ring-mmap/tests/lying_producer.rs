@@ -1,16 +1,18 @@
 //! A producer that lies to its consumers (in its answers, in its meta area, in its buffer files)
 //! gets an error or a sensible result back, never a panic: read positions past the committed
-//! data, sequence numbers and lost counts that would overflow, a geometry changed after the
-//! handshake, a format description too large to fetch.
+//! data, reader pages that do not exist, sequence numbers and lost counts that would overflow, a
+//! geometry changed after the handshake, a format description too large to fetch.
 
 use ring_core::meta::off;
 use ring_core::{
     Arming, ClockParams, Config, CpuBuffer, Geometry, ManualClock, Mode, ReaderUpdate, SharedView, Stats, SwapError,
     SwapStatus, TraceClock,
 };
+use ring_mmap::client::MAX_FORMATS_LEN;
+use ring_mmap::wire::Op;
 use ring_mmap::{
-    Backing, Connection, Consumer, CpuSource, DirCpu, DrainScope, Error, Lost, Producer, ProducerConfig, ReaderPage,
-    Record, Server, ShmProducer, Wakeup,
+    AnswerProblem, Backing, BufferProblem, Connection, Consumer, CpuSource, DirCpu, DrainScope, Error,
+    HandshakeProblem, Lost, PageRole, Producer, ProducerConfig, ReaderPage, Record, Server, ShmProducer, Wakeup,
 };
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
@@ -43,6 +45,8 @@ enum Lie {
     /// Every GET_READER_PAGE answer names page 1 with this much read (as if the page had that
     /// much more than it does).
     Read(u32),
+    /// Every GET_READER_PAGE answer names this page, unread.
+    Page(u32),
     /// The formats are these when HELLO asks their length (the first time they are asked for),
     /// and the honest ones afterwards, when FORMATS fetches them.
     Formats(Vec<u8>),
@@ -75,6 +79,7 @@ impl Producer for Lying {
     fn swap_reader_page(&self, cpu: u32, read: u32) -> Result<ReaderUpdate, SwapError> {
         match self.lie {
             Lie::Read(read) => Ok(ReaderUpdate { status: SwapStatus::Unread, id: 1, read, lost_events: 0 }),
+            Lie::Page(id) => Ok(ReaderUpdate { status: SwapStatus::Unread, id, read: 0, lost_events: 0 }),
             Lie::Formats(_) => self.inner.swap_reader_page(cpu, read),
         }
     }
@@ -110,12 +115,37 @@ fn a_read_position_past_the_commit_is_a_protocol_error() {
         let mut consumer = Consumer::new(cpu).unwrap();
         let mut events = 0;
         let got = consumer.read_page(|_| events += 1);
-        assert!(matches!(got, Err(Error::Protocol(_))), "{what}: {got:?}");
+        assert!(
+            matches!(got, Err(Error::BadReadPosition { cpu: 0, id: 1, read: r, commit: 12 }) if r == read),
+            "{what}: {got:?}"
+        );
         let mut out = vec![0u8; GEOMETRY.0 as usize];
         let got = consumer.copy_page(&mut out);
-        assert!(matches!(got, Err(Error::Protocol(_))), "{what}: {got:?}");
+        assert!(
+            matches!(got, Err(Error::BadReadPosition { cpu: 0, id: 1, read: r, commit: 12 }) if r == read),
+            "{what}: {got:?}"
+        );
         assert_eq!(events, 0, "{what}: nothing decoded from a page the producer lied about");
     }
+}
+
+#[test]
+fn a_reader_page_that_does_not_exist_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = producer(Backing::Memfd, Vec::new());
+    let server = Server::start(&dir.path().join("sock"), Lying::new(inner, Lie::Page(GEOMETRY.1))).unwrap();
+    let mut consumer = Consumer::new(Connection::connect(server.path()).unwrap().open_cpu(0).unwrap()).unwrap();
+    let got = consumer.read_page(|_| {});
+    // GEOMETRY has four sub-buffers, 0 to 3.
+    assert!(matches!(got, Err(Error::NoSuchPage { cpu: 0, id: 4, nr_subbufs: 4, role: PageRole::Reader })), "{got:?}");
+    // A source that checks nothing: the consumer refuses the page itself.
+    let geometry = Geometry::new(GEOMETRY.0, GEOMETRY.1).unwrap();
+    let buf = CpuBuffer::with_heap(Config { geometry, mode: Mode::Overwrite }, ManualClock::new(1)).unwrap();
+    let missing = ReaderPage { id: GEOMETRY.1, start: 0, swapped: true, lost: Lost::None };
+    let doorbell = std::fs::File::open("/dev/null").unwrap().into();
+    let mut consumer = Consumer::new(ScriptedCpu { buf, answers: vec![missing], last: 0, doorbell }).unwrap();
+    let got = consumer.read_page(|_| {});
+    assert!(matches!(got, Err(Error::NoSuchPage { cpu: 0, id: 4, nr_subbufs: 4, role: PageRole::Reader })), "{got:?}");
 }
 
 /// A buffer directory holding ten events on page 1, whose first_seq claims they end past
@@ -232,10 +262,15 @@ fn a_geometry_changed_after_the_handshake_is_a_protocol_error() {
     let struct_len = ring_core::meta::meta_struct_len(nr_slots) as u32;
     scribble(&bufs, off::META_STRUCT_LEN as u64, &struct_len.to_ne_bytes());
     let mut out = vec![0u8; GEOMETRY.0 as usize];
+    let changed = BufferProblem::GeometryChanged {
+        cpu: 0,
+        from: Geometry::new(GEOMETRY.0, GEOMETRY.1).unwrap(),
+        to: Geometry::new(2048, 8).unwrap(),
+    };
     let got = consumer.copy_page(&mut out);
-    assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");
+    assert!(matches!(got, Err(Error::BadBuffer(problem)) if problem == changed), "{got:?}");
     let got = consumer.read_page(|_| {});
-    assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");
+    assert!(matches!(got, Err(Error::BadBuffer(problem)) if problem == changed), "{got:?}");
 }
 
 #[test]
@@ -243,14 +278,17 @@ fn a_format_description_too_large_to_fetch_is_refused_at_the_handshake() {
     let dir = tempfile::tempdir().unwrap();
     let inner = producer(Backing::Memfd, vec![0; 64]);
     // Zeroed memory, mapped but never touched: the server only takes its length.
-    let too_large = vec![0; usize::try_from(ring_mmap::client::MAX_FORMATS_LEN).unwrap() + 1];
+    let too_large = vec![0; usize::try_from(MAX_FORMATS_LEN).unwrap() + 1];
     let huge = Lying::new(inner.clone(), Lie::Formats(too_large));
     let server = Server::start(&dir.path().join("huge"), huge).unwrap();
     let got = Connection::connect(server.path());
-    assert!(matches!(got, Err(Error::Protocol(ref m)) if m.contains("event formats")), "{got:?}");
+    let announced = HandshakeProblem::FormatsTooLarge { len: MAX_FORMATS_LEN + 1 };
+    assert!(matches!(got, Err(Error::BadHandshake(problem)) if problem == announced), "{got:?}");
     // Within the limit, a description the producer then fails to deliver is an error too.
     let short = Lying::new(inner, Lie::Formats(vec![0; 1 << 20]));
     let server = Server::start(&dir.path().join("short"), short).unwrap();
     let got = Connection::connect(server.path()).unwrap().formats();
-    assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");
+    // The honest producer has 64 bytes of formats to give.
+    let problem = AnswerProblem::FormatsEnd { end: 64, len: 1 << 20 };
+    assert!(matches!(got, Err(Error::BadAnswer { op: Op::Formats, problem: p }) if p == problem), "{got:?}");
 }

@@ -23,7 +23,7 @@
 use hyptrace_tests::payload;
 use hyptrace_tests::progress::Progress;
 use ring_core::EventIter;
-use ring_mmap::{BufferDir, Connection, Consumer, CpuSource, DirCpu, Error, Lost, Record};
+use ring_mmap::{BufferDir, BufferProblem, Connection, Consumer, CpuSource, DirCpu, Error, Lost, Record};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -278,7 +278,8 @@ fn run(s: &Scenario, dir: &Path) -> Result<Option<Recovered>, String> {
         Err(
             e @ (Error::NotInitialised { .. }
             | Error::Path { .. }
-            | Error::Protocol(_)
+            | Error::BadDirFile { .. }
+            | Error::BadBuffer(BufferProblem::FileTooShort { .. })
             | Error::Geometry(_)
             | Error::View(_)),
         ) if s.early => {
