@@ -194,11 +194,15 @@ impl BufferDir {
             cpus.push(DirCpu::open(dir, cpus.len() as u32)?);
         }
         if cpus.is_empty() {
-            return Err(Error::path(
-                "no buffer files (cpu0, cpu1, ...) in",
-                dir,
-                std::io::Error::from(std::io::ErrorKind::NotFound),
-            ));
+            // The directory itself, if it is what is missing; else that it holds no buffers.
+            return Err(match std::fs::metadata(dir) {
+                Err(e) => Error::path("opening the buffer directory", dir, e),
+                Ok(_) => Error::path(
+                    "no buffer files (cpu0, cpu1, ...) in",
+                    dir,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "not a producer's buffer directory"),
+                ),
+            });
         }
         let optional = |name: &str| read_optional_file(&dir.join(name));
         let formats = optional(FORMATS_FILE)?;

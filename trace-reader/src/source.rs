@@ -241,7 +241,8 @@ impl Session {
     }
 
     fn open_dir(target: Target, dir: &std::path::Path, only: &[u32]) -> Result<Self> {
-        let opened = BufferDir::open(dir).with_context(|| format!("opening the buffer directory {}", dir.display()))?;
+        // Its errors name the directory or file.
+        let opened = BufferDir::open(dir)?;
         let nr_cpus = opened.cpus.len() as u32;
         let wanted = select(nr_cpus, only)?;
         let subbuf_size = opened.cpus[0].view()?.geometry().subbuf_size();

@@ -268,9 +268,21 @@ fn bad_input_is_a_clear_error() {
     let sock = dir.path().join("nobody.sock");
     let out = reader(&["stream", "--socket", sock.to_str().unwrap(), "--wait", "0.1"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no producer is serving"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no producer is serving"), "{stderr}");
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "each cause said once: {stderr}");
     let out = reader(&["stream", "--duration", "forever"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a number of seconds"));
+    // A user's mistake is one line naming each cause once, backtraces or not.
+    let out = Command::new(env!("CARGO_BIN_EXE_trace-reader"))
+        .args(["recover", dir.path().join("no-such-dir").to_str().unwrap()])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("trace-reader: error: ") && stderr.contains("no-such-dir"), "{stderr}");
 }
 
 #[test]
