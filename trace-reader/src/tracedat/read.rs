@@ -275,7 +275,7 @@ impl DatPages {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{DatInfo, DatWriter, PageBuilder, SpoolIo};
+    use super::super::{BufferCpu, BufferSpec, DatInfo, DatWriter, PageBuilder, SpoolIo};
     use super::*;
     use ring_core::EventIter;
     use ring_mmap::Lost;
@@ -302,7 +302,7 @@ mod tests {
         let mut formats = Formats::default();
         formats.insert(EventFormat::parse("demo", FORMAT).unwrap());
         let info = DatInfo::new(4096, &formats, Some("mono".into()));
-        let mut w = match DatWriter::create(&path, info, 3, &[0, 2], io) {
+        let mut w = match DatWriter::create(&path, info, &[BufferSpec::top(3, &[0, 2])], io) {
             Err(DatError::DirectIo { dir, source }) => {
                 println!("SKIPPED: {} refuses O_DIRECT ({source})", dir.display());
                 return;
@@ -324,10 +324,10 @@ mod tests {
         }
         b.flush(&mut out).unwrap();
         for p in &pages {
-            w.write_page(2, p).unwrap();
+            w.write_page(BufferCpu { buffer: 0, cpu: 2 }, p).unwrap();
         }
-        assert!(w.write_page(1, &pages[0]).is_err(), "cpu 1 is not recorded");
-        w.finish(&["CPU: 0\n".into(), "CPU: 2\n".into()], |_, _| {}).unwrap();
+        assert!(w.write_page(BufferCpu { buffer: 0, cpu: 1 }, &pages[0]).is_err(), "cpu 1 is not recorded");
+        w.finish(&[vec!["CPU: 0\n".into(), "CPU: 2\n".into()]], |_, _| {}).unwrap();
 
         let f = DatFile::open(&path).unwrap();
         assert_eq!((f.page_size, f.clock.as_deref(), f.cpus.len()), (4096, Some("mono"), 3));
@@ -353,8 +353,13 @@ mod tests {
         std::fs::write(&path, b"hello").unwrap();
         assert!(matches!(DatFile::open(&path), Err(DatError::NotTraceDat)));
         let good = dir.path().join("g.dat");
-        let w = DatWriter::create(&good, DatInfo::new(4096, &Formats::default(), None), 1, &[0], SpoolIo::Buffered)
-            .unwrap();
+        let w = DatWriter::create(
+            &good,
+            DatInfo::new(4096, &Formats::default(), None),
+            &[BufferSpec::top(1, &[0])],
+            SpoolIo::Buffered,
+        )
+        .unwrap();
         w.finish(&[], |_, _| {}).unwrap();
         let bytes = std::fs::read(&good).unwrap();
         assert!(DatFile::open(&good).is_ok());
@@ -371,8 +376,13 @@ mod tests {
     fn files_with_instance_buffers_are_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("g.dat");
-        let w = DatWriter::create(&good, DatInfo::new(4096, &Formats::default(), None), 1, &[0], SpoolIo::Buffered)
-            .unwrap();
+        let w = DatWriter::create(
+            &good,
+            DatInfo::new(4096, &Formats::default(), None),
+            &[BufferSpec::top(1, &[0])],
+            SpoolIo::Buffered,
+        )
+        .unwrap();
         w.finish(&[], |_, _| {}).unwrap();
         let mut bytes = std::fs::read(&good).unwrap();
         // A BUFFER option, as trace-cmd writes for `-B review`, first among the options.
