@@ -33,7 +33,7 @@ mod spool;
 mod write;
 
 pub use page::{PageBuilder, PageError};
-pub use read::{DatCpu, DatFile, DatPages};
+pub use read::{DatBuffer, DatCpu, DatFile, DatPages};
 pub use spool::{DIRECT_CHUNK, Spool, SpoolIo};
 pub use write::{BufferCpu, BufferSpec, DatInfo, DatWriter};
 
@@ -51,6 +51,9 @@ mod option {
     pub const BUFFER: u16 = 3;
     /// The trace clock list, the one in use in brackets.
     pub const TRACECLOCK: u16 = 4;
+    /// A CPU count replacing the header's (trace-cmd writes it for files whose buffers have other
+    /// counts than the machine's).
+    pub const CPUCOUNT: u16 = 8;
     /// The tool that wrote the file.
     pub const VERSION: u16 = 9;
 }
