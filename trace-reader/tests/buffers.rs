@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{BufferEventLine, lines, ok, parse_ours, reader, split_buffer, trace_cmd, trace_cmd_report_buffers};
-use ring_mmap::TracefsInstance;
+use common::{
+    BufferEventLine, lines, ok, parse_ours, reader, split_buffer, trace_cmd, trace_cmd_report_buffers, tracefs_instance,
+};
 use std::path::Path;
 use std::process::Command;
 use trace_reader::formats::{EventFormat, Formats};
@@ -99,14 +100,17 @@ fn report_merges_both_buffers_in_time_order_naming_each() {
     let file = dir.path().join("two.dat");
     let expected = write_two_buffers(&file).unwrap();
     assert_eq!(report_buffers(&file, &[NAMED]), expected);
-    let out = reader(&["report", "--format", "json", "--cpu", "3", file.to_str().unwrap()]);
-    ok(&out);
-    let objects: Vec<serde_json::Value> = lines(&out).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(objects.len() as u32, EVENTS, "cpu 3 is the named buffer's only");
-    assert!(objects.iter().all(|o| o["buffer"] == NAMED && o["event"] == "pong"), "{:?}", objects[0]);
-    let out = reader(&["report", "--format", "json", "--cpu", "1", file.to_str().unwrap()]);
-    let objects: Vec<serde_json::Value> = lines(&out).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(objects.iter().all(|o| o["buffer"].is_null() && o["event"] == "ping"), "{:?}", objects[0]);
+    let json_of_cpu = |cpu: &str| -> Vec<serde_json::Value> {
+        let out = reader(&["report", "--format", "json", "--cpu", cpu, file.to_str().unwrap()]);
+        ok(&out);
+        lines(&out).iter().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let named = json_of_cpu("3");
+    assert_eq!(named.len() as u32, EVENTS, "cpu 3 is the named buffer's only");
+    assert!(named.iter().all(|o| o["buffer"] == NAMED && o["event"] == "pong"), "{:?}", named[0]);
+    let top = json_of_cpu("1");
+    assert_eq!(top.len() as u32, EVENTS, "cpu 1 is the top-level buffer's only");
+    assert!(top.iter().all(|o| o["buffer"].is_null() && o["event"] == "ping"), "{:?}", top[0]);
 }
 
 /// Markers written into each instance.
@@ -114,24 +118,13 @@ const MARKERS: u32 = 40;
 
 #[test]
 fn a_trace_cmd_file_of_two_instances_reads_as_trace_cmd_reports_it() {
-    let tracefs = match ring_mmap::kernel::mount_tracefs() {
-        Ok(t) => t,
-        Err(e) => {
-            println!("SKIPPED: tracefs is not available here ({e}); the trace-cmd instances test did not run");
-            return;
-        }
-    };
     // Two instances with names of different lengths, so that the labels' alignment shows.
-    let names = [format!("trace-reader-a-{}", std::process::id()), format!("trace-reader-bb-{}", std::process::id())];
+    let names =
+        [format!("trace-reader-test-a-{}", std::process::id()), format!("trace-reader-test-bb-{}", std::process::id())];
     let mut instances = Vec::new();
     for name in &names {
-        match TracefsInstance::create(&tracefs, name) {
-            Ok(instance) => instances.push(instance),
-            Err(e) => {
-                println!("SKIPPED: cannot create a tracefs instance ({e}); the trace-cmd instances test did not run");
-                return;
-            }
-        }
+        let Some(instance) = tracefs_instance(name, "the trace-cmd instances test") else { return };
+        instances.push(instance);
     }
     for i in 0..MARKERS {
         for (instance, name) in instances.iter().zip(&names) {

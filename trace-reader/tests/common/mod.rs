@@ -7,7 +7,7 @@
 use hyp_sim::host::{Host, HostConfig};
 use hyp_sim::vcpu::{self, Workload};
 use ring_core::{Config, Geometry, Mode};
-use ring_mmap::{Backing, Server};
+use ring_mmap::{Backing, Server, TracefsInstance};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -177,4 +177,24 @@ pub fn trace_cmd_report_buffers(tc: &str, file: &Path, names: &[&str]) -> Vec<Bu
             Some((buffer, parse_trace_cmd(rest).pop()?))
         })
         .collect()
+}
+
+/// A new tracefs instance `name` (tracefs mounted first if it is not yet); `None`, with the
+/// reason printed as what skipped `test`, where this machine has no tracefs or lets us create
+/// no instance.
+pub fn tracefs_instance(name: &str, test: &str) -> Option<TracefsInstance> {
+    let tracefs = match ring_mmap::kernel::mount_tracefs() {
+        Ok(t) => t,
+        Err(e) => {
+            println!("SKIPPED: tracefs is not available here ({e}); {test} did not run");
+            return None;
+        }
+    };
+    match TracefsInstance::create(&tracefs, name) {
+        Ok(instance) => Some(instance),
+        Err(e) => {
+            println!("SKIPPED: cannot create a tracefs instance ({e}); {test} did not run");
+            None
+        }
+    }
 }
