@@ -21,7 +21,8 @@
 //! whose text is the heading `"\nBuffer: NAME\n\n"`. Everything else is shared: one page size,
 //! one CPU count (every buffer's table has `nr_cpus` entries, empty for CPUs it does not have),
 //! one set of event formats, one trace clock (the TRACECLOCK option). `trace-cmd report` merges
-//! the buffers' events by time and starts each line of a named buffer with its name.
+//! the buffers' events by time and starts each line of a named buffer with its name; KernelShark
+//! opens each buffer as a stream of its own, drawing the CPUs that have pages.
 //!
 //! All numbers are in the byte order the header announces; we write the host's own. The pages
 //! are Linux ring-buffer sub-buffers, `page_size` bytes each (the buffers' sub-buffer size).
