@@ -42,6 +42,8 @@ pub use write::{BufferCpu, BufferSpec, DatInfo, DatWriter};
 const MAGIC: &[u8; 10] = b"\x17\x08\x44tracing";
 /// The version string we write and read.
 const VERSION: &[u8] = b"6\0";
+/// The tag that starts a buffer's flyrecord section: its CPU table, then its pages.
+const FLYRECORD: &[u8] = b"flyrecord\0";
 /// Option ids (trace-cmd's `TRACECMD_OPTION_*`).
 mod option {
     /// End of options.

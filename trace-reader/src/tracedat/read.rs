@@ -3,7 +3,7 @@
 //! before it is used.
 
 use super::buffers::{heading_of, parse_buffer_option};
-use super::{DatError, MAGIC, option};
+use super::{DatError, FLYRECORD, MAGIC, option};
 use crate::formats::{EventFormat, Formats};
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -193,6 +193,7 @@ impl DatFile {
                 }
                 let n = f.u32("option size")?;
                 let raw = f.bytes(u64::from(n), "option")?;
+                let text = || String::from_utf8_lossy(&raw).trim_end_matches('\0').to_string();
                 match id {
                     option::BUFFER => named.push(parse_buffer_option(&raw)?),
                     // As libtracecmd reads it: the count of every buffer's CPU table.
@@ -202,18 +203,15 @@ impl DatFile {
                             .ok_or_else(|| DatError::Corrupt(format!("a CPUCOUNT option of {} bytes", raw.len())))?;
                         nr_cpus = u32::from_ne_bytes(*count);
                     }
-                    _ => {}
-                }
-                let body = String::from_utf8_lossy(&raw).trim_end_matches('\0').to_string();
-                match id {
-                    option::TRACECLOCK => {
-                        clock = super::clock_in_use(&body);
+                    option::TRACECLOCK => clock = super::clock_in_use(&text()),
+                    option::CPUSTAT => {
+                        let body = text();
+                        match heading_of(&body) {
+                            Some(name) => cpustats.push((Some(name.to_string()), Vec::new())),
+                            None => cpustats.last_mut().expect("the top-level buffer's").1.push(body),
+                        }
                     }
-                    option::CPUSTAT => match heading_of(&body) {
-                        Some(name) => cpustats.push((Some(name.to_string()), Vec::new())),
-                        None => cpustats.last_mut().expect("the top-level buffer's").1.push(body),
-                    },
-                    option::VERSION => writer = Some(body),
+                    option::VERSION => writer = Some(text()),
                     _ => {}
                 }
             }
@@ -254,9 +252,6 @@ impl DatFile {
         })
     }
 }
-
-/// The tag that starts a flyrecord section.
-const FLYRECORD: &[u8] = b"flyrecord\0";
 
 /// The CPUs of a flyrecord table (`{ offset:u64 size:u64 }` per CPU) of a file of `len` bytes,
 /// in the buffer `whose`.

@@ -6,7 +6,7 @@
 
 use super::buffers::{buffer_option, cpustat_heading};
 use super::spool::{Spool, SpoolIo};
-use super::{DatError, HEADER_EVENT, MAGIC, VERSION, header_page, option};
+use super::{DatError, FLYRECORD, HEADER_EVENT, MAGIC, VERSION, header_page, option};
 use crate::formats::Formats;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -343,9 +343,6 @@ fn layout(start: u64, page_size: u32, nr_cpus: u32, pages: &[Vec<u64>]) -> Vec<S
         })
         .collect()
 }
-
-/// The tag that starts a flyrecord section.
-const FLYRECORD: &[u8] = b"flyrecord\0";
 
 /// [`DatWriter::finish`]'s writing of the whole file into `file`; returns its size.
 fn write_file(
