@@ -77,7 +77,8 @@ pub enum Command {
     /// file of the name as it was; one that fails later keeps what it read).
     Record(RecordArgs),
     /// Print a trace.dat file written by `record` (or an uncompressed version 6 file from
-    /// trace-cmd of the top-level buffer), without trace-cmd.
+    /// trace-cmd), without trace-cmd: all its buffers' events merged in time order, each line of
+    /// a file of several buffers starting with its buffer's name as trace-cmd report's do.
     Report(ReportArgs),
     /// Print every event a dead (crashed, killed or exited) producer committed to the buffer
     /// directory it wrote (hyp-sim --dir): oldest first, merged across CPUs, with the events
@@ -355,10 +356,10 @@ pub struct ReportArgs {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
-    /// Print only these CPUs (repeat, or separate with commas) [default: all]
+    /// Print only these CPUs, of every buffer (repeat, or separate with commas) [default: all]
     #[arg(long = "cpu", value_delimiter = ',')]
     pub cpus: Vec<u32>,
-    /// Also print the file's per-CPU statistics (to stderr)
+    /// Also print the file's per-CPU statistics, buffer by buffer (to stderr)
     #[arg(long)]
     pub stats: bool,
 }

@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{lines, ok, parse_ours, reader, trace_cmd, trace_cmd_report};
-use ring_mmap::TracefsInstance;
+use common::{lines, ok, parse_ours, reader, trace_cmd, trace_cmd_report, tracefs_instance};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -24,21 +23,8 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 #[test]
 fn record_of_a_kernel_instance_matches_trace_cmd() {
     let _kernel = one_at_a_time();
-    let tracefs = match ring_mmap::kernel::mount_tracefs() {
-        Ok(t) => t,
-        Err(e) => {
-            println!("SKIPPED: tracefs is not available here ({e}); the kernel record test did not run");
-            return;
-        }
-    };
     let name = format!("trace-reader-test-{}", std::process::id());
-    let instance = match TracefsInstance::create(&tracefs, &name) {
-        Ok(i) => i,
-        Err(e) => {
-            println!("SKIPPED: cannot create a tracefs instance ({e}); the kernel record test did not run");
-            return;
-        }
-    };
+    let Some(instance) = tracefs_instance(&name, "the kernel record test") else { return };
     let mut marker = std::fs::OpenOptions::new().write(true).open(instance.path().join("trace_marker_raw")).unwrap();
     for i in 1..=RECORDS {
         // One write per record: a 4-byte id, then the payload.
@@ -86,22 +72,9 @@ fn field_hex(fields: &str, name: &str) -> u64 {
 #[test]
 fn a_task_started_during_the_recording_is_named() {
     let _kernel = one_at_a_time();
-    let tracefs = match ring_mmap::kernel::mount_tracefs() {
-        Ok(t) => t,
-        Err(e) => {
-            println!("SKIPPED: tracefs is not available here ({e}); the task-name test did not run");
-            return;
-        }
-    };
-    let Some(tc) = trace_cmd() else { return };
     let name = format!("trace-reader-names-{}", std::process::id());
-    let instance = match TracefsInstance::create(&tracefs, &name) {
-        Ok(i) => i,
-        Err(e) => {
-            println!("SKIPPED: cannot create a tracefs instance ({e}); the task-name test did not run");
-            return;
-        }
-    };
+    let Some(instance) = tracefs_instance(&name, "the task-name test") else { return };
+    let Some(tc) = trace_cmd() else { return };
     // The kernel saves task names while an event that records them is enabled.
     std::fs::write(instance.path().join("events/sched/sched_switch/enable"), "1").unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@ use crate::cli::RecordArgs;
 use crate::live::{self, Finished, LiveOptions, Stop, Tally};
 use crate::source::{CpuReader, Session, Target};
 use crate::table::{self, Row};
-use crate::tracedat::{DatError, DatInfo, DatWriter, PageBuilder, Spool, SpoolIo};
+use crate::tracedat::{BufferSpec, DatError, DatInfo, DatWriter, PageBuilder, Spool, SpoolIo};
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ring_core::{ClockParams, EventIter};
@@ -316,13 +316,13 @@ fn create_file(target: &Target, first: &Session, cpus: &[u32], args: &RecordArgs
         kernel_symbols(&mut info, tracing);
     }
     let io = if args.direct_io { SpoolIo::Direct } else { SpoolIo::Buffered };
-    DatWriter::create(&args.output, info, first.nr_cpus, cpus, io)
+    DatWriter::create(&args.output, info, &[BufferSpec::top(first.nr_cpus, cpus)], io)
         .with_context(|| format!("creating {}", args.output.display()))
 }
 
 /// Each session's spools in `writer`, in the order of the session's CPUs.
 fn spools_by_session<'w>(writer: &'w mut DatWriter, sessions: &[Session]) -> Result<Vec<Vec<&'w mut Spool>>> {
-    let mut by_cpu: BTreeMap<u32, &mut Spool> = writer.spools().collect();
+    let mut by_cpu: BTreeMap<u32, &mut Spool> = writer.spools().map(|(at, spool)| (at.cpu, spool)).collect();
     let mut take = |cpu: u32| by_cpu.remove(&cpu).with_context(|| format!("cpu {cpu} has no spool"));
     sessions.iter().map(|s| s.cpus.iter().map(|c| take(c.cpu())).collect()).collect()
 }
@@ -481,7 +481,7 @@ fn finish_file(writer: DatWriter, rows: &[Row], output: &Path) -> Result<u64> {
     );
     bar.set_message(output.display().to_string());
     let size = writer
-        .finish(&stats, |copied, total| {
+        .finish(&[stats], |copied, total| {
             bar.set_length(total);
             bar.set_position(copied);
         })

@@ -1,8 +1,8 @@
-//! `report`: print a trace.dat file, merged across CPUs in time order.
+//! `report`: print a trace.dat file, merged across its buffers and CPUs in time order.
 
 use crate::cli::ReportArgs;
 use crate::merge::MergedItem;
-use crate::output::Printer;
+use crate::output::{BufferLabel, Printer};
 use crate::tracedat::{DatFile, DatPages};
 use anyhow::{Context, Result, bail};
 use ring_core::EventIter;
@@ -10,8 +10,12 @@ use ring_mmap::Lost;
 use ring_mmap::consumer::lost_from_page;
 use std::collections::VecDeque;
 
-/// One CPU's pages, decoded a page at a time.
+/// One CPU's pages, of one buffer, decoded a page at a time.
 struct CpuItems {
+    /// Index of the buffer in the file's.
+    buffer: usize,
+    /// How messages name it: `cpu N`, or `buffer NAME cpu N`.
+    whose: String,
     cpu: u32,
     pages: DatPages,
     page_no: u64,
@@ -30,7 +34,7 @@ impl CpuItems {
                 Ok(it) => it,
                 Err(e) => {
                     self.corrupt += 1;
-                    eprintln!("trace-reader: cpu {} page {}: {e}; page skipped", self.cpu, self.page_no - 1);
+                    eprintln!("trace-reader: {} page {}: {e}; page skipped", self.whose, self.page_no - 1);
                     continue;
                 }
             };
@@ -48,8 +52,8 @@ impl CpuItems {
                     Err(e) => {
                         self.corrupt += 1;
                         eprintln!(
-                            "trace-reader: cpu {} page {}: {e}; rest of the page skipped",
-                            self.cpu,
+                            "trace-reader: {} page {}: {e}; rest of the page skipped",
+                            self.whose,
                             self.page_no - 1
                         );
                         break;
@@ -82,15 +86,28 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             args.file.display()
         );
     }
-    if let Some(bad) = args.cpus.iter().find(|&&c| c as usize >= file.cpus.len()) {
-        bail!("there is no cpu {bad} in {} (it has {})", args.file.display(), file.cpus.len());
+    let nr_cpus = file.buffers.iter().map(|b| b.cpus.len()).max().unwrap_or(0);
+    if let Some(bad) = args.cpus.iter().find(|&&c| c as usize >= nr_cpus) {
+        bail!("there is no cpu {bad} in {} (it has {nr_cpus})", args.file.display());
     }
-    let mut cpus = file
-        .cpus
+    let mut cpus = Vec::new();
+    for (buffer, b) in file.buffers.iter().enumerate() {
+        for c in b.cpus.iter().filter(|c| args.cpus.is_empty() || args.cpus.contains(&c.cpu)) {
+            let whose = match &b.name {
+                Some(name) => format!("buffer {name} cpu {}", c.cpu),
+                None => format!("cpu {}", c.cpu),
+            };
+            let pages = file.pages(c)?;
+            cpus.push(CpuItems { buffer, whose, cpu: c.cpu, pages, page_no: 0, queue: VecDeque::new(), corrupt: 0 });
+        }
+    }
+    // Items say which buffer they are from only where there are several.
+    let width = file.buffers.iter().filter_map(|b| b.name.as_ref()).map(String::len).max().unwrap_or(0);
+    let labels: Vec<Option<BufferLabel<'_>>> = file
+        .buffers
         .iter()
-        .filter(|c| args.cpus.is_empty() || args.cpus.contains(&c.cpu))
-        .map(|c| Ok(CpuItems { cpu: c.cpu, pages: file.pages(c)?, page_no: 0, queue: VecDeque::new(), corrupt: 0 }))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|b| (file.buffers.len() > 1).then_some(BufferLabel { name: b.name.as_deref(), width }))
+        .collect();
     let mut printer = Printer::new(args.format.style);
     loop {
         for c in &mut cpus {
@@ -98,12 +115,17 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         }
         let Some(next) = cpus.iter_mut().filter(|c| c.key().is_some()).min_by_key(|c| c.key()) else { break };
         let item = next.queue.pop_front().expect("a front item");
-        printer.item(&file.formats, &item);
+        printer.item(&file.formats, labels[next.buffer], &item);
     }
     printer.flush();
     if args.stats {
-        for s in &file.cpustats {
-            eprintln!("{}", s.trim_end());
+        for b in &file.buffers {
+            if let Some(name) = &b.name {
+                eprintln!("\nBuffer: {name}\n");
+            }
+            for s in &b.cpustats {
+                eprintln!("{}", s.trim_end());
+            }
         }
     }
     let corrupt: u64 = cpus.iter().map(|c| c.corrupt).sum();

@@ -44,7 +44,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
         report.push((cpu, events, snap.pages.len(), snap.discarded));
     }
     let mut printer = Printer::new(args.format.style);
-    merger.release(true, |item| printer.item(&session.formats, &item));
+    merger.release(true, |item| printer.item(&session.formats, None, &item));
     printer.flush();
     for (cpu, events, pages, discarded) in report {
         eprint!("cpu {cpu}: {events} events in {pages} pages");

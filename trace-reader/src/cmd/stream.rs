@@ -44,7 +44,7 @@ pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Resul
             merger.borrow_mut().push(cpu_index, item);
         }),
         |session, last| {
-            merger.borrow_mut().release(last, |item| printer.item(&session.formats, &item));
+            merger.borrow_mut().release(last, |item| printer.item(&session.formats, None, &item));
             printer.flush();
             Ok(())
         },

@@ -1,10 +1,12 @@
-//! Writing a trace.dat file: each CPU's pages are spooled to an anonymous temporary file while
-//! recording (CPUs are recorded at once, the file stores them one after the other), then the
-//! header is written and the CPUs' pages are copied after it, each CPU's at a page boundary,
-//! into a temporary file beside the output that replaces it only once it is complete.
+//! Writing a trace.dat file: each recorded CPU's pages, of each buffer, are spooled to an
+//! anonymous temporary file while recording (CPUs are recorded at once, the file stores them one
+//! after the other), then the header is written and each buffer's flyrecord section follows,
+//! its CPUs' pages copied after it, each CPU's at a page boundary, into a temporary file beside
+//! the output that replaces it only once it is complete.
 
+use super::buffers::{buffer_option, cpustat_heading};
 use super::spool::{Spool, SpoolIo};
-use super::{DatError, HEADER_EVENT, MAGIC, VERSION, header_page, option};
+use super::{DatError, FLYRECORD, HEADER_EVENT, MAGIC, VERSION, header_page, option};
 use crate::formats::Formats;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -12,10 +14,10 @@ use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// What a trace.dat describes besides the pages.
+/// What a trace.dat describes besides the pages, for all its buffers together.
 #[derive(Debug, Clone)]
 pub struct DatInfo {
-    /// Bytes per page (the buffers' sub-buffer size).
+    /// Bytes per page (the buffers' sub-buffer size): one size for every buffer of the file.
     pub page_size: u32,
     /// `header_page` text.
     pub header_page: String,
@@ -66,6 +68,42 @@ impl DatInfo {
     }
 }
 
+/// One buffer of a file: the top-level buffer (no name, the first), or a named buffer, stored as
+/// `trace-cmd record -B NAME` stores a tracefs instance's. Each has its own CPUs and pages; the
+/// event formats, symbols and task names of [`DatInfo`] are shared, so the events of all
+/// buffers must have distinct ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferSpec {
+    /// `None` for the top-level buffer.
+    pub name: Option<String>,
+    /// CPUs its source has, ids `0..nr_cpus`. The file stores one count for all buffers, the
+    /// largest: a buffer has no pages for the CPUs it lacks.
+    pub nr_cpus: u32,
+    /// The CPUs recorded, each into a spool of its own.
+    pub cpus: Vec<u32>,
+}
+
+impl BufferSpec {
+    /// The top-level buffer of a source of `nr_cpus` CPUs, recording `cpus`.
+    pub fn top(nr_cpus: u32, cpus: &[u32]) -> Self {
+        Self { name: None, nr_cpus, cpus: cpus.to_vec() }
+    }
+
+    /// The buffer `name` of a source of `nr_cpus` CPUs, recording `cpus`.
+    pub fn named(name: &str, nr_cpus: u32, cpus: &[u32]) -> Self {
+        Self { name: Some(name.to_string()), nr_cpus, cpus: cpus.to_vec() }
+    }
+}
+
+/// A recorded CPU of a buffer: which spool is which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BufferCpu {
+    /// Index of the buffer in the [`BufferSpec`]s the file was created with.
+    pub buffer: usize,
+    /// CPU id.
+    pub cpu: u32,
+}
+
 /// A trace.dat being recorded.
 ///
 /// A recording that fails (or a file whose writing fails) leaves the output as it was, an
@@ -77,7 +115,15 @@ impl DatInfo {
 pub struct DatWriter {
     output: Output,
     info: DatInfo,
-    /// By CPU id; `None` for CPUs not recorded.
+    /// In the order of the [`BufferSpec`]s.
+    buffers: Vec<BufferSpools>,
+}
+
+/// One buffer's spools.
+#[derive(Debug)]
+struct BufferSpools {
+    name: Option<String>,
+    /// By CPU id, `nr_cpus` of them; `None` for CPUs not recorded.
     spools: Vec<Option<Spool>>,
 }
 
@@ -107,13 +153,14 @@ fn follow_link(path: &Path) -> std::io::Result<PathBuf> {
 }
 
 impl DatWriter {
-    /// Starts a file to become `path` (the file a symbolic link names, if it is one), for a
-    /// source of `nr_cpus` CPUs of which `cpus` are recorded. The file and the spools live in
-    /// its directory (so the final copy and rename stay on one file system); the spools store
+    /// Starts a file to become `path` (the file a symbolic link names, if it is one), holding
+    /// `buffers`: the top-level buffer first, then any named ones. The file and the spools live
+    /// in its directory (so the final copy and rename stay on one file system); the spools store
     /// their pages as `io` says and vanish with the process. An existing file must be writable
     /// and keeps its permissions; an output that is not a regular file is written in place,
     /// its spools in the temporary directory.
-    pub fn create(path: &Path, info: DatInfo, nr_cpus: u32, cpus: &[u32], io: SpoolIo) -> Result<Self, DatError> {
+    pub fn create(path: &Path, info: DatInfo, buffers: &[BufferSpec], io: SpoolIo) -> Result<Self, DatError> {
+        check_buffers(buffers)?;
         let path = follow_link(path)?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -150,12 +197,18 @@ impl DatWriter {
             }
             Err(e) => return Err(e.into()),
         };
-        let spools = (0..nr_cpus).map(|_| None).collect();
-        let mut writer = Self { output, info, spools };
-        for &cpu in cpus {
-            writer.spools[cpu as usize] = Some(Spool::create(&spool_dir, writer.info.page_size as usize, io)?);
-        }
-        Ok(writer)
+        let page_size = info.page_size as usize;
+        let buffers = buffers
+            .iter()
+            .map(|spec| {
+                let mut spools: Vec<Option<Spool>> = (0..spec.nr_cpus).map(|_| None).collect();
+                for &cpu in &spec.cpus {
+                    spools[cpu as usize] = Some(Spool::create(&spool_dir, page_size, io)?);
+                }
+                Ok(BufferSpools { name: spec.name.clone(), spools })
+            })
+            .collect::<Result<_, DatError>>()?;
+        Ok(Self { output, info, buffers })
     }
 
     /// Sets the `saved_cmdlines` text the file will hold (`pid comm` lines), replacing
@@ -164,36 +217,50 @@ impl DatWriter {
         self.info.cmdlines = cmdlines;
     }
 
-    /// Pages written so far, all CPUs together.
+    /// Pages written so far, all buffers' CPUs together.
     pub fn pages(&self) -> u64 {
-        self.spools.iter().flatten().map(Spool::pages).sum()
+        self.buffers.iter().flat_map(|b| b.spools.iter().flatten()).map(Spool::pages).sum()
     }
 
-    /// Appends a page of `cpu` (recording writes into [`DatWriter::spools`] instead).
+    /// Appends a page of `at` (recording writes into [`DatWriter::spools`] instead).
     #[cfg(test)]
-    pub fn write_page(&mut self, cpu: u32, page: &[u8]) -> Result<(), DatError> {
-        self.spools
-            .get_mut(cpu as usize)
+    pub fn write_page(&mut self, at: BufferCpu, page: &[u8]) -> Result<(), DatError> {
+        self.buffers
+            .get_mut(at.buffer)
+            .and_then(|b| b.spools.get_mut(at.cpu as usize))
             .and_then(Option::as_mut)
-            .ok_or_else(|| DatError::Corrupt(format!("cpu {cpu} is not being recorded")))?
+            .ok_or_else(|| DatError::Buffers(format!("cpu {} of buffer {} is not being recorded", at.cpu, at.buffer)))?
             .write_page(page)
     }
 
-    /// The recorded CPUs' spools, by CPU id, to be written at once.
-    pub fn spools(&mut self) -> impl Iterator<Item = (u32, &mut Spool)> {
-        self.spools.iter_mut().enumerate().filter_map(|(cpu, s)| Some((cpu as u32, s.as_mut()?)))
+    /// The recorded CPUs' spools, buffer by buffer and by CPU id, to be written at once.
+    pub fn spools(&mut self) -> impl Iterator<Item = (BufferCpu, &mut Spool)> {
+        self.buffers.iter_mut().enumerate().flat_map(|(buffer, b)| {
+            b.spools
+                .iter_mut()
+                .enumerate()
+                .filter_map(move |(cpu, s)| Some((BufferCpu { buffer, cpu: cpu as u32 }, s.as_mut()?)))
+        })
     }
 
-    /// Writes the file: header, `cpustats` (one text per CPU, as tracefs `per_cpu/cpuN/stats`),
-    /// then every CPU's pages, telling `progress` how many of the pages' bytes are in (of how
-    /// many) as it goes. Returns the file's size.
-    pub fn finish(self, cpustats: &[String], progress: impl FnMut(u64, u64)) -> Result<u64, DatError> {
-        let Self { mut output, info, spools } = self;
+    /// Writes the file: header, `cpustats` (for each buffer, in the order of the
+    /// [`BufferSpec`]s, one text per CPU, as tracefs `per_cpu/cpuN/stats`; buffers past the end
+    /// have none), then every buffer's section and its CPUs' pages, telling `progress` how many
+    /// of the pages' bytes are in (of how many) as it goes. Returns the file's size.
+    pub fn finish(self, cpustats: &[Vec<String>], progress: impl FnMut(u64, u64)) -> Result<u64, DatError> {
+        let Self { mut output, info, buffers } = self;
+        if cpustats.len() > buffers.len() {
+            return Err(DatError::Buffers(format!(
+                "statistics for {} buffers in a file of {}",
+                cpustats.len(),
+                buffers.len()
+            )));
+        }
         let file = match &mut output {
             Output::Replace { file, .. } => file.as_file_mut(),
             Output::InPlace(file) => file,
         };
-        let size = write_file(file, &info, spools, cpustats, progress)?;
+        let size = write_file(file, &info, buffers, cpustats, progress)?;
         if let Output::Replace { path, file } = output {
             file.as_file().sync_all()?;
             file.persist(&path).map_err(|e| DatError::Io(e.error))?;
@@ -202,12 +269,87 @@ impl DatWriter {
     }
 }
 
+/// Refuses buffers a file cannot hold as given: the top-level buffer first and only there,
+/// named buffers with distinct names that fit a CPUSTAT heading, recorded CPUs that exist, once.
+fn check_buffers(buffers: &[BufferSpec]) -> Result<(), DatError> {
+    let bad = |why: String| Err(DatError::Buffers(why));
+    let Some((top, named)) = buffers.split_first() else {
+        return bad("a file has at least its top-level buffer".into());
+    };
+    if top.name.is_some() {
+        return bad("the first buffer is the top-level buffer, whose name is None".into());
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for spec in named {
+        let Some(name) = &spec.name else { return bad("only the first buffer is the top-level buffer".into()) };
+        if name.is_empty() || name.contains(['\0', '\n']) {
+            return bad(format!("buffer name {name:?}: names are non-empty, without NUL or newline"));
+        }
+        if !names.insert(name) {
+            return bad(format!("two buffers are named {name:?}"));
+        }
+    }
+    for spec in buffers {
+        let mut cpus = spec.cpus.clone();
+        cpus.sort_unstable();
+        if let Some(cpu) = cpus.iter().find(|&&cpu| cpu >= spec.nr_cpus) {
+            return bad(format!("cpu {cpu} of a buffer of {} CPUs", spec.nr_cpus));
+        }
+        if let Some(pair) = cpus.windows(2).find(|pair| pair[0] == pair[1]) {
+            return bad(format!("cpu {} listed twice", pair[0]));
+        }
+    }
+    Ok(())
+}
+
+/// Where one buffer's flyrecord section and pages go in the file.
+#[derive(Debug, PartialEq, Eq)]
+struct Section {
+    /// File offset of its `flyrecord` tag.
+    start: u64,
+    /// File offset of its first page: the first page boundary after its CPU table.
+    data: u64,
+    /// Offset and size of each CPU's pages, for every CPU of the file.
+    cpus: Vec<(u64, u64)>,
+}
+
+impl Section {
+    /// Where the next section starts: right after this one's pages.
+    fn end(&self) -> u64 {
+        self.data + self.cpus.iter().map(|&(_, size)| size).sum::<u64>()
+    }
+}
+
+/// The sections of buffers whose CPUs hold `pages` pages each, of `page_size` bytes, in a file
+/// of `nr_cpus` CPUs, the first section starting at `start`.
+fn layout(start: u64, page_size: u32, nr_cpus: u32, pages: &[Vec<u64>]) -> Vec<Section> {
+    let page = u64::from(page_size);
+    let mut start = start;
+    pages
+        .iter()
+        .map(|cpu_pages| {
+            let data = (start + FLYRECORD.len() as u64 + 16 * u64::from(nr_cpus)).next_multiple_of(page);
+            let mut at = data;
+            let cpus = (0..nr_cpus as usize)
+                .map(|cpu| {
+                    let size = cpu_pages.get(cpu).copied().unwrap_or(0) * page;
+                    at += size;
+                    (at - size, size)
+                })
+                .collect();
+            let section = Section { start, data, cpus };
+            start = section.end();
+            section
+        })
+        .collect()
+}
+
 /// [`DatWriter::finish`]'s writing of the whole file into `file`; returns its size.
 fn write_file(
     file: &mut File,
     info: &DatInfo,
-    spools: Vec<Option<Spool>>,
-    cpustats: &[String],
+    buffers: Vec<BufferSpools>,
+    cpustats: &[Vec<String>],
     mut progress: impl FnMut(u64, u64),
 ) -> Result<u64, DatError> {
     // Positions are counted, not asked for: a pipe cannot tell its own.
@@ -236,47 +378,72 @@ fn write_file(
     text32(&mut out, &info.kallsyms)?;
     text32(&mut out, &info.printk_formats)?;
     text64(&mut out, &info.cmdlines)?;
-    out.write_all(&(spools.len() as u32).to_ne_bytes())?;
+    // One CPU count for every buffer's table.
+    let nr_cpus = buffers.iter().map(|b| b.spools.len() as u32).max().unwrap_or(0);
+    out.write_all(&nr_cpus.to_ne_bytes())?;
     out.write_all(b"options  \0")?;
-    if let Some(clock) = &info.clock {
-        option_text(&mut out, option::TRACECLOCK, &format!("[{clock}]\n"))?;
-    }
-    option_text(&mut out, option::VERSION, concat!("trace-reader ", env!("CARGO_PKG_VERSION")))?;
-    for stat in cpustats {
-        option_text(&mut out, option::CPUSTAT, stat)?;
-    }
-    out.write_all(&option::DONE.to_ne_bytes())?;
-    out.write_all(b"flyrecord\0")?;
-    // Offsets: after the table, aligned up to a page, CPUs one after the other.
-    let table_end = out.written + 16 * spools.len() as u64;
-    let page = u64::from(info.page_size);
-    let mut at = table_end.next_multiple_of(page);
-    for spool in &spools {
-        let size = spool.as_ref().map_or(0, |s| s.pages() * page);
-        out.write_all(&at.to_ne_bytes())?;
-        out.write_all(&size.to_ne_bytes())?;
-        at += size;
-    }
-    let pos = out.written;
-    out.write_all(&vec![0; (table_end.next_multiple_of(page) - pos) as usize])?;
-    let total = at - table_end.next_multiple_of(page);
+    // The options name where the named buffers' sections are, which start after the options:
+    // their size does not depend on the offsets they hold.
+    let pages: Vec<Vec<u64>> =
+        buffers.iter().map(|b| b.spools.iter().map(|s| s.as_ref().map_or(0, Spool::pages)).collect()).collect();
+    let sized = options(info, &buffers, cpustats, &vec![0; buffers.len()])?;
+    let sections = layout(out.written + sized.len() as u64, info.page_size, nr_cpus, &pages);
+    let starts: Vec<u64> = sections.iter().map(|s| s.start).collect();
+    out.write_all(&options(info, &buffers, cpustats, &starts)?)?;
+    let total: u64 = pages.iter().flatten().sum::<u64>() * u64::from(info.page_size);
     let mut copied = 0;
     progress(copied, total);
-    for spool in spools.into_iter().flatten() {
-        let mut pages = spool.into_file()?;
-        // In chunks, so that a long copy shows how far it is.
-        loop {
-            let n = std::io::copy(&mut (&mut pages).take(COPY_CHUNK), &mut out)?;
-            if n == 0 {
-                break;
+    for (section, buffer) in sections.iter().zip(buffers) {
+        out.write_all(FLYRECORD)?;
+        for (offset, size) in &section.cpus {
+            out.write_all(&offset.to_ne_bytes())?;
+            out.write_all(&size.to_ne_bytes())?;
+        }
+        let pos = out.written;
+        out.write_all(&vec![0; (section.data - pos) as usize])?;
+        for spool in buffer.spools.into_iter().flatten() {
+            let mut pages = spool.into_file()?;
+            // In chunks, so that a long copy shows how far it is.
+            loop {
+                let n = std::io::copy(&mut (&mut pages).take(COPY_CHUNK), &mut out)?;
+                if n == 0 {
+                    break;
+                }
+                copied += n;
+                progress(copied, total);
             }
-            copied += n;
-            progress(copied, total);
         }
     }
     let size = out.written;
     out.inner.into_inner().map_err(|e| e.into_error())?.flush()?;
     Ok(size)
+}
+
+/// The options, up to and with the closing DONE, for `buffers` whose sections start at
+/// `starts`: the clock, the writer, the top-level buffer's CPU statistics, then for each named
+/// buffer its BUFFER option and its statistics under their heading, as trace-cmd orders them.
+fn options(
+    info: &DatInfo,
+    buffers: &[BufferSpools],
+    cpustats: &[Vec<String>],
+    starts: &[u64],
+) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if let Some(clock) = &info.clock {
+        option_text(&mut out, option::TRACECLOCK, &format!("[{clock}]\n"))?;
+    }
+    option_text(&mut out, option::VERSION, concat!("trace-reader ", env!("CARGO_PKG_VERSION")))?;
+    for (index, (buffer, start)) in buffers.iter().zip(starts).enumerate() {
+        if let Some(name) = &buffer.name {
+            option_bytes(&mut out, option::BUFFER, &buffer_option(*start, name))?;
+            option_text(&mut out, option::CPUSTAT, &cpustat_heading(name))?;
+        }
+        for stat in cpustats.get(index).into_iter().flatten() {
+            option_text(&mut out, option::CPUSTAT, stat)?;
+        }
+    }
+    out.write_all(&option::DONE.to_ne_bytes())?;
+    Ok(out)
 }
 
 /// A writer that counts the bytes written through it.
@@ -315,10 +482,15 @@ fn text64(out: &mut impl Write, text: &str) -> std::io::Result<()> {
 
 /// An option carrying a NUL-terminated text.
 fn option_text(out: &mut impl Write, id: u16, text: &str) -> std::io::Result<()> {
+    option_bytes(out, id, &[text.as_bytes(), &[0]].concat())
+}
+
+/// An option carrying `body`.
+fn option_bytes(out: &mut impl Write, id: u16, body: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(body.len()).map_err(|_| std::io::Error::other("an option of 4 GiB or more"))?;
     out.write_all(&id.to_ne_bytes())?;
-    out.write_all(&(text.len() as u32 + 1).to_ne_bytes())?;
-    out.write_all(text.as_bytes())?;
-    out.write_all(&[0])
+    out.write_all(&len.to_ne_bytes())?;
+    out.write_all(body)
 }
 
 #[cfg(test)]
@@ -331,16 +503,16 @@ mod tests {
         let path = dir.path().join("t.dat");
         let files = || std::fs::read_dir(dir.path()).unwrap().count();
         let info = || DatInfo::new(4096, &Formats::default(), None);
-        let mut w = DatWriter::create(&path, info(), 1, &[0], SpoolIo::Buffered).unwrap();
-        w.write_page(0, &[0; 4096]).unwrap();
+        let mut w = DatWriter::create(&path, info(), &[BufferSpec::top(1, &[0])], SpoolIo::Buffered).unwrap();
+        w.write_page(BufferCpu { buffer: 0, cpu: 0 }, &[0; 4096]).unwrap();
         drop(w);
         assert_eq!(files(), 0, "an unfinished recording leaves nothing");
         std::fs::write(&path, b"an earlier recording").unwrap();
-        drop(DatWriter::create(&path, info(), 1, &[0], SpoolIo::Buffered).unwrap());
+        drop(DatWriter::create(&path, info(), &[BufferSpec::top(1, &[0])], SpoolIo::Buffered).unwrap());
         assert_eq!(std::fs::read(&path).unwrap(), b"an earlier recording", "nor replaces an earlier one");
-        let mut w = DatWriter::create(&path, info(), 1, &[0], SpoolIo::Buffered).unwrap();
+        let mut w = DatWriter::create(&path, info(), &[BufferSpec::top(1, &[0])], SpoolIo::Buffered).unwrap();
         for _ in 0..3 {
-            w.write_page(0, &[0; 4096]).unwrap();
+            w.write_page(BufferCpu { buffer: 0, cpu: 0 }, &[0; 4096]).unwrap();
         }
         let mut reports = Vec::new();
         let size = w.finish(&[], |copied, total| reports.push((copied, total))).unwrap();
@@ -348,7 +520,7 @@ mod tests {
         assert_eq!(reports.last(), Some(&(3 * 4096, 3 * 4096)), "and ends with all of them");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "a finished one replaces it");
         assert_eq!(files(), 1);
-        let dir_as_output = DatWriter::create(dir.path(), info(), 1, &[0], SpoolIo::Buffered);
+        let dir_as_output = DatWriter::create(dir.path(), info(), &[BufferSpec::top(1, &[0])], SpoolIo::Buffered);
         assert!(dir_as_output.is_err(), "a directory is refused at once");
     }
 
@@ -357,8 +529,11 @@ mod tests {
         use std::os::unix::fs::FileTypeExt;
         let dir = tempfile::tempdir().unwrap();
         let info = || DatInfo::new(4096, &Formats::default(), None);
-        let finish =
-            |path: &Path| DatWriter::create(path, info(), 1, &[0], SpoolIo::Buffered).unwrap().finish(&[], |_, _| {});
+        let finish = |path: &Path| {
+            DatWriter::create(path, info(), &[BufferSpec::top(1, &[0])], SpoolIo::Buffered)
+                .unwrap()
+                .finish(&[], |_, _| {})
+        };
         // A link: the file it names becomes the recording, the link stays a link.
         let target = dir.path().join("target.dat");
         let link = dir.path().join("link.dat");
@@ -374,5 +549,54 @@ mod tests {
         assert!(finish(Path::new("/dev/null")).unwrap() > 0);
         assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left");
+    }
+
+    #[test]
+    fn each_section_follows_the_pages_before_it_and_pages_start_on_page_boundaries() {
+        // Two CPUs; the top-level buffer has a page on cpu 0, the next two pages on cpu 1.
+        let sections = layout(1000, 4096, 2, &[vec![1, 0], vec![0, 2]]);
+        assert_eq!(
+            sections,
+            [
+                Section { start: 1000, data: 4096, cpus: vec![(4096, 4096), (8192, 0)] },
+                Section { start: 8192, data: 12288, cpus: vec![(12288, 0), (12288, 8192)] },
+            ]
+        );
+        // A buffer of fewer CPUs than the file has empty entries for the others.
+        let sections = layout(0, 4096, 3, &[vec![1]]);
+        assert_eq!(sections[0].cpus, [(4096, 4096), (8192, 0), (8192, 0)]);
+    }
+
+    #[test]
+    fn buffers_a_file_cannot_hold_are_refused_before_anything_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.dat");
+        let info = || DatInfo::new(4096, &Formats::default(), None);
+        let top = BufferSpec::top(2, &[0, 1]);
+        let refused = [
+            vec![],
+            vec![BufferSpec::named("hyp", 2, &[0])],
+            vec![top.clone(), BufferSpec::top(2, &[0])],
+            vec![top.clone(), BufferSpec::named("hyp", 2, &[0]), BufferSpec::named("hyp", 1, &[0])],
+            vec![top.clone(), BufferSpec::named("", 2, &[0])],
+            vec![top.clone(), BufferSpec::named("a\nb", 2, &[0])],
+            vec![BufferSpec::top(2, &[2])],
+            vec![BufferSpec::top(2, &[1, 1])],
+        ];
+        for buffers in refused {
+            let result = DatWriter::create(&path, info(), &buffers, SpoolIo::Buffered);
+            assert!(matches!(result, Err(DatError::Buffers(_))), "{buffers:?}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let mut w =
+            DatWriter::create(&path, info(), &[top, BufferSpec::named("hyp", 4, &[3])], SpoolIo::Buffered).unwrap();
+        let spools: Vec<BufferCpu> = w.spools().map(|(at, _)| at).collect();
+        assert_eq!(
+            spools,
+            [BufferCpu { buffer: 0, cpu: 0 }, BufferCpu { buffer: 0, cpu: 1 }, BufferCpu { buffer: 1, cpu: 3 }]
+        );
+        let three_buffers_of_stats = w.finish(&[vec![], vec![], vec![]], |_, _| {});
+        assert!(matches!(three_buffers_of_stats, Err(DatError::Buffers(_))));
+        assert!(!path.exists());
     }
 }

@@ -7,7 +7,7 @@
 use hyp_sim::host::{Host, HostConfig};
 use hyp_sim::vcpu::{self, Workload};
 use ring_core::{Config, Geometry, Mode};
-use ring_mmap::{Backing, Server};
+use ring_mmap::{Backing, Server, TracefsInstance};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -147,4 +147,54 @@ pub fn trace_cmd_report(tc: &str, file: &Path) -> Vec<EventLine> {
     let out = Command::new(tc).args(["report", "-R", "-t"]).arg(file).output().unwrap();
     assert!(out.status.success(), "trace-cmd report failed: {}", String::from_utf8_lossy(&out.stderr));
     parse_trace_cmd(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// An event line with the buffer it came from (`None`: the top-level buffer).
+pub type BufferEventLine = (Option<String>, EventLine);
+
+/// Splits a line of a file with the buffers `names` into its buffer and the rest: trace-cmd
+/// starts each line with the buffer's name right-aligned to the longest name and `": "`, or as
+/// many blanks for the top-level buffer's lines.
+pub fn split_buffer<'l>(line: &'l str, names: &[&str]) -> (Option<String>, &'l str) {
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    for name in names {
+        if let Some(rest) = line.strip_prefix(&format!("{name:>width$}: ")) {
+            return (Some(name.to_string()), rest);
+        }
+    }
+    (None, line.strip_prefix(&" ".repeat(width + 2)).unwrap_or(line))
+}
+
+/// Runs `trace-cmd report -R -t FILE` on a file with the buffers `names` (besides the top-level
+/// one) and returns its events with their buffers.
+pub fn trace_cmd_report_buffers(tc: &str, file: &Path, names: &[&str]) -> Vec<BufferEventLine> {
+    let out = Command::new(tc).args(["report", "-R", "-t"]).arg(file).output().unwrap();
+    assert!(out.status.success(), "trace-cmd report failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (buffer, rest) = split_buffer(line, names);
+            Some((buffer, parse_trace_cmd(rest).pop()?))
+        })
+        .collect()
+}
+
+/// A new tracefs instance `name` (tracefs mounted first if it is not yet); `None`, with the
+/// reason printed as what skipped `test`, where this machine has no tracefs or lets us create
+/// no instance.
+pub fn tracefs_instance(name: &str, test: &str) -> Option<TracefsInstance> {
+    let tracefs = match ring_mmap::kernel::mount_tracefs() {
+        Ok(t) => t,
+        Err(e) => {
+            println!("SKIPPED: tracefs is not available here ({e}); {test} did not run");
+            return None;
+        }
+    };
+    match TracefsInstance::create(&tracefs, name) {
+        Ok(instance) => Some(instance),
+        Err(e) => {
+            println!("SKIPPED: cannot create a tracefs instance ({e}); {test} did not run");
+            None
+        }
+    }
 }
