@@ -247,10 +247,27 @@ impl TracefsInstance {
     }
 }
 
-impl Drop for TracefsInstance {
-    fn drop(&mut self) {
+impl TracefsInstance {
+    /// Stops tracing in the instance and removes it; fails (`EBUSY`) while any of its files is
+    /// open, a mapping of its buffers included.
+    pub fn remove(self) -> Result<(), Error> {
+        let path = self.path.clone();
+        let removed = self.stop_and_remove();
+        std::mem::forget(self);
+        removed.map_err(|e| Error::path("removing tracefs instance", &path, e))
+    }
+
+    fn stop_and_remove(&self) -> std::io::Result<()> {
+        // Best effort: an instance that is removed stops tracing anyway.
         let _ = std::fs::write(self.path.join("tracing_on"), "0");
-        let _ = std::fs::remove_dir(&self.path);
+        std::fs::remove_dir(&self.path)
+    }
+}
+
+impl Drop for TracefsInstance {
+    /// Removes the instance if it can ([`TracefsInstance::remove`] says why it could not).
+    fn drop(&mut self) {
+        let _ = self.stop_and_remove();
     }
 }
 

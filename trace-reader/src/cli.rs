@@ -32,6 +32,7 @@ const EXAMPLES: &str = "Examples:
   trace-reader show                               what is in the buffers now, without consuming
   trace-reader stats --kernel                     the kernel buffer's per-CPU counters
   trace-reader record --kernel -e sched -e 'kvm:*' the kernel's scheduler and KVM events, until Ctrl-C
+  trace-reader record --kernel -e sched --socket S the host's scheduler and a hypervisor, in one file
   trace-reader record -o trace.dat                record until Ctrl-C; then: trace-cmd report trace.dat
   trace-reader report trace.dat                   print a recorded file
   trace-reader recover /var/tmp/hyp               what a crashed hyp-sim --dir /var/tmp/hyp left";
@@ -92,8 +93,9 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct SourceArgs {
     /// A hyptrace producer's control socket [default: hyp-sim's, $XDG_RUNTIME_DIR/hyptrace.sock
-    /// or /tmp/hyptrace-<uid>/hyptrace.sock]
-    #[arg(long, conflicts_with_all = ["kernel", "dir"])]
+    /// or /tmp/hyptrace-<uid>/hyptrace.sock]. `record --kernel --socket PATH` records the kernel
+    /// and the producer together, on one clock, each in a buffer of its own in the one file
+    #[arg(long, conflicts_with = "dir")]
     pub socket: Option<PathBuf>,
     /// Read the buffer directory a producer that has gone left behind (hyp-sim --dir), post-mortem
     #[arg(long, conflicts_with = "kernel")]
@@ -118,8 +120,34 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
+    /// Whether both the kernel and a producer are named: what only `record` reads together.
+    pub fn names_kernel_and_producer(&self) -> bool {
+        self.kernel && self.socket.is_some()
+    }
+
+    /// Refuses both the kernel and a producer where one source is read.
+    fn one_source(&self) -> anyhow::Result<()> {
+        if self.names_kernel_and_producer() {
+            anyhow::bail!(
+                "--kernel and --socket name two sources: `record` records them together into one file; \
+                 here read one of them"
+            );
+        }
+        Ok(())
+    }
+
+    /// The producer at `--socket` (or the default one), its timestamps converted to `clock`.
+    pub fn producer_target(&self, clock: TraceClock) -> Target {
+        let socket = match &self.socket {
+            Some(s) => s.clone(),
+            None => ring_mmap::default_socket_path(),
+        };
+        Target::Producer { socket, wait: Duration::from_secs_f64(self.wait), clock }
+    }
+
     /// The target these arguments name.
     pub fn target(&self) -> anyhow::Result<Target> {
+        self.one_source()?;
         if self.kernel {
             if self.tracefs.as_os_str() == ring_mmap::kernel::TRACEFS {
                 ring_mmap::kernel::mount_tracefs()?;
@@ -133,11 +161,7 @@ impl SourceArgs {
         if let Some(dir) = &self.dir {
             return Ok(Target::Dir { dir: dir.clone() });
         }
-        let socket = match &self.socket {
-            Some(s) => s.clone(),
-            None => ring_mmap::default_socket_path(),
-        };
-        Ok(Target::Producer { socket, wait: Duration::from_secs_f64(self.wait), clock: TraceClock::Own })
+        Ok(self.producer_target(TraceClock::Own))
     }
 
     /// The target of a consuming read (`record`, `stream`): with --kernel, the kernel buffer
@@ -146,11 +170,19 @@ impl SourceArgs {
         if !self.kernel {
             return Ok((self.target()?, None));
         }
+        self.one_source()?;
+        let (target, prepared) = self.prepared_kernel(setup)?;
+        Ok((target, Some(prepared)))
+    }
+
+    /// The kernel buffer `setup` chooses, set up as it asks until the [`PreparedKernel`] is
+    /// dropped.
+    pub fn prepared_kernel(&self, setup: &KernelSetupArgs) -> anyhow::Result<(Target, PreparedKernel)> {
         if self.tracefs.as_os_str() == ring_mmap::kernel::TRACEFS {
             ring_mmap::kernel::mount_tracefs()?;
         }
         let prepared = setup.choices(self.instance.clone()).prepare(&self.tracefs)?;
-        Ok((Target::Kernel { tracing: prepared.tracing().to_path_buf() }, Some(prepared)))
+        Ok((Target::Kernel { tracing: prepared.tracing().to_path_buf() }, prepared))
     }
 }
 

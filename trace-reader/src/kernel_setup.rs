@@ -74,6 +74,11 @@ impl Drop for PreparedKernel {
                 );
             }
         }
+        if let Some(own) = self.own.take()
+            && let Err(e) = own.remove()
+        {
+            eprintln!("trace-reader: warning: {e}; remove it with rmdir once nothing reads it");
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod event_ids;
 pub mod formats;
 pub mod kernel_setup;
 pub mod live;

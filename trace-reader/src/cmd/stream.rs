@@ -14,10 +14,12 @@ use std::time::Instant;
 
 /// Runs `stream`.
 pub fn run(args: &StreamArgs) -> Result<()> {
-    // Set up until the reading ends (it is dropped after `session`).
-    let (target, _kernel) = args.source.prepared_target(&args.kernel_setup)?;
-    let session = Session::open(&target, &args.source.cpus)?;
-    print(session, args.format.style, args.live.options())
+    let (target, kernel) = args.source.prepared_target(&args.kernel_setup)?;
+    let printed = Session::open(&target, &args.source.cpus)
+        .and_then(|session| print(session, args.format.style, args.live.options()));
+    // Put back (or removed) once the session, which read it, is closed.
+    drop(kernel);
+    printed
 }
 
 /// Consumes `session` until it stops, printing its events as `format`, then the per-CPU table.

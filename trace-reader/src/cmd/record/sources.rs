@@ -1,0 +1,112 @@
+//! What a recording reads: one source, or the kernel and a producer together, each the
+//! sessions that read it and the buffer of the file it fills.
+
+use super::kernel_files::{clock_name, kernel_symbols};
+use crate::cli::RecordArgs;
+use crate::event_ids::EventIds;
+use crate::formats::Formats;
+use crate::kernel_setup::PreparedKernel;
+use crate::source::{CpuReader, Session, Target};
+use crate::tracedat::{BufferSpec, DatInfo, DatWriter, SpoolIo};
+use anyhow::{Context, Result, bail};
+use ring_core::TraceClock;
+
+/// The trace clock a recording of the kernel and a producer uses when not told (`-C`): one every
+/// hyptrace producer that knows the host's time can convert to exactly.
+const SHARED_CLOCK: &str = "mono";
+
+/// One source of a recording.
+pub(super) struct Source {
+    /// Its buffer in the file: `None` for the top-level one.
+    pub name: Option<String>,
+    /// What it reads.
+    pub target: Target,
+    /// Its sessions, each read by a thread of its own.
+    pub sessions: Vec<Session>,
+    /// Its event formats as the file numbers them.
+    pub formats: Formats,
+    /// How the file numbers its events, where that differs from its own numbering.
+    pub ids: Option<EventIds>,
+}
+
+impl Source {
+    /// `target` opened as up to `groups` sessions of the CPUs in `only` (all if empty).
+    fn open(name: Option<String>, target: Target, only: &[u32], groups: usize) -> Result<Self> {
+        let sessions = Session::open_groups(&target, only, groups)?;
+        let Some(first) = sessions.first() else { bail!("no CPU to record") };
+        let formats = first.formats.clone();
+        Ok(Self { name, target, sessions, formats, ids: None })
+    }
+
+    /// The CPUs its sessions read, in CPU order.
+    fn recorded_cpus(&self) -> Vec<u32> {
+        let mut cpus: Vec<u32> = self.sessions.iter().flat_map(|s| s.cpus.iter().map(CpuReader::cpu)).collect();
+        cpus.sort_unstable();
+        cpus
+    }
+
+    /// What it is called in the summary.
+    pub fn label(&self) -> String {
+        match (&self.name, &self.target) {
+            (Some(name), _) => format!("buffer {name}"),
+            (None, Target::Kernel { .. }) => "the kernel (top-level buffer)".to_string(),
+            (None, _) => "top-level buffer".to_string(),
+        }
+    }
+}
+
+/// Opens what `args` name, each as up to `groups` sessions: one source, or the kernel (the
+/// file's top-level buffer) and a producer (a buffer named after its events' system), the
+/// kernel's trace clock set to one the producer converts its timestamps to. The kernel is set
+/// up as asked until the [`PreparedKernel`] is dropped, after the sources.
+pub(super) fn open(args: &RecordArgs, groups: usize) -> Result<(Vec<Source>, Option<PreparedKernel>)> {
+    let (source, only) = (&args.source, &args.source.cpus[..]);
+    if !source.names_kernel_and_producer() {
+        let (target, prepared) = source.prepared_target(&args.kernel_setup)?;
+        return Ok((vec![Source::open(None, target, only, groups)?], prepared));
+    }
+    let mut setup = args.kernel_setup.clone();
+    let clock_name = setup.clock.get_or_insert_with(|| SHARED_CLOCK.to_string()).clone();
+    let Some(clock) = TraceClock::from_tracefs_name(&clock_name) else {
+        bail!(
+            "-C {clock_name}: a producer's timestamps can be put on the kernel's mono or boot clock, not on \
+             {clock_name}; leave -C out (mono) or choose one of those"
+        );
+    };
+    let (kernel_target, prepared) = source.prepared_kernel(&setup)?;
+    let kernel = Source::open(None, kernel_target, only, groups)?;
+    let mut producer = Source::open(None, source.producer_target(clock), only, groups)
+        .with_context(|| format!("the producer, on the kernel's {clock_name} clock"))?;
+    let (formats, ids) = EventIds::after(&kernel.formats, &producer.formats)?;
+    producer.name = Some(system_name(&producer.formats));
+    producer.formats = formats;
+    producer.ids = Some(ids);
+    Ok((vec![kernel, producer], Some(prepared)))
+}
+
+/// The system a producer's events belong to (hyp-sim's: `hyp`), which names its buffer.
+fn system_name(formats: &Formats) -> String {
+    formats.iter().map(|f| f.system.clone()).min().unwrap_or_else(|| "producer".to_string())
+}
+
+/// Creates the trace.dat file of `args` for `sources`: the first's page size and trace clock,
+/// every source's formats, the kernel's symbols, a buffer per source.
+pub(super) fn create_file(sources: &[Source], args: &RecordArgs) -> Result<DatWriter> {
+    let top = &sources[0];
+    let mut formats = top.formats.clone();
+    for source in &sources[1..] {
+        for format in source.formats.iter() {
+            formats.insert(format.clone());
+        }
+    }
+    let mut info = DatInfo::new(top.sessions[0].subbuf_size, &formats, clock_name(&top.target));
+    if let Target::Kernel { tracing } = &top.target {
+        kernel_symbols(&mut info, tracing);
+    }
+    let buffers: Vec<BufferSpec> = sources
+        .iter()
+        .map(|s| BufferSpec { name: s.name.clone(), nr_cpus: s.sessions[0].nr_cpus, cpus: s.recorded_cpus() })
+        .collect();
+    let io = if args.direct_io { SpoolIo::Direct } else { SpoolIo::Buffered };
+    DatWriter::create(&args.output, info, &buffers, io).with_context(|| format!("creating {}", args.output.display()))
+}

@@ -1,0 +1,132 @@
+//! One timeline: `record --kernel --socket` records the host's scheduler and the hypervisor's
+//! exits into one file, on one clock. Checked from the file alone: every hypervisor event lies
+//! inside a time the host thread it names (its vCPU thread) was running, by the file's own
+//! `sched_switch` events; and trace-cmd reports both buffers. Needs root and tracefs; otherwise
+//! skips with a printed reason.
+
+mod common;
+
+use common::{Sim, ok, reader, trace_cmd};
+use ring_core::Mode;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// An event of the file, as `report --format json` prints it.
+struct Event {
+    hyp: bool,
+    cpu: u64,
+    ns: u64,
+    name: String,
+    pid: i64,
+    fields: serde_json::Value,
+}
+
+/// When each host task ran: intervals `[from, to)` by pid, from the `sched_switch` events (a
+/// task running when the recording began runs from 0; one running when it ended, to the end).
+fn run_intervals(events: &[Event]) -> BTreeMap<i64, Vec<(u64, u64)>> {
+    let mut running: BTreeMap<u64, (i64, u64)> = BTreeMap::new();
+    let mut intervals: BTreeMap<i64, Vec<(u64, u64)>> = BTreeMap::new();
+    for e in events.iter().filter(|e| !e.hyp && e.name == "sched_switch") {
+        let prev = e.fields["prev_pid"].as_i64().expect("prev_pid");
+        let next = e.fields["next_pid"].as_i64().expect("next_pid");
+        let from = running.get(&e.cpu).map_or(0, |&(_, since)| since);
+        intervals.entry(prev).or_default().push((from, e.ns));
+        running.insert(e.cpu, (next, e.ns));
+    }
+    for (pid, since) in running.into_values() {
+        intervals.entry(pid).or_default().push((since, u64::MAX));
+    }
+    intervals
+}
+
+#[test]
+fn every_hypervisor_event_lies_inside_a_run_of_its_host_thread() {
+    if let Err(e) = ring_mmap::kernel::mount_tracefs() {
+        println!("SKIPPED: tracefs is not available here ({e}); the one-timeline test did not run");
+        return;
+    }
+    let mut sim = Sim::start(2, Mode::Drop, 2000, 256);
+    let file = sim.dir.path().join("timeline.dat");
+    let socket = sim.socket.to_str().unwrap().to_string();
+    // The default options: the kernel's clock, the events' ids and buffers are record's business.
+    let recorded = reader(&[
+        "record",
+        "--kernel",
+        "-e",
+        "sched:sched_switch",
+        "-e",
+        "sched:sched_wakeup",
+        "--socket",
+        &socket,
+        "--duration",
+        "2",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    sim.finish(Duration::ZERO);
+    ok(&recorded);
+    let report = reader(&["report", "--format", "json", file.to_str().unwrap()]);
+    ok(&report);
+    let events: Vec<Event> = String::from_utf8_lossy(&report.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"))
+        .filter(|json| json.get("event").is_some())
+        .map(|json| Event {
+            hyp: json["buffer"] == "hyp",
+            cpu: json["cpu"].as_u64().unwrap(),
+            ns: json["ts_ns"].as_u64().unwrap(),
+            name: json["event"].as_str().unwrap().to_string(),
+            pid: json["pid"].as_i64().unwrap(),
+            fields: json["fields"].clone(),
+        })
+        .collect();
+    // The time every CPU's kernel events cover: each CPU's are recorded from its first to its
+    // last, and a task running in that time was switched to on some CPU inside it.
+    let mut per_cpu: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for e in events.iter().filter(|e| !e.hyp) {
+        let span = per_cpu.entry(e.cpu).or_insert((e.ns, e.ns));
+        *span = (span.0.min(e.ns), span.1.max(e.ns));
+    }
+    let first = per_cpu.values().map(|span| span.0).max().expect("kernel events");
+    let covered = first..=per_cpu.values().map(|span| span.1).min().unwrap_or(first);
+    let intervals = run_intervals(&events);
+    // The hypervisor's buffer holds events from before the kernel's recording began, and the
+    // two end a little apart: events outside the covered time are left out.
+    let hyp: Vec<&Event> = events.iter().filter(|e| e.hyp && covered.contains(&e.ns)).collect();
+    let outside: Vec<&&Event> = hyp
+        .iter()
+        .filter(|e| {
+            !intervals.get(&e.pid).is_some_and(|runs| runs.iter().any(|&(from, to)| (from..to).contains(&e.ns)))
+        })
+        .collect();
+    assert!(hyp.len() > 2000, "thousands of hypervisor events to place: {}", hyp.len());
+    assert!(hyp.iter().all(|e| e.pid > 0), "each names its host thread, none the idle task");
+    if let Some(e) = outside.first() {
+        panic!(
+            "{} of {} hypervisor events lie outside every run of their host thread; the first: {} at {} ns, \
+             pid {}, whose runs within 2 ms are {:?}",
+            outside.len(),
+            hyp.len(),
+            e.name,
+            e.ns,
+            e.pid,
+            intervals
+                .get(&e.pid)
+                .map(|runs| runs.iter().filter(|r| r.0.abs_diff(e.ns) < 2_000_000).collect::<Vec<_>>())
+        );
+    }
+    let Some(tc) = trace_cmd() else { return };
+    let out = std::process::Command::new(tc).arg("report").arg(&file).output().unwrap();
+    assert!(out.status.success(), "trace-cmd report: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hyp_lines = text.lines().filter(|l| l.starts_with("hyp:")).count();
+    let switches = text.lines().filter(|l| !l.starts_with("hyp:") && l.contains("sched_switch:")).count();
+    assert_eq!(hyp_lines, events.iter().filter(|e| e.hyp).count(), "trace-cmd reports every hypervisor event");
+    assert!(switches > 0, "and the kernel's");
+    println!(
+        "one timeline: {} hypervisor events inside runs of their host threads, {} kernel events; trace-cmd \
+         reports both buffers",
+        hyp.len(),
+        events.len() - events.iter().filter(|e| e.hyp).count()
+    );
+}
