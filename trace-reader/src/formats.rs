@@ -119,12 +119,17 @@ impl std::fmt::Display for Value {
 
 impl Value {
     /// The value as JSON.
+    /// The value as JSON: an integer a double cannot hold exactly (beyond ±2⁵³, where jq and
+    /// JavaScript would round it) as a decimal string, so no reader changes it.
     pub fn to_json(&self) -> serde_json::Value {
+        const EXACT: u64 = 1 << 53;
         match self {
+            Value::Unsigned(v) | Value::Hex(v) if *v > EXACT => v.to_string().into(),
             Value::Unsigned(v) | Value::Hex(v) => (*v).into(),
+            Value::Signed(v) if v.unsigned_abs() > EXACT => v.to_string().into(),
             Value::Signed(v) => (*v).into(),
             Value::Str(s) => s.clone().into(),
-            Value::Array(a) => a.clone().into(),
+            Value::Array(a) => a.iter().map(|v| Value::Unsigned(*v).to_json()).collect(),
             Value::Bytes(_) => self.to_string().into(),
             Value::Missing => serde_json::Value::Null,
         }
@@ -513,6 +518,16 @@ mod tests {
     fn strings_print_on_one_line() {
         let v = Value::Str("hello\n  0 [LOST 5 EVENTS]\t\\ \u{1b} it's".into());
         assert_eq!(v.to_string(), "hello\\n  0 [LOST 5 EVENTS]\\t\\\\ \\x1b it's");
+    }
+
+    #[test]
+    fn json_keeps_every_integer_exact() {
+        let func_id = 0x8400_0000_0000_0004u64;
+        assert_eq!(Value::Hex(func_id).to_json(), serde_json::json!("9511602413006487556"));
+        assert_eq!(Value::Unsigned(1 << 53).to_json(), serde_json::json!(9007199254740992u64), "a double holds it");
+        assert_eq!(Value::Signed(-(1 << 60)).to_json(), serde_json::json!("-1152921504606846976"));
+        assert_eq!(Value::Signed(-5).to_json(), serde_json::json!(-5));
+        assert_eq!(Value::Array(vec![1, u64::MAX]).to_json(), serde_json::json!([1, "18446744073709551615"]));
     }
 
     #[test]
