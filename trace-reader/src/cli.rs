@@ -114,9 +114,9 @@ pub struct SourceArgs {
     /// trusted (see docs/abi.md §5) is an error at once
     #[arg(long, default_value_t = 5.0, value_parser = seconds)]
     pub wait: f64,
-    /// Read only these CPUs (repeat, or separate with commas) [default: all]
-    #[arg(long = "cpu", value_delimiter = ',')]
-    pub cpus: Vec<u32>,
+    /// CPUs to read.
+    #[command(flatten)]
+    pub cpus: CpuArgs,
 }
 
 impl SourceArgs {
@@ -375,9 +375,9 @@ pub struct RecoverArgs {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
-    /// Read only these CPUs (repeat, or separate with commas) [default: all]
-    #[arg(long = "cpu", value_delimiter = ',')]
-    pub cpus: Vec<u32>,
+    /// CPUs to read.
+    #[command(flatten)]
+    pub cpus: CpuArgs,
 }
 
 /// Arguments of `report`.
@@ -388,12 +388,41 @@ pub struct ReportArgs {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
-    /// Print only these CPUs, of every buffer (repeat, or separate with commas) [default: all]
-    #[arg(long = "cpu", value_delimiter = ',')]
-    pub cpus: Vec<u32>,
+    /// CPUs to print, of every buffer.
+    #[command(flatten)]
+    pub cpus: CpuArgs,
     /// Also print the file's per-CPU statistics, buffer by buffer (to stderr)
     #[arg(long)]
     pub stats: bool,
+}
+
+/// The `--cpu` option, declared once for every subcommand that reads some CPUs only.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CpuArgs {
+    /// Only these CPUs: numbers and ranges, repeated or separated with commas (--cpu 0,2-3)
+    /// [default: all]
+    #[arg(long = "cpu", value_name = "CPUS", value_delimiter = ',', value_parser = cpu_range)]
+    ranges: Vec<std::ops::RangeInclusive<u32>>,
+}
+
+impl CpuArgs {
+    /// The CPUs chosen, in the order given (empty: all).
+    pub fn list(&self) -> Vec<u32> {
+        self.ranges.iter().cloned().flatten().collect()
+    }
+}
+
+/// Parses `N` or `FIRST-LAST` (CPU numbers, a range no longer than any machine's CPUs).
+fn cpu_range(s: &str) -> Result<std::ops::RangeInclusive<u32>, String> {
+    let number = |n: &str| n.trim().parse::<u32>().map_err(|_| format!("`{s}` is not a CPU number or range like 0-3"));
+    let (first, last) = match s.split_once('-') {
+        Some((first, last)) => (number(first)?, number(last)?),
+        None => (number(s)?, number(s)?),
+    };
+    if first > last || last - first >= 4096 {
+        return Err(format!("`{s}` is not a range of CPUs (FIRST-LAST, FIRST no greater than LAST)"));
+    }
+    Ok(first..=last)
 }
 
 /// Parses a non-negative number of seconds.
@@ -443,6 +472,16 @@ mod tests {
         let got: Vec<(&str, Option<&str>)> =
             choices.iter().map(|c| (c.pattern.as_str(), c.filter.as_deref())).collect();
         assert_eq!(got, [("sched", Some("prev_pid != 0")), ("irq", None), ("kvm:*", Some("pid > 1"))]);
+    }
+
+    #[test]
+    fn cpus_are_numbers_and_ranges() {
+        let cli = parse(&["stream", "--cpu", "0,2-4", "--cpu", "7"]).unwrap();
+        let Command::Stream(args) = cli.command else { panic!("a stream command") };
+        assert_eq!(args.source.cpus.list(), [0, 2, 3, 4, 7]);
+        for bad in ["3-1", "a", "1-", "0-99999"] {
+            assert!(parse(&["report", "f.dat", "--cpu", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

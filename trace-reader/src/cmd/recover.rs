@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// Runs `recover`.
 pub fn run(args: &RecoverArgs) -> Result<()> {
-    let session = Session::open(&Target::Dir { dir: args.dir.clone() }, &args.cpus)?;
+    let session = Session::open(&Target::Dir { dir: args.dir.clone() }, &args.cpus.list())?;
     // The producer has gone: the first pass sees the hangup and reads everything it left.
     super::stream::print(session, args.format.style, LiveOptions { duration: None, interval: Duration::ZERO })
 }

@@ -87,12 +87,13 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         );
     }
     let nr_cpus = file.buffers.iter().map(|b| b.cpus.len()).max().unwrap_or(0);
-    if let Some(bad) = args.cpus.iter().find(|&&c| c as usize >= nr_cpus) {
+    let only = args.cpus.list();
+    if let Some(bad) = only.iter().find(|&&c| c as usize >= nr_cpus) {
         bail!("there is no cpu {bad} in {} (it has {nr_cpus})", args.file.display());
     }
     let mut cpus = Vec::new();
     for (buffer, b) in file.buffers.iter().enumerate() {
-        for c in b.cpus.iter().filter(|c| args.cpus.is_empty() || args.cpus.contains(&c.cpu)) {
+        for c in b.cpus.iter().filter(|c| only.is_empty() || only.contains(&c.cpu)) {
             let whose = match &b.name {
                 Some(name) => format!("buffer {name} cpu {}", c.cpu),
                 None => format!("cpu {}", c.cpu),

@@ -9,7 +9,7 @@ use ring_mmap::{Lost, PageLosses};
 
 /// Runs `show`.
 pub fn run(args: &ShowArgs) -> Result<()> {
-    let session = Session::open(&args.source.target()?, &args.source.cpus)?;
+    let session = Session::open(&args.source.target()?, &args.source.cpus.list())?;
     let mut merger = Merger::new(session.cpus.len());
     let (mut report, mut damage) = (Vec::new(), Vec::new());
     for (cpu_index, reader) in session.cpus.iter().enumerate() {

@@ -8,7 +8,7 @@ use anyhow::Result;
 
 /// Runs `stats`.
 pub fn run(args: &StatsArgs) -> Result<()> {
-    let session = Session::open(&args.source.target()?, &args.source.cpus)?;
+    let session = Session::open(&args.source.target()?, &args.source.cpus.list())?;
     let rows = session
         .cpus
         .iter()

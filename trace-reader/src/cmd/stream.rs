@@ -15,7 +15,7 @@ use std::time::Instant;
 /// Runs `stream`.
 pub fn run(args: &StreamArgs) -> Result<()> {
     let (target, kernel) = args.source.prepared_target(&args.kernel_setup)?;
-    let printed = Session::open(&target, &args.source.cpus)
+    let printed = Session::open(&target, &args.source.cpus.list())
         .and_then(|session| print(session, args.format.style, args.live.options()));
     // Put back (or removed) once the session, which read it, is closed.
     drop(kernel);

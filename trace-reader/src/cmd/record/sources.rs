@@ -60,7 +60,7 @@ impl Source {
 /// kernel's trace clock set to one the producer converts its timestamps to. The kernel is set
 /// up as asked until the [`PreparedKernel`] is dropped, after the sources.
 pub(super) fn open(args: &RecordArgs, groups: usize) -> Result<(Vec<Source>, Option<PreparedKernel>)> {
-    let (source, only) = (&args.source, &args.source.cpus[..]);
+    let (source, only) = (&args.source, &args.source.cpus.list()[..]);
     if !source.names_kernel_and_producer() {
         let (target, prepared) = source.prepared_target(&args.kernel_setup)?;
         return Ok((vec![Source::open(None, target, only, groups)?], prepared));
