@@ -45,9 +45,10 @@ struct Args {
     /// Guest exits per second per vCPU, each recording three events; 0 runs as fast as possible
     #[arg(long, default_value_t = 1000)]
     rate: u64,
-    /// How long the guests run, in seconds; 0 runs until Ctrl-C
-    #[arg(long, default_value_t = 3.0, value_parser = seconds)]
-    duration: f64,
+    /// How long the guests run: seconds, or `forever` (until Ctrl-C or SIGTERM); 0 stops them
+    /// at once, as `trace-reader --duration 0` stops reading at once
+    #[arg(long, default_value = "3", value_parser = run_time)]
+    duration: RunTime,
     /// What happens when a buffer is full
     #[arg(long, value_enum, default_value = "overwrite")]
     mode: ModeArg,
@@ -91,6 +92,23 @@ struct Args {
     /// hypervisor runs a hypercall on the CPU that makes it) are scheduled
     #[arg(long, value_enum, default_value = "realtime")]
     hypercall_priority: HypercallPriority,
+}
+
+/// How long the guests run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RunTime {
+    /// Until stopped.
+    Forever,
+    /// This long.
+    For(Duration),
+}
+
+/// `forever`, or a number of seconds.
+fn run_time(arg: &str) -> Result<RunTime, String> {
+    if arg == "forever" {
+        return Ok(RunTime::Forever);
+    }
+    seconds(arg).map(|secs| RunTime::For(Duration::from_secs_f64(secs)))
 }
 
 /// A number of seconds: finite, not negative, and within what a `Duration` holds.
@@ -174,7 +192,10 @@ fn main() -> Result<()> {
         .collect::<Result<_>>()?;
 
     // The host's own loop: recalibrate the trace clock until the run ends.
-    let duration = (args.duration > 0.0).then(|| Duration::from_secs_f64(args.duration));
+    let duration = match args.duration {
+        RunTime::Forever => None,
+        RunTime::For(duration) => Some(duration),
+    };
     let period = Duration::from_millis(args.recalibrate_ms.max(10));
     let mut next_calibration = Instant::now() + period;
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| start.elapsed() < d) {
@@ -247,4 +268,17 @@ fn report(host: &Host, exits: &[u64], elapsed: Duration) -> Result<()> {
     );
     eprint!("{out}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_time_is_seconds_or_forever() {
+        assert_eq!(run_time("forever"), Ok(RunTime::Forever));
+        assert_eq!(run_time("0"), Ok(RunTime::For(Duration::ZERO)), "0 is no time, as in trace-reader");
+        assert_eq!(run_time("2.5"), Ok(RunTime::For(Duration::from_millis(2500))));
+        assert!(run_time("-1").is_err() && run_time("always").is_err());
+    }
 }
