@@ -10,14 +10,15 @@
 use crate::decode::{DecodeError, Event, EventIter, PageSource, ShmBytes};
 use crate::error::SwapError;
 use crate::geometry::Geometry;
+use crate::lost::Lost;
 use crate::swap::{ReaderUpdate, SwapStatus};
 use crate::view::SharedView;
 
 /// What a consumer is told, in order.
 #[derive(Debug)]
 pub enum Consumed<'r> {
-    /// `n` events were lost (overwritten or dropped) before the next event.
-    Lost(u64),
+    /// Events were lost (overwritten or dropped) before the next event.
+    Lost(Lost),
     /// An event, read in place from the shared mapping.
     Event(Event<ShmBytes<'r>>),
 }
@@ -116,8 +117,9 @@ impl Cursor {
         let mut total = 0;
         loop {
             let update = swap(self.read)?;
-            if update.status == SwapStatus::Swapped && update.lost_events > 0 {
-                sink(Consumed::Lost(update.lost_events));
+            let lost = update.lost();
+            if lost != Lost::None {
+                sink(Consumed::Lost(lost));
             }
             self.page = update.id;
             self.read = update.read;

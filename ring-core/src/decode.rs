@@ -14,6 +14,7 @@ use crate::format::{
     SUBBUF_TIMESTAMP_OFFSET, TIME_DELTA_BITS, TIME_STAMP_MASK, TYPE_LEN_DATA_MAX, TYPE_LEN_PADDING,
     TYPE_LEN_TIME_EXTEND, TYPE_LEN_TIME_STAMP, header_time_delta, header_type_len,
 };
+use crate::lost::Lost;
 use crate::shm::{ShmRegion, ShmSpan};
 
 /// Where the bytes of one sub-buffer come from.
@@ -273,17 +274,6 @@ pub enum DecodeError {
     Misaligned(usize),
 }
 
-/// Lost-event information carried in a page's `commit` flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MissedEvents {
-    /// No events were lost before this page.
-    None,
-    /// Events were lost; the count was not stored.
-    Unknown,
-    /// This many events were lost before this page.
-    Count(u64),
-}
-
 /// One data event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event<T> {
@@ -339,7 +329,7 @@ pub struct EventIter<'p, P: PageSource + ?Sized> {
     pos: usize,
     start: usize,
     ts: u64,
-    missed: MissedEvents,
+    missed: Lost,
     failed: bool,
     /// The payload length, in words, [`EventIter::drain_small_events`] expects of the next
     /// event: that of the last small event it decoded (1..=`TYPE_LEN_DATA_MAX`), at first 4.
@@ -381,14 +371,14 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
         }
         let data_end = commit_len as usize;
         let missed = if commit & COMMIT_MISSED_EVENTS == 0 {
-            MissedEvents::None
+            Lost::None
         } else if commit & COMMIT_MISSED_STORED != 0 && data_end + 8 <= data_size {
             let at = SUBBUF_HEADER_SIZE + data_end;
             let lo = u64::from(page.read_u32(at));
             let hi = u64::from(page.read_u32(at + 4));
-            MissedEvents::Count(if cfg!(target_endian = "little") { lo | hi << 32 } else { hi | lo << 32 })
+            Lost::Count(if cfg!(target_endian = "little") { lo | hi << 32 } else { hi | lo << 32 })
         } else {
-            MissedEvents::Unknown
+            Lost::Unknown
         };
         Ok(Self { page, data_end, pos: 0, start, ts: timestamp, missed, failed: false, words: 4 })
     }
@@ -408,8 +398,8 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
         self.ts
     }
 
-    /// Lost-event information from the page header.
-    pub fn missed_events(&self) -> MissedEvents {
+    /// The events lost before this page, as its `commit` flags say.
+    pub fn missed_events(&self) -> Lost {
         self.missed
     }
 
@@ -761,7 +751,7 @@ mod tests {
         let mut p = page(0, 8, &[header_word(1, 0), 1], 64);
         assert!(crate::format::mark_missed_events(&mut p, 42));
         let it = EventIter::new(p.as_slice()).unwrap();
-        assert_eq!(it.missed_events(), MissedEvents::Count(42));
+        assert_eq!(it.missed_events(), Lost::Count(42));
         assert_eq!(it.data_end(), 8);
     }
 

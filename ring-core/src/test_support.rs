@@ -1,6 +1,6 @@
 //! Building heap buffers and reading them back, for this crate's unit tests.
 
-use crate::{Config, Consumed, CpuBuffer, Cursor, Geometry, ManualClock, Mode};
+use crate::{Config, Consumed, CpuBuffer, Cursor, Geometry, Lost, ManualClock, Mode};
 use std::vec::Vec;
 
 /// A buffer of `nr_subbufs` sub-buffers of `subbuf_size` bytes on a manual clock.
@@ -37,7 +37,8 @@ pub(crate) fn drain_from(buf: &CpuBuffer<'_, ManualClock>, cursor: &mut Cursor, 
             &view,
             |read| buf.swap_reader_page(read),
             |item| match item {
-                Consumed::Lost(n) => out.lost.push((out.events.len(), n)),
+                Consumed::Lost(Lost::Count(n)) => out.lost.push((out.events.len(), n)),
+                Consumed::Lost(other) => panic!("an in-process swap reports exact losses, not {other:?}"),
                 Consumed::Event(e) => out.events.push((e.timestamp, e.payload.to_vec())),
             },
         )

@@ -8,32 +8,10 @@
 //! `&[u8]` into memory the writer may still be writing.
 
 use crate::error::Error;
+pub use ring_core::Lost;
 use ring_core::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
-use ring_core::{DrainBound, Event, EventIter, Geometry, MissedEvents, PageSource, SharedView, ShmBytes};
+use ring_core::{DrainBound, Event, EventIter, Geometry, PageSource, SharedView, ShmBytes};
 use std::time::Duration;
-
-/// Events lost before a reader page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lost {
-    /// None.
-    None,
-    /// This many.
-    Count(u64),
-    /// Some, count unknown (a kernel page with no room to store it).
-    Unknown,
-}
-
-impl Lost {
-    /// These losses followed by `later` ones, as one.
-    pub fn then(self, later: Lost) -> Lost {
-        match (self, later) {
-            (a, Lost::None) => a,
-            (Lost::Count(a), Lost::Count(b)) => Lost::Count(a.saturating_add(b)),
-            (Lost::Unknown, _) | (_, Lost::Unknown) => Lost::Unknown,
-            (Lost::None, b) => b,
-        }
-    }
-}
 
 /// How much of a buffer a drain reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -604,13 +582,4 @@ fn reader_page<'v>(view: &SharedView<'v>, id: u32) -> Result<ring_core::ShmPage<
 /// buffers).
 fn published_first_seq(view: &SharedView<'_>, id: u32) -> Option<u64> {
     view.has_extension().then(|| view.meta().first_seq(id)).flatten()
-}
-
-/// Lost-event information from a kernel page's `commit` flags.
-pub fn lost_from_page(missed: MissedEvents) -> Lost {
-    match missed {
-        MissedEvents::None => Lost::None,
-        MissedEvents::Count(n) => Lost::Count(n),
-        MissedEvents::Unknown => Lost::Unknown,
-    }
 }

@@ -18,8 +18,8 @@ use hyptrace_tests::payload;
 use loom::sync::Arc;
 use loom::thread;
 use ring_core::{
-    Config, Consumed, CounterClock, CpuBuffer, Cursor, EventIter, Geometry, Mode, SwapError, SwapStatus, WriteError,
-    Writer,
+    Config, Consumed, CounterClock, CpuBuffer, Cursor, EventIter, Geometry, Lost, Mode, SwapError, SwapStatus,
+    WriteError, Writer,
 };
 
 type Buf = CpuBuffer<'static, CounterClock>;
@@ -49,7 +49,8 @@ struct Seen {
 impl Seen {
     fn record(&mut self, item: Consumed<'_>) {
         match item {
-            Consumed::Lost(n) => self.lost.push((self.seqs.len(), n)),
+            Consumed::Lost(Lost::Count(n)) => self.lost.push((self.seqs.len(), n)),
+            Consumed::Lost(other) => panic!("an in-process swap reports exact losses, not {other:?}"),
             Consumed::Event(e) => {
                 let seq = payload::check(&e.payload.to_vec()).expect("an event was torn");
                 self.seqs.push(seq);
@@ -71,8 +72,9 @@ fn consume_step(buf: &Buf, cursor: &mut Cursor, seen: &mut Seen) {
         Err(SwapError::Busy) => return,
         Err(e) => panic!("swap failed: {e}"),
     };
-    if update.status == SwapStatus::Swapped && update.lost_events > 0 {
-        seen.record(Consumed::Lost(update.lost_events));
+    let lost = update.lost();
+    if lost != Lost::None {
+        seen.record(Consumed::Lost(lost));
     }
     let view = buf.view();
     let page = view.page(update.id).expect("reader page exists");
