@@ -14,9 +14,10 @@ use crate::lost::Lost;
 use crate::swap::{ReaderUpdate, SwapStatus};
 use crate::view::SharedView;
 
-/// What a consumer is told, in order.
+/// What a consumer is handed, in order: every consuming loop's sink takes these, in process
+/// ([`Cursor::drain`]) and across processes (ring-mmap's `Consumer`).
 #[derive(Debug)]
-pub enum Consumed<'r> {
+pub enum Record<'r> {
     /// Events were lost (overwritten or dropped) before the next event.
     Lost(Lost),
     /// An event, read in place from the shared mapping.
@@ -96,13 +97,13 @@ impl Cursor {
     /// call does not compile (copy the bytes out instead):
     ///
     /// ```compile_fail
-    /// use ring_core::{Config, Consumed, CpuBuffer, Cursor, ManualClock, ShmBytes};
+    /// use ring_core::{Config, CpuBuffer, Cursor, ManualClock, Record, ShmBytes};
     /// let buffer = CpuBuffer::with_heap(Config::default(), ManualClock::new(0)).unwrap();
     /// buffer.writer().unwrap().write(b"event").unwrap();
     /// let view = buffer.view();
     /// let mut kept: Vec<ShmBytes<'_>> = Vec::new();
-    /// Cursor::default().drain(&view, |read| buffer.swap_reader_page(read), |consumed| {
-    ///     if let Consumed::Event(e) = consumed {
+    /// Cursor::default().drain(&view, |read| buffer.swap_reader_page(read), |record| {
+    ///     if let Record::Event(e) = record {
     ///         kept.push(e.payload); // does not live long enough
     ///     }
     /// });
@@ -111,7 +112,7 @@ impl Cursor {
         &mut self,
         view: &SharedView<'_>,
         mut swap: impl FnMut(u32) -> Result<ReaderUpdate, SwapError>,
-        mut sink: impl FnMut(Consumed<'_>),
+        mut sink: impl FnMut(Record<'_>),
     ) -> Result<u64, ConsumeError> {
         let mut bound = DrainBound::new(view.geometry());
         let mut total = 0;
@@ -119,7 +120,7 @@ impl Cursor {
             let update = swap(self.read)?;
             let lost = update.lost();
             if lost != Lost::None {
-                sink(Consumed::Lost(lost));
+                sink(Record::Lost(lost));
             }
             self.page = update.id;
             self.read = update.read;
@@ -133,7 +134,7 @@ impl Cursor {
                     return Err(ConsumeError::Malformed { id: update.id, error });
                 }
             };
-            let got = match events.drain_events(|event| sink(Consumed::Event(event))) {
+            let got = match events.drain_events(|event| sink(Record::Event(event))) {
                 Ok(got) => got,
                 Err(error) => {
                     // Skip the bad remainder so the producer can move on.
@@ -172,7 +173,7 @@ mod tests {
                     swaps += u32::from(update.status == SwapStatus::Swapped);
                     Ok(update)
                 },
-                |c| seen += u64::from(matches!(c, Consumed::Event(_))),
+                |c| seen += u64::from(matches!(c, Record::Event(_))),
             )
             .unwrap();
         assert_eq!(got, seen);
@@ -201,7 +202,7 @@ mod tests {
                 &view,
                 |read| buf.swap_reader_page(read),
                 |c| {
-                    if let Consumed::Event(e) = c {
+                    if let Record::Event(e) = c {
                         seqs.push(e.payload.to_vec()[0]);
                     }
                 },

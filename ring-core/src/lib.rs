@@ -162,7 +162,7 @@ pub use clock::CycleClock;
 #[cfg(feature = "std")]
 pub use clock::MonotonicClock;
 pub use clock::{Clock, ClockParams, CounterClock, ManualClock};
-pub use consume::{ConsumeError, Consumed, Cursor, DrainBound};
+pub use consume::{ConsumeError, Cursor, DrainBound, Record};
 pub use decode::{DecodeError, Event, EventIter, PageRecord, PageSource, ShmBytes, ShmPage};
 pub use doorbell::{Arming, Doorbell, NoDoorbell};
 pub use error::{GeometryError, SwapError, WriteError, WriterClaimed};

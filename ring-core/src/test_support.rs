@@ -1,6 +1,6 @@
 //! Building heap buffers and reading them back, for this crate's unit tests.
 
-use crate::{Config, Consumed, CpuBuffer, Cursor, Geometry, Lost, ManualClock, Mode};
+use crate::{Config, CpuBuffer, Cursor, Geometry, Lost, ManualClock, Mode, Record};
 use std::vec::Vec;
 
 /// A buffer of `nr_subbufs` sub-buffers of `subbuf_size` bytes on a manual clock.
@@ -37,9 +37,9 @@ pub(crate) fn drain_from(buf: &CpuBuffer<'_, ManualClock>, cursor: &mut Cursor, 
             &view,
             |read| buf.swap_reader_page(read),
             |item| match item {
-                Consumed::Lost(Lost::Count(n)) => out.lost.push((out.events.len(), n)),
-                Consumed::Lost(other) => panic!("an in-process swap reports exact losses, not {other:?}"),
-                Consumed::Event(e) => out.events.push((e.timestamp, e.payload.to_vec())),
+                Record::Lost(Lost::Count(n)) => out.lost.push((out.events.len(), n)),
+                Record::Lost(other) => panic!("an in-process swap reports exact losses, not {other:?}"),
+                Record::Event(e) => out.events.push((e.timestamp, e.payload.to_vec())),
             },
         )
         .unwrap();

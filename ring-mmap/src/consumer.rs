@@ -4,13 +4,13 @@
 //! A [`CpuSource`] is a mapped buffer plus its GET_READER_PAGE: hand it how far the current reader
 //! page was read, get back the reader page to read next. [`Consumer`] keeps that position and
 //! decodes each reader page from it up to the page's `commit`, zero-copy from the read-only
-//! mapping: events come out as [`ShmBytes`] views that copy their bytes out on request, never as
-//! `&[u8]` into memory the writer may still be writing.
+//! mapping: events come out as [`ShmBytes`](ring_core::ShmBytes) views that copy their bytes out
+//! on request, never as `&[u8]` into memory the writer may still be writing.
 
 use crate::error::Error;
-pub use ring_core::Lost;
 use ring_core::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
-use ring_core::{DrainBound, Event, EventIter, Geometry, PageSource, SharedView, ShmBytes};
+use ring_core::{DrainBound, Event, EventIter, Geometry, PageSource, SharedView};
+pub use ring_core::{Lost, Record};
 use std::time::Duration;
 
 /// How much of a buffer a drain reads.
@@ -76,15 +76,6 @@ pub trait CpuSource {
     fn check_mapping(&self) -> Result<(), Error> {
         Ok(())
     }
-}
-
-/// What a consumer is shown, in order.
-#[derive(Debug)]
-pub enum Record<'a> {
-    /// Events were lost here.
-    Lost(Lost),
-    /// An event, in place in the mapping.
-    Event(Event<ShmBytes<'a>>),
 }
 
 /// What one [`Consumer::read_page`] did.
