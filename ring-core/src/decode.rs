@@ -645,19 +645,8 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
 mod tests {
     use super::*;
     use crate::format::{TIME_DELTA_MAX, TimeRecord, header_word};
-    use crate::test_support::proptest_config;
+    use crate::test_support::{proptest_config, subbuf};
     use std::vec::Vec;
-
-    /// Builds a page from a list of words after the header.
-    fn page(ts: u64, commit: u64, words: &[u32], size: usize) -> Vec<u8> {
-        let mut p = std::vec![0u8; size];
-        p[0..8].copy_from_slice(&ts.to_ne_bytes());
-        p[8..16].copy_from_slice(&commit.to_ne_bytes());
-        for (i, w) in words.iter().enumerate() {
-            p[16 + 4 * i..20 + 4 * i].copy_from_slice(&w.to_ne_bytes());
-        }
-        p
-    }
 
     #[test]
     fn decodes_small_large_extend_absolute_and_padding() {
@@ -675,7 +664,7 @@ mod tests {
         all.extend_from_slice(&[abs[0], abs[1], header_word(1, 2), 9]);
         all.extend_from_slice(&[header_word(TYPE_LEN_PADDING, 0), 0]);
         let commit = (all.len() * 4) as u64;
-        let p = page(100, commit, &all, 16 + all.len() * 4 + 16);
+        let p = subbuf(100, commit, &all, 16 + all.len() * 4 + 16);
         let events: Vec<_> = EventIter::new(p.as_slice()).unwrap().map(Result::unwrap).collect();
         let ts: Vec<u64> = events.iter().map(|e| e.timestamp).collect();
         let big = 100 + 3 + TIME_DELTA_MAX + 10 + 1;
@@ -688,7 +677,7 @@ mod tests {
     #[test]
     fn resumes_at_an_offset_with_the_right_time() {
         let words = [header_word(1, 5), 1, header_word(1, 7), 2];
-        let p = page(10, 16, &words, 64);
+        let p = subbuf(10, 16, &words, 64);
         let mut it = EventIter::starting_at(p.as_slice(), 8).unwrap();
         let e = it.next().unwrap().unwrap();
         assert_eq!((e.timestamp, e.offset, e.payload), (22, 8, &2u32.to_ne_bytes()[..]));
@@ -701,7 +690,7 @@ mod tests {
         let ext = TimeRecord::Extend(1 << 30).words();
         let abs = TimeRecord::Absolute(77).words();
         let words = [ext[0], ext[1], header_word(1, 0), 1, abs[0], abs[1], header_word(TYPE_LEN_PADDING, 0), 4];
-        let p = page(0, 32, &words, 64);
+        let p = subbuf(0, 32, &words, 64);
         let mut it = EventIter::new(p.as_slice()).unwrap();
         let mut records = Vec::new();
         while let Some(record) = it.next_record() {
@@ -717,7 +706,7 @@ mod tests {
     #[test]
     fn null_padding_ends_the_page_and_position_reaches_commit() {
         let words = [header_word(1, 0), 1, header_word(TYPE_LEN_PADDING, 0), 36];
-        let p = page(0, 48, &words, 64);
+        let p = subbuf(0, 48, &words, 64);
         let mut it = EventIter::new(p.as_slice()).unwrap();
         assert!(it.next().unwrap().is_ok());
         assert!(it.next().is_none());
@@ -727,7 +716,7 @@ mod tests {
     #[test]
     fn discarded_events_are_skipped_but_their_delta_counts() {
         let words = [header_word(TYPE_LEN_PADDING, 4), 8, 0, header_word(1, 1), 3];
-        let p = page(0, 20, &words, 64);
+        let p = subbuf(0, 20, &words, 64);
         let e: Vec<_> = EventIter::new(p.as_slice()).unwrap().map(Result::unwrap).collect();
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].timestamp, 5);
@@ -736,19 +725,19 @@ mod tests {
     #[test]
     fn draining_hands_over_each_event_and_stops_at_a_malformed_one() {
         let words = [header_word(1, 0), 1, header_word(1, 2), 2, header_word(2, 0), 3];
-        let p = page(0, 24, &words, 64);
+        let p = subbuf(0, 24, &words, 64);
         let mut seen = Vec::new();
         let mut it = EventIter::new(p.as_slice()).unwrap();
         // The third event claims 8 bytes of payload where 4 are committed.
         assert_eq!(it.drain_events(|e| seen.push(e.timestamp)), Err(DecodeError::Truncated(16)));
         assert_eq!((seen, it.data_end()), (std::vec![0, 2], 24));
-        let p = page(0, 16, &words, 64);
+        let p = subbuf(0, 16, &words, 64);
         assert_eq!(EventIter::new(p.as_slice()).unwrap().drain_events(|_| {}), Ok(2));
     }
 
     #[test]
     fn missed_event_flags_are_reported() {
-        let mut p = page(0, 8, &[header_word(1, 0), 1], 64);
+        let mut p = subbuf(0, 8, &[header_word(1, 0), 1], 64);
         assert!(crate::format::mark_missed_events(&mut p, 42));
         let it = EventIter::new(p.as_slice()).unwrap();
         assert_eq!(it.missed_events(), Lost::Count(42));
@@ -758,22 +747,22 @@ mod tests {
     #[test]
     fn malformed_pages_are_errors_not_panics() {
         assert_eq!(EventIter::new(&[0u8; 8][..]).err(), Some(DecodeError::ShortPage(8)));
-        let p = page(0, 1000, &[], 64);
+        let p = subbuf(0, 1000, &[], 64);
         assert!(matches!(EventIter::new(p.as_slice()), Err(DecodeError::CommitTooLarge { .. })));
         // type_len 2 claims 8 bytes but only 4 are committed.
-        let p = page(0, 8, &[header_word(2, 0), 1], 64);
+        let p = subbuf(0, 8, &[header_word(2, 0), 1], 64);
         let r: Vec<_> = EventIter::new(p.as_slice()).unwrap().collect();
         assert_eq!(r, [Err(DecodeError::Truncated(0))]);
         // A commit that is not a multiple of 4, with a stored lost count.
         let flags = crate::format::COMMIT_MISSED_EVENTS | crate::format::COMMIT_MISSED_STORED;
-        let p = page(0, 5 | flags, &[header_word(1, 0), 1], 64);
+        let p = subbuf(0, 5 | flags, &[header_word(1, 0), 1], 64);
         assert_eq!(EventIter::new(p.as_slice()).err(), Some(DecodeError::MisalignedCommit(5)));
         // type_len 0 with a length word of 2.
-        let p = page(0, 8, &[header_word(0, 0), 2], 64);
+        let p = subbuf(0, 8, &[header_word(0, 0), 2], 64);
         let r: Vec<_> = EventIter::new(p.as_slice()).unwrap().collect();
         assert_eq!(r, [Err(DecodeError::BadLength(0))]);
         // time extend cut in half.
-        let p = page(0, 4, &[header_word(TYPE_LEN_TIME_EXTEND, 0)], 64);
+        let p = subbuf(0, 4, &[header_word(TYPE_LEN_TIME_EXTEND, 0)], 64);
         let r: Vec<_> = EventIter::new(p.as_slice()).unwrap().collect();
         assert_eq!(r, [Err(DecodeError::Truncated(0))]);
     }
@@ -881,7 +870,7 @@ mod tests {
                 0 => data_len,
                 _ => (cut / 3 % (data_len + 1)) & !3,
             } as u64;
-            let bytes = page(7, commit, &words[..data_len / 4], 16 + 4080);
+            let bytes = subbuf(7, commit, &words[..data_len / 4], 16 + 4080);
             let region = crate::shm::ShmRegion::alloc_zeroed(bytes.len());
             region.store_bytes(0, &bytes);
             let shm = ShmPage::new(&region, 0, bytes.len()).unwrap();

@@ -108,18 +108,13 @@ mod tests {
     use super::*;
     use crate::EventIter;
     use crate::format::{TYPE_LEN_TIME_STAMP, TimeRecord, header_word};
-    use crate::test_support::proptest_config;
+    use crate::test_support::{proptest_config, subbuf};
     use proptest::strategy::Strategy;
     use std::vec::Vec;
 
     /// A 4096-byte page whose data is `words`, committed up to `commit` bytes.
     fn page(commit: u64, words: &[u32]) -> Vec<u8> {
-        let mut p = std::vec![0u8; 4096];
-        p[8..16].copy_from_slice(&commit.to_ne_bytes());
-        for (i, w) in words.iter().enumerate() {
-            p[16 + 4 * i..20 + 4 * i].copy_from_slice(&w.to_ne_bytes());
-        }
-        p
+        subbuf(0, commit, words, 4096)
     }
 
     #[test]
