@@ -3,14 +3,16 @@
 //! The consumer owns a position (reader page id and bytes read). Each round it asks the producer
 //! to swap, passing how much it has read (in-process: [`CpuBuffer::swap_reader_page`]; across
 //! processes: a GET_READER_PAGE request), then decodes the reader page from that position up to
-//! `commit`, zero-copy from the shared mapping.
+//! `commit`, zero-copy from the shared mapping ([`crate::reader_page`], the step ring-mmap's
+//! `Consumer` takes too).
 //!
 //! [`CpuBuffer::swap_reader_page`]: crate::CpuBuffer::swap_reader_page
 
-use crate::decode::{DecodeError, Event, EventIter, PageSource, ShmBytes};
+use crate::decode::{DecodeError, Event, ShmBytes};
 use crate::error::SwapError;
 use crate::geometry::Geometry;
 use crate::lost::Lost;
+use crate::reader_page::{MalformedPage, PageReader};
 use crate::swap::{ReaderUpdate, SwapStatus};
 use crate::view::SharedView;
 
@@ -125,26 +127,18 @@ impl Cursor {
             self.page = update.id;
             self.read = update.read;
             let page = view.page(update.id).ok_or(ConsumeError::BadReaderPage(update.id))?;
-            let mut events = match EventIter::starting_at(&page, self.read as usize) {
-                Ok(events) => events,
-                Err(error) => {
-                    // A header that cannot be decoded at all: give the page back as read to the
-                    // commit it claims, or every later drain would stop on it again.
-                    self.read = page.committed_len();
+            let read =
+                PageReader::start(&page, self.read).and_then(|reader| reader.hand_over(|e| sink(Record::Event(e))));
+            let progress = match read {
+                Ok(progress) => progress,
+                Err(MalformedPage { error, skip_to }) => {
+                    self.read = skip_to;
                     return Err(ConsumeError::Malformed { id: update.id, error });
                 }
             };
-            let got = match events.drain_events(|event| sink(Record::Event(event))) {
-                Ok(got) => got,
-                Err(error) => {
-                    // Skip the bad remainder so the producer can move on.
-                    self.read = events.data_end() as u32;
-                    return Err(ConsumeError::Malformed { id: update.id, error });
-                }
-            };
-            let advanced = events.position() as u32 != self.read;
-            self.read = events.position() as u32;
-            total += got;
+            let advanced = progress.read != self.read;
+            self.read = progress.read;
+            total += progress.events;
             if bound.stop_after(update.status == SwapStatus::Swapped, advanced) {
                 return Ok(total);
             }

@@ -9,7 +9,7 @@
 
 use crate::error::Error;
 use ring_core::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
-use ring_core::{DrainBound, Event, EventIter, Geometry, PageSource, SharedView};
+use ring_core::{DrainBound, Event, EventIter, Geometry, MalformedPage, PageReader, PageSource, SharedView};
 pub use ring_core::{Lost, Record};
 use std::time::Duration;
 
@@ -143,16 +143,9 @@ impl Position {
         first_seq: Option<u64>,
         each: impl FnMut(Event<P::Payload<'p>>),
     ) -> Result<u64, Error> {
-        let malformed = |error| Error::Malformed { cpu, id: page.id, error };
-        let mut events = match EventIter::starting_at(bytes, page.start as usize) {
+        let events = match PageReader::start(bytes, page.start) {
             Ok(events) => events,
-            Err(error) => {
-                // A header that cannot be decoded at all: give the page back as read to the
-                // commit it claims, or every later read would stop on it again.
-                self.read = bytes.committed_len();
-                self.next_seq = None;
-                return Err(malformed(error));
-            }
+            Err(malformed) => return Err(self.skip(cpu, page.id, malformed)),
         };
         // An honest producer never says more was read than it committed (commit only grows).
         if page.start as usize > events.data_end() || !page.start.is_multiple_of(4) {
@@ -169,19 +162,23 @@ impl Position {
             // A first_seq so large that the count overflows is a lie: the sequence is unknown.
             self.next_seq = first_seq.and_then(|f| f.checked_add(before));
         }
-        let count = match events.drain_events(each) {
-            Ok(count) => count,
-            Err(error) => {
-                // How many events the skipped remainder held is unknown, and with it the
-                // sequence number of the next one (the next page publishes its own).
-                self.read = events.data_end() as u32;
-                self.next_seq = None;
-                return Err(malformed(error));
-            }
+        let progress = match events.hand_over(each) {
+            Ok(progress) => progress,
+            Err(malformed) => return Err(self.skip(cpu, page.id, malformed)),
         };
-        self.read = (events.position() as u32).max(page.start);
-        self.next_seq = self.next_seq.and_then(|s| s.checked_add(count));
-        Ok(count)
+        // The committed length, so no less than `page.start` (checked above).
+        self.read = progress.read;
+        self.next_seq = self.next_seq.and_then(|s| s.checked_add(progress.events));
+        Ok(progress.events)
+    }
+
+    /// Gives reader page `id` of `cpu`, which stopped decoding, back as read as far as `malformed`
+    /// says. How many events the skipped part held is unknown, and with it the sequence number of
+    /// the next one (the next page publishes its own).
+    fn skip(&mut self, cpu: u32, id: u32, malformed: MalformedPage) -> Error {
+        self.read = malformed.skip_to;
+        self.next_seq = None;
+        Error::Malformed { cpu, id, error: malformed.error }
     }
 }
 
