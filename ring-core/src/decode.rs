@@ -11,10 +11,10 @@
 
 use crate::format::{
     COMMIT_LEN_MASK, COMMIT_MISSED_EVENTS, COMMIT_MISSED_STORED, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE,
-    SUBBUF_TIMESTAMP_OFFSET, TIME_DELTA_BITS, TIME_STAMP_MASK, TYPE_LEN_DATA_MAX, TYPE_LEN_PADDING,
-    TYPE_LEN_TIME_EXTEND, TYPE_LEN_TIME_STAMP, header_time_delta, header_type_len,
+    SUBBUF_TIMESTAMP_OFFSET, TIME_STAMP_MASK, TYPE_LEN_DATA_MAX, header_time_delta, header_type_len,
 };
 use crate::lost::Lost;
+use crate::record_header::{RecordHeader, RecordKind, checked_data_end, data_size, record_at};
 use crate::shm::{ShmRegion, ShmSpan};
 
 /// Where the bytes of one sub-buffer come from.
@@ -356,20 +356,9 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
     /// Decodes `page` but yields only events at data offset `start` or later (how a consumer
     /// resumes on a page it has partly read: the time deltas before `start` are still applied).
     pub fn starting_at(page: &'p P, start: usize) -> Result<Self, DecodeError> {
-        let len = page.page_len();
-        if len < SUBBUF_HEADER_SIZE {
-            return Err(DecodeError::ShortPage(len));
-        }
-        let data_size = len - SUBBUF_HEADER_SIZE;
+        let data_size = data_size(page)?;
         let (timestamp, commit) = page.header();
-        let commit_len = commit & COMMIT_LEN_MASK;
-        if commit_len > data_size as u64 {
-            return Err(DecodeError::CommitTooLarge { commit: commit_len, data_size });
-        }
-        if !commit_len.is_multiple_of(4) {
-            return Err(DecodeError::MisalignedCommit(commit_len));
-        }
-        let data_end = commit_len as usize;
+        let data_end = checked_data_end(commit & COMMIT_LEN_MASK, data_size)?;
         let missed = if commit & COMMIT_MISSED_EVENTS == 0 {
             Lost::None
         } else if commit & COMMIT_MISSED_STORED != 0 && data_end + 8 <= data_size {
@@ -495,13 +484,6 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
         count
     }
 
-    fn word(&self, data_off: usize) -> Result<u32, DecodeError> {
-        if data_off + 4 > self.data_end {
-            return Err(DecodeError::Truncated(self.pos));
-        }
-        Ok(self.page.read_u32(SUBBUF_HEADER_SIZE + data_off))
-    }
-
     /// The next record of any kind, or `None` at the end of the committed data. Records before
     /// the start offset are decoded (their time counts) but only data events there are skipped.
     pub fn next_record(&mut self) -> Option<Result<PageRecord<P::Payload<'p>>, DecodeError>> {
@@ -522,66 +504,31 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
     fn step(&mut self) -> Result<Option<PageRecord<P::Payload<'p>>>, DecodeError> {
         let at = self.pos;
         let offset = at as u32;
-        let header = self.word(at)?;
-        let delta = u64::from(header_time_delta(header));
-        let (payload_off, payload_len) = match header_type_len(header) {
-            0 => {
-                let len_word = self.word(at + 4)? as usize;
-                if len_word < 4 || !len_word.is_multiple_of(4) {
-                    return Err(DecodeError::BadLength(at));
-                }
-                (at + 8, len_word - 4)
-            }
-            t @ 1..=TYPE_LEN_DATA_MAX => (at + 4, t as usize * 4),
-            TYPE_LEN_PADDING => {
-                if delta == 0 {
-                    // A null event: the rest of the page is empty.
-                    self.pos = self.data_end;
-                    return Ok(Some(PageRecord::Padding { offset }));
-                }
-                // A discarded event; libtraceevent still applies its delta.
-                let len = self.word(at + 4)? as usize;
-                if !len.is_multiple_of(4) || len == 0 {
-                    return Err(DecodeError::BadLength(at));
-                }
-                let end = at.checked_add(4 + len).ok_or(DecodeError::BadLength(at))?;
-                if end > self.data_end {
-                    return Err(DecodeError::Truncated(at));
-                }
-                self.ts = self.ts.wrapping_add(delta);
-                self.pos = end;
-                return Ok(Some(PageRecord::Discarded { offset, len: (4 + len) as u32 }));
-            }
-            TYPE_LEN_TIME_EXTEND => {
-                let high = u64::from(self.word(at + 4)?);
-                let delta = high << TIME_DELTA_BITS | delta;
-                self.ts = self.ts.wrapping_add(delta);
-                self.pos = at + 8;
-                return Ok(Some(PageRecord::TimeExtend { offset, delta }));
-            }
-            _ => {
-                debug_assert_eq!(header_type_len(header), TYPE_LEN_TIME_STAMP);
-                let high = u64::from(self.word(at + 4)?);
-                self.ts = fix_absolute_stamp(high << TIME_DELTA_BITS | delta, self.ts);
-                self.pos = at + 8;
-                return Ok(Some(PageRecord::TimeStamp { offset, timestamp: self.ts }));
-            }
-        };
-        let end = payload_off.checked_add(payload_len).ok_or(DecodeError::BadLength(at))?;
-        if end > self.data_end {
-            return Err(DecodeError::Truncated(at));
-        }
-        self.ts = self.ts.wrapping_add(delta);
+        let RecordHeader { kind, end } = record_at(self.page, at, self.data_end)?;
         self.pos = end;
-        if at < self.start {
-            return Ok(None);
+        match kind {
+            RecordKind::Event { delta, payload, len } => {
+                self.ts = self.ts.wrapping_add(delta);
+                if at < self.start {
+                    return Ok(None);
+                }
+                let payload = self.page.payload(SUBBUF_HEADER_SIZE + payload, len);
+                Ok(Some(PageRecord::Event(Event { timestamp: self.ts, payload, offset, end: end as u32 })))
+            }
+            RecordKind::Discarded { delta } => {
+                self.ts = self.ts.wrapping_add(delta);
+                Ok(Some(PageRecord::Discarded { offset, len: (end - at) as u32 }))
+            }
+            RecordKind::TimeExtend { delta } => {
+                self.ts = self.ts.wrapping_add(delta);
+                Ok(Some(PageRecord::TimeExtend { offset, delta }))
+            }
+            RecordKind::TimeStamp { stamp } => {
+                self.ts = fix_absolute_stamp(stamp, self.ts);
+                Ok(Some(PageRecord::TimeStamp { offset, timestamp: self.ts }))
+            }
+            RecordKind::Padding => Ok(Some(PageRecord::Padding { offset })),
         }
-        Ok(Some(PageRecord::Event(Event {
-            timestamp: self.ts,
-            payload: self.page.payload(SUBBUF_HEADER_SIZE + payload_off, payload_len),
-            offset,
-            end: end as u32,
-        })))
     }
 }
 
@@ -644,7 +591,7 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{TIME_DELTA_MAX, TimeRecord, header_word};
+    use crate::format::{TIME_DELTA_MAX, TYPE_LEN_PADDING, TYPE_LEN_TIME_EXTEND, TimeRecord, header_word};
     use crate::test_support::{proptest_config, subbuf};
     use std::vec::Vec;
 

@@ -145,6 +145,7 @@ mod lost;
 pub mod meta;
 pub mod nest;
 pub mod reader_page;
+mod record_header;
 pub mod record_walk;
 mod reservation;
 pub mod shm;
