@@ -18,8 +18,8 @@
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use hyptrace_benches::{cpus, payload::payload, settings};
-use ring_core::{Config, Consumed, CounterClock, CpuBuffer, Cursor, EventIter, Geometry, Mode};
-use ring_mmap::{Backing, Connection, Consumer, ProducerConfig, Record, Server, ShmProducer};
+use ring_core::{Config, CounterClock, CpuBuffer, Cursor, EventIter, Geometry, Mode, Record};
+use ring_mmap::{Backing, Connection, Consumer, ProducerConfig, Server, ShmProducer};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -183,8 +183,8 @@ fn consume_in_process(g: &mut BenchmarkGroup<'_, WallTime>) {
             let read = cursor.drain(
                 &view,
                 |read| buf.swap_reader_page(read),
-                |consumed| {
-                    if let Consumed::Event(e) = consumed {
+                |record| {
+                    if let Record::Event(e) = record {
                         e.payload.copy_to(&mut out);
                         sum = fold(sum, e.timestamp, &out);
                     }

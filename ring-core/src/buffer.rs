@@ -151,7 +151,7 @@ pub(crate) struct SwapperState {
 /// consumer read of its reader page:
 ///
 /// ```
-/// use ring_core::{Config, Consumed, CpuBuffer, Cursor, Geometry, ManualClock, Mode};
+/// use ring_core::{Config, CpuBuffer, Cursor, Geometry, ManualClock, Mode, Record};
 ///
 /// let config = Config { geometry: Geometry::new(4096, 4)?, mode: Mode::Overwrite };
 /// let buffer = CpuBuffer::with_heap(config, ManualClock::new(100))?;
@@ -161,8 +161,8 @@ pub(crate) struct SwapperState {
 ///
 /// let mut payloads = Vec::new();
 /// let mut cursor = Cursor::default();
-/// let events = cursor.drain(&buffer.view(), |read| buffer.swap_reader_page(read), |consumed| {
-///     if let Consumed::Event(event) = consumed {
+/// let events = cursor.drain(&buffer.view(), |read| buffer.swap_reader_page(read), |record| {
+///     if let Record::Event(event) = record {
 ///         payloads.push(event.payload.to_vec());
 ///     }
 /// })?;

@@ -3,21 +3,25 @@
 //! The consumer owns a position (reader page id and bytes read). Each round it asks the producer
 //! to swap, passing how much it has read (in-process: [`CpuBuffer::swap_reader_page`]; across
 //! processes: a GET_READER_PAGE request), then decodes the reader page from that position up to
-//! `commit`, zero-copy from the shared mapping.
+//! `commit`, zero-copy from the shared mapping ([`crate::reader_page`], the step ring-mmap's
+//! `Consumer` takes too).
 //!
 //! [`CpuBuffer::swap_reader_page`]: crate::CpuBuffer::swap_reader_page
 
-use crate::decode::{DecodeError, Event, EventIter, PageSource, ShmBytes};
+use crate::decode::{DecodeError, Event, ShmBytes};
 use crate::error::SwapError;
 use crate::geometry::Geometry;
+use crate::lost::Lost;
+use crate::reader_page::{MalformedPage, PageReader};
 use crate::swap::{ReaderUpdate, SwapStatus};
 use crate::view::SharedView;
 
-/// What a consumer is told, in order.
+/// What a consumer is handed, in order: every consuming loop's sink takes these, in process
+/// ([`Cursor::drain`]) and across processes (ring-mmap's `Consumer`).
 #[derive(Debug)]
-pub enum Consumed<'r> {
-    /// `n` events were lost (overwritten or dropped) before the next event.
-    Lost(u64),
+pub enum Record<'r> {
+    /// Events were lost (overwritten or dropped) before the next event.
+    Lost(Lost),
     /// An event, read in place from the shared mapping.
     Event(Event<ShmBytes<'r>>),
 }
@@ -95,13 +99,13 @@ impl Cursor {
     /// call does not compile (copy the bytes out instead):
     ///
     /// ```compile_fail
-    /// use ring_core::{Config, Consumed, CpuBuffer, Cursor, ManualClock, ShmBytes};
+    /// use ring_core::{Config, CpuBuffer, Cursor, ManualClock, Record, ShmBytes};
     /// let buffer = CpuBuffer::with_heap(Config::default(), ManualClock::new(0)).unwrap();
     /// buffer.writer().unwrap().write(b"event").unwrap();
     /// let view = buffer.view();
     /// let mut kept: Vec<ShmBytes<'_>> = Vec::new();
-    /// Cursor::default().drain(&view, |read| buffer.swap_reader_page(read), |consumed| {
-    ///     if let Consumed::Event(e) = consumed {
+    /// Cursor::default().drain(&view, |read| buffer.swap_reader_page(read), |record| {
+    ///     if let Record::Event(e) = record {
     ///         kept.push(e.payload); // does not live long enough
     ///     }
     /// });
@@ -110,38 +114,31 @@ impl Cursor {
         &mut self,
         view: &SharedView<'_>,
         mut swap: impl FnMut(u32) -> Result<ReaderUpdate, SwapError>,
-        mut sink: impl FnMut(Consumed<'_>),
+        mut sink: impl FnMut(Record<'_>),
     ) -> Result<u64, ConsumeError> {
         let mut bound = DrainBound::new(view.geometry());
         let mut total = 0;
         loop {
             let update = swap(self.read)?;
-            if update.status == SwapStatus::Swapped && update.lost_events > 0 {
-                sink(Consumed::Lost(update.lost_events));
+            let lost = update.lost();
+            if lost != Lost::None {
+                sink(Record::Lost(lost));
             }
             self.page = update.id;
             self.read = update.read;
             let page = view.page(update.id).ok_or(ConsumeError::BadReaderPage(update.id))?;
-            let mut events = match EventIter::starting_at(&page, self.read as usize) {
-                Ok(events) => events,
-                Err(error) => {
-                    // A header that cannot be decoded at all: give the page back as read to the
-                    // commit it claims, or every later drain would stop on it again.
-                    self.read = page.committed_len();
+            let read =
+                PageReader::start(&page, self.read).and_then(|reader| reader.hand_over(|e| sink(Record::Event(e))));
+            let progress = match read {
+                Ok(progress) => progress,
+                Err(MalformedPage { error, skip_to }) => {
+                    self.read = skip_to;
                     return Err(ConsumeError::Malformed { id: update.id, error });
                 }
             };
-            let got = match events.drain_events(|event| sink(Consumed::Event(event))) {
-                Ok(got) => got,
-                Err(error) => {
-                    // Skip the bad remainder so the producer can move on.
-                    self.read = events.data_end() as u32;
-                    return Err(ConsumeError::Malformed { id: update.id, error });
-                }
-            };
-            let advanced = events.position() as u32 != self.read;
-            self.read = events.position() as u32;
-            total += got;
+            let advanced = progress.read != self.read;
+            self.read = progress.read;
+            total += progress.events;
             if bound.stop_after(update.status == SwapStatus::Swapped, advanced) {
                 return Ok(total);
             }
@@ -170,7 +167,7 @@ mod tests {
                     swaps += u32::from(update.status == SwapStatus::Swapped);
                     Ok(update)
                 },
-                |c| seen += u64::from(matches!(c, Consumed::Event(_))),
+                |c| seen += u64::from(matches!(c, Record::Event(_))),
             )
             .unwrap();
         assert_eq!(got, seen);
@@ -199,7 +196,7 @@ mod tests {
                 &view,
                 |read| buf.swap_reader_page(read),
                 |c| {
-                    if let Consumed::Event(e) = c {
+                    if let Record::Event(e) = c {
                         seqs.push(e.payload.to_vec()[0]);
                     }
                 },

@@ -11,9 +11,10 @@
 
 use crate::format::{
     COMMIT_LEN_MASK, COMMIT_MISSED_EVENTS, COMMIT_MISSED_STORED, SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE,
-    SUBBUF_TIMESTAMP_OFFSET, TIME_DELTA_BITS, TIME_STAMP_MASK, TYPE_LEN_DATA_MAX, TYPE_LEN_PADDING,
-    TYPE_LEN_TIME_EXTEND, TYPE_LEN_TIME_STAMP, header_time_delta, header_type_len,
+    SUBBUF_TIMESTAMP_OFFSET, TIME_STAMP_MASK, TYPE_LEN_DATA_MAX, header_time_delta, header_type_len,
 };
+use crate::lost::Lost;
+use crate::record_header::{RecordHeader, RecordKind, checked_data_end, data_size, record_at};
 use crate::shm::{ShmRegion, ShmSpan};
 
 /// Where the bytes of one sub-buffer come from.
@@ -273,17 +274,6 @@ pub enum DecodeError {
     Misaligned(usize),
 }
 
-/// Lost-event information carried in a page's `commit` flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MissedEvents {
-    /// No events were lost before this page.
-    None,
-    /// Events were lost; the count was not stored.
-    Unknown,
-    /// This many events were lost before this page.
-    Count(u64),
-}
-
 /// One data event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event<T> {
@@ -339,7 +329,7 @@ pub struct EventIter<'p, P: PageSource + ?Sized> {
     pos: usize,
     start: usize,
     ts: u64,
-    missed: MissedEvents,
+    missed: Lost,
     failed: bool,
     /// The payload length, in words, [`EventIter::drain_small_events`] expects of the next
     /// event: that of the last small event it decoded (1..=`TYPE_LEN_DATA_MAX`), at first 4.
@@ -366,29 +356,18 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
     /// Decodes `page` but yields only events at data offset `start` or later (how a consumer
     /// resumes on a page it has partly read: the time deltas before `start` are still applied).
     pub fn starting_at(page: &'p P, start: usize) -> Result<Self, DecodeError> {
-        let len = page.page_len();
-        if len < SUBBUF_HEADER_SIZE {
-            return Err(DecodeError::ShortPage(len));
-        }
-        let data_size = len - SUBBUF_HEADER_SIZE;
+        let data_size = data_size(page)?;
         let (timestamp, commit) = page.header();
-        let commit_len = commit & COMMIT_LEN_MASK;
-        if commit_len > data_size as u64 {
-            return Err(DecodeError::CommitTooLarge { commit: commit_len, data_size });
-        }
-        if !commit_len.is_multiple_of(4) {
-            return Err(DecodeError::MisalignedCommit(commit_len));
-        }
-        let data_end = commit_len as usize;
+        let data_end = checked_data_end(commit & COMMIT_LEN_MASK, data_size)?;
         let missed = if commit & COMMIT_MISSED_EVENTS == 0 {
-            MissedEvents::None
+            Lost::None
         } else if commit & COMMIT_MISSED_STORED != 0 && data_end + 8 <= data_size {
             let at = SUBBUF_HEADER_SIZE + data_end;
             let lo = u64::from(page.read_u32(at));
             let hi = u64::from(page.read_u32(at + 4));
-            MissedEvents::Count(if cfg!(target_endian = "little") { lo | hi << 32 } else { hi | lo << 32 })
+            Lost::Count(if cfg!(target_endian = "little") { lo | hi << 32 } else { hi | lo << 32 })
         } else {
-            MissedEvents::Unknown
+            Lost::Unknown
         };
         Ok(Self { page, data_end, pos: 0, start, ts: timestamp, missed, failed: false, words: 4 })
     }
@@ -408,8 +387,8 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
         self.ts
     }
 
-    /// Lost-event information from the page header.
-    pub fn missed_events(&self) -> MissedEvents {
+    /// The events lost before this page, as its `commit` flags say.
+    pub fn missed_events(&self) -> Lost {
         self.missed
     }
 
@@ -505,13 +484,6 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
         count
     }
 
-    fn word(&self, data_off: usize) -> Result<u32, DecodeError> {
-        if data_off + 4 > self.data_end {
-            return Err(DecodeError::Truncated(self.pos));
-        }
-        Ok(self.page.read_u32(SUBBUF_HEADER_SIZE + data_off))
-    }
-
     /// The next record of any kind, or `None` at the end of the committed data. Records before
     /// the start offset are decoded (their time counts) but only data events there are skipped.
     pub fn next_record(&mut self) -> Option<Result<PageRecord<P::Payload<'p>>, DecodeError>> {
@@ -532,66 +504,31 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
     fn step(&mut self) -> Result<Option<PageRecord<P::Payload<'p>>>, DecodeError> {
         let at = self.pos;
         let offset = at as u32;
-        let header = self.word(at)?;
-        let delta = u64::from(header_time_delta(header));
-        let (payload_off, payload_len) = match header_type_len(header) {
-            0 => {
-                let len_word = self.word(at + 4)? as usize;
-                if len_word < 4 || !len_word.is_multiple_of(4) {
-                    return Err(DecodeError::BadLength(at));
-                }
-                (at + 8, len_word - 4)
-            }
-            t @ 1..=TYPE_LEN_DATA_MAX => (at + 4, t as usize * 4),
-            TYPE_LEN_PADDING => {
-                if delta == 0 {
-                    // A null event: the rest of the page is empty.
-                    self.pos = self.data_end;
-                    return Ok(Some(PageRecord::Padding { offset }));
-                }
-                // A discarded event; libtraceevent still applies its delta.
-                let len = self.word(at + 4)? as usize;
-                if !len.is_multiple_of(4) || len == 0 {
-                    return Err(DecodeError::BadLength(at));
-                }
-                let end = at.checked_add(4 + len).ok_or(DecodeError::BadLength(at))?;
-                if end > self.data_end {
-                    return Err(DecodeError::Truncated(at));
-                }
-                self.ts = self.ts.wrapping_add(delta);
-                self.pos = end;
-                return Ok(Some(PageRecord::Discarded { offset, len: (4 + len) as u32 }));
-            }
-            TYPE_LEN_TIME_EXTEND => {
-                let high = u64::from(self.word(at + 4)?);
-                let delta = high << TIME_DELTA_BITS | delta;
-                self.ts = self.ts.wrapping_add(delta);
-                self.pos = at + 8;
-                return Ok(Some(PageRecord::TimeExtend { offset, delta }));
-            }
-            _ => {
-                debug_assert_eq!(header_type_len(header), TYPE_LEN_TIME_STAMP);
-                let high = u64::from(self.word(at + 4)?);
-                self.ts = fix_absolute_stamp(high << TIME_DELTA_BITS | delta, self.ts);
-                self.pos = at + 8;
-                return Ok(Some(PageRecord::TimeStamp { offset, timestamp: self.ts }));
-            }
-        };
-        let end = payload_off.checked_add(payload_len).ok_or(DecodeError::BadLength(at))?;
-        if end > self.data_end {
-            return Err(DecodeError::Truncated(at));
-        }
-        self.ts = self.ts.wrapping_add(delta);
+        let RecordHeader { kind, end } = record_at(self.page, at, self.data_end)?;
         self.pos = end;
-        if at < self.start {
-            return Ok(None);
+        match kind {
+            RecordKind::Event { delta, payload, len } => {
+                self.ts = self.ts.wrapping_add(delta);
+                if at < self.start {
+                    return Ok(None);
+                }
+                let payload = self.page.payload(SUBBUF_HEADER_SIZE + payload, len);
+                Ok(Some(PageRecord::Event(Event { timestamp: self.ts, payload, offset, end: end as u32 })))
+            }
+            RecordKind::Discarded { delta } => {
+                self.ts = self.ts.wrapping_add(delta);
+                Ok(Some(PageRecord::Discarded { offset, len: (end - at) as u32 }))
+            }
+            RecordKind::TimeExtend { delta } => {
+                self.ts = self.ts.wrapping_add(delta);
+                Ok(Some(PageRecord::TimeExtend { offset, delta }))
+            }
+            RecordKind::TimeStamp { stamp } => {
+                self.ts = fix_absolute_stamp(stamp, self.ts);
+                Ok(Some(PageRecord::TimeStamp { offset, timestamp: self.ts }))
+            }
+            RecordKind::Padding => Ok(Some(PageRecord::Padding { offset })),
         }
-        Ok(Some(PageRecord::Event(Event {
-            timestamp: self.ts,
-            payload: self.page.payload(SUBBUF_HEADER_SIZE + payload_off, payload_len),
-            offset,
-            end: end as u32,
-        })))
     }
 }
 
@@ -654,20 +591,9 @@ impl<'p, P: PageSource + ?Sized> EventIter<'p, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{TIME_DELTA_MAX, TimeRecord, header_word};
-    use crate::test_support::proptest_config;
+    use crate::format::{TIME_DELTA_MAX, TYPE_LEN_PADDING, TYPE_LEN_TIME_EXTEND, TimeRecord, header_word};
+    use crate::test_support::{proptest_config, subbuf};
     use std::vec::Vec;
-
-    /// Builds a page from a list of words after the header.
-    fn page(ts: u64, commit: u64, words: &[u32], size: usize) -> Vec<u8> {
-        let mut p = std::vec![0u8; size];
-        p[0..8].copy_from_slice(&ts.to_ne_bytes());
-        p[8..16].copy_from_slice(&commit.to_ne_bytes());
-        for (i, w) in words.iter().enumerate() {
-            p[16 + 4 * i..20 + 4 * i].copy_from_slice(&w.to_ne_bytes());
-        }
-        p
-    }
 
     #[test]
     fn decodes_small_large_extend_absolute_and_padding() {
@@ -685,7 +611,7 @@ mod tests {
         all.extend_from_slice(&[abs[0], abs[1], header_word(1, 2), 9]);
         all.extend_from_slice(&[header_word(TYPE_LEN_PADDING, 0), 0]);
         let commit = (all.len() * 4) as u64;
-        let p = page(100, commit, &all, 16 + all.len() * 4 + 16);
+        let p = subbuf(100, commit, &all, 16 + all.len() * 4 + 16);
         let events: Vec<_> = EventIter::new(p.as_slice()).unwrap().map(Result::unwrap).collect();
         let ts: Vec<u64> = events.iter().map(|e| e.timestamp).collect();
         let big = 100 + 3 + TIME_DELTA_MAX + 10 + 1;
@@ -698,7 +624,7 @@ mod tests {
     #[test]
     fn resumes_at_an_offset_with_the_right_time() {
         let words = [header_word(1, 5), 1, header_word(1, 7), 2];
-        let p = page(10, 16, &words, 64);
+        let p = subbuf(10, 16, &words, 64);
         let mut it = EventIter::starting_at(p.as_slice(), 8).unwrap();
         let e = it.next().unwrap().unwrap();
         assert_eq!((e.timestamp, e.offset, e.payload), (22, 8, &2u32.to_ne_bytes()[..]));
@@ -711,7 +637,7 @@ mod tests {
         let ext = TimeRecord::Extend(1 << 30).words();
         let abs = TimeRecord::Absolute(77).words();
         let words = [ext[0], ext[1], header_word(1, 0), 1, abs[0], abs[1], header_word(TYPE_LEN_PADDING, 0), 4];
-        let p = page(0, 32, &words, 64);
+        let p = subbuf(0, 32, &words, 64);
         let mut it = EventIter::new(p.as_slice()).unwrap();
         let mut records = Vec::new();
         while let Some(record) = it.next_record() {
@@ -727,7 +653,7 @@ mod tests {
     #[test]
     fn null_padding_ends_the_page_and_position_reaches_commit() {
         let words = [header_word(1, 0), 1, header_word(TYPE_LEN_PADDING, 0), 36];
-        let p = page(0, 48, &words, 64);
+        let p = subbuf(0, 48, &words, 64);
         let mut it = EventIter::new(p.as_slice()).unwrap();
         assert!(it.next().unwrap().is_ok());
         assert!(it.next().is_none());
@@ -737,7 +663,7 @@ mod tests {
     #[test]
     fn discarded_events_are_skipped_but_their_delta_counts() {
         let words = [header_word(TYPE_LEN_PADDING, 4), 8, 0, header_word(1, 1), 3];
-        let p = page(0, 20, &words, 64);
+        let p = subbuf(0, 20, &words, 64);
         let e: Vec<_> = EventIter::new(p.as_slice()).unwrap().map(Result::unwrap).collect();
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].timestamp, 5);
@@ -746,44 +672,44 @@ mod tests {
     #[test]
     fn draining_hands_over_each_event_and_stops_at_a_malformed_one() {
         let words = [header_word(1, 0), 1, header_word(1, 2), 2, header_word(2, 0), 3];
-        let p = page(0, 24, &words, 64);
+        let p = subbuf(0, 24, &words, 64);
         let mut seen = Vec::new();
         let mut it = EventIter::new(p.as_slice()).unwrap();
         // The third event claims 8 bytes of payload where 4 are committed.
         assert_eq!(it.drain_events(|e| seen.push(e.timestamp)), Err(DecodeError::Truncated(16)));
         assert_eq!((seen, it.data_end()), (std::vec![0, 2], 24));
-        let p = page(0, 16, &words, 64);
+        let p = subbuf(0, 16, &words, 64);
         assert_eq!(EventIter::new(p.as_slice()).unwrap().drain_events(|_| {}), Ok(2));
     }
 
     #[test]
     fn missed_event_flags_are_reported() {
-        let mut p = page(0, 8, &[header_word(1, 0), 1], 64);
+        let mut p = subbuf(0, 8, &[header_word(1, 0), 1], 64);
         assert!(crate::format::mark_missed_events(&mut p, 42));
         let it = EventIter::new(p.as_slice()).unwrap();
-        assert_eq!(it.missed_events(), MissedEvents::Count(42));
+        assert_eq!(it.missed_events(), Lost::Count(42));
         assert_eq!(it.data_end(), 8);
     }
 
     #[test]
     fn malformed_pages_are_errors_not_panics() {
         assert_eq!(EventIter::new(&[0u8; 8][..]).err(), Some(DecodeError::ShortPage(8)));
-        let p = page(0, 1000, &[], 64);
+        let p = subbuf(0, 1000, &[], 64);
         assert!(matches!(EventIter::new(p.as_slice()), Err(DecodeError::CommitTooLarge { .. })));
         // type_len 2 claims 8 bytes but only 4 are committed.
-        let p = page(0, 8, &[header_word(2, 0), 1], 64);
+        let p = subbuf(0, 8, &[header_word(2, 0), 1], 64);
         let r: Vec<_> = EventIter::new(p.as_slice()).unwrap().collect();
         assert_eq!(r, [Err(DecodeError::Truncated(0))]);
         // A commit that is not a multiple of 4, with a stored lost count.
         let flags = crate::format::COMMIT_MISSED_EVENTS | crate::format::COMMIT_MISSED_STORED;
-        let p = page(0, 5 | flags, &[header_word(1, 0), 1], 64);
+        let p = subbuf(0, 5 | flags, &[header_word(1, 0), 1], 64);
         assert_eq!(EventIter::new(p.as_slice()).err(), Some(DecodeError::MisalignedCommit(5)));
         // type_len 0 with a length word of 2.
-        let p = page(0, 8, &[header_word(0, 0), 2], 64);
+        let p = subbuf(0, 8, &[header_word(0, 0), 2], 64);
         let r: Vec<_> = EventIter::new(p.as_slice()).unwrap().collect();
         assert_eq!(r, [Err(DecodeError::BadLength(0))]);
         // time extend cut in half.
-        let p = page(0, 4, &[header_word(TYPE_LEN_TIME_EXTEND, 0)], 64);
+        let p = subbuf(0, 4, &[header_word(TYPE_LEN_TIME_EXTEND, 0)], 64);
         let r: Vec<_> = EventIter::new(p.as_slice()).unwrap().collect();
         assert_eq!(r, [Err(DecodeError::Truncated(0))]);
     }
@@ -891,7 +817,7 @@ mod tests {
                 0 => data_len,
                 _ => (cut / 3 % (data_len + 1)) & !3,
             } as u64;
-            let bytes = page(7, commit, &words[..data_len / 4], 16 + 4080);
+            let bytes = subbuf(7, commit, &words[..data_len / 4], 16 + 4080);
             let region = crate::shm::ShmRegion::alloc_zeroed(bytes.len());
             region.store_bytes(0, &bytes);
             let shm = ShmPage::new(&region, 0, bytes.len()).unwrap();

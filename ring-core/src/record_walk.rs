@@ -4,10 +4,11 @@
 //! A consumer gives back how far it read a reader page as a data offset, and that offset must be
 //! a *record boundary*: the start of the page's data, the end of a record, or the end of the
 //! committed data. [`boundary_at_or_after`] finds the first boundary at or after an offset by
-//! stepping from a known boundary over each record's length, exactly as [`crate::EventIter`]
-//! steps over them. The swapper uses it to refuse a `read` that is not a boundary (so no
-//! consumer is left to decode from the middle of an event), and a new consumer to start at a
-//! boundary whatever an earlier one left in the meta area.
+//! stepping from a known boundary over each record's length, with the record step
+//! [`crate::EventIter`] decodes with, so its boundaries are where the decoder's records end and
+//! it fails where the decoder fails. The swapper uses it to refuse a `read` that is not a
+//! boundary (so no consumer is left to decode from the middle of an event), and a new consumer
+//! to start at a boundary whatever an earlier one left in the meta area.
 //!
 //! The page may be written by an untrusted party at any time (a host under a hypervisor): every
 //! length is checked before it is followed, and arbitrary bytes give a [`DecodeError`], never a
@@ -15,68 +16,7 @@
 //! `data_end / 4` steps. Nothing here allocates.
 
 use crate::decode::{DecodeError, PageSource};
-use crate::format::{
-    SUBBUF_HEADER_SIZE, TYPE_LEN_DATA_MAX, TYPE_LEN_PADDING, TYPE_LEN_TIME_EXTEND, header_time_delta, header_type_len,
-};
-
-/// The data offset just past the record at data offset `at` of `page`, whose committed data ends
-/// at `data_end`: the next record boundary. Null padding ends the page's data, so its end is
-/// `data_end`.
-///
-/// The caller has checked `data_end` against the page ([`checked_data_end`]) and keeps `at`
-/// 4-aligned and below `data_end`.
-fn record_end<P: PageSource + ?Sized>(page: &P, at: usize, data_end: usize) -> Result<usize, DecodeError> {
-    // `at + 4 <= data_end <= page data size` and both are 4-aligned, so every word read below
-    // is checked against `data_end` first and lies inside the page.
-    let word = |off: usize| -> Result<u32, DecodeError> {
-        if off + 4 > data_end {
-            return Err(DecodeError::Truncated(at));
-        }
-        Ok(page.read_u32(SUBBUF_HEADER_SIZE + off))
-    };
-    let header = word(at)?;
-    let end = match header_type_len(header) {
-        0 => {
-            let len_word = word(at + 4)? as usize;
-            if len_word < 4 || !len_word.is_multiple_of(4) {
-                return Err(DecodeError::BadLength(at));
-            }
-            (at + 8).checked_add(len_word - 4).ok_or(DecodeError::BadLength(at))?
-        }
-        t @ 1..=TYPE_LEN_DATA_MAX => at + 4 + t as usize * 4,
-        TYPE_LEN_PADDING if header_time_delta(header) == 0 => return Ok(data_end),
-        TYPE_LEN_PADDING => {
-            let len = word(at + 4)? as usize;
-            if len == 0 || !len.is_multiple_of(4) {
-                return Err(DecodeError::BadLength(at));
-            }
-            at.checked_add(4 + len).ok_or(DecodeError::BadLength(at))?
-        }
-        // A time extend or an absolute stamp: a header and one word.
-        t => {
-            debug_assert!(t >= TYPE_LEN_TIME_EXTEND);
-            word(at + 4)?;
-            at + 8
-        }
-    };
-    if end > data_end {
-        return Err(DecodeError::Truncated(at));
-    }
-    Ok(end)
-}
-
-/// `data_end` if it can be the committed length of `page`: within its data area and 4-aligned.
-fn checked_data_end<P: PageSource + ?Sized>(page: &P, data_end: usize) -> Result<usize, DecodeError> {
-    let len = page.page_len();
-    let data_size = len.checked_sub(SUBBUF_HEADER_SIZE).ok_or(DecodeError::ShortPage(len))?;
-    if data_end > data_size {
-        return Err(DecodeError::CommitTooLarge { commit: data_end as u64, data_size });
-    }
-    if !data_end.is_multiple_of(4) {
-        return Err(DecodeError::MisalignedCommit(data_end as u64));
-    }
-    Ok(data_end)
-}
+use crate::record_header::{checked_data_end, data_size, record_at};
 
 /// The first record boundary of `page` at or after data offset `at`, found by stepping over the
 /// records from `from`, a boundary at or before `at` (0, the start of the data, is always one).
@@ -92,13 +32,13 @@ pub fn boundary_at_or_after<P: PageSource + ?Sized>(
     from: usize,
     at: usize,
 ) -> Result<usize, DecodeError> {
-    let data_end = checked_data_end(page, data_end)?;
+    let data_end = checked_data_end(data_end as u64, data_size(page)?)?;
     if !from.is_multiple_of(4) {
         return Err(DecodeError::Misaligned(from));
     }
     let mut pos = from;
     while pos < at && pos < data_end {
-        pos = record_end(page, pos, data_end)?;
+        pos = record_at(page, pos, data_end)?.end;
     }
     Ok(pos.min(data_end))
 }
@@ -107,19 +47,14 @@ pub fn boundary_at_or_after<P: PageSource + ?Sized>(
 mod tests {
     use super::*;
     use crate::EventIter;
-    use crate::format::{TYPE_LEN_TIME_STAMP, TimeRecord, header_word};
-    use crate::test_support::proptest_config;
+    use crate::format::{TYPE_LEN_PADDING, TYPE_LEN_TIME_STAMP, TimeRecord, header_word};
+    use crate::test_support::{proptest_config, subbuf};
     use proptest::strategy::Strategy;
     use std::vec::Vec;
 
     /// A 4096-byte page whose data is `words`, committed up to `commit` bytes.
     fn page(commit: u64, words: &[u32]) -> Vec<u8> {
-        let mut p = std::vec![0u8; 4096];
-        p[8..16].copy_from_slice(&commit.to_ne_bytes());
-        for (i, w) in words.iter().enumerate() {
-            p[16 + 4 * i..20 + 4 * i].copy_from_slice(&w.to_ne_bytes());
-        }
-        p
+        subbuf(0, commit, words, 4096)
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::doorbell::Doorbell;
 use crate::error::SwapError;
 use crate::format::{COMMIT_LEN_MASK, SUBBUF_COMMIT_OFFSET};
 use crate::link::{LinkWord, SubBufLink};
+use crate::lost::Lost;
 use crate::meta::off;
 use crate::record_walk::boundary_at_or_after;
 use crate::sync::{Ordering, fence, signal_fence, spin_hint};
@@ -107,6 +108,18 @@ pub struct ReaderUpdate {
     pub read: u32,
     /// Events lost between the previous reader page and this one (only non-zero when swapped).
     pub lost_events: u64,
+}
+
+impl ReaderUpdate {
+    /// The events lost before the reader page this answer names: `lost_events` of a swap that
+    /// handed over a new page.
+    pub fn lost(&self) -> Lost {
+        if self.status == SwapStatus::Swapped && self.lost_events > 0 {
+            Lost::Count(self.lost_events)
+        } else {
+            Lost::None
+        }
+    }
 }
 
 /// Most head-search steps before giving up with [`SwapError::Busy`] (the writer would have to push

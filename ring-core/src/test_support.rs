@@ -1,6 +1,7 @@
 //! Building heap buffers and reading them back, for this crate's unit tests.
 
-use crate::{Config, Consumed, CpuBuffer, Cursor, Geometry, ManualClock, Mode};
+use crate::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE, SUBBUF_TIMESTAMP_OFFSET};
+use crate::{Config, CpuBuffer, Cursor, Geometry, Lost, ManualClock, Mode, Record};
 use std::vec::Vec;
 
 /// A buffer of `nr_subbufs` sub-buffers of `subbuf_size` bytes on a manual clock.
@@ -37,8 +38,9 @@ pub(crate) fn drain_from(buf: &CpuBuffer<'_, ManualClock>, cursor: &mut Cursor, 
             &view,
             |read| buf.swap_reader_page(read),
             |item| match item {
-                Consumed::Lost(n) => out.lost.push((out.events.len(), n)),
-                Consumed::Event(e) => out.events.push((e.timestamp, e.payload.to_vec())),
+                Record::Lost(Lost::Count(n)) => out.lost.push((out.events.len(), n)),
+                Record::Lost(other) => panic!("an in-process swap reports exact losses, not {other:?}"),
+                Record::Event(e) => out.events.push((e.timestamp, e.payload.to_vec())),
             },
         )
         .unwrap();
@@ -49,6 +51,19 @@ pub(crate) fn drain(buf: &CpuBuffer<'_, ManualClock>) -> Drained {
     let mut out = Drained::default();
     drain_from(buf, &mut Cursor::default(), &mut out);
     out
+}
+
+/// A `size`-byte sub-buffer stamped `timestamp`, whose `commit` word (flags included) is
+/// `commit` and whose data begins with `words`.
+pub(crate) fn subbuf(timestamp: u64, commit: u64, words: &[u32], size: usize) -> Vec<u8> {
+    let mut page = std::vec![0u8; size];
+    page[SUBBUF_TIMESTAMP_OFFSET..SUBBUF_TIMESTAMP_OFFSET + 8].copy_from_slice(&timestamp.to_ne_bytes());
+    page[SUBBUF_COMMIT_OFFSET..SUBBUF_COMMIT_OFFSET + 8].copy_from_slice(&commit.to_ne_bytes());
+    for (i, word) in words.iter().enumerate() {
+        let at = SUBBUF_HEADER_SIZE + 4 * i;
+        page[at..at + 4].copy_from_slice(&word.to_ne_bytes());
+    }
+    page
 }
 
 /// A 4-byte sequence number followed by `extra` filler bytes.

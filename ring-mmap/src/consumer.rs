@@ -4,36 +4,14 @@
 //! A [`CpuSource`] is a mapped buffer plus its GET_READER_PAGE: hand it how far the current reader
 //! page was read, get back the reader page to read next. [`Consumer`] keeps that position and
 //! decodes each reader page from it up to the page's `commit`, zero-copy from the read-only
-//! mapping: events come out as [`ShmBytes`] views that copy their bytes out on request, never as
-//! `&[u8]` into memory the writer may still be writing.
+//! mapping: events come out as [`ShmBytes`](ring_core::ShmBytes) views that copy their bytes out
+//! on request, never as `&[u8]` into memory the writer may still be writing.
 
 use crate::error::{BufferProblem, Error, PageRole};
 use ring_core::format::{SUBBUF_COMMIT_OFFSET, SUBBUF_HEADER_SIZE};
-use ring_core::{DrainBound, Event, EventIter, Geometry, MissedEvents, PageSource, SharedView, ShmBytes};
+use ring_core::{DrainBound, Event, EventIter, Geometry, MalformedPage, PageReader, PageSource, SharedView};
+pub use ring_core::{Lost, Record};
 use std::time::Duration;
-
-/// Events lost before a reader page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lost {
-    /// None.
-    None,
-    /// This many.
-    Count(u64),
-    /// Some, count unknown (a kernel page with no room to store it).
-    Unknown,
-}
-
-impl Lost {
-    /// These losses followed by `later` ones, as one.
-    pub fn then(self, later: Lost) -> Lost {
-        match (self, later) {
-            (a, Lost::None) => a,
-            (Lost::Count(a), Lost::Count(b)) => Lost::Count(a.saturating_add(b)),
-            (Lost::Unknown, _) | (_, Lost::Unknown) => Lost::Unknown,
-            (Lost::None, b) => b,
-        }
-    }
-}
 
 /// How much of a buffer a drain reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,15 +76,6 @@ pub trait CpuSource {
     fn check_mapping(&self) -> Result<(), Error> {
         Ok(())
     }
-}
-
-/// What a consumer is shown, in order.
-#[derive(Debug)]
-pub enum Record<'a> {
-    /// Events were lost here.
-    Lost(Lost),
-    /// An event, in place in the mapping.
-    Event(Event<ShmBytes<'a>>),
 }
 
 /// What one [`Consumer::read_page`] did.
@@ -174,16 +143,9 @@ impl Position {
         first_seq: Option<u64>,
         each: impl FnMut(Event<P::Payload<'p>>),
     ) -> Result<u64, Error> {
-        let malformed = |error| Error::Malformed { cpu, id: page.id, error };
-        let mut events = match EventIter::starting_at(bytes, page.start as usize) {
+        let events = match PageReader::start(bytes, page.start) {
             Ok(events) => events,
-            Err(error) => {
-                // A header that cannot be decoded at all: give the page back as read to the
-                // commit it claims, or every later read would stop on it again.
-                self.read = bytes.committed_len();
-                self.next_seq = None;
-                return Err(malformed(error));
-            }
+            Err(malformed) => return Err(self.skip(cpu, page.id, malformed)),
         };
         // An honest producer never says more was read than it committed (commit only grows).
         if page.start as usize > events.data_end() || !page.start.is_multiple_of(4) {
@@ -200,19 +162,23 @@ impl Position {
             // A first_seq so large that the count overflows is a lie: the sequence is unknown.
             self.next_seq = first_seq.and_then(|f| f.checked_add(before));
         }
-        let count = match events.drain_events(each) {
-            Ok(count) => count,
-            Err(error) => {
-                // How many events the skipped remainder held is unknown, and with it the
-                // sequence number of the next one (the next page publishes its own).
-                self.read = events.data_end() as u32;
-                self.next_seq = None;
-                return Err(malformed(error));
-            }
+        let progress = match events.hand_over(each) {
+            Ok(progress) => progress,
+            Err(malformed) => return Err(self.skip(cpu, page.id, malformed)),
         };
-        self.read = (events.position() as u32).max(page.start);
-        self.next_seq = self.next_seq.and_then(|s| s.checked_add(count));
-        Ok(count)
+        // The committed length, so no less than `page.start` (checked above).
+        self.read = progress.read;
+        self.next_seq = self.next_seq.and_then(|s| s.checked_add(progress.events));
+        Ok(progress.events)
+    }
+
+    /// Gives reader page `id` of `cpu`, which stopped decoding, back as read as far as `malformed`
+    /// says. How many events the skipped part held is unknown, and with it the sequence number of
+    /// the next one (the next page publishes its own).
+    fn skip(&mut self, cpu: u32, id: u32, malformed: MalformedPage) -> Error {
+        self.read = malformed.skip_to;
+        self.next_seq = None;
+        Error::Malformed { cpu, id, error: malformed.error }
     }
 }
 
@@ -607,13 +573,4 @@ pub(crate) fn existing_page<'v>(
 /// buffers).
 fn published_first_seq(view: &SharedView<'_>, id: u32) -> Option<u64> {
     view.has_extension().then(|| view.meta().first_seq(id)).flatten()
-}
-
-/// Lost-event information from a kernel page's `commit` flags.
-pub fn lost_from_page(missed: MissedEvents) -> Lost {
-    match missed {
-        MissedEvents::None => Lost::None,
-        MissedEvents::Count(n) => Lost::Count(n),
-        MissedEvents::Unknown => Lost::Unknown,
-    }
 }

@@ -19,7 +19,7 @@
 //!   per-request watermark; the kernel never goes away, so there is no hangup.
 
 use crate::backing::ReadOnlyMapping;
-use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup, existing_page, lost_from_page};
+use crate::consumer::{CpuSource, Lost, ReaderPage, Wakeup, existing_page};
 use crate::error::{BufferProblem, Error, PageRole};
 use memmap2::MmapOptions;
 use ring_core::meta::off;
@@ -131,8 +131,8 @@ impl CpuSource for KernelCpu {
             }
             return Ok(ReaderPage { id, start: read, swapped, lost: Lost::None });
         }
-        let missed = EventIter::new(&page).map_err(|error| Error::Malformed { cpu, id, error })?.missed_events();
-        Ok(ReaderPage { id, start: 0, swapped, lost: lost_from_page(missed) })
+        let lost = EventIter::new(&page).map_err(|error| Error::Malformed { cpu, id, error })?.missed_events();
+        Ok(ReaderPage { id, start: 0, swapped, lost })
     }
 
     fn arm(&mut self, _pages: u32) -> Result<bool, Error> {

@@ -18,8 +18,8 @@ use hyptrace_tests::payload;
 use loom::sync::Arc;
 use loom::thread;
 use ring_core::{
-    Config, Consumed, CounterClock, CpuBuffer, Cursor, EventIter, Geometry, Mode, SwapError, SwapStatus, WriteError,
-    Writer,
+    Config, CounterClock, CpuBuffer, Cursor, EventIter, Geometry, Lost, Mode, Record, SwapError, SwapStatus,
+    WriteError, Writer,
 };
 
 type Buf = CpuBuffer<'static, CounterClock>;
@@ -47,10 +47,11 @@ struct Seen {
 }
 
 impl Seen {
-    fn record(&mut self, item: Consumed<'_>) {
+    fn record(&mut self, item: Record<'_>) {
         match item {
-            Consumed::Lost(n) => self.lost.push((self.seqs.len(), n)),
-            Consumed::Event(e) => {
+            Record::Lost(Lost::Count(n)) => self.lost.push((self.seqs.len(), n)),
+            Record::Lost(other) => panic!("an in-process swap reports exact losses, not {other:?}"),
+            Record::Event(e) => {
                 let seq = payload::check(&e.payload.to_vec()).expect("an event was torn");
                 self.seqs.push(seq);
             }
@@ -71,14 +72,15 @@ fn consume_step(buf: &Buf, cursor: &mut Cursor, seen: &mut Seen) {
         Err(SwapError::Busy) => return,
         Err(e) => panic!("swap failed: {e}"),
     };
-    if update.status == SwapStatus::Swapped && update.lost_events > 0 {
-        seen.record(Consumed::Lost(update.lost_events));
+    let lost = update.lost();
+    if lost != Lost::None {
+        seen.record(Record::Lost(lost));
     }
     let view = buf.view();
     let page = view.page(update.id).expect("reader page exists");
     let mut events = EventIter::starting_at(&page, update.read as usize).expect("reader page decodes");
     for event in &mut events {
-        seen.record(Consumed::Event(event.expect("reader page decodes")));
+        seen.record(Record::Event(event.expect("reader page decodes")));
     }
     *cursor = Cursor { page: update.id, read: events.position() as u32 };
 }

@@ -14,7 +14,7 @@
 
 use hyptrace_tests::payload;
 use ring_core::{
-    Config, Consumed, CpuBuffer, Cursor, EventIter, Geometry, Mode, MonotonicClock, SnapshotError, WriteError,
+    Config, CpuBuffer, Cursor, EventIter, Geometry, Lost, Mode, MonotonicClock, Record, SnapshotError, WriteError,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -83,10 +83,11 @@ struct CpuSeen {
 }
 
 impl CpuSeen {
-    fn take(&mut self, item: Consumed<'_>) {
+    fn take(&mut self, item: Record<'_>) {
         match item {
-            Consumed::Lost(n) => self.pending_lost += n,
-            Consumed::Event(e) => {
+            Record::Lost(Lost::Count(n)) => self.pending_lost += n,
+            Record::Lost(other) => panic!("an in-process swap reports exact losses, not {other:?}"),
+            Record::Event(e) => {
                 let seq = payload::check(&e.payload.to_vec()).unwrap_or_else(|t| panic!("torn event: {t:?}"));
                 assert!(seq >= self.next_seq, "event {seq} after {}: repeated or out of order", self.next_seq);
                 assert_eq!(

@@ -7,7 +7,6 @@ use crate::tracedat::{DatFile, DatPages};
 use anyhow::{Context, Result, bail};
 use ring_core::EventIter;
 use ring_mmap::Lost;
-use ring_mmap::consumer::lost_from_page;
 use std::collections::VecDeque;
 
 /// One CPU's pages, of one buffer, decoded a page at a time.
@@ -38,7 +37,7 @@ impl CpuItems {
                     continue;
                 }
             };
-            let lost = lost_from_page(events.missed_events());
+            let lost = events.missed_events();
             if lost != Lost::None {
                 self.queue.push_back(MergedItem::Lost { cpu: self.cpu, lost });
             }

@@ -37,13 +37,13 @@ pub struct PageBuilder {
     last_ts: u64,
     events: u64,
     /// Losses to report on the next page written.
-    lost: Option<Lost>,
+    lost: Lost,
 }
 
 impl PageBuilder {
     /// A builder of `page_size`-byte pages.
     pub fn new(page_size: usize) -> Self {
-        Self { page: vec![0; page_size], len: 0, last_ts: 0, events: 0, lost: None }
+        Self { page: vec![0; page_size], len: 0, last_ts: 0, events: 0, lost: Lost::None }
     }
 
     fn data_size(&self) -> usize {
@@ -59,7 +59,7 @@ impl PageBuilder {
         if self.events > 0 {
             self.flush(out)?;
         }
-        self.lost = merge_lost(self.lost, lost);
+        self.lost = self.lost.then(lost);
         Ok(())
     }
 
@@ -80,24 +80,24 @@ impl PageBuilder {
         if self.events > 0 {
             self.flush(out)?;
         }
-        let lost = merge_lost(self.lost, lost);
+        let lost = self.lost.then(lost);
         let commit = page
             .get(SUBBUF_COMMIT_OFFSET..SUBBUF_HEADER_SIZE)
             .map_or(u64::MAX, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")));
-        if matches!(lost, Some(Lost::Count(_))) && commit.saturating_add(8) > self.data_size() as u64 {
+        if matches!(lost, Lost::Count(_)) && commit.saturating_add(8) > self.data_size() as u64 {
             return Ok(false);
         }
-        self.lost = None;
+        self.lost = Lost::None;
         match lost {
-            Some(Lost::Count(n)) => {
+            Lost::Count(n) => {
                 mark_missed_events(page, n);
             }
-            Some(Lost::Unknown) => {
+            Lost::Unknown => {
                 let flagged = commit | COMMIT_MISSED_EVENTS;
                 page[SUBBUF_COMMIT_OFFSET..SUBBUF_HEADER_SIZE].copy_from_slice(&flagged.to_ne_bytes());
             }
-            Some(Lost::None) | None if events == 0 => return Ok(true),
-            Some(Lost::None) | None => {}
+            Lost::None if events == 0 => return Ok(true),
+            Lost::None => {}
         }
         out(page)?;
         Ok(true)
@@ -115,7 +115,7 @@ impl PageBuilder {
         let too_large = PageError::TooLarge { len, page_size: self.page.len() };
         let Some(layout) = DataLayout::for_payload(len) else { return Ok(Err(too_large)) };
         // A stored loss count takes 8 bytes after the data.
-        let reserve = if matches!(self.lost, Some(Lost::Count(_))) { 8 } else { 0 };
+        let reserve = if matches!(self.lost, Lost::Count(_)) { 8 } else { 0 };
         if layout.size as usize + reserve > self.data_size() {
             return Ok(Err(too_large));
         }
@@ -162,20 +162,20 @@ impl PageBuilder {
 
     /// Hands the current page to `out` if it holds events or a loss, and starts a new one.
     pub fn flush<E>(&mut self, out: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
-        if self.events == 0 && self.lost.is_none() {
+        if self.events == 0 && self.lost == Lost::None {
             return Ok(());
         }
         self.page[SUBBUF_COMMIT_OFFSET..SUBBUF_HEADER_SIZE].copy_from_slice(&(self.len as u64).to_ne_bytes());
         self.page[SUBBUF_HEADER_SIZE + self.len..].fill(0);
-        match self.lost.take() {
-            Some(Lost::Count(n)) => {
+        match core::mem::replace(&mut self.lost, Lost::None) {
+            Lost::Count(n) => {
                 mark_missed_events(&mut self.page, n);
             }
-            Some(Lost::Unknown) => {
+            Lost::Unknown => {
                 let commit = self.len as u64 | COMMIT_MISSED_EVENTS;
                 self.page[SUBBUF_COMMIT_OFFSET..SUBBUF_HEADER_SIZE].copy_from_slice(&commit.to_ne_bytes());
             }
-            Some(Lost::None) | None => {}
+            Lost::None => {}
         }
         out(&self.page)?;
         self.len = 0;
@@ -184,21 +184,13 @@ impl PageBuilder {
     }
 }
 
-/// Losses `a` noted earlier followed by `b`, as one.
-fn merge_lost(a: Option<Lost>, b: Lost) -> Option<Lost> {
-    match a.unwrap_or(Lost::None).then(b) {
-        Lost::None => a,
-        merged => Some(merged),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ring_core::{EventIter, MissedEvents};
+    use ring_core::EventIter;
     use std::convert::Infallible;
 
-    fn build(page_size: usize, input: &[(Option<Lost>, u64, Vec<u8>)]) -> Vec<Vec<u8>> {
+    fn build(page_size: usize, input: &[(Lost, u64, Vec<u8>)]) -> Vec<Vec<u8>> {
         let mut pages = Vec::new();
         let mut out = |p: &[u8]| -> Result<(), Infallible> {
             pages.push(p.to_vec());
@@ -206,9 +198,7 @@ mod tests {
         };
         let mut b = PageBuilder::new(page_size);
         for (lost, ts, payload) in input {
-            if let Some(l) = lost {
-                b.lost(*l, &mut out).unwrap();
-            }
+            b.lost(*lost, &mut out).unwrap();
             b.push(*ts, payload.len(), |d| d.copy_from_slice(payload), &mut out).unwrap().unwrap();
         }
         b.flush(&mut out).unwrap();
@@ -216,7 +206,7 @@ mod tests {
     }
 
     /// A decoded page: its lost-events mark and its (timestamp, payload) events.
-    type Decoded = (MissedEvents, Vec<(u64, Vec<u8>)>);
+    type Decoded = (Lost, Vec<(u64, Vec<u8>)>);
 
     fn decode(pages: &[Vec<u8>]) -> Vec<Decoded> {
         pages
@@ -232,19 +222,19 @@ mod tests {
     #[test]
     fn events_come_back_with_their_times_losses_and_payloads() {
         let input = vec![
-            (None, 1_000, vec![1, 2, 3, 4]),
-            (None, 1_010, vec![5; 200]),
-            (None, 1_010 + (1 << 27) + 5, vec![6; 8]),
-            (Some(Lost::Count(7)), 5_000_000_000, vec![7; 4]),
-            (None, 4_000_000_000, vec![8; 4]),
+            (Lost::None, 1_000, vec![1, 2, 3, 4]),
+            (Lost::None, 1_010, vec![5; 200]),
+            (Lost::None, 1_010 + (1 << 27) + 5, vec![6; 8]),
+            (Lost::Count(7), 5_000_000_000, vec![7; 4]),
+            (Lost::None, 4_000_000_000, vec![8; 4]),
         ];
         let pages = build(4096, &input);
         let got = decode(&pages);
         assert_eq!(got.len(), 3, "a loss and a backwards time each start a page");
-        assert_eq!(got[0].0, MissedEvents::None);
+        assert_eq!(got[0].0, Lost::None);
         assert_eq!(got[0].1.iter().map(|e| e.0).collect::<Vec<_>>(), [1_000, 1_010, 1_010 + (1 << 27) + 5]);
         assert_eq!(got[0].1[1].1, vec![5; 200], "a type_len 0 event");
-        assert_eq!(got[1], (MissedEvents::Count(7), vec![(5_000_000_000, vec![7; 4])]));
+        assert_eq!(got[1], (Lost::Count(7), vec![(5_000_000_000, vec![7; 4])]));
         assert_eq!(got[2].1, [(4_000_000_000, vec![8; 4])]);
     }
 
@@ -252,11 +242,11 @@ mod tests {
     fn full_pages_split_and_keep_room_for_the_loss_count() {
         // 64-byte pages: 48 data bytes, 12-byte events (4 header + 8 payload): four per page,
         // three when a loss count must fit after them.
-        let mut input: Vec<_> = (0..6).map(|i| (None, 100 + i, vec![i as u8; 8])).collect();
-        input[0].0 = Some(Lost::Count(2));
+        let mut input: Vec<_> = (0..6).map(|i| (Lost::None, 100 + i, vec![i as u8; 8])).collect();
+        input[0].0 = Lost::Count(2);
         let got = decode(&build(64, &input));
         assert_eq!(got.iter().map(|p| p.1.len()).collect::<Vec<_>>(), [3, 3]);
-        assert_eq!(got[0].0, MissedEvents::Count(2));
+        assert_eq!(got[0].0, Lost::Count(2));
         let ts: Vec<u64> = got.iter().flat_map(|p| p.1.iter().map(|e| e.0)).collect();
         assert_eq!(ts, (100..106).collect::<Vec<_>>());
     }
@@ -264,7 +254,7 @@ mod tests {
     /// A 64-byte page holding `n` 8-byte-payload events from time `ts`, one apart, as the Linux
     /// format lays them out (built by a builder of its own).
     fn whole_page(ts: u64, n: u64) -> Vec<u8> {
-        let input: Vec<_> = (0..n).map(|i| (None, ts + i, vec![i as u8; 8])).collect();
+        let input: Vec<_> = (0..n).map(|i| (Lost::None, ts + i, vec![i as u8; 8])).collect();
         build(64, &input).pop().unwrap_or_else(|| {
             let mut empty = vec![0; 64];
             empty[..8].copy_from_slice(&ts.to_ne_bytes());
@@ -294,8 +284,8 @@ mod tests {
         assert_eq!(got.len(), 4);
         assert_eq!(got[0].1, [(5, vec![9; 4])], "the pushed event first, on its own page");
         assert_eq!(got[1].1.iter().map(|e| e.0).collect::<Vec<_>>(), [100, 101]);
-        assert_eq!(got[2].0, MissedEvents::Count(7), "both losses, on the page after them");
-        assert_eq!(got[3].0, MissedEvents::Unknown);
+        assert_eq!(got[2].0, Lost::Count(7), "both losses, on the page after them");
+        assert_eq!(got[3].0, Lost::Unknown);
     }
 
     #[test]
@@ -311,8 +301,8 @@ mod tests {
 
     #[test]
     fn unknown_losses_and_oversized_events() {
-        let got = decode(&build(4096, &[(Some(Lost::Unknown), 9, vec![1; 4])]));
-        assert_eq!(got[0].0, MissedEvents::Unknown);
+        let got = decode(&build(4096, &[(Lost::Unknown, 9, vec![1; 4])]));
+        assert_eq!(got[0].0, Lost::Unknown);
         let mut b = PageBuilder::new(64);
         let mut out = |_: &[u8]| -> Result<(), Infallible> { Ok(()) };
         assert_eq!(b.push(1, 60, |_| {}, &mut out).unwrap(), Err(PageError::TooLarge { len: 60, page_size: 64 }));
