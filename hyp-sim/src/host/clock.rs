@@ -18,47 +18,44 @@ pub struct Sample {
     pub ns: u64,
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds.
-pub fn monotonic_ns() -> u64 {
-    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+/// Nanoseconds of the clock `id`.
+fn clock_ns(id: rustix::time::ClockId) -> u64 {
+    let ts = rustix::time::clock_gettime(id);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// How far `CLOCK_BOOTTIME` is ahead of `CLOCK_MONOTONIC` (the time the host spent
-/// suspended): measured as the tightest of a few readings, a monotonic reading between two
-/// boot-time ones.
-pub fn boot_offset_ns() -> u64 {
-    let boot_ns = || {
-        let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    };
-    let mut best: Option<(u64, u64)> = None;
-    for _ in 0..8 {
-        let before = boot_ns();
-        let mono = monotonic_ns();
-        let after = boot_ns();
-        let width = after.saturating_sub(before);
-        if best.is_none_or(|(w, _)| width < w) {
-            best = Some((width, (before + width / 2).saturating_sub(mono)));
-        }
-    }
-    best.expect("eight tries").1
+/// `CLOCK_MONOTONIC` in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(rustix::time::ClockId::Monotonic)
 }
 
-/// Reads both clocks, keeping the tightest of a few tries (the counter read between two
-/// monotonic reads, dated at their midpoint).
-pub fn sample() -> Sample {
-    let mut best: Option<(u64, Sample)> = None;
+/// A reading of `inner` between two of `outer`, dated at their midpoint: the tightest of a few
+/// tries, so the two clocks' readings are as nearly simultaneous as this thread can make them.
+fn read_between<T>(outer: impl Fn() -> u64, inner: impl Fn() -> T) -> (u64, T) {
+    let mut best: Option<(u64, u64, T)> = None;
     for _ in 0..8 {
-        let before = monotonic_ns();
-        let raw = raw_counter();
-        let after = monotonic_ns();
-        let width = after.saturating_sub(before);
-        if best.is_none_or(|(w, _)| width < w) {
-            best = Some((width, Sample { raw, ns: before + width / 2 }));
+        let before = outer();
+        let value = inner();
+        let width = outer().saturating_sub(before);
+        if best.as_ref().is_none_or(|(w, ..)| width < *w) {
+            best = Some((width, before + width / 2, value));
         }
     }
-    best.expect("eight tries").1
+    let (_, at, value) = best.expect("eight tries");
+    (at, value)
+}
+
+/// How far `CLOCK_BOOTTIME` is ahead of `CLOCK_MONOTONIC` (the time the host spent
+/// suspended).
+pub fn boot_offset_ns() -> u64 {
+    let (boot, mono) = read_between(|| clock_ns(rustix::time::ClockId::Boottime), monotonic_ns);
+    boot.saturating_sub(mono)
+}
+
+/// Reads both clocks at once (the counter between two monotonic reads).
+pub fn sample() -> Sample {
+    let (ns, raw) = read_between(monotonic_ns, raw_counter);
+    Sample { raw, ns }
 }
 
 /// The conversion that maps `a` and `b` onto each other, with its epoch at `b`: the largest
@@ -133,10 +130,7 @@ mod tests {
 
     #[test]
     fn monotonic_time_moved_by_the_boot_offset_is_boot_time() {
-        let boot_ns = || {
-            let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-        };
+        let boot_ns = || clock_ns(rustix::time::ClockId::Boottime);
         let offset = boot_offset_ns();
         let before = boot_ns();
         let moved = monotonic_ns() + offset;

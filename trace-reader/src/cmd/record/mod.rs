@@ -43,7 +43,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::ScopedJoinHandle;
 use std::time::Duration;
-use writing::{Destination, record_session};
+use writing::{Destination, Recording, record_session};
 
 /// Moves the calling reader thread to `SCHED_FIFO`, and has it sleep at once for the answers of
 /// its session's producer instead of polling for them first: a producer's thread answering on
@@ -149,7 +149,7 @@ fn read_sessions(
         for (i, (((session, to), spools), progress)) in sessions.zip(spools).zip(line.progress).enumerate() {
             let spawned = std::thread::Builder::new()
                 .name(format!("record-{i}"))
-                .spawn_scoped(scope, move || read_session(session, spools, to, options, stop, progress));
+                .spawn_scoped(scope, move || read_session(session, Recording { spools, to, stop, progress }, options));
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(e) => {
@@ -178,19 +178,13 @@ fn join_showing(threads: Vec<ScopedJoinHandle<'_, SessionResult>>, line: &Progre
 /// A reader thread: runs where `options` say, then records `session` into `spools`. On an
 /// error, or when its producer went away (the end of what is traced, when the kernel is
 /// recorded beside it), it has the other threads stop too.
-fn read_session(
-    session: &mut Session,
-    spools: Vec<&mut Spool>,
-    to: Destination<'_>,
-    options: ReaderOptions,
-    stop: &AtomicBool,
-    progress: &Progress,
-) -> SessionResult {
+fn read_session(session: &mut Session, recording: Recording<'_, '_>, options: ReaderOptions) -> SessionResult {
+    let stop = recording.stop;
     if options.pin {
         pin_to_cpus(session);
     }
     let result = if options.realtime { enter_realtime(session) } else { Ok(()) }
-        .and_then(|()| record_session(session, spools, to, options.live, stop, progress));
+        .and_then(|()| record_session(session, recording, options.live));
     if result.as_ref().is_ok_and(|(finished, _)| finished.stop != Stop::Hangup) {
         return result;
     }

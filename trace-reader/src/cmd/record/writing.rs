@@ -146,17 +146,27 @@ pub(super) struct Destination<'s> {
     pub ids: Option<&'s EventIds>,
 }
 
-/// Records the CPUs of `session`, each into its spool (`spools[cpu_index]` for
-/// `session.cpus[cpu_index]`), until a stop condition: why it stopped and what was read from each
-/// CPU.
+/// Where a reader thread's session goes: each CPU's spool, the file's page size and ids, the
+/// stop flag all threads share and the thread's progress counts.
+pub(super) struct Recording<'r, 's> {
+    /// `spools[cpu_index]` for `session.cpus[cpu_index]`.
+    pub spools: Vec<&'s mut Spool>,
+    /// The file's page size and ids.
+    pub to: Destination<'r>,
+    /// Set to stop every reader.
+    pub stop: &'r AtomicBool,
+    /// This thread's counts, for the progress line.
+    pub progress: &'r Progress,
+}
+
+/// Records the CPUs of `session` as `recording` says, until a stop condition: why it stopped
+/// and what was read from each CPU.
 pub(super) fn record_session(
     session: &mut Session,
-    spools: Vec<&mut Spool>,
-    to: Destination<'_>,
+    recording: Recording<'_, '_>,
     opts: LiveOptions,
-    stop: &AtomicBool,
-    progress: &Progress,
 ) -> Result<(Finished, Vec<Tally>)> {
+    let Recording { spools, to, stop, progress } = recording;
     let recs: Vec<RefCell<CpuRecording<'_>>> = session
         .cpus
         .iter()
