@@ -71,21 +71,24 @@ impl Vcpu {
     /// One `KVM_RUN`, its exit turned into an [`Exit`].
     fn enter(&mut self, answer: impl FnOnce(ReadRequest) -> u64) -> Result<Exit, Error> {
         let exit = match self.fd.run() {
-            Ok(VcpuExit::IoOut(port, data)) => {
-                Exit::Io { port, size: data.len() as u8, direction: Direction::Write, data: little_endian(data) as u32 }
-            }
+            Ok(VcpuExit::IoOut(port, data)) => Exit::Io {
+                port,
+                size: access_size(data),
+                direction: Direction::Write,
+                data: little_endian(data) as u32,
+            },
             Ok(VcpuExit::IoIn(port, data)) => {
-                let value = answer(ReadRequest::Io { port, size: data.len() as u8 });
+                let value = answer(ReadRequest::Io { port, size: access_size(data) });
                 fill(data, value);
-                Exit::Io { port, size: data.len() as u8, direction: Direction::Read, data: little_endian(data) as u32 }
+                Exit::Io { port, size: access_size(data), direction: Direction::Read, data: little_endian(data) as u32 }
             }
             Ok(VcpuExit::MmioWrite(gpa, data)) => {
-                Exit::Mmio { gpa, len: data.len() as u8, direction: Direction::Write, data: little_endian(data) }
+                Exit::Mmio { gpa, len: access_size(data), direction: Direction::Write, data: little_endian(data) }
             }
             Ok(VcpuExit::MmioRead(gpa, data)) => {
-                let value = answer(ReadRequest::Mmio { gpa, len: data.len() as u8 });
+                let value = answer(ReadRequest::Mmio { gpa, len: access_size(data) });
                 fill(data, value);
-                Exit::Mmio { gpa, len: data.len() as u8, direction: Direction::Read, data: little_endian(data) }
+                Exit::Mmio { gpa, len: access_size(data), direction: Direction::Read, data: little_endian(data) }
             }
             Ok(VcpuExit::Hlt) => Exit::Halt,
             Ok(VcpuExit::Intr) => Exit::Interrupted,
@@ -123,6 +126,12 @@ impl Vcpu {
             _ => Exit::Io { port, size, direction, data },
         })
     }
+}
+
+/// The size of an access, saturating: only string port I/O, which stops the vCPU, moves more
+/// than 255 bytes in one exit.
+fn access_size(bytes: &[u8]) -> u8 {
+    u8::try_from(bytes.len()).unwrap_or(u8::MAX)
 }
 
 /// The value of `bytes`, little-endian, zero-extended; only the first 8 bytes count.
