@@ -354,10 +354,11 @@ impl Formats {
         Ok(formats)
     }
 
-    /// Reads every `events/SYSTEM/EVENT/format` under a tracefs directory. Formats that do not
-    /// parse are skipped (the kernel has a few special ones).
-    pub fn from_tracefs(tracing: &Path) -> std::io::Result<Self> {
+    /// Reads every `events/SYSTEM/EVENT/format` under a tracefs directory: the formats, and
+    /// each one that does not parse (`SYSTEM:EVENT` and why), whose events print raw.
+    pub fn from_tracefs(tracing: &Path) -> std::io::Result<(Self, Vec<(String, FormatError)>)> {
         let mut formats = Self::default();
+        let mut unparsed = Vec::new();
         for system in std::fs::read_dir(tracing.join("events"))? {
             let system = system?;
             if !system.file_type()?.is_dir() {
@@ -365,17 +366,16 @@ impl Formats {
             }
             let sys_name = system.file_name().to_string_lossy().into_owned();
             for event in std::fs::read_dir(system.path())? {
-                let path = event?.path().join("format");
-                if let Ok(text) = std::fs::read_to_string(&path)
-                    && let Ok(f) = EventFormat::parse(&sys_name, &text)
-                {
-                    formats.insert(f);
+                let event = event?;
+                let Ok(text) = std::fs::read_to_string(event.path().join("format")) else { continue };
+                match EventFormat::parse(&sys_name, &text) {
+                    Ok(format) => formats.insert(format),
+                    Err(e) => unparsed.push((format!("{sys_name}:{}", event.file_name().to_string_lossy()), e)),
                 }
             }
         }
-        Ok(formats)
+        Ok((formats, unparsed))
     }
-
     /// Adds a format.
     pub fn insert(&mut self, f: EventFormat) {
         self.by_id.insert(f.id, f);
@@ -518,6 +518,26 @@ mod tests {
     fn strings_print_on_one_line() {
         let v = Value::Str("hello\n  0 [LOST 5 EVENTS]\t\\ \u{1b} it's".into());
         assert_eq!(v.to_string(), "hello\\n  0 [LOST 5 EVENTS]\\t\\\\ \\x1b it's");
+    }
+
+    #[test]
+    fn a_kernel_format_that_does_not_parse_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = |name: &str, text: &str| {
+            let path = dir.path().join("events/sched").join(name);
+            std::fs::create_dir_all(&path).unwrap();
+            std::fs::write(path.join("format"), text).unwrap();
+        };
+        event(
+            "good",
+            "name: good\nID: 7\nformat:\n\tfield:int pid;\toffset:8;\tsize:4;\tsigned:1;\n\nprint fmt: \"\"\n",
+        );
+        event("garbled", "name: garbled\nID: 8\nformat:\n\tfield:int pid;\toffset:x;\tsize:4;\tsigned:1;\n");
+        let (formats, unparsed) = Formats::from_tracefs(dir.path()).unwrap();
+        assert_eq!(formats.get(7).map(|f| f.name.as_str()), Some("good"));
+        assert!(formats.get(8).is_none());
+        assert_eq!(unparsed.len(), 1);
+        assert_eq!(unparsed[0].0, "sched:garbled");
     }
 
     #[test]

@@ -352,7 +352,12 @@ impl Session {
         } else {
             PathBuf::from(ring_mmap::kernel::TRACEFS)
         };
-        let formats = Formats::from_tracefs(&root).context("reading the kernel's event formats")?;
+        let (formats, unparsed) = Formats::from_tracefs(&root).context("reading the kernel's event formats")?;
+        for (event, why) in &unparsed {
+            eprintln!(
+                "trace-reader: warning: the kernel's format of {event} does not parse ({why}): its events print raw"
+            );
+        }
         let subbuf_size = cpus.first().map_or(Ok(4096), |c| c.view().map(|v| v.geometry().subbuf_size()))?;
         Ok(Self { target, connection: None, cpus, formats, clock: ClockParams::IDENTITY, subbuf_size, nr_cpus })
     }

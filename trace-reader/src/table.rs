@@ -17,11 +17,12 @@ pub struct Row {
     pub secs: f64,
 }
 
-/// The end-of-run table: the buffer's counters next to what was read.
+/// The end-of-run table: the buffer's counters next to what this reader consumed (`consumed`,
+/// not `read`: the buffer's `read` counter, in [`stats_text`], counts every reader's).
 pub fn summary(rows: &[Row]) -> String {
     let mut out = format!(
         "{:>4} {:>12} {:>10} {:>10} {:>10} {:>12} {:>12}\n",
-        "cpu", "entries", "overrun", "dropped", "lost", "read", "events/s"
+        "cpu", "entries", "overrun", "dropped", "lost", "consumed", "events/s"
     );
     for r in rows {
         let t = r.tally.unwrap_or_default();
@@ -103,7 +104,7 @@ mod tests {
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
-            ["cpu", "entries", "overrun", "dropped", "lost", "read", "events/s"]
+            ["cpu", "entries", "overrun", "dropped", "lost", "consumed", "events/s"]
         );
         assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["0", "10", "2", "1", "2+?", "8", "4"]);
         assert_eq!(stats_json(&rows)[0]["unread"], 3);

@@ -43,7 +43,7 @@ fn stream_prints_every_event_in_time_order_then_the_table() {
     let header = stderr.lines().find(|l| l.trim_start().starts_with("cpu")).expect("the stats table");
     assert_eq!(
         header.split_whitespace().collect::<Vec<_>>(),
-        ["cpu", "entries", "overrun", "dropped", "lost", "read", "events/s"]
+        ["cpu", "entries", "overrun", "dropped", "lost", "consumed", "events/s"]
     );
     assert!(stderr.contains("the producer exited"), "{stderr}");
 }

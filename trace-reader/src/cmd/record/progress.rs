@@ -2,9 +2,9 @@
 
 use super::writing::CpuRecording;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What one reader thread has done so far, for the progress line.
 #[derive(Debug, Default)]
@@ -34,9 +34,14 @@ pub(super) struct ProgressLine<'p> {
     bar: ProgressBar,
     /// The reader threads' counts.
     pub(super) progress: &'p [Progress],
-    started: Instant,
     /// Bytes per page.
     page_size: u64,
+    /// The events recorded at the start of the last full second, and when: the rate shown is
+    /// that second's, not an average since the start (which a backlog read at once inflates).
+    second: Cell<(Instant, u64)>,
+    /// The rate of the last full second.
+    rate: Cell<f64>,
+    started: Instant,
 }
 
 impl<'p> ProgressLine<'p> {
@@ -46,7 +51,8 @@ impl<'p> ProgressLine<'p> {
         bar.set_style(
             ProgressStyle::with_template("{spinner} recording [{elapsed_precise}] {msg}").expect("a valid template"),
         );
-        Self { bar, progress, started: Instant::now(), page_size }
+        let now = Instant::now();
+        Self { bar, progress, page_size, second: Cell::new((now, 0)), rate: Cell::new(0.0), started: now }
     }
 
     /// Shows the counts the reader threads published last.
@@ -56,7 +62,13 @@ impl<'p> ProgressLine<'p> {
             self.progress.iter().map(|p| f(p).load(Ordering::Relaxed)).sum()
         };
         let (events, lost, pages) = (sum(|p| &p.events), sum(|p| &p.lost), sum(|p| &p.pages));
-        let rate = events as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let (since, at_start) = self.second.get();
+        let elapsed = since.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            self.rate.set(events.saturating_sub(at_start) as f64 / elapsed.as_secs_f64());
+            self.second.set((Instant::now(), events));
+        }
+        let rate = self.rate.get();
         let bytes = HumanBytes(pages * self.page_size);
         self.bar.set_message(format!("{events} events, {bytes}, {rate:.0} events/s, {lost} lost"));
         self.bar.tick();
