@@ -314,7 +314,7 @@ fn parse_hyp_sim(text: &str) -> Result<Produced> {
     Ok(Produced { secs, cpus })
 }
 
-/// `trace-reader record`'s summary: `cpu entries overrun dropped lost read events/s`, where
+/// `trace-reader record`'s summary: `cpu entries overrun dropped lost consumed events/s`, where
 /// `lost` may be `N+?` (losses of unknown size besides N).
 fn parse_record(text: &str) -> Result<Vec<RecordedCpu>> {
     let rows = table(text, "lost").with_context(|| format!("no summary in trace-reader's output:\n{text}"))?;
@@ -340,7 +340,7 @@ mod tests {
         1    5451598      5265117          0          0    5265114          0    27707      8110498\n\
         hyp-sim: trace clock recalibrated 4 times; drift before recalibration: last 10 ns, largest 10 ns\n";
 
-    const RECORD: &str = " cpu      entries    overrun    dropped       lost         read     events/s\n   \
+    const RECORD: &str = " cpu      entries    overrun    dropped       lost     consumed     events/s\n   \
         0       766080          0    9696864    9696864       766080       439318\n   \
         1      5265117          0          0        0+?      5265117      3019345\n\
         trace-reader: the producer exited; wrote x: 6031197 events in 31785 pages, 124.16 MiB\n";
