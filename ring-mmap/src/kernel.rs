@@ -227,10 +227,15 @@ pub struct TracefsInstance {
     path: PathBuf,
 }
 
+/// The directory of the tracefs instance `name` under `tracefs`.
+pub fn instance_dir(tracefs: &Path, name: &str) -> PathBuf {
+    tracefs.join("instances").join(name)
+}
+
 impl TracefsInstance {
     /// Creates `instances/NAME` under `tracefs`.
     pub fn create(tracefs: &Path, name: &str) -> Result<Self, Error> {
-        let path = tracefs.join("instances").join(name);
+        let path = instance_dir(tracefs, name);
         std::fs::create_dir(&path).map_err(|e| Error::path("creating tracefs instance", &path, e))?;
         Ok(Self { path })
     }

@@ -145,15 +145,21 @@ impl SourceArgs {
         Target::Producer { socket, wait: Duration::from_secs_f64(self.wait), clock }
     }
 
+    /// Mounts tracefs at its usual place if it is not mounted yet (not a `--tracefs` elsewhere).
+    fn mount_tracefs(&self) -> anyhow::Result<()> {
+        if self.tracefs.as_os_str() == ring_mmap::kernel::TRACEFS {
+            ring_mmap::kernel::mount_tracefs()?;
+        }
+        Ok(())
+    }
+
     /// The target these arguments name.
     pub fn target(&self) -> anyhow::Result<Target> {
         self.one_source()?;
         if self.kernel {
-            if self.tracefs.as_os_str() == ring_mmap::kernel::TRACEFS {
-                ring_mmap::kernel::mount_tracefs()?;
-            }
+            self.mount_tracefs()?;
             let tracing = match &self.instance {
-                Some(name) => self.tracefs.join("instances").join(name),
+                Some(name) => ring_mmap::kernel::instance_dir(&self.tracefs, name),
                 None => self.tracefs.clone(),
             };
             return Ok(Target::Kernel { tracing });
@@ -178,9 +184,7 @@ impl SourceArgs {
     /// The kernel buffer `setup` chooses, set up as it asks until the [`PreparedKernel`] is
     /// dropped.
     pub fn prepared_kernel(&self, setup: &KernelSetupArgs) -> anyhow::Result<(Target, PreparedKernel)> {
-        if self.tracefs.as_os_str() == ring_mmap::kernel::TRACEFS {
-            ring_mmap::kernel::mount_tracefs()?;
-        }
+        self.mount_tracefs()?;
         let prepared = setup.choices(self.instance.clone()).prepare(&self.tracefs)?;
         Ok((Target::Kernel { tracing: prepared.tracing().to_path_buf() }, prepared))
     }

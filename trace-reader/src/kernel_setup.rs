@@ -135,7 +135,7 @@ impl KernelSetup {
         };
         let tracing = match (&own, &self.instance) {
             (Some(instance), _) => instance.path().to_path_buf(),
-            (None, Some(name)) => tracefs.join("instances").join(name),
+            (None, Some(name)) => ring_mmap::kernel::instance_dir(tracefs, name),
             (None, None) => tracefs.to_path_buf(),
         };
         if !tracing.join("trace_clock").is_file() {
@@ -152,8 +152,11 @@ impl KernelSetup {
         if let Some(kb) = self.buffer_size_kb {
             prepared.set("buffer_size_kb", &kb.to_string()).context("-b: setting the buffer size")?;
         }
-        for choice in &self.events {
-            prepared.enable(choice)?;
+        if !self.events.is_empty() {
+            let available = prepared.available_events()?;
+            for choice in &self.events {
+                prepared.enable(choice, &available)?;
+            }
         }
         if prepared.own.is_none() && !self.asks_anything() && prepared.nothing_enabled() {
             eprintln!(
@@ -189,9 +192,9 @@ impl PreparedKernel {
         self.set("trace_clock", clock)
     }
 
-    /// Enables the events `choice` names, each with its filter.
-    fn enable(&mut self, choice: &EventChoice) -> Result<()> {
-        let available = self.available_events()?;
+    /// Enables the events `choice` names among the kernel's `available` ones, each with its
+    /// filter.
+    fn enable(&mut self, choice: &EventChoice, available: &[(String, String)]) -> Result<()> {
         let matched: Vec<&(String, String)> =
             available.iter().filter(|(s, e)| matches(&choice.pattern, s, e)).collect();
         if matched.is_empty() {
