@@ -16,15 +16,12 @@ use crate::error::{AnswerProblem, Error, HandshakeProblem};
 use crate::poll_window::PollWindow;
 use crate::wire::{
     ClockBody, CpuBody, HelloBody, MAX_FDS, MAX_RESPONSE, Op, PROTOCOL_VERSION, Request, ResponseHeader, StatsBody,
-    parse_body, status,
+    control_address, control_socket, parse_body, status,
 };
 use parking_lot::Mutex;
 use ring_core::{ClockParams, Geometry, Mode, Stats, TraceClock};
 use rustix::io::Errno;
-use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendFlags,
-    SocketAddrUnix, SocketFlags, SocketType,
-};
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendFlags, SocketFlags};
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -224,14 +221,8 @@ impl Connection {
 /// `EAGAIN`, and is tried again until `deadline` ([`Error::Backlog`] then). The socket is left
 /// blocking, for requests and answers.
 fn connect_socket(path: &Path, deadline: Instant) -> Result<OwnedFd, Error> {
-    let addr = SocketAddrUnix::new(path).map_err(|e| Error::path("socket path", path, e.into()))?;
-    let fd = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        None,
-    )
-    .map_err(|e| Error::io("socket", e))?;
+    let addr = control_address(path)?;
+    let fd = control_socket(SocketFlags::NONBLOCK)?;
     loop {
         match rustix::net::connect(&fd, &addr) {
             Ok(()) => break,
@@ -379,6 +370,7 @@ fn receive(socket: &mut Socket, op: Op) -> Result<ReceivedAnswer, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 
     /// A listener on `path` that accepts nothing, and connections filling its backlog.
     fn full_backlog(path: &Path) -> (OwnedFd, Vec<OwnedFd>) {

@@ -23,9 +23,25 @@
 //! the `CLOCK` body is ring-core's [`ClockParams`] itself), so producers never build one.
 
 use crate::backing::CpuLayout;
+use crate::error::Error;
 use ring_core::{Arming, ClockParams, Config, ReaderUpdate, Stats};
 use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// A new control-channel socket: a close-on-exec Unix `SOCK_SEQPACKET`, with `flags` besides
+/// (`NONBLOCK` to bind or connect without waiting).
+pub(crate) fn control_socket(flags: SocketFlags) -> Result<OwnedFd, Error> {
+    rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC | flags, None)
+        .map_err(|e| Error::io("socket", e))
+}
+
+/// The address of the control socket at `path`.
+pub(crate) fn control_address(path: &Path) -> Result<SocketAddrUnix, Error> {
+    SocketAddrUnix::new(path).map_err(|e| Error::path("socket path", path, e.into()))
+}
 
 /// `Request::magic`: "HTRQ" in little-endian.
 pub const REQUEST_MAGIC: u32 = u32::from_le_bytes(*b"HTRQ");

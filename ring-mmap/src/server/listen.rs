@@ -3,8 +3,9 @@
 //! peer's credentials, which must carry the producer's effective uid.
 
 use crate::error::Error;
+use crate::wire::{control_address, control_socket};
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::SocketFlags;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -23,10 +24,9 @@ pub(super) fn bind(path: &Path) -> Result<OwnedFd, Error> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         prepare_dir(parent, path == default_socket_path())?;
     }
-    let addr = SocketAddrUnix::new(path).map_err(|e| Error::path("socket path", path, e.into()))?;
+    let addr = control_address(path)?;
     if path.exists() {
-        let probe = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
-            .map_err(|e| Error::io("socket", e))?;
+        let probe = control_socket(SocketFlags::empty())?;
         match rustix::net::connect(&probe, &addr) {
             Ok(()) => {
                 return Err(Error::path("serving", path, std::io::Error::from(std::io::ErrorKind::AddrInUse)));
@@ -36,13 +36,7 @@ pub(super) fn bind(path: &Path) -> Result<OwnedFd, Error> {
             Err(e) => return Err(Error::path("probing", path, e.into())),
         }
     }
-    let sock = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        None,
-    )
-    .map_err(|e| Error::io("socket", e))?;
+    let sock = control_socket(SocketFlags::NONBLOCK)?;
     rustix::net::bind(&sock, &addr).map_err(|e| Error::path("binding", path, e.into()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::path("chmod", path, e))?;
