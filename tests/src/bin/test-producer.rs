@@ -67,8 +67,8 @@ mod producer {
         /// event n + 1 in full (as an interrupt handler would), finish and commit event n.
         #[arg(long)]
         nested: bool,
-        /// Record each CPU's committed-event count in this file (hyptrace_tests::progress),
-        /// for tests that kill this process.
+        /// Record how far each CPU's writer got (events committed, and events begun) in this
+        /// file (hyptrace_tests::progress), for tests that kill this process.
         #[arg(long)]
         progress: Option<PathBuf>,
         /// Lower this process's limit of open files (RLIMIT_NOFILE) to this many, and give up
@@ -164,7 +164,11 @@ mod producer {
                     let buf = producer.cpu(cpu).writer().expect("one writer thread per CPU");
                     let mut seq = 0u64;
                     while events == 0 || seq < events {
-                        let (written, last) = if nested && seq % 4 == 3 && (events == 0 || seq + 1 < events) {
+                        let nest = nested && seq % 4 == 3 && (events == 0 || seq + 1 < events);
+                        if let Some(progress) = &progress {
+                            progress.starting(cpu, seq + if nest { 2 } else { 1 });
+                        }
+                        let (written, last) = if nest {
                             (2, write_nested(&buf, seq, len))
                         } else {
                             (1, write_one(&buf, seq, len).then_some(seq))
