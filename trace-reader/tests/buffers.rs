@@ -80,6 +80,26 @@ fn trace_cmd_reports_both_buffers_events_with_their_names_and_times() {
     println!("trace-cmd report: {} events of two buffers as written", theirs.len());
 }
 
+#[test]
+fn trace_cmd_finds_the_clock_of_every_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("two.dat");
+    write_two_buffers(&file).unwrap();
+    let Some(tc) = trace_cmd() else { return };
+    // `dump --clock` prints the clock text that follows the top-level buffer's CPU table, which
+    // is where trace-cmd takes a version 6 file's clock from.
+    let dump = Command::new(tc).args(["dump", "--clock", "-i"]).arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&dump.stdout);
+    let after_table = text.split("[Tracing clock]").nth(1).unwrap_or_default();
+    assert!(dump.status.success() && after_table.trim() == "[mono]", "trace-cmd dump --clock: {text}");
+    // Every buffer's section is read with its clock: a wrong size there would make trace-cmd
+    // warn of a corrupt clock and fall back to `local`.
+    let report = Command::new(tc).arg("report").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&report.stderr);
+    assert!(report.status.success() && !stderr.contains("clock"), "trace-cmd report: {stderr}");
+    println!("trace-cmd: the clock after the CPU table is {:?}", after_table.trim());
+}
+
 /// `trace-reader report FILE` (text), its events with their buffers, for a file of the buffers
 /// `names` besides the top-level one.
 fn report_buffers(file: &Path, names: &[&str]) -> Vec<BufferEventLine> {

@@ -321,14 +321,15 @@ impl Section {
 }
 
 /// The sections of buffers whose CPUs hold `pages` pages each, of `page_size` bytes, in a file
-/// of `nr_cpus` CPUs, the first section starting at `start`.
-fn layout(start: u64, page_size: u32, nr_cpus: u32, pages: &[Vec<u64>]) -> Vec<Section> {
+/// of `nr_cpus` CPUs, the first section starting at `start`, each CPU table followed by
+/// `trailer` bytes.
+fn layout(start: u64, page_size: u32, nr_cpus: u32, trailer: u64, pages: &[Vec<u64>]) -> Vec<Section> {
     let page = u64::from(page_size);
     let mut start = start;
     pages
         .iter()
         .map(|cpu_pages| {
-            let data = (start + FLYRECORD.len() as u64 + 16 * u64::from(nr_cpus)).next_multiple_of(page);
+            let data = (start + FLYRECORD.len() as u64 + 16 * u64::from(nr_cpus) + trailer).next_multiple_of(page);
             let mut at = data;
             let cpus = (0..nr_cpus as usize)
                 .map(|cpu| {
@@ -387,7 +388,8 @@ fn write_file(
     let pages: Vec<Vec<u64>> =
         buffers.iter().map(|b| b.spools.iter().map(|s| s.as_ref().map_or(0, Spool::pages)).collect()).collect();
     let sized = options(info, &buffers, cpustats, &vec![0; buffers.len()])?;
-    let sections = layout(out.written + sized.len() as u64, info.page_size, nr_cpus, &pages);
+    let clock = clock_after_table(info);
+    let sections = layout(out.written + sized.len() as u64, info.page_size, nr_cpus, clock.len() as u64, &pages);
     let starts: Vec<u64> = sections.iter().map(|s| s.start).collect();
     out.write_all(&options(info, &buffers, cpustats, &starts)?)?;
     let total: u64 = pages.iter().flatten().sum::<u64>() * u64::from(info.page_size);
@@ -399,6 +401,7 @@ fn write_file(
             out.write_all(&offset.to_ne_bytes())?;
             out.write_all(&size.to_ne_bytes())?;
         }
+        out.write_all(&clock)?;
         let pos = out.written;
         out.write_all(&vec![0; (section.data - pos) as usize])?;
         for spool in buffer.spools.into_iter().flatten() {
@@ -419,6 +422,22 @@ fn write_file(
     Ok(size)
 }
 
+/// The clock's text as trace-cmd reads it after each CPU table of a file with a TRACECLOCK
+/// option (`size:u64`, then the `trace_clock` file's text, the clock in use in brackets), or
+/// nothing if the file names no clock. trace-cmd takes the clock from there, not the option.
+fn clock_after_table(info: &DatInfo) -> Vec<u8> {
+    let Some(clock) = &info.clock else { return Vec::new() };
+    let text = clock_text(clock);
+    let mut out = (text.len() as u64).to_ne_bytes().to_vec();
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// `trace_clock`'s text naming `clock` as the one in use.
+fn clock_text(clock: &str) -> String {
+    format!("[{clock}]\n")
+}
+
 /// The options, up to and with the closing DONE, for `buffers` whose sections start at
 /// `starts`: the clock, the writer, the top-level buffer's CPU statistics, then for each named
 /// buffer its BUFFER option and its statistics under their heading, as trace-cmd orders them.
@@ -430,7 +449,7 @@ fn options(
 ) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     if let Some(clock) = &info.clock {
-        option_text(&mut out, option::TRACECLOCK, &format!("[{clock}]\n"))?;
+        option_text(&mut out, option::TRACECLOCK, &clock_text(clock))?;
     }
     option_text(&mut out, option::VERSION, concat!("trace-reader ", env!("CARGO_PKG_VERSION")))?;
     for (index, (buffer, start)) in buffers.iter().zip(starts).enumerate() {
@@ -554,7 +573,7 @@ mod tests {
     #[test]
     fn each_section_follows_the_pages_before_it_and_pages_start_on_page_boundaries() {
         // Two CPUs; the top-level buffer has a page on cpu 0, the next two pages on cpu 1.
-        let sections = layout(1000, 4096, 2, &[vec![1, 0], vec![0, 2]]);
+        let sections = layout(1000, 4096, 2, 0, &[vec![1, 0], vec![0, 2]]);
         assert_eq!(
             sections,
             [
@@ -563,8 +582,11 @@ mod tests {
             ]
         );
         // A buffer of fewer CPUs than the file has empty entries for the others.
-        let sections = layout(0, 4096, 3, &[vec![1]]);
+        let sections = layout(0, 4096, 3, 0, &[vec![1]]);
         assert_eq!(sections[0].cpus, [(4096, 4096), (8192, 0), (8192, 0)]);
+        // The clock's text after a table that fills its page moves the data to the next one.
+        let sections = layout(4096 - 10 - 16, 4096, 1, 16, &[vec![1]]);
+        assert_eq!(sections[0].data, 8192);
     }
 
     #[test]
