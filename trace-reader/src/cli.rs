@@ -94,7 +94,8 @@ pub enum Command {
 pub struct SourceArgs {
     /// A hyptrace producer's control socket [default: hyp-sim's, $XDG_RUNTIME_DIR/hyptrace.sock
     /// or /tmp/hyptrace-<uid>/hyptrace.sock]. `record --kernel --socket PATH` records the kernel
-    /// and the producer together, on one clock, each in a buffer of its own in the one file
+    /// and the producer together, on one clock, each in a buffer of its own in the one file;
+    /// `stream --kernel --socket PATH` prints both live, merged in time order
     #[arg(long, conflicts_with = "dir")]
     pub socket: Option<PathBuf>,
     /// Read the buffer directory a producer that has gone left behind (hyp-sim --dir), post-mortem
@@ -129,7 +130,7 @@ impl SourceArgs {
     fn one_source(&self) -> anyhow::Result<()> {
         if self.names_kernel_and_producer() {
             anyhow::bail!(
-                "--kernel and --socket name two sources: `record` records them together into one file; \
+                "--kernel and --socket name two sources: `record` and `stream` read them together; \
                  here read one of them"
             );
         }

@@ -8,8 +8,10 @@
 //! live ordering across CPUs is exact up to that window. A CPU's own events always keep their
 //! order, and a loss stays right before the event it was reported with.
 
-use ring_mmap::Lost;
+use ring_core::ClockParams;
+use ring_mmap::{Lost, Record};
 use std::collections::VecDeque;
+use std::ops::Range;
 
 /// An event or a loss of one CPU, in nanoseconds: what is merged across CPUs and printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +32,16 @@ pub enum MergedItem {
         /// How many.
         lost: Lost,
     },
+}
+
+impl MergedItem {
+    /// A record CPU `cpu` delivered, its timestamp converted to nanoseconds by `clock`.
+    pub fn of_record(cpu: u32, record: Record<'_>, clock: &ClockParams) -> Self {
+        match record {
+            Record::Lost(lost) => MergedItem::Lost { cpu, lost },
+            Record::Event(e) => MergedItem::Event { cpu, ns: clock.convert(e.timestamp), payload: e.payload.to_vec() },
+        }
+    }
 }
 
 /// The merger's state: a queue per CPU.
@@ -58,6 +70,22 @@ impl Merger {
     /// `all`, hands out everything (the sources are finished).
     pub fn release(&mut self, all: bool, mut out: impl FnMut(MergedItem)) {
         let horizon = if all { u64::MAX } else { self.round.iter().flatten().copied().min().unwrap_or(u64::MAX) };
+        self.release_upto(horizon, |_, item| out(item));
+        self.round.iter_mut().for_each(|r| *r = None);
+    }
+
+    /// Ends a round of the queues `queues` alone (the CPUs of one of several sources, read in a
+    /// pass of their own that began after the shared clock read `caught_up`): the time up to
+    /// which that source has delivered everything. A CPU that delivered events may have more
+    /// after its last one; every other was caught up when the pass began.
+    pub fn source_horizon(&mut self, queues: Range<usize>, caught_up: u64) -> u64 {
+        let delivered = self.round[queues.clone()].iter().flatten().copied().min();
+        self.round[queues].iter_mut().for_each(|r| *r = None);
+        delivered.map_or(caught_up, |last| last.min(caught_up))
+    }
+
+    /// Hands out, in time order, every item up to `horizon`, each with the index of its queue.
+    pub fn release_upto(&mut self, horizon: u64, mut out: impl FnMut(usize, MergedItem)) {
         loop {
             // The CPU whose front item is oldest; losses go out as soon as they reach the front.
             let mut best: Option<(usize, u64)> = None;
@@ -72,11 +100,12 @@ impl Merger {
                 }
             }
             match best {
-                Some((cpu_index, key)) if key <= horizon => out(self.queues[cpu_index].pop_front().expect("non-empty")),
+                Some((cpu_index, key)) if key <= horizon => {
+                    out(cpu_index, self.queues[cpu_index].pop_front().expect("non-empty"))
+                }
                 _ => break,
             }
         }
-        self.round.iter_mut().for_each(|r| *r = None);
     }
 
     /// True if nothing is held.
@@ -120,6 +149,32 @@ mod tests {
         m.release(false, |i| out.push(i));
         assert_eq!(times(&out[3..]), [(0, 30)], "nobody delivered: 30 goes");
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn sources_read_apart_release_up_to_the_one_that_is_behind() {
+        // Queues 0-1: source A's CPUs; queue 2: source B's.
+        let mut m = Merger::new(3);
+        let mut out = Vec::new();
+        m.push(0, ev(0, 10));
+        m.push(0, ev(0, 40));
+        m.push(1, ev(1, 20));
+        let a = m.source_horizon(0..2, 100);
+        assert_eq!(a, 20, "A's CPU 1 delivered up to 20 and may have more");
+        m.push(2, ev(0, 15));
+        let b = m.source_horizon(2..3, 30);
+        assert_eq!(b, 15, "B delivered up to 15 and may have more");
+        m.release_upto(a.min(b), |queue, i| out.push((queue, i)));
+        assert_eq!(
+            out.iter().map(|(q, i)| (*q, times(std::slice::from_ref(i))[0].1)).collect::<Vec<_>>(),
+            [(0, 10), (2, 15)]
+        );
+        let b = m.source_horizon(2..3, 50);
+        assert_eq!(b, 50, "B delivered nothing: it was caught up when its pass began");
+        out.clear();
+        m.release_upto(a.min(b), |queue, i| out.push((queue, i)));
+        assert_eq!(out.len(), 1, "20 goes, 40 waits for A: {out:?}");
+        assert_eq!(out[0].0, 1);
     }
 
     #[test]

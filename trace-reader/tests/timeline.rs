@@ -1,7 +1,8 @@
 //! One timeline: `record --kernel --socket` records the host's scheduler and the hypervisor's
-//! exits into one file, on one clock. Checked from the file alone: every hypervisor event lies
-//! inside a time the host thread it names (its vCPU thread) was running, by the file's own
-//! `sched_switch` events; and trace-cmd reports both buffers. Needs root and tracefs; otherwise
+//! exits into one file, on one clock, and `stream --kernel --socket` prints them live. Checked
+//! from what they wrote alone: every hypervisor event lies inside a time the host thread it
+//! names (its vCPU thread) was running, by the kernel's own `sched_switch` events; trace-cmd
+//! reports both buffers of the file; the stream is in time order across both sources. Needs root and tracefs; otherwise
 //! skips with a printed reason.
 
 mod common;
@@ -39,6 +40,64 @@ fn run_intervals(events: &[Event]) -> BTreeMap<i64, Vec<(u64, u64)>> {
     intervals
 }
 
+/// The events of `out`, `report` or `stream` output in JSON.
+fn events_of(out: &std::process::Output) -> Vec<Event> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"))
+        .filter(|json| json.get("event").is_some())
+        .map(|json| Event {
+            hyp: json["buffer"] == "hyp",
+            cpu: json["cpu"].as_u64().unwrap(),
+            ns: json["ts_ns"].as_u64().unwrap(),
+            name: json["event"].as_str().unwrap().to_string(),
+            pid: json["pid"].as_i64().unwrap(),
+            fields: json["fields"].clone(),
+        })
+        .collect()
+}
+
+/// Checks that every hypervisor event of `events` within the time the kernel's cover lies
+/// inside a run of the host thread it names; returns how many were placed.
+fn check_placement(events: &[Event]) -> usize {
+    // The time every CPU's kernel events cover: each CPU's are recorded from its first to its
+    // last, and a task running in that time was switched to on some CPU inside it.
+    let mut per_cpu: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for e in events.iter().filter(|e| !e.hyp) {
+        let span = per_cpu.entry(e.cpu).or_insert((e.ns, e.ns));
+        *span = (span.0.min(e.ns), span.1.max(e.ns));
+    }
+    let first = per_cpu.values().map(|span| span.0).max().expect("kernel events");
+    let covered = first..=per_cpu.values().map(|span| span.1).min().unwrap_or(first);
+    let intervals = run_intervals(events);
+    // The hypervisor's buffer holds events from before the kernel's recording began, and the
+    // two end a little apart: events outside the covered time are left out.
+    let hyp: Vec<&Event> = events.iter().filter(|e| e.hyp && covered.contains(&e.ns)).collect();
+    let outside: Vec<&&Event> = hyp
+        .iter()
+        .filter(|e| {
+            !intervals.get(&e.pid).is_some_and(|runs| runs.iter().any(|&(from, to)| (from..to).contains(&e.ns)))
+        })
+        .collect();
+    assert!(hyp.len() > 2000, "thousands of hypervisor events to place: {}", hyp.len());
+    assert!(hyp.iter().all(|e| e.pid > 0), "each names its host thread, none the idle task");
+    if let Some(e) = outside.first() {
+        panic!(
+            "{} of {} hypervisor events lie outside every run of their host thread; the first: {} at {} ns, \
+             pid {}, whose runs within 2 ms are {:?}",
+            outside.len(),
+            hyp.len(),
+            e.name,
+            e.ns,
+            e.pid,
+            intervals
+                .get(&e.pid)
+                .map(|runs| runs.iter().filter(|r| r.0.abs_diff(e.ns) < 2_000_000).collect::<Vec<_>>())
+        );
+    }
+    hyp.len()
+}
+
 #[test]
 fn every_hypervisor_event_lies_inside_a_run_of_its_host_thread() {
     if let Err(e) = ring_mmap::kernel::mount_tracefs() {
@@ -67,54 +126,8 @@ fn every_hypervisor_event_lies_inside_a_run_of_its_host_thread() {
     ok(&recorded);
     let report = reader(&["report", "--format", "json", file.to_str().unwrap()]);
     ok(&report);
-    let events: Vec<Event> = String::from_utf8_lossy(&report.stdout)
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"))
-        .filter(|json| json.get("event").is_some())
-        .map(|json| Event {
-            hyp: json["buffer"] == "hyp",
-            cpu: json["cpu"].as_u64().unwrap(),
-            ns: json["ts_ns"].as_u64().unwrap(),
-            name: json["event"].as_str().unwrap().to_string(),
-            pid: json["pid"].as_i64().unwrap(),
-            fields: json["fields"].clone(),
-        })
-        .collect();
-    // The time every CPU's kernel events cover: each CPU's are recorded from its first to its
-    // last, and a task running in that time was switched to on some CPU inside it.
-    let mut per_cpu: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-    for e in events.iter().filter(|e| !e.hyp) {
-        let span = per_cpu.entry(e.cpu).or_insert((e.ns, e.ns));
-        *span = (span.0.min(e.ns), span.1.max(e.ns));
-    }
-    let first = per_cpu.values().map(|span| span.0).max().expect("kernel events");
-    let covered = first..=per_cpu.values().map(|span| span.1).min().unwrap_or(first);
-    let intervals = run_intervals(&events);
-    // The hypervisor's buffer holds events from before the kernel's recording began, and the
-    // two end a little apart: events outside the covered time are left out.
-    let hyp: Vec<&Event> = events.iter().filter(|e| e.hyp && covered.contains(&e.ns)).collect();
-    let outside: Vec<&&Event> = hyp
-        .iter()
-        .filter(|e| {
-            !intervals.get(&e.pid).is_some_and(|runs| runs.iter().any(|&(from, to)| (from..to).contains(&e.ns)))
-        })
-        .collect();
-    assert!(hyp.len() > 2000, "thousands of hypervisor events to place: {}", hyp.len());
-    assert!(hyp.iter().all(|e| e.pid > 0), "each names its host thread, none the idle task");
-    if let Some(e) = outside.first() {
-        panic!(
-            "{} of {} hypervisor events lie outside every run of their host thread; the first: {} at {} ns, \
-             pid {}, whose runs within 2 ms are {:?}",
-            outside.len(),
-            hyp.len(),
-            e.name,
-            e.ns,
-            e.pid,
-            intervals
-                .get(&e.pid)
-                .map(|runs| runs.iter().filter(|r| r.0.abs_diff(e.ns) < 2_000_000).collect::<Vec<_>>())
-        );
-    }
+    let events = events_of(&report);
+    let placed = check_placement(&events);
     let Some(tc) = trace_cmd() else { return };
     let out = std::process::Command::new(tc).arg("report").arg(&file).output().unwrap();
     assert!(out.status.success(), "trace-cmd report: {}", String::from_utf8_lossy(&out.stderr));
@@ -126,7 +139,57 @@ fn every_hypervisor_event_lies_inside_a_run_of_its_host_thread() {
     println!(
         "one timeline: {} hypervisor events inside runs of their host threads, {} kernel events; trace-cmd \
          reports both buffers",
-        hyp.len(),
+        placed,
         events.len() - events.iter().filter(|e| e.hyp).count()
+    );
+}
+
+#[test]
+fn stream_merges_the_kernel_and_the_hypervisor_live_on_one_clock() {
+    if let Err(e) = ring_mmap::kernel::mount_tracefs() {
+        println!("SKIPPED: tracefs is not available here ({e}); the live one-timeline test did not run");
+        return;
+    }
+    let mut sim = Sim::start(2, Mode::Drop, 2000, 256);
+    let socket = sim.socket.to_str().unwrap().to_string();
+    let streamed = reader(&[
+        "stream",
+        "--kernel",
+        "-e",
+        "sched:sched_switch",
+        "-e",
+        "sched:sched_wakeup",
+        "--socket",
+        &socket,
+        "--duration",
+        "2",
+        "--format",
+        "json",
+    ]);
+    sim.finish(Duration::ZERO);
+    ok(&streamed);
+    let events = events_of(&streamed);
+    let placed = check_placement(&events);
+    // Live, the order across sources is exact up to the moment an event stamped before a pass
+    // over its CPUs is committed after its CPU was read: a few events at most, never a page.
+    let late: Vec<(u64, u64)> =
+        events.windows(2).filter(|pair| pair[1].ns < pair[0].ns).map(|pair| (pair[0].ns, pair[1].ns)).collect();
+    let worst = late.iter().map(|(before, after)| before - after).max().unwrap_or(0);
+    assert!(
+        late.len() * 1000 <= events.len() && worst < 1_000_000,
+        "{} of {} events printed after a later one (by up to {worst} ns): {:?}",
+        late.len(),
+        events.len(),
+        &late[..late.len().min(5)]
+    );
+    let hyp = events.iter().filter(|e| e.hyp).count() as u64;
+    assert!(hyp > 0 && hyp < events.len() as u64, "both sources streamed");
+    let stderr = String::from_utf8_lossy(&streamed.stderr);
+    assert!(stderr.contains("buffer hyp:") && stderr.contains("the kernel"), "a table per source: {stderr}");
+    println!(
+        "live one timeline: {} events ({hyp} hypervisor events, {placed} placed inside runs of their host \
+         threads), {} printed after a later one (by up to {worst} ns)",
+        events.len(),
+        late.len()
     );
 }

@@ -4,6 +4,7 @@ pub mod record;
 pub mod recover;
 pub mod report;
 pub mod show;
+pub mod sources;
 pub mod stats;
 pub mod stream;
 

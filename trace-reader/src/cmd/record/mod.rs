@@ -10,7 +10,7 @@
 //! `SCHED_FIFO` ([`ring_mmap::realtime`]), the spools' writing threads not. The main thread shows
 //! progress.
 //!
-//! The kernel and a producer are recorded together ([`sources`]) as two buffers of one file,
+//! The kernel and a producer are recorded together ([`super::sources`]) as two buffers of one file,
 //! on one clock, their events numbered apart ([`crate::event_ids`]):
 //!
 //! ```text
@@ -22,11 +22,12 @@
 //!                    then each buffer's CPUs
 //! ```
 
+mod dat_file;
 mod kernel_files;
 mod progress;
-mod sources;
 mod writing;
 
+use super::sources::{self, Source};
 use super::{interrupt_flag, rows};
 use crate::cli::RecordArgs;
 use crate::live::{Finished, LiveOptions, Stop, Tally};
@@ -37,7 +38,6 @@ use anyhow::{Context, Result, anyhow};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kernel_files::kernel_task_names;
 use progress::{Progress, ProgressLine};
-use sources::Source;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,7 +77,7 @@ type SessionResult = Result<(Finished, Vec<Tally>)>;
 /// Runs `record`.
 pub fn run(args: &RecordArgs) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (sources, kernel) = sources::open(args, threads)?;
+    let (sources, kernel) = sources::open(&args.source, &args.kernel_setup, threads)?;
     let recorded = record(sources, args);
     // Put back (or removed) once the sources, which read it, are closed.
     drop(kernel);
@@ -88,7 +88,7 @@ pub fn run(args: &RecordArgs) -> Result<()> {
 fn record(mut sources: Vec<Source>, args: &RecordArgs) -> Result<()> {
     // Only once connected: until then Ctrl-C ends the wait for a producer (nothing is written).
     let stop = interrupt_flag()?;
-    let mut writer = sources::create_file(&sources, args)?;
+    let mut writer = dat_file::create_file(&sources, args)?;
     let page_size = sources[0].sessions[0].subbuf_size;
     let options = ReaderOptions { live: args.live.options(), pin: !args.no_pin, realtime: args.realtime };
     let progress: Vec<Progress> = sources.iter().flat_map(|s| &s.sessions).map(|_| Progress::default()).collect();

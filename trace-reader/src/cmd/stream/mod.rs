@@ -1,4 +1,7 @@
-//! `stream`: consume and print events live, merged across CPUs in time order.
+//! `stream`: consume and print events live, merged across CPUs in time order; the kernel and a
+//! producer read together are merged across both ([`together`]).
+
+mod together;
 
 use super::{interrupt_flag, rows};
 use crate::cli::StreamArgs;
@@ -14,6 +17,9 @@ use std::time::Instant;
 
 /// Runs `stream`.
 pub fn run(args: &StreamArgs) -> Result<()> {
+    if args.source.names_kernel_and_producer() {
+        return together::run(args);
+    }
     let (target, kernel) = args.source.prepared_target(&args.kernel_setup)?;
     let printed = Session::open(&target, &args.source.cpus.list())
         .and_then(|session| print(session, args.format.style, args.live.options()));
@@ -27,7 +33,6 @@ pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Resul
     let stop = interrupt_flag()?;
     let cpus: Vec<u32> = session.cpus.iter().map(|c| c.cpu()).collect();
     let clock = session.clock;
-    let ns = |raw| clock.convert(raw);
     let merger = RefCell::new(Merger::new(cpus.len()));
     let mut tallies = vec![Tally::default(); cpus.len()];
     let mut printer = Printer::new(format);
@@ -38,12 +43,7 @@ pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Resul
         &stop,
         &mut EachRecord(|cpu_index: usize, record: Record<'_>| {
             tallies[cpu_index].count(&record);
-            let cpu = cpus[cpu_index];
-            let item = match record {
-                Record::Lost(lost) => MergedItem::Lost { cpu, lost },
-                Record::Event(e) => MergedItem::Event { cpu, ns: ns(e.timestamp), payload: e.payload.to_vec() },
-            };
-            merger.borrow_mut().push(cpu_index, item);
+            merger.borrow_mut().push(cpu_index, MergedItem::of_record(cpus[cpu_index], record, &clock));
         }),
         |session, last| {
             merger.borrow_mut().release(last, |item| printer.item(&session.formats, None, &item));

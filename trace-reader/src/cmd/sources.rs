@@ -1,13 +1,11 @@
-//! What a recording reads: one source, or the kernel and a producer together, each the
-//! sessions that read it and the buffer of the file it fills.
+//! What `record` and `stream` read: one source, or the kernel and a producer together on one
+//! clock, each the sessions that read it and the buffer of a file it fills.
 
-use super::kernel_files::{clock_name, kernel_symbols};
-use crate::cli::RecordArgs;
+use crate::cli::{KernelSetupArgs, SourceArgs};
 use crate::event_ids::EventIds;
 use crate::formats::Formats;
 use crate::kernel_setup::PreparedKernel;
 use crate::source::{CpuReader, Session, Target};
-use crate::tracedat::{BufferSpec, DatInfo, DatWriter, SpoolIo};
 use anyhow::{Context, Result, bail};
 use ring_core::TraceClock;
 
@@ -16,7 +14,7 @@ use ring_core::TraceClock;
 const SHARED_CLOCK: &str = "mono";
 
 /// One source of a recording.
-pub(super) struct Source {
+pub struct Source {
     /// Its buffer in the file: `None` for the top-level one.
     pub name: Option<String>,
     /// What it reads.
@@ -39,7 +37,7 @@ impl Source {
     }
 
     /// The CPUs its sessions read, in CPU order.
-    fn recorded_cpus(&self) -> Vec<u32> {
+    pub fn recorded_cpus(&self) -> Vec<u32> {
         let mut cpus: Vec<u32> = self.sessions.iter().flat_map(|s| s.cpus.iter().map(CpuReader::cpu)).collect();
         cpus.sort_unstable();
         cpus
@@ -55,17 +53,21 @@ impl Source {
     }
 }
 
-/// Opens what `args` name, each as up to `groups` sessions: one source, or the kernel (the
+/// Opens what `source` names, each as up to `groups` sessions: one source, or the kernel (a
 /// file's top-level buffer) and a producer (a buffer named after its events' system), the
 /// kernel's trace clock set to one the producer converts its timestamps to. The kernel is set
-/// up as asked until the [`PreparedKernel`] is dropped, after the sources.
-pub(super) fn open(args: &RecordArgs, groups: usize) -> Result<(Vec<Source>, Option<PreparedKernel>)> {
-    let (source, only) = (&args.source, &args.source.cpus.list()[..]);
+/// up as `kernel_setup` asks until the [`PreparedKernel`] is dropped, after the sources.
+pub fn open(
+    source: &SourceArgs,
+    kernel_setup: &KernelSetupArgs,
+    groups: usize,
+) -> Result<(Vec<Source>, Option<PreparedKernel>)> {
+    let only = &source.cpus.list()[..];
     if !source.names_kernel_and_producer() {
-        let (target, prepared) = source.prepared_target(&args.kernel_setup)?;
+        let (target, prepared) = source.prepared_target(kernel_setup)?;
         return Ok((vec![Source::open(None, target, only, groups)?], prepared));
     }
-    let mut setup = args.kernel_setup.clone();
+    let mut setup = kernel_setup.clone();
     let clock_name = setup.clock.get_or_insert_with(|| SHARED_CLOCK.to_string()).clone();
     let Some(clock) = TraceClock::from_tracefs_name(&clock_name) else {
         bail!(
@@ -87,26 +89,4 @@ pub(super) fn open(args: &RecordArgs, groups: usize) -> Result<(Vec<Source>, Opt
 /// The system a producer's events belong to (hyp-sim's: `hyp`), which names its buffer.
 fn system_name(formats: &Formats) -> String {
     formats.iter().map(|f| f.system.clone()).min().unwrap_or_else(|| "producer".to_string())
-}
-
-/// Creates the trace.dat file of `args` for `sources`: the first's page size and trace clock,
-/// every source's formats, the kernel's symbols, a buffer per source.
-pub(super) fn create_file(sources: &[Source], args: &RecordArgs) -> Result<DatWriter> {
-    let top = &sources[0];
-    let mut formats = top.formats.clone();
-    for source in &sources[1..] {
-        for format in source.formats.iter() {
-            formats.insert(format.clone());
-        }
-    }
-    let mut info = DatInfo::new(top.sessions[0].subbuf_size, &formats, clock_name(&top.target));
-    if let Target::Kernel { tracing } = &top.target {
-        kernel_symbols(&mut info, tracing);
-    }
-    let buffers: Vec<BufferSpec> = sources
-        .iter()
-        .map(|s| BufferSpec { name: s.name.clone(), nr_cpus: s.sessions[0].nr_cpus, cpus: s.recorded_cpus() })
-        .collect();
-    let io = if args.direct_io { SpoolIo::Direct } else { SpoolIo::Buffered };
-    DatWriter::create(&args.output, info, &buffers, io).with_context(|| format!("creating {}", args.output.display()))
 }
