@@ -23,7 +23,7 @@
 //!   validation; [`hyp::clock`] the trace clock.
 //! - [`host`]: the host; [`host::clock`] its calibration of the trace clock.
 //! - [`events`]: the event ids, payloads and tracefs-style formats published to readers.
-//! - [`guest`] and [`vcpu`]: the deterministic guest workload and the threads running it.
+//! - [`guest`] and [`vcpu`]: the guests (simulated, or real on KVM) and the threads running them.
 
 pub mod events;
 pub mod guest;

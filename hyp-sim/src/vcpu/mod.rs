@@ -1,10 +1,15 @@
-//! vCPU threads: each runs the guest workload on one physical CPU, exiting to the hypervisor at
-//! a set rate or as fast as it can.
+//! vCPU threads: each runs a guest on one physical CPU, handing its exits to the hypervisor at a
+//! set rate or as fast as it can ([`pace`]): the simulated guest's here ([`run`]), a KVM guest's
+//! in [`kvm`].
+
+pub mod kvm;
+mod pace;
 
 use crate::guest;
 use crate::hyp::Hyp;
+use pace::Pacer;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 /// How a vCPU runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,45 +20,58 @@ pub struct Workload {
     pub seed: u64,
 }
 
-/// Exits made between two looks at the clock and the stop flag: a few microseconds of exits
-/// at full speed.
+/// Exits made between two looks at the clock: a few microseconds of exits at full speed.
 const BATCH: u64 = 256;
 
-/// Runs the vCPU on physical CPU `cpu` until `stop` is set; returns how many exits it made.
-///
-/// At a set rate, exit `n` is due `n / rate` seconds after the start and is made as soon as it
-/// is due: the vCPU sleeps until the next exit is due, and makes every exit already due back to
-/// back (after a sleep that overran, or time off its CPU). The clock is read once per batch of
-/// due exits, not per exit: reading it costs as much as recording an event.
+/// How a vCPU thread's run went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VcpuRun {
+    /// Exits it handed to the hypervisor.
+    pub exits: u64,
+    /// How it ended.
+    pub ending: Ending,
+}
+
+/// How a vCPU thread ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// It ran until the run ended.
+    RunEnded,
+    /// Its vCPU stopped before, for this reason (traced as `guest_stop`).
+    Stopped(String),
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ending::RunEnded => write!(f, "ran until the run ended"),
+            Ending::Stopped(reason) => write!(f, "stopped: {reason}"),
+        }
+    }
+}
+
+/// Runs the simulated guest's vCPU on physical CPU `cpu` until `stop` is set; returns how many
+/// exits it made. Exit `n` is [`guest::exit`]`(seed, cpu, n)`, paced by [`Pacer`].
 pub fn run(hyp: &Hyp, cpu: u32, workload: Workload, stop: &AtomicBool) -> u64 {
     pin_to(cpu);
-    // The host task the hypervisor attributes this vCPU's exits to: this thread.
-    let task = rustix::thread::gettid().as_raw_nonzero().get();
-    let start = Instant::now();
+    let task = current_task();
+    let pacer = Pacer::start(workload.rate);
     let mut n = 0u64;
-    // Ordering: Relaxed; the stop flag carries no data.
+    // Ordering: Relaxed; the stop flag carries no data (its partner is the store that ends the
+    // run, in the binary).
     while !stop.load(Ordering::Relaxed) {
-        let due = match workload.rate {
-            0 => n + BATCH,
-            rate => {
-                // Exits 0..due are due by now.
-                let elapsed = start.elapsed().as_nanos();
-                let due = u64::try_from(elapsed * u128::from(rate) / 1_000_000_000).map_or(u64::MAX, |d| d + 1);
-                if due <= n {
-                    let next = u64::try_from(u128::from(n) * 1_000_000_000 / u128::from(rate)).unwrap_or(u64::MAX);
-                    let next = Duration::from_nanos(next);
-                    std::thread::sleep(next.saturating_sub(start.elapsed()).min(Duration::from_millis(50)));
-                    continue;
-                }
-                due.min(n + BATCH)
-            }
-        };
+        let Some(due) = pacer.due(n, BATCH) else { continue };
         while n < due {
             hyp.handle_exit(cpu, task, n, &guest::exit(workload.seed, cpu, n));
             n += 1;
         }
     }
     n
+}
+
+/// The host task the hypervisor attributes a vCPU's exits to: the calling thread, which runs it.
+fn current_task() -> i32 {
+    rustix::thread::gettid().as_raw_nonzero().get()
 }
 
 /// Pins the calling thread to host core `cpu` modulo the cores there are (best effort: the
