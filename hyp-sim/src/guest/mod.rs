@@ -1,7 +1,7 @@
 //! What the guests do: why each exits to the hypervisor ([`GuestExit`]). Two kinds of guest
 //! make those exits:
 //!
-//! - [`sim`]: simulated guests, a deterministic stream of hypercalls, SMCs, memory aborts and
+//! - `sim` ([`exit`]): simulated guests, a deterministic stream of hypercalls, SMCs, memory aborts and
 //!   printks per vCPU, made in-process.
 //! - [`kvm`]: real guests on KVM (hyp-kvm's guest program), whose real VM exits (port I/O, MMIO,
 //!   `hlt`) the vCPU threads hand to the hypervisor.

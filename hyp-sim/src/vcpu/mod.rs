@@ -1,5 +1,5 @@
 //! vCPU threads: each runs a guest on one physical CPU, handing its exits to the hypervisor at a
-//! set rate or as fast as it can ([`pace`]): the simulated guest's here ([`run`]), a KVM guest's
+//! set rate or as fast as it can (`pace`): the simulated guest's here ([`run`]), a KVM guest's
 //! in [`kvm`].
 
 pub mod kvm;
