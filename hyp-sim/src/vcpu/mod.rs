@@ -51,7 +51,7 @@ impl fmt::Display for Ending {
 }
 
 /// Runs the simulated guest's vCPU on physical CPU `cpu` until `stop` is set; returns how many
-/// exits it made. Exit `n` is [`guest::exit`]`(seed, cpu, n)`, paced by [`Pacer`].
+/// exits it made. Exit `n` is [`guest::exit`]`(seed, cpu, n)`, paced at `workload.rate`.
 pub fn run(hyp: &Hyp, cpu: u32, workload: Workload, stop: &AtomicBool) -> u64 {
     pin_to(cpu);
     let task = current_task();
