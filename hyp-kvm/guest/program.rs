@@ -120,6 +120,10 @@ pub fn assemble(layout: &Layout) -> Result<Assembled, Box<dyn Error>> {
                 echo(&mut asm)?;
             }
             STEP_HALT => asm.hlt()?,
+            STEP_TRIPLE_FAULT => {
+                asm.lidt(ptr(NULL_IDT_ADDRESS))?;
+                asm.ud2()?;
+            }
             other => unreachable!("step code {other} has no handler"),
         }
         advance(&mut asm, next_step, done)?;

@@ -111,6 +111,25 @@ pub enum StopReason {
     },
 }
 
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Shutdown => write!(f, "shutdown (triple fault)"),
+            StopReason::FailEntry { hardware_reason } => {
+                write!(f, "the hardware could not enter the guest (reason {hardware_reason:#x})")
+            }
+            StopReason::InternalError => write!(f, "KVM internal error (an instruction KVM cannot emulate)"),
+            StopReason::StringIo { port, size, count } => {
+                write!(f, "string port I/O: {count} elements of {size} bytes at port {port:#x} in one exit")
+            }
+            StopReason::MemoryFault { gpa, size } => {
+                write!(f, "memory fault: {size} bytes at guest-physical {gpa:#x} KVM could not resolve")
+            }
+            StopReason::Unhandled { exit_reason } => write!(f, "unhandled KVM exit reason {exit_reason}"),
+        }
+    }
+}
+
 impl StopReason {
     /// KVM's exit reason (`KVM_EXIT_*` in `linux/kvm.h`) for this stop.
     pub fn exit_reason(&self) -> u32 {

@@ -28,8 +28,9 @@
 //!
 //! ```text
 //!  0x0000 ┌──────────────────────────────┐ ─┐
-//!         │ unused (real-mode IVT area;  │  │
-//!         │ the guest takes no interrupt)│  │
+//!         │ zero (real-mode IVT area; the│  │
+//!         │ triple-fault step's IDT      │  │
+//!         │ descriptor: limit 0)         │  │
 //!  0x1000 ├──────────────────────────────┤  │
 //!         │ parameter blocks, 64 B each: │  │ backed: one vm-memory region,
 //!         │ vCPU 0, vCPU 1, … (≤ 64)     │  │ KVM memory slot 0 (32 KiB)

@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_exits, expected_exits, run_all, vm_or_skip};
 use hyp_kvm::guest::abi;
-use hyp_kvm::{Direction, Exit, ExitPlan, Step};
+use hyp_kvm::{Direction, Exit, ExitPlan, Step, StopReason};
 
 /// Every step kind, in an order that puts each kind after each other kind somewhere.
 const EVERY_KIND: [Step; 7] = [Step::Out, Step::In, Step::MmioWrite, Step::MmioRead, Step::Halt, Step::Out, Step::Halt];
@@ -58,4 +58,16 @@ fn a_plan_of_no_steps_is_done_at_once() {
     let Some((_vm, vcpus)) = vm_or_skip(std::slice::from_ref(&plan)) else { return };
     let runs = run_all(vcpus);
     assert_eq!(runs[0].exits, [Exit::Done { counter: 99 }]);
+}
+
+#[test]
+fn a_triple_fault_stops_the_vcpu_with_a_shutdown() {
+    let plan = ExitPlan::new(10, 5, &[Step::Out, Step::TripleFault]).unwrap();
+    let Some((_vm, vcpus)) = vm_or_skip(std::slice::from_ref(&plan)) else { return };
+    let runs = run_all(vcpus);
+    assert!(runs[0].error.is_none(), "{:?}", runs[0].error);
+    let hypercall = Exit::Io { port: abi::HYPERCALL_PORT, size: 4, direction: Direction::Write, data: 5 };
+    assert_eq!(runs[0].exits, [hypercall, Exit::Stopped(StopReason::Shutdown)]);
+    assert_eq!(StopReason::Shutdown.exit_reason(), kvm_bindings::KVM_EXIT_SHUTDOWN);
+    assert_eq!(StopReason::Shutdown.to_string(), "shutdown (triple fault)");
 }

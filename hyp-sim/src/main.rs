@@ -3,16 +3,25 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
+use hyp_kvm::{Step, Vcpu, Vm};
+use hyp_sim::guest;
 use hyp_sim::host::{Host, HostConfig};
+use hyp_sim::hyp::Hyp;
 use hyp_sim::hyp::stats::HypStats;
-use hyp_sim::vcpu::{self, Workload};
+use hyp_sim::vcpu::{self, Ending, VcpuRun, Workload};
 use ring_core::{Config, Geometry, Mode};
 use ring_mmap::server::ServerOptions;
 use ring_mmap::{Backing, Server, default_socket_path};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// How long the vCPU threads have to end once the run has: a thread still inside the guest
+/// then (a guest running without exits) is left, and the process exits without it.
+const VCPU_END_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ModeArg {
@@ -32,21 +41,81 @@ enum HypercallPriority {
     Normal,
 }
 
-/// A simulated hypervisor that traces its own events (hyp_enter, hyp_exit, host_hcall,
-/// host_smc, host_mem_abort, hyp_printk) into per-CPU ring buffers in memory the host donated,
-/// and a host that exports those buffers to consumers in other processes (zero-copy, through a
-/// Unix control socket and read-only mappings). Read them with `trace-reader`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum GuestArg {
+    /// Simulated guests, made in-process: a deterministic stream of hypercalls, SMCs, memory
+    /// aborts and printks per vCPU (host_hcall, host_smc, host_mem_abort, hyp_printk)
+    Sim,
+    /// Real guests on KVM (/dev/kvm): one VM, one vCPU per CPU running hyp-kvm's guest program,
+    /// whose real exits are traced (guest_pio, guest_mmio, guest_hlt); a vCPU that stops (a
+    /// guest that misbehaves, or that KVM cannot run) is traced (guest_stop) and ends alone
+    Kvm,
+}
+
+/// One step of a KVM guest's exit pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ExitKind {
+    /// `out` of the guest's counter to the hypercall port: one guest_pio exit
+    Out,
+    /// `in` from the hypercall port, answered with the exit's number, then `out` of the value
+    /// read to the echo port: two guest_pio exits
+    In,
+    /// A 4-byte store of the counter to the vCPU's MMIO register: one guest_mmio exit
+    MmioWrite,
+    /// A 4-byte load from the vCPU's MMIO register, answered with the exit's number, then `out`
+    /// of the value read to the echo port: a guest_mmio and a guest_pio exit
+    MmioRead,
+    /// `hlt`: one guest_hlt exit
+    Hlt,
+}
+
+impl ExitKind {
+    /// The guest program's step.
+    fn step(self) -> Step {
+        match self {
+            ExitKind::Out => Step::Out,
+            ExitKind::In => Step::In,
+            ExitKind::MmioWrite => Step::MmioWrite,
+            ExitKind::MmioRead => Step::MmioRead,
+            ExitKind::Hlt => Step::Halt,
+        }
+    }
+}
+
+/// The exit pattern of a KVM guest when none is given: every kind.
+const DEFAULT_EXITS: [ExitKind; 5] =
+    [ExitKind::Out, ExitKind::In, ExitKind::MmioWrite, ExitKind::MmioRead, ExitKind::Hlt];
+
+/// A simulated hypervisor that traces its own events (hyp_enter, hyp_exit, and one event per
+/// guest exit) into per-CPU ring buffers in memory the host donated, and a host that exports
+/// those buffers to consumers in other processes (zero-copy, through a Unix control socket and
+/// read-only mappings). Read them with `trace-reader`. The guests are simulated, or real guests
+/// on KVM (--guest kvm).
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Args {
     /// Simulated physical CPUs, one vCPU thread and one buffer each (1 to 64) [default: all cores]
     #[arg(long)]
     cpus: Option<u32>,
+    /// The guests the vCPUs run
+    #[arg(long, value_enum, default_value = "sim")]
+    guest: GuestArg,
+    /// With --guest kvm: the steps each guest repeats, in this order, comma-separated (1 to 16)
+    /// [default: out,in,mmio-write,mmio-read,hlt]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    exits: Option<Vec<ExitKind>>,
+    /// With --guest kvm: make these vCPUs' guests misbehave (comma-separated vCPU numbers): each
+    /// triple faults after one round of its exit pattern, which stops that vCPU (traced as
+    /// guest_stop) while the others go on
+    #[arg(long, value_delimiter = ',')]
+    triple_fault: Vec<u32>,
     /// Guest exits per second per vCPU, each recording three events; 0 runs as fast as possible
+    /// (with --guest kvm: as fast as KVM delivers them)
     #[arg(long, default_value_t = 1000)]
     rate: u64,
     /// How long the guests run: seconds, or `forever` (until Ctrl-C or SIGTERM); 0 stops them
-    /// at once, as `trace-reader --duration 0` stops reading at once
+    /// at once, as `trace-reader --duration 0` stops reading at once. A KVM guest's plan has
+    /// 2^32-1 steps, over 14 hours at full speed: one that runs them all stops (guest_stop "done")
     #[arg(long, default_value = "3", value_parser = run_time)]
     duration: RunTime,
     /// What happens when a buffer is full
@@ -77,7 +146,8 @@ struct Args {
     /// have read everything or disconnected, or, for a CPU no consumer has read yet, one comes
     #[arg(long, default_value_t = 2.0, value_parser = seconds)]
     linger: f64,
-    /// Seed of the guests' exit streams
+    /// Seed of the guests' exit streams; with --guest kvm, the counter every guest starts from
+    /// (0 to 2^32-1)
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// How often the host recalibrates the hypervisor's clock, in milliseconds
@@ -120,8 +190,19 @@ fn seconds(arg: &str) -> Result<f64, String> {
     Ok(secs)
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+/// Runs hyp-sim; an error is one line on stderr (its causes after colons, no backtrace) and exit
+/// status 1.
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hyp-sim: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
     let nr_cpus = match args.cpus {
         Some(0) => bail!("--cpus must be at least 1"),
         Some(n) => n,
@@ -131,6 +212,16 @@ fn main() -> Result<()> {
     if args.subbuf_size < 4096 {
         bail!("--subbuf-size must be at least 4096 (a page)");
     }
+    // The KVM guests' VM, made first: a machine without KVM is refused before anything starts.
+    let kvm_vcpus = match args.guest {
+        GuestArg::Sim => {
+            if args.exits.is_some() || !args.triple_fault.is_empty() {
+                bail!("--exits and --triple-fault are for KVM guests: add --guest kvm");
+            }
+            None
+        }
+        GuestArg::Kvm => Some(kvm_vm(&args, nr_cpus)?),
+    };
     let config = HostConfig {
         nr_cpus,
         buffer: Config {
@@ -181,15 +272,27 @@ fn main() -> Result<()> {
     }
     let workload = Workload { rate: args.rate, seed: args.seed };
     let start = Instant::now();
-    let vcpus: Vec<_> = (0..nr_cpus)
-        .map(|cpu| {
-            let (host, stop) = (host.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name(format!("vcpu{cpu}"))
-                .spawn(move || vcpu::run(host.hyp(), cpu, workload, &stop))
-                .context("spawning a vCPU thread")
-        })
-        .collect::<Result<_>>()?;
+    let spawn = |cpu, body| spawn_vcpu(cpu, &host, &stop, body);
+    let vcpus: Vec<JoinHandle<VcpuRun>> = match kvm_vcpus {
+        None => (0..nr_cpus)
+            .map(|cpu| {
+                spawn(
+                    cpu,
+                    Box::new(move |hyp: &Hyp, stop: &AtomicBool| VcpuRun {
+                        exits: vcpu::run(hyp, cpu, workload, stop),
+                        ending: Ending::RunEnded,
+                    }),
+                )
+            })
+            .collect::<Result<_>>()?,
+        Some((_vm, kvm_vcpus)) => (0..nr_cpus)
+            .zip(kvm_vcpus)
+            .map(|(cpu, kvm_vcpu)| {
+                let rate = args.rate;
+                spawn(cpu, Box::new(move |hyp: &Hyp, stop: &AtomicBool| vcpu::kvm::run(hyp, cpu, kvm_vcpu, rate, stop)))
+            })
+            .collect::<Result<_>>()?,
+    };
 
     // The host's own loop: recalibrate the trace clock until the run ends.
     let duration = match args.duration {
@@ -208,8 +311,10 @@ fn main() -> Result<()> {
             next_calibration += period;
         }
     }
+    // Ordering: Relaxed; the flag carries no data: the vCPU threads' loads are its partners, and
+    // joining them orders what they did before this thread goes on.
     stop.store(true, Ordering::Relaxed);
-    let exits: Vec<u64> = vcpus.into_iter().map(|v| v.join().expect("a vCPU thread panicked")).collect();
+    let runs = end_vcpus(vcpus);
     let elapsed = start.elapsed();
     host.set_tracing(false)?;
 
@@ -223,7 +328,7 @@ fn main() -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     // The report first: consumers print theirs when the socket closes.
-    let report = report(&host, &exits, elapsed);
+    let report = report(&host, &runs, elapsed, args.guest == GuestArg::Kvm);
     drop(server);
     report
 }
@@ -235,7 +340,42 @@ fn awaits_reading(host: &Host, server: &Server, cpu: u32) -> bool {
     host.has_unread(cpu) && (server.is_consumed(cpu) || !host.was_consumed(cpu))
 }
 
-fn report(host: &Host, exits: &[u64], elapsed: Duration) -> Result<()> {
+/// Makes the VM of the KVM guests, one vCPU per CPU, each running the exit pattern of `args`.
+fn kvm_vm(args: &Args, nr_cpus: u32) -> Result<(Vm, Vec<Vcpu>)> {
+    let seed =
+        u32::try_from(args.seed).context("with --guest kvm, --seed is the guests' 32-bit counter: 0 to 2^32-1")?;
+    if let Some(vcpu) = args.triple_fault.iter().find(|&&vcpu| vcpu >= nr_cpus) {
+        bail!("--triple-fault {vcpu}: there are only vCPUs 0 to {}", nr_cpus - 1);
+    }
+    let pattern: Vec<Step> = args.exits.as_deref().unwrap_or(&DEFAULT_EXITS).iter().map(|kind| kind.step()).collect();
+    let plans = guest::kvm::plans(nr_cpus, seed, &pattern, &args.triple_fault)?;
+    // Its errors are one line each, saying what to do (KVM missing is `Unavailable`).
+    Ok(Vm::new(&plans)?)
+}
+
+/// What a vCPU thread runs, given the hypervisor and the stop flag.
+type VcpuBody = Box<dyn FnOnce(&Hyp, &AtomicBool) -> VcpuRun + Send>;
+
+/// Starts the thread `vcpu<cpu>` running `body`.
+fn spawn_vcpu(cpu: u32, host: &Arc<Host>, stop: &Arc<AtomicBool>, body: VcpuBody) -> Result<JoinHandle<VcpuRun>> {
+    let (host, stop) = (host.clone(), stop.clone());
+    std::thread::Builder::new()
+        .name(format!("vcpu{cpu}"))
+        .spawn(move || body(host.hyp(), &stop))
+        .context("spawning a vCPU thread")
+}
+
+/// Waits for the vCPU threads to end, up to [`VCPU_END_TIMEOUT`] in all; a thread still running
+/// then (inside a guest that makes no exit) is left, its run `None`.
+fn end_vcpus(vcpus: Vec<JoinHandle<VcpuRun>>) -> Vec<Option<VcpuRun>> {
+    let deadline = Instant::now() + VCPU_END_TIMEOUT;
+    while Instant::now() < deadline && !vcpus.iter().all(JoinHandle::is_finished) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    vcpus.into_iter().map(|vcpu| vcpu.is_finished().then(|| vcpu.join().expect("a vCPU thread panicked"))).collect()
+}
+
+fn report(host: &Host, runs: &[Option<VcpuRun>], elapsed: Duration, endings: bool) -> Result<()> {
     use std::fmt::Write as _;
     let secs = elapsed.as_secs_f64().max(1e-9);
     // One write to stderr, so that it does not interleave with a consumer's output.
@@ -245,13 +385,14 @@ fn report(host: &Host, exits: &[u64], elapsed: Duration) -> Result<()> {
         "{:>4} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>12}",
         "cpu", "exits", "entries", "overrun", "dropped", "read", "discarded", "swaps", "events/s"
     );
-    for (cpu, &n) in exits.iter().enumerate() {
+    for (cpu, run) in runs.iter().enumerate() {
         let HypStats { stats: s, discarded } = host.cpu_stats(cpu as u32)?;
+        let exits = run.as_ref().map_or_else(|| "?".to_string(), |run| run.exits.to_string());
         let _ = writeln!(
             out,
             "{:>4} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>12.0}",
             cpu,
-            n,
+            exits,
             s.entries,
             s.overrun,
             s.dropped,
@@ -266,6 +407,17 @@ fn report(host: &Host, exits: &[u64], elapsed: Duration) -> Result<()> {
         out,
         "hyp-sim: trace clock recalibrated {updates} times; drift before recalibration: last {last} ns, largest {max} ns"
     );
+    if endings {
+        for (cpu, run) in runs.iter().enumerate() {
+            let _ = match run {
+                Some(run) => writeln!(out, "hyp-sim: vcpu{cpu} {}", run.ending),
+                None => writeln!(
+                    out,
+                    "hyp-sim: vcpu{cpu} was still in its guest {VCPU_END_TIMEOUT:?} after the run ended; left"
+                ),
+            };
+        }
+    }
     eprint!("{out}");
     Ok(())
 }

@@ -8,15 +8,16 @@
 //! fields are right and that every loss is counted exactly. Fields are read by name, where
 //! hyp-sim's event table puts them.
 
-use hyp_sim::events::{
-    COMMON_FIELDS, EventDef, Field, HOST_HCALL, HOST_MEM_ABORT, HOST_SMC, HYP_ENTER, HYP_EXIT, HYP_PRINTK,
-};
+mod common;
+
+use common::{exits_column, int, named, start, string};
+use hyp_sim::events::{COMMON_FIELDS, EventDef, HOST_HCALL, HOST_MEM_ABORT, HOST_SMC, HYP_ENTER, HYP_EXIT, HYP_PRINTK};
 use hyp_sim::guest::{self, GuestExit};
 use hyp_sim::host::clock::monotonic_ns;
-use ring_mmap::{Connection, Consumer, Error, Lost, Record, Wakeup};
+use ring_mmap::{Consumer, Error, Lost, Record, Wakeup};
 use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const SEED: u64 = 42;
 
@@ -35,24 +36,6 @@ struct Stream {
     last_ts: u64,
     /// Events read from the mappings after hyp-sim had gone (not read while it served).
     after_hangup: u64,
-}
-
-/// The field of `fields` named `name`.
-fn named<'t>(fields: &'t [Field], name: &str) -> &'t Field {
-    fields.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("hyp-sim's event table has no field {name}"))
-}
-
-/// The integer in `field`'s place in `payload`, sign-extended if the field is signed.
-fn int(payload: &[u8], field: &Field) -> u64 {
-    let bytes = &payload[field.offset..field.offset + field.kind.size()];
-    match (bytes.len(), field.kind.signed()) {
-        (1, _) => u64::from(bytes[0]),
-        (2, _) => u64::from(u16::from_ne_bytes(bytes.try_into().unwrap())),
-        (4, false) => u64::from(u32::from_ne_bytes(bytes.try_into().unwrap())),
-        (4, true) => i64::from(i32::from_ne_bytes(bytes.try_into().unwrap())) as u64,
-        (8, _) => u64::from_ne_bytes(bytes.try_into().unwrap()),
-        (size, _) => panic!("{}: no integer of {size} bytes", field.name),
-    }
 }
 
 impl Stream {
@@ -116,13 +99,11 @@ impl Stream {
                         }
                         GuestExit::Printk => {
                             assert_eq!(common_type, u64::from(HYP_PRINTK.id), "{what}");
-                            // `__data_loc`: (length << 16) | offset of the NUL-terminated message.
-                            let loc = field(&HYP_PRINTK, "msg");
-                            let (len, at) = ((loc >> 16) as usize, (loc & 0xffff) as usize);
                             let mut buf = [0u8; 64];
                             let want = guest::printk_message(self.cpu, n, &mut buf);
-                            assert_eq!(&p[at..at + len - 1], want.as_bytes(), "{what}: hyp_printk message");
+                            assert_eq!(string(&p, named(HYP_PRINTK.fields, "msg")), want, "{what}: hyp_printk message");
                         }
+                        other => panic!("{what}: a simulated guest makes no KVM exit: {other:?}"),
                     },
                 }
                 // Timestamps: the hypervisor's clock, in the host's CLOCK_MONOTONIC nanoseconds.
@@ -147,22 +128,8 @@ fn run(args: &[&str], late: Duration, pause: Duration) -> Vec<(Stream, u64)> {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("sock");
     let start_ns = monotonic_ns();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hyp-sim"))
-        .arg("--socket")
-        .arg(&socket)
-        .args(["--cpus", "2", "--seed", &SEED.to_string()])
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning hyp-sim");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let conn = loop {
-        match Connection::connect(&socket) {
-            Ok(conn) => break conn,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => panic!("hyp-sim did not serve: {e}"),
-        }
-    };
+    let seed = SEED.to_string();
+    let (mut child, conn) = start(&socket, &[&["--cpus", "2", "--seed", &seed], args].concat());
     let readers: Vec<_> = (0..2)
         .map(|cpu| {
             let source = conn.open_cpu(cpu).expect("open_cpu");
@@ -199,14 +166,7 @@ fn run(args: &[&str], late: Duration, pause: Duration) -> Vec<(Stream, u64)> {
     let mut report = String::new();
     child.stderr.take().unwrap().read_to_string(&mut report).unwrap();
     assert!(child.wait().unwrap().success(), "hyp-sim failed:\n{report}");
-    // hyp-sim's table: "cpu exits entries overrun dropped read discarded swaps events/s".
-    let exits: Vec<u64> = report
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("cpu"))
-        .skip(1)
-        .take(2)
-        .map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("an exits column"))
-        .collect();
+    let exits = exits_column(&report, 2);
     println!("{}", report.trim_end());
     streams.into_iter().zip(exits).collect()
 }

@@ -3,6 +3,7 @@
 //! event carried, under the name and in the system the formats give. The offsets the encoder writes at and those the texts state come from one
 //! table; this checks them from the reader's side, with a parser that knows nothing of it.
 
+use hyp_kvm::Direction;
 use hyp_sim::events::{self, HypEvent, MAX_PAYLOAD};
 use trace_reader::formats::{Formats, Value, decode};
 
@@ -30,6 +31,29 @@ fn every_event() -> Vec<(HypEvent<'static>, Vec<(&'static str, Value)>)> {
             vec![("esr", Value::Hex(0x9200_0046)), ("addr", Value::Hex(0xdead_b000))],
         ),
         (HypEvent::Printk("vcpu 3 handled 7 exits"), vec![("msg", Value::Str("vcpu 3 handled 7 exits".into()))]),
+        (
+            HypEvent::GuestPio { port: 0x510, size: 4, direction: Direction::Read, value: 0xA500_0007 },
+            vec![
+                ("port", Value::Hex(0x510)),
+                ("size", Value::Unsigned(4)),
+                ("direction", Value::Unsigned(0)),
+                ("value", Value::Hex(0xA500_0007)),
+            ],
+        ),
+        (
+            HypEvent::GuestMmio { gpa: 0xf010, len: 8, direction: Direction::Write, data: u64::MAX },
+            vec![
+                ("gpa", Value::Hex(0xf010)),
+                ("len", Value::Unsigned(8)),
+                ("direction", Value::Unsigned(1)),
+                ("data", Value::Hex(u64::MAX)),
+            ],
+        ),
+        (HypEvent::GuestHlt, vec![]),
+        (
+            HypEvent::GuestStop { exit_reason: 8, reason: "shutdown (triple fault)" },
+            vec![("exit_reason", Value::Unsigned(8)), ("reason", Value::Str("shutdown (triple fault)".into()))],
+        ),
     ]
 }
 

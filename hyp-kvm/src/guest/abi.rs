@@ -58,8 +58,16 @@ pub const STEP_MMIO_WRITE: u8 = 2;
 pub const STEP_MMIO_READ: u8 = 3;
 /// Step code: `hlt`; the guest goes on with the next step when the host runs it again.
 pub const STEP_HALT: u8 = 4;
+/// Step code: load an interrupt descriptor table of limit 0 from [`NULL_IDT_ADDRESS`] and run
+/// `ud2`: the invalid-opcode exception, the general-protection fault and the double fault its
+/// delivery raises each find no entry, which is a triple fault: the guest shuts down.
+pub const STEP_TRIPLE_FAULT: u8 = 5;
 /// Number of step codes; a pattern entry at or above it is a fault.
-pub const STEP_COUNT: u8 = 5;
+pub const STEP_COUNT: u8 = 6;
+
+/// Guest-physical address of the 6-byte IDT descriptor (limit 0, base 0) the triple-fault step
+/// loads: the start of guest memory, which the host leaves zero.
+pub const NULL_IDT_ADDRESS: u64 = MEMORY_START;
 
 /// Port of the guest's hypercalls (`STEP_OUT`, `STEP_IN`).
 pub const HYPERCALL_PORT: u16 = 0x0510;

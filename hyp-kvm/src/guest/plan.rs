@@ -20,6 +20,10 @@ pub enum Step {
     MmioRead,
     /// `hlt`: one exit; the guest goes on when the vCPU runs again.
     Halt,
+    /// A triple fault (a `ud2` with an interrupt descriptor table of limit 0): the guest shuts
+    /// down, one [`crate::Exit::Stopped`] exit with [`crate::StopReason::Shutdown`], and the vCPU
+    /// does not run again. A misbehaving guest, on purpose.
+    TripleFault,
 }
 
 impl Step {
@@ -31,6 +35,7 @@ impl Step {
             Step::MmioWrite => abi::STEP_MMIO_WRITE,
             Step::MmioRead => abi::STEP_MMIO_READ,
             Step::Halt => abi::STEP_HALT,
+            Step::TripleFault => abi::STEP_TRIPLE_FAULT,
         }
     }
 }

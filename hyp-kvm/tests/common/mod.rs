@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hyp_kvm::guest::{abi, mmio_address};
-use hyp_kvm::{Direction, Error, Exit, ExitPlan, ReadRequest, Step, Vcpu, Vm};
+use hyp_kvm::{Direction, Error, Exit, ExitPlan, ReadRequest, Step, StopReason, Vcpu, Vm};
 
 /// Longest any vCPU may take to finish its plan before the test fails instead of hanging.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -90,7 +90,8 @@ pub fn run_all(vcpus: Vec<Vcpu>) -> Vec<Run> {
     runs.into_iter().map(|run| run.expect("every vCPU reported")).collect()
 }
 
-/// The exits vCPU `vcpu` must make running `plan` when reads are answered with [`answer_for`].
+/// The exits vCPU `vcpu` must make running `plan` when reads are answered with [`answer_for`]:
+/// up to its first triple fault, if it has one.
 pub fn expected_exits(plan: &ExitPlan, vcpu: usize) -> Vec<Exit> {
     let hypercall = |direction, data| Exit::Io { port: abi::HYPERCALL_PORT, size: 4, direction, data };
     let echo = |data| Exit::Io { port: abi::ECHO_PORT, size: 4, direction: Direction::Write, data };
@@ -112,6 +113,10 @@ pub fn expected_exits(plan: &ExitPlan, vcpu: usize) -> Vec<Exit> {
                 exits.push(echo(answer));
             }
             Step::Halt => exits.push(Exit::Halt),
+            Step::TripleFault => {
+                exits.push(Exit::Stopped(StopReason::Shutdown));
+                return exits;
+            }
         }
     }
     exits.push(Exit::Done { counter: plan.seed().wrapping_add(plan.steps()) });

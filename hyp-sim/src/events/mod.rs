@@ -26,6 +26,8 @@ pub enum Kind {
     U8,
     /// `unsigned short`.
     U16,
+    /// `unsigned int`.
+    U32,
     /// `int`.
     I32,
     /// `unsigned long long`.
@@ -41,6 +43,7 @@ impl Kind {
         match self {
             Kind::U8 => "unsigned char",
             Kind::U16 => "unsigned short",
+            Kind::U32 => "unsigned int",
             Kind::I32 => "int",
             Kind::U64 => "unsigned long long",
             Kind::Str => "__data_loc char[]",
@@ -52,7 +55,7 @@ impl Kind {
         match self {
             Kind::U8 => 1,
             Kind::U16 => 2,
-            Kind::I32 | Kind::Str => 4,
+            Kind::U32 | Kind::I32 | Kind::Str => 4,
             Kind::U64 => 8,
         }
     }
@@ -166,8 +169,55 @@ pub const HYP_PRINTK: EventDef = EventDef {
     print_fmt: "\"%s\", __get_str(msg)",
 };
 
+/// `guest_pio`: a KVM guest's port I/O exit (`in`, `out`). `direction` is KVM's: 0 the guest
+/// read (`in`; `value` is what the hypervisor answered), 1 it wrote (`out`; `value` is the
+/// guest's). `size` is 1, 2 or 4 bytes; `value` is zero-extended.
+pub const GUEST_PIO: EventDef = EventDef {
+    id: 7,
+    name: "guest_pio",
+    fields: &layout(
+        COMMON_SIZE,
+        [("port", Kind::U16), ("size", Kind::U8), ("direction", Kind::U8), ("value", Kind::U32)],
+    ),
+    print_fmt: "\"%s port=0x%x size=%u value=0x%x\", REC->direction ? \"out\" : \"in\", REC->port, REC->size, REC->value",
+};
+
+/// `guest_mmio`: a KVM guest's access to guest-physical memory no memory backs. `direction` as
+/// in [`GUEST_PIO`]: 0 a load (`data` is what the hypervisor answered), 1 a store; `len` is 1 to
+/// 8 bytes; `data` is zero-extended.
+pub const GUEST_MMIO: EventDef = EventDef {
+    id: 8,
+    name: "guest_mmio",
+    fields: &layout(COMMON_SIZE, [("gpa", Kind::U64), ("len", Kind::U8), ("direction", Kind::U8), ("data", Kind::U64)]),
+    print_fmt: "\"%s gpa=0x%llx len=%u data=0x%llx\", REC->direction ? \"write\" : \"read\", REC->gpa, REC->len, REC->data",
+};
+
+/// `guest_hlt`: a KVM guest ran `hlt`.
+pub const GUEST_HLT: EventDef = EventDef { id: 9, name: "guest_hlt", fields: &[], print_fmt: "\" \"" };
+
+/// `guest_stop`: a KVM guest's vCPU stopped and does not run again: the guest misbehaved, KVM
+/// could not run it, or it ran its whole plan. `exit_reason` is KVM's (`KVM_EXIT_*`) for the exit
+/// that stopped it, 0 (`KVM_EXIT_UNKNOWN`) where `KVM_RUN` itself failed; `reason` says why.
+pub const GUEST_STOP: EventDef = EventDef {
+    id: 10,
+    name: "guest_stop",
+    fields: &layout(COMMON_SIZE, [("exit_reason", Kind::U32), ("reason", Kind::Str)]),
+    print_fmt: "\"exit_reason=%u %s\", REC->exit_reason, __get_str(reason)",
+};
+
 /// Every event, in rising id order (checked at compile time).
-pub const EVENTS: &[EventDef] = &[HYP_ENTER, HYP_EXIT, HOST_HCALL, HOST_SMC, HOST_MEM_ABORT, HYP_PRINTK];
+pub const EVENTS: &[EventDef] = &[
+    HYP_ENTER,
+    HYP_EXIT,
+    HOST_HCALL,
+    HOST_SMC,
+    HOST_MEM_ABORT,
+    HYP_PRINTK,
+    GUEST_PIO,
+    GUEST_MMIO,
+    GUEST_HLT,
+    GUEST_STOP,
+];
 
 /// The largest event id.
 pub const MAX_ID: u16 = {

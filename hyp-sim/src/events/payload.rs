@@ -2,8 +2,10 @@
 //! in the table ([`super::EVENTS`]) says.
 
 use super::{
-    COMMON_FIELDS, EVENTS, EventDef, Field, HOST_HCALL, HOST_MEM_ABORT, HOST_SMC, HYP_ENTER, HYP_EXIT, HYP_PRINTK, Kind,
+    COMMON_FIELDS, EVENTS, EventDef, Field, GUEST_HLT, GUEST_MMIO, GUEST_PIO, GUEST_STOP, HOST_HCALL, HOST_MEM_ABORT,
+    HOST_SMC, HYP_ENTER, HYP_EXIT, HYP_PRINTK, Kind,
 };
+use hyp_kvm::Direction;
 
 /// One event as the hypervisor records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,46 @@ pub enum HypEvent<'a> {
     },
     /// `hyp_printk` (at most [`STRING_MAX`] bytes kept, the NUL included).
     Printk(&'a str),
+    /// `guest_pio`.
+    GuestPio {
+        /// The port.
+        port: u16,
+        /// Bytes moved: 1, 2 or 4.
+        size: u8,
+        /// `in` or `out`.
+        direction: Direction,
+        /// The bytes moved, zero-extended.
+        value: u32,
+    },
+    /// `guest_mmio`.
+    GuestMmio {
+        /// The guest-physical address.
+        gpa: u64,
+        /// Bytes moved: 1 to 8.
+        len: u8,
+        /// Load or store.
+        direction: Direction,
+        /// The bytes moved, zero-extended.
+        data: u64,
+    },
+    /// `guest_hlt`.
+    GuestHlt,
+    /// `guest_stop` (at most [`STRING_MAX`] bytes of `reason` kept, the NUL included).
+    GuestStop {
+        /// KVM's exit reason (`KVM_EXIT_*`), 0 where `KVM_RUN` failed.
+        exit_reason: u32,
+        /// Why the vCPU stopped.
+        reason: &'a str,
+    },
+}
+
+/// A direction as the `direction` fields store it: KVM's `KVM_EXIT_IO_IN` (0) and
+/// `KVM_EXIT_IO_OUT` (1), for MMIO too.
+fn direction_code(direction: Direction) -> u64 {
+    match direction {
+        Direction::Read => 0,
+        Direction::Write => 1,
+    }
 }
 
 /// Most bytes a string field stores, its NUL included: longer strings are cut.
@@ -190,6 +232,23 @@ impl HypEvent<'_> {
                 visitor.visit(&HOST_MEM_ABORT, &[Value::Int(esr), Value::Int(addr)])
             }
             HypEvent::Printk(msg) => visitor.visit(&HYP_PRINTK, &[Value::Str(msg)]),
+            HypEvent::GuestPio { port, size, direction, value } => visitor.visit(
+                &GUEST_PIO,
+                &[
+                    Value::Int(u64::from(port)),
+                    Value::Int(u64::from(size)),
+                    Value::Int(direction_code(direction)),
+                    Value::Int(u64::from(value)),
+                ],
+            ),
+            HypEvent::GuestMmio { gpa, len, direction, data } => visitor.visit(
+                &GUEST_MMIO,
+                &[Value::Int(gpa), Value::Int(u64::from(len)), Value::Int(direction_code(direction)), Value::Int(data)],
+            ),
+            HypEvent::GuestHlt => visitor.visit(&GUEST_HLT, &[]),
+            HypEvent::GuestStop { exit_reason, reason } => {
+                visitor.visit(&GUEST_STOP, &[Value::Int(u64::from(exit_reason)), Value::Str(reason)])
+            }
         }
     }
 
@@ -225,6 +284,10 @@ mod tests {
             HypEvent::HostSmc { func_id: 0x8400_0000, forwarded: true },
             HypEvent::HostMemAbort { esr: 0x9200_0046, addr: 0xdead_b000 },
             HypEvent::Printk("vcpu 3 handled 7 exits"),
+            HypEvent::GuestPio { port: 0x510, size: 4, direction: Direction::Read, value: 7 },
+            HypEvent::GuestMmio { gpa: 0xf010, len: 4, direction: Direction::Write, data: 9 },
+            HypEvent::GuestHlt,
+            HypEvent::GuestStop { exit_reason: 8, reason: "shutdown (triple fault)" },
         ];
         let ids: Vec<u16> = every.iter().map(HypEvent::id).collect();
         assert_eq!(ids, EVENTS.iter().map(|def| def.id).collect::<Vec<_>>(), "one of each event, in table order");
@@ -243,6 +306,13 @@ mod tests {
         assert_eq!(&out[12..15], b"hi\0");
         let long = "x".repeat(500);
         let n = HypEvent::Printk(&long).encode(0, &mut out);
-        assert_eq!(n, MAX_PAYLOAD, "long messages are cut to fit");
+        assert_eq!(n, HYP_PRINTK.fixed_size() + STRING_MAX, "long messages are cut to fit");
+        let pio = HypEvent::GuestPio { port: 0x511, size: 4, direction: Direction::Write, value: 0xA500_0003 };
+        assert_eq!(pio.encode(0, &mut out), 16);
+        let value = u32::from_ne_bytes(out[12..16].try_into().unwrap());
+        assert_eq!((u16::from_ne_bytes([out[8], out[9]]), out[10], out[11], value), (0x511, 4, 1, 0xA500_0003));
+        let stop = HypEvent::GuestStop { exit_reason: 8, reason: &long };
+        assert_eq!(stop.encode(0, &mut out), MAX_PAYLOAD, "the longest payload: a reason cut to fit");
+        assert_eq!(u32::from_ne_bytes(out[8..12].try_into().unwrap()), 8);
     }
 }

@@ -209,13 +209,17 @@ impl Hyp {
     /// and `hyp_exit`, each attributed to `task` (`common_pid`): the host thread whose run the
     /// exit interrupted, so a host trace beside this one shows the exits inside that thread's
     /// time on the CPU.
-    pub fn handle_exit(&self, cpu: u32, task: i32, n: u64, exit: &GuestExit) {
+    pub fn handle_exit(&self, cpu: u32, task: i32, n: u64, exit: &GuestExit<'_>) {
         let mut text = [0u8; 64];
         let what = match *exit {
             GuestExit::Hcall { id, args } => HypEvent::HostHcall { id, args },
             GuestExit::Smc { func_id, forwarded } => HypEvent::HostSmc { func_id, forwarded },
             GuestExit::MemAbort { esr, addr } => HypEvent::HostMemAbort { esr, addr },
             GuestExit::Printk => HypEvent::Printk(guest::printk_message(cpu, n, &mut text)),
+            GuestExit::Pio { port, size, direction, value } => HypEvent::GuestPio { port, size, direction, value },
+            GuestExit::Mmio { gpa, len, direction, data } => HypEvent::GuestMmio { gpa, len, direction, data },
+            GuestExit::Halt => HypEvent::GuestHlt,
+            GuestExit::Stop { exit_reason, reason } => HypEvent::GuestStop { exit_reason, reason },
         };
         self.trace_all(cpu, task, &[HypEvent::Enter, what, HypEvent::Exit]);
     }
