@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use hyp_kvm::Step;
 use hyp_sim::host::{Host, HostConfig};
 use hyp_sim::vcpu::{self, Workload};
 use ring_core::{Config, Geometry, Mode};
@@ -33,6 +34,53 @@ impl Sim {
 
     /// [`Sim::start`] with the buffers in `backing`.
     pub fn start_in(cpus: u32, mode: Mode, rate: u64, nr_subbufs: u32, backing: Backing) -> Self {
+        let mut sim = Self::boot(cpus, mode, nr_subbufs, backing);
+        sim.vcpus = (0..cpus)
+            .map(|cpu| {
+                let (host, stop) = (sim.host.clone(), sim.stop.clone());
+                std::thread::spawn(move || vcpu::run(host.hyp(), cpu, Workload { rate, seed: 7 }, &stop))
+            })
+            .collect();
+        sim
+    }
+
+    /// A hypervisor tracing real KVM guests: one VM of `cpus` vCPUs, each on a thread named
+    /// `vcpuN` running hyp-sim's default mix of exits (port I/O in and out, MMIO store and load,
+    /// HLT) at `rate` exits a second, from when a consumer reads every CPU's buffer (so that a
+    /// recording sees every exit). `None` where this machine has no `/dev/kvm`, having printed
+    /// `SKIPPED: …` (in CI, where the machines have KVM, its absence fails the test instead).
+    pub fn start_kvm(cpus: u32, mode: Mode, rate: u64, nr_subbufs: u32, test: &str) -> Option<Self> {
+        if !Path::new("/dev/kvm").exists() {
+            assert!(std::env::var_os("CI").is_none(), "/dev/kvm is missing on a CI machine; {test} must run there");
+            println!("SKIPPED: /dev/kvm does not exist on this machine: {test} did not run");
+            return None;
+        }
+        let mut sim = Self::boot(cpus, mode, nr_subbufs, Backing::Memfd);
+        let pattern = [Step::Out, Step::In, Step::MmioWrite, Step::MmioRead, Step::Halt];
+        let plans = hyp_sim::guest::kvm::plans(cpus, 1, &pattern, &[]).expect("plans");
+        let (_vm, vcpus) = hyp_kvm::Vm::new(&plans).unwrap_or_else(|e| panic!("creating the VM: {e}"));
+        sim.vcpus = vcpus
+            .into_iter()
+            .zip(0..)
+            .map(|(vcpu, cpu)| {
+                let (host, stop) = (sim.host.clone(), sim.stop.clone());
+                std::thread::Builder::new()
+                    .name(format!("vcpu{cpu}"))
+                    .spawn(move || {
+                        // Ordering: Relaxed; the stop flag carries no data.
+                        while !host.every_cpu_consumed() && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        hyp_sim::vcpu::kvm::run(host.hyp(), cpu, vcpu, rate, &stop).exits
+                    })
+                    .expect("a vCPU thread")
+            })
+            .collect();
+        Some(sim)
+    }
+
+    /// The hypervisor of `cpus` CPUs serving its buffers, no vCPU running yet.
+    fn boot(cpus: u32, mode: Mode, nr_subbufs: u32, backing: Backing) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("hyp.sock");
         let config = HostConfig {
@@ -43,13 +91,7 @@ impl Sim {
         let host = Arc::new(Host::boot(config).expect("booting the hypervisor"));
         let server = Server::start(&socket, host.clone()).expect("serving");
         let stop = Arc::new(AtomicBool::new(false));
-        let vcpus = (0..cpus)
-            .map(|cpu| {
-                let (host, stop) = (host.clone(), stop.clone());
-                std::thread::spawn(move || vcpu::run(host.hyp(), cpu, Workload { rate, seed: 7 }, &stop))
-            })
-            .collect();
-        Self { dir, socket, host, server: Some(server), stop, vcpus }
+        Self { dir, socket, host, server: Some(server), stop, vcpus: Vec::new() }
     }
 
     /// Stops the guests, lets consumers drain for up to `linger`, then stops serving (consumers
@@ -71,6 +113,11 @@ impl Sim {
     /// CPU `cpu`'s exact counters, from the hypervisor.
     pub fn stats(&self, cpu: u32) -> ring_core::Stats {
         self.host.cpu_stats(cpu).unwrap().stats
+    }
+
+    /// Whether a consumer has read every CPU's buffer (a KVM guest's vCPUs start then).
+    pub fn every_cpu_consumed(&self) -> bool {
+        self.host.every_cpu_consumed()
     }
 
     /// `trace-reader ARGS --socket SOCKET`, run to completion.
