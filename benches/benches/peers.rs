@@ -7,12 +7,15 @@
 //! - the `ringbuf` crate's `push_overwrite` (SPSC ring buffer overwriting its oldest element).
 //! - the kernel's `trace_marker_raw`: one `write(2)` of the 16-byte payload into a tracefs
 //!   instance's ring buffer (skipped, with the reason printed, where tracefs is unavailable).
+//! - LTTng-UST: an enabled tracepoint carrying the 16-byte payload, recorded by a snapshot-mode
+//!   session (overwrite, no reader) into per-UID buffers of 256 × 4 KiB per CPU, stamped by
+//!   LTTng's own clock (skipped, with the reason printed, where LTTng cannot run).
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use hyptrace_benches::floor::Floor;
 use hyptrace_benches::payload::{Record, payload};
-use hyptrace_benches::{cpus, settings, tracefs};
+use hyptrace_benches::{cpus, lttng, settings, skipped, tracefs};
 use ring_core::{Clock, CounterClock, CycleClock};
 use std::hint::black_box;
 use std::io::Write as _;
@@ -79,14 +82,14 @@ fn trace_marker_raw(g: &mut BenchmarkGroup<'_, WallTime>) {
     const ID: &str = "peers/trace_marker_raw_16B";
     let inst = match tracefs::instance("marker") {
         Ok(inst) => inst,
-        Err(why) => return tracefs::skip(ID, &why),
+        Err(why) => return skipped::skip(ID, &why),
     };
     let opened = inst.set("buffer_size_kb", "1024").map_err(|e| e.to_string()).and_then(|()| {
         std::fs::OpenOptions::new().write(true).open(inst.path().join("trace_marker_raw")).map_err(|e| e.to_string())
     });
     let mut marker = match opened {
         Ok(file) => file,
-        Err(why) => return tracefs::skip(ID, &why),
+        Err(why) => return skipped::skip(ID, &why),
     };
     let mut i = 0u64;
     g.bench_function("trace_marker_raw_16B", |b| {
@@ -100,6 +103,33 @@ fn trace_marker_raw(g: &mut BenchmarkGroup<'_, WallTime>) {
     drop(marker);
     drop(inst);
 }
+
+/// An enabled LTTng-UST tracepoint carrying the 16-byte payload (one call into the C provider,
+/// `benches/lttng/probe.c`), recorded by a session of this benchmark's own.
+#[cfg(lttng_ust)]
+fn lttng_ust(g: &mut BenchmarkGroup<'_, WallTime>) {
+    use hyptrace_benches::lttng_probe;
+    let session = match lttng::Session::start("peers", lttng_probe::enabled) {
+        Ok(session) => session,
+        Err(why) => return skipped::skip(LTTNG_ID, &why),
+    };
+    let mut i = 0u64;
+    g.bench_function("lttng_ust_16B", |b| {
+        b.iter(|| {
+            i += 1;
+            lttng_probe::record(&payload::<16>(black_box(i)));
+        })
+    });
+    drop(session);
+}
+
+#[cfg(not(lttng_ust))]
+fn lttng_ust(_: &mut BenchmarkGroup<'_, WallTime>) {
+    skipped::skip(LTTNG_ID, lttng::NOT_BUILT);
+}
+
+/// The LTTng-UST peer's benchmark.
+const LTTNG_ID: &str = "peers/lttng_ust_16B";
 
 fn peers(c: &mut Criterion) {
     cpus::pin_or_warn(0);
@@ -115,6 +145,7 @@ fn peers(c: &mut Criterion) {
     crossbeam_force_push(&mut g);
     ringbuf_push_overwrite(&mut g);
     trace_marker_raw(&mut g);
+    lttng_ust(&mut g);
     g.finish();
 }
 

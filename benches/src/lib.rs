@@ -10,9 +10,13 @@
 pub mod command_line;
 pub mod cpus;
 pub mod floor;
+pub mod lttng;
+#[cfg(lttng_ust)]
+pub mod lttng_probe;
 pub mod payload;
 pub mod pipeline;
 pub mod results;
 pub mod settings;
+pub mod skipped;
 pub mod storage;
 pub mod tracefs;

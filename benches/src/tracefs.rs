@@ -10,8 +10,3 @@ pub fn instance(bench: &str) -> Result<TracefsInstance, String> {
     TracefsInstance::create(&root, &format!("hyptrace-bench-{bench}-{}", std::process::id()))
         .map_err(|e| format!("cannot create a tracefs instance: {e}"))
 }
-
-/// Prints that benchmark `id` is skipped and why (perf-report then shows it as not measured).
-pub fn skip(id: &str, why: &str) {
-    eprintln!("SKIPPED {id}: {why}");
-}
