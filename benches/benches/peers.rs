@@ -15,10 +15,10 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use hyptrace_benches::floor::Floor;
 use hyptrace_benches::payload::{Record, payload};
-use hyptrace_benches::{cpus, lttng, settings, skipped, tracefs};
+use hyptrace_benches::tracefs::RawMarker;
+use hyptrace_benches::{cpus, lttng, settings, skipped};
 use ring_core::{Clock, CounterClock, CycleClock};
 use std::hint::black_box;
-use std::io::Write as _;
 
 /// Bytes each queue and the floor hold, as hyptrace's 1 MiB buffers do.
 const BYTES: usize = 1 << 20;
@@ -76,32 +76,20 @@ fn ringbuf_push_overwrite(g: &mut BenchmarkGroup<'_, WallTime>) {
     });
 }
 
-/// `write(2)` of a 16-byte payload to `trace_marker_raw` (whose first 4 bytes are the event id
-/// the kernel requires) on a tracefs instance with a 1 MiB per-CPU overwrite-mode buffer.
+/// `write(2)` of a 16-byte payload to `trace_marker_raw` on a tracefs instance with a 1 MiB
+/// per-CPU overwrite-mode buffer.
 fn trace_marker_raw(g: &mut BenchmarkGroup<'_, WallTime>) {
-    const ID: &str = "peers/trace_marker_raw_16B";
-    let inst = match tracefs::instance("marker") {
-        Ok(inst) => inst,
-        Err(why) => return skipped::skip(ID, &why),
-    };
-    let opened = inst.set("buffer_size_kb", "1024").map_err(|e| e.to_string()).and_then(|()| {
-        std::fs::OpenOptions::new().write(true).open(inst.path().join("trace_marker_raw")).map_err(|e| e.to_string())
-    });
-    let mut marker = match opened {
-        Ok(file) => file,
-        Err(why) => return skipped::skip(ID, &why),
+    let mut marker = match RawMarker::open("marker") {
+        Ok(marker) => marker,
+        Err(why) => return skipped::skip("peers/trace_marker_raw_16B", &why),
     };
     let mut i = 0u64;
     g.bench_function("trace_marker_raw_16B", |b| {
         b.iter(|| {
             i += 1;
-            let mut record = payload::<16>(black_box(i));
-            record[..4].copy_from_slice(&1u32.to_ne_bytes());
-            marker.write_all(&record).expect("writing trace_marker_raw");
+            marker.write(&payload::<16>(black_box(i)));
         })
     });
-    drop(marker);
-    drop(inst);
 }
 
 /// An enabled LTTng-UST tracepoint carrying the 16-byte payload (one call into the C provider,

@@ -24,7 +24,8 @@ const ARMING: Duration = Duration::from_secs(10);
 /// Why the LTTng benchmarks cannot run in a build made without lttng-ust.
 pub const NOT_BUILT: &str = "lttng-ust was not found when the benchmarks were built: install liblttng-ust-dev (tests/setup.sh does) and rebuild";
 
-/// A started LTTng session recording [`EVENT`] in this process; destroyed when dropped.
+/// A started LTTng session recording `hyptrace_bench:payload_16B` in this process; destroyed when
+/// dropped.
 pub struct Session {
     name: String,
 }
