@@ -7,15 +7,18 @@
 //! - the `ringbuf` crate's `push_overwrite` (SPSC ring buffer overwriting its oldest element).
 //! - the kernel's `trace_marker_raw`: one `write(2)` of the 16-byte payload into a tracefs
 //!   instance's ring buffer (skipped, with the reason printed, where tracefs is unavailable).
+//! - LTTng-UST: an enabled tracepoint carrying the 16-byte payload, recorded by a snapshot-mode
+//!   session (overwrite, no reader) into per-UID buffers of 256 × 4 KiB per CPU, stamped by
+//!   LTTng's own clock (skipped, with the reason printed, where LTTng cannot run).
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use hyptrace_benches::floor::Floor;
 use hyptrace_benches::payload::{Record, payload};
-use hyptrace_benches::{cpus, settings, tracefs};
+use hyptrace_benches::tracefs::RawMarker;
+use hyptrace_benches::{cpus, lttng, settings, skipped};
 use ring_core::{Clock, CounterClock, CycleClock};
 use std::hint::black_box;
-use std::io::Write as _;
 
 /// Bytes each queue and the floor hold, as hyptrace's 1 MiB buffers do.
 const BYTES: usize = 1 << 20;
@@ -73,33 +76,48 @@ fn ringbuf_push_overwrite(g: &mut BenchmarkGroup<'_, WallTime>) {
     });
 }
 
-/// `write(2)` of a 16-byte payload to `trace_marker_raw` (whose first 4 bytes are the event id
-/// the kernel requires) on a tracefs instance with a 1 MiB per-CPU overwrite-mode buffer.
+/// `write(2)` of a 16-byte payload to `trace_marker_raw` on a tracefs instance with a 1 MiB
+/// per-CPU overwrite-mode buffer.
 fn trace_marker_raw(g: &mut BenchmarkGroup<'_, WallTime>) {
-    const ID: &str = "peers/trace_marker_raw_16B";
-    let inst = match tracefs::instance("marker") {
-        Ok(inst) => inst,
-        Err(why) => return tracefs::skip(ID, &why),
-    };
-    let opened = inst.set("buffer_size_kb", "1024").map_err(|e| e.to_string()).and_then(|()| {
-        std::fs::OpenOptions::new().write(true).open(inst.path().join("trace_marker_raw")).map_err(|e| e.to_string())
-    });
-    let mut marker = match opened {
-        Ok(file) => file,
-        Err(why) => return tracefs::skip(ID, &why),
+    let mut marker = match RawMarker::open("marker") {
+        Ok(marker) => marker,
+        Err(why) => return skipped::skip("peers/trace_marker_raw_16B", &why),
     };
     let mut i = 0u64;
     g.bench_function("trace_marker_raw_16B", |b| {
         b.iter(|| {
             i += 1;
-            let mut record = payload::<16>(black_box(i));
-            record[..4].copy_from_slice(&1u32.to_ne_bytes());
-            marker.write_all(&record).expect("writing trace_marker_raw");
+            marker.write(&payload::<16>(black_box(i)));
         })
     });
-    drop(marker);
-    drop(inst);
 }
+
+/// An enabled LTTng-UST tracepoint carrying the 16-byte payload (one call into the C provider,
+/// `benches/lttng/probe.c`), recorded by a session of this benchmark's own.
+#[cfg(lttng_ust)]
+fn lttng_ust(g: &mut BenchmarkGroup<'_, WallTime>) {
+    use hyptrace_benches::lttng_probe;
+    let session = match lttng::Session::start("peers", lttng_probe::enabled) {
+        Ok(session) => session,
+        Err(why) => return skipped::skip(LTTNG_ID, &why),
+    };
+    let mut i = 0u64;
+    g.bench_function("lttng_ust_16B", |b| {
+        b.iter(|| {
+            i += 1;
+            lttng_probe::record(&payload::<16>(black_box(i)));
+        })
+    });
+    drop(session);
+}
+
+#[cfg(not(lttng_ust))]
+fn lttng_ust(_: &mut BenchmarkGroup<'_, WallTime>) {
+    skipped::skip(LTTNG_ID, lttng::NOT_BUILT);
+}
+
+/// The LTTng-UST peer's benchmark.
+const LTTNG_ID: &str = "peers/lttng_ust_16B";
 
 fn peers(c: &mut Criterion) {
     cpus::pin_or_warn(0);
@@ -115,6 +133,7 @@ fn peers(c: &mut Criterion) {
     crossbeam_force_push(&mut g);
     ringbuf_push_overwrite(&mut g);
     trace_marker_raw(&mut g);
+    lttng_ust(&mut g);
     g.finish();
 }
 

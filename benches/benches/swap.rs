@@ -5,7 +5,7 @@
 
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
-use hyptrace_benches::{settings, tracefs};
+use hyptrace_benches::{settings, skipped, tracefs};
 use ring_core::{Config, CounterClock, CpuBuffer, Geometry, Mode, SwapStatus};
 use ring_mmap::wire::Op;
 use ring_mmap::{Connection, CpuSource, KernelCpu};
@@ -118,10 +118,10 @@ fn kernel_ioctl(c: &mut BenchmarkGroup<'_, WallTime>) {
     const ID: &str = "swap/kernel_ioctl";
     let inst = match tracefs::instance("swap") {
         Ok(inst) => inst,
-        Err(why) => return tracefs::skip(ID, &why),
+        Err(why) => return skipped::skip(ID, &why),
     };
     if let Err(e) = inst.set("buffer_size_kb", "64") {
-        return tracefs::skip(ID, &e.to_string());
+        return skipped::skip(ID, &e.to_string());
     }
     {
         let mut cpu = KernelCpu::open(inst.path(), 0).expect("mapping trace_pipe_raw");

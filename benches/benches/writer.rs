@@ -8,15 +8,11 @@
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use hyptrace_benches::writer_buffer::megabyte;
 use hyptrace_benches::{cpus, payload::payload, settings};
-use ring_core::{Clock, Config, CounterClock, CpuBuffer, Cursor, CycleClock, Geometry, Mode};
+use ring_core::{Clock, CounterClock, CpuBuffer, Cursor, CycleClock, Mode};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-fn buffer<C: Clock>(mode: Mode, clock: C) -> CpuBuffer<'static, C> {
-    let config = Config { geometry: Geometry::new(4096, 256).expect("valid geometry"), mode };
-    CpuBuffer::with_heap(config, clock).expect("heap buffer")
-}
 
 /// `write` of `N`-byte payloads into `buf`, as benchmark `name`.
 fn write<C: Clock, const N: usize>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, buf: &CpuBuffer<'_, C>) {
@@ -76,15 +72,15 @@ fn beside(other: impl FnOnce(&AtomicBool) + Send, bench: impl FnOnce()) {
 /// mode beside a thread that only spins (the consumer rows' baseline).
 fn modes<C: Clock + Sync>(g: &mut BenchmarkGroup<'_, WallTime>, clock_name: &str, clock: impl Fn() -> C) {
     for (mode, mode_name) in [(Mode::Overwrite, "overwrite"), (Mode::Drop, "drop")] {
-        let buf = buffer(mode, clock());
+        let buf = megabyte(mode, clock());
         write::<_, 16>(g, &format!("{clock_name}_16B_{mode_name}"), &buf);
-        let buf = buffer(mode, clock());
+        let buf = megabyte(mode, clock());
         beside(
             |stop| consume(&buf, stop),
             || write::<_, 16>(g, &format!("{clock_name}_16B_{mode_name}_consumer"), &buf),
         );
     }
-    let buf = buffer(Mode::Overwrite, clock());
+    let buf = megabyte(Mode::Overwrite, clock());
     beside(spin, || write::<_, 16>(g, &format!("{clock_name}_16B_overwrite_spinner"), &buf));
 }
 
@@ -112,11 +108,11 @@ fn writer(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     modes(&mut g, "tsc", || CycleClock);
     modes(&mut g, "counter", CounterClock::default);
-    write::<_, 64>(&mut g, "tsc_64B_overwrite", &buffer(Mode::Overwrite, CycleClock));
-    write::<_, 256>(&mut g, "tsc_256B_overwrite", &buffer(Mode::Overwrite, CycleClock));
-    write::<_, 64>(&mut g, "counter_64B_overwrite", &buffer(Mode::Overwrite, CounterClock::default()));
-    write::<_, 256>(&mut g, "counter_256B_overwrite", &buffer(Mode::Overwrite, CounterClock::default()));
-    nested(&mut g, "tsc_16B_nested", &buffer(Mode::Overwrite, CycleClock));
+    write::<_, 64>(&mut g, "tsc_64B_overwrite", &megabyte(Mode::Overwrite, CycleClock));
+    write::<_, 256>(&mut g, "tsc_256B_overwrite", &megabyte(Mode::Overwrite, CycleClock));
+    write::<_, 64>(&mut g, "counter_64B_overwrite", &megabyte(Mode::Overwrite, CounterClock::default()));
+    write::<_, 256>(&mut g, "counter_256B_overwrite", &megabyte(Mode::Overwrite, CounterClock::default()));
+    nested(&mut g, "tsc_16B_nested", &megabyte(Mode::Overwrite, CycleClock));
     g.finish();
 }
 

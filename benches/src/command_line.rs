@@ -15,16 +15,51 @@ pub enum Run {
 /// if a name filter leaves it out, or if `--list` was asked for (then its benchmarks are listed
 /// as criterion lists its own).
 pub fn run_of(group: &str, names: &[&str]) -> Option<Run> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err()).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| group.contains(f.as_str()) || f.contains(group)) {
+    let args = Args::get();
+    if !args.filters.is_empty() && !args.filters.iter().any(|f| group.contains(f.as_str()) || f.contains(group)) {
         return None;
     }
-    if args.iter().any(|a| a == "--list") {
-        for name in names {
-            println!("{group}/{name}: benchmark");
+    args.run(group, names)
+}
+
+/// The benchmarks of group `group` (among `names`) that run, each alone: those whose
+/// `group/name` contains a name filter, all of them without one. `None` if none runs or
+/// `--list` was asked for (as in [`run_of`]).
+pub fn selection<'a>(group: &str, names: &[&'a str]) -> Option<(Run, Vec<&'a str>)> {
+    let args = Args::get();
+    let selected: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|name| {
+            args.filters.is_empty() || args.filters.iter().any(|f| format!("{group}/{name}").contains(f.as_str()))
+        })
+        .collect();
+    if selected.is_empty() {
+        return None;
+    }
+    Some((args.run(group, &selected)?, selected))
+}
+
+/// The arguments `cargo bench` passed: name filters and flags.
+struct Args {
+    filters: Vec<String>,
+    flags: Vec<String>,
+}
+
+impl Args {
+    fn get() -> Self {
+        let (flags, filters) = std::env::args().skip(1).partition(|a| a.starts_with('-') || a.parse::<f64>().is_ok());
+        Self { filters, flags }
+    }
+
+    /// How `names` of `group` run: not at all for `--list` (they are listed instead).
+    fn run(&self, group: &str, names: &[&str]) -> Option<Run> {
+        if self.flags.iter().any(|a| a == "--list") {
+            for name in names {
+                println!("{group}/{name}: benchmark");
+            }
+            return None;
         }
-        return None;
+        Some(if self.flags.iter().any(|a| a == "--quick") { Run::Quick } else { Run::Full })
     }
-    Some(if args.iter().any(|a| a == "--quick") { Run::Quick } else { Run::Full })
 }

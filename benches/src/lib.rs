@@ -1,8 +1,13 @@
 //! What hyptrace's benchmarks share: the floor and the record every peer stores
-//! ([`floor`], [`payload`]), CPU pinning ([`cpus`]), the criterion settings every benchmark runs
-//! with ([`settings`]), criterion's result files ([`results`]), and the processes of the
-//! end-to-end benchmark ([`pipeline`]) with what its file system charges for storing ([`storage`]),
-//! and the command line of the benchmarks that run without criterion's harness ([`command_line`]).
+//! ([`floor`], [`payload`]), the buffer the writer benchmarks write into ([`writer_buffer`]) and
+//! the threads of the scaling one ([`pinned_writers`]), the peers that need setting up (the
+//! kernel's [`tracefs`], an LTTng session: [`lttng`]), CPU pinning ([`cpus`]), the criterion
+//! settings every benchmark runs with ([`settings`]), criterion's result files ([`results`]),
+//! ratios measured interleaved ([`interleaved`]) with the machine's load meanwhile
+//! ([`machine_load`]), the processes of the end-to-end benchmark ([`pipeline`]) with what its
+//! file system charges for storing ([`storage`]), the command line of the benchmarks that run
+//! without criterion's harness ([`command_line`]), and saying a benchmark was skipped
+//! ([`skipped`]).
 //!
 //! Every figure the benchmarks publish is a ratio against a baseline measured in the same run on
 //! the same machine (`docs/perf.md`); `perf-report` turns the results into its tables.
@@ -10,9 +15,17 @@
 pub mod command_line;
 pub mod cpus;
 pub mod floor;
+pub mod interleaved;
+pub mod lttng;
+#[cfg(lttng_ust)]
+pub mod lttng_probe;
+pub mod machine_load;
 pub mod payload;
+pub mod pinned_writers;
 pub mod pipeline;
 pub mod results;
 pub mod settings;
+pub mod skipped;
 pub mod storage;
 pub mod tracefs;
+pub mod writer_buffer;

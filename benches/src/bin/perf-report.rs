@@ -7,6 +7,8 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use hyptrace_benches::interleaved::{Interleaved, Spread};
+use hyptrace_benches::machine_load::MachineLoad;
 use hyptrace_benches::results::{self, Figure};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -84,21 +86,71 @@ const fn rate(
     Row { scenario, ours, baseline, metric, target }
 }
 
+/// A pair measured interleaved (`benches/benches/interleaved.rs`): hyptrace's side against its
+/// baseline, round after round.
+struct Pair {
+    scenario: &'static str,
+    /// The pair's name under `interleaved/`.
+    name: &'static str,
+    /// Time per event, or a rate (events/s) from it.
+    metric: Metric,
+    target: Target,
+}
+
+const PAIRS: &[Pair] = &[
+    Pair {
+        scenario: "TSC writer vs the floor (rdtsc + 16-byte store)",
+        name: "tsc_16B_vs_floor",
+        metric: Metric::Time,
+        target: Target::RatioAtMost(1.15),
+    },
+    Pair {
+        scenario: "TSC writer vs rtrb `push` of the same record",
+        name: "tsc_16B_vs_rtrb",
+        metric: Metric::Time,
+        target: Target::RatioAtMost(1.0),
+    },
+    Pair {
+        scenario: "TSC writer vs an enabled LTTng-UST tracepoint (snapshot session, per-UID 256 × 4 KiB)",
+        name: "tsc_16B_vs_lttng_ust",
+        metric: Metric::Time,
+        target: Target::RatioAtMost(0.15),
+    },
+    Pair {
+        scenario: "TSC writer vs the kernel's `trace_marker_raw` write on a tracefs instance",
+        name: "tsc_16B_vs_trace_marker_raw",
+        metric: Metric::Time,
+        target: Target::TimesFaster(30.0),
+    },
+    Pair {
+        scenario: "per-CPU counter clock writer (vs the floor: counter + 16-byte store)",
+        name: "counter_16B_vs_floor",
+        metric: Metric::Time,
+        target: Target::NsAtMost(3.0),
+    },
+    Pair {
+        scenario: "2 writer threads on 2 CPUs vs 1 (aggregate events/s)",
+        name: "scaling_2_vs_1",
+        metric: Metric::Events,
+        target: Target::RatioAtLeast(1.9),
+    },
+];
+
 const TABLES: &[Table] = &[
     Table {
-        title: "Writer: `write` of a 16-byte payload against the floor and peers (time per event)",
+        title: "Writer: `write` of a 16-byte payload against the floor and peers, one benchmark after another (time per event)",
         rows: &[
             time(
                 "cycle-counter (TSC) clock vs the floor (rdtsc + 16-byte store)",
                 "write/tsc_16B_overwrite",
                 Some("peers/floor_tsc_16B"),
-                Target::RatioAtMost(1.15),
+                Target::None,
             ),
             time(
                 "TSC clock vs rtrb `push` of the same record",
                 "write/tsc_16B_overwrite",
                 Some("peers/rtrb_push_tsc_16B"),
-                Target::RatioAtMost(1.0),
+                Target::None,
             ),
             time(
                 "TSC clock vs crossbeam `ArrayQueue::force_push` of the same record",
@@ -116,9 +168,14 @@ const TABLES: &[Table] = &[
                 "TSC clock vs the kernel's `trace_marker_raw` write on a tracefs instance",
                 "write/tsc_16B_overwrite",
                 Some("peers/trace_marker_raw_16B"),
-                Target::TimesFaster(30.0),
+                Target::None,
             ),
-            time("per-CPU counter clock", "write/counter_16B_overwrite", None, Target::NsAtMost(3.0)),
+            time(
+                "TSC clock vs an enabled LTTng-UST tracepoint with the same payload",
+                "write/tsc_16B_overwrite",
+                Some("peers/lttng_ust_16B"),
+                Target::None,
+            ),
             time(
                 "per-CPU counter clock vs the floor (counter + 16-byte store)",
                 "write/counter_16B_overwrite",
@@ -211,13 +268,7 @@ const TABLES: &[Table] = &[
         title: "Scaling: writer threads pinned one per CPU, each on its own buffer (aggregate events/s)",
         rows: &[
             rate("1 thread", "scaling/threads_1", None, Metric::Events, Target::None),
-            rate(
-                "2 threads vs 1",
-                "scaling/threads_2",
-                Some("scaling/threads_1"),
-                Metric::Events,
-                Target::RatioAtLeast(1.9),
-            ),
+            rate("2 threads vs 1", "scaling/threads_2", Some("scaling/threads_1"), Metric::Events, Target::None),
         ],
     },
     Table {
@@ -225,16 +276,22 @@ const TABLES: &[Table] = &[
         rows: &[
             rate("decode in shared memory (GB/s)", "reader/decode_shm", None, Metric::Bytes, Target::RateAtLeast(5e9)),
             rate(
-                "decode in shared memory vs a plain read of the same bytes (GB/s)",
+                "decode in shared memory (events/s) vs hyp-sim alone flat out, every vCPU (the fastest producer here)",
                 "reader/decode_shm",
+                Some("end_to_end/producer_alone"),
+                Metric::Events,
+                Target::RatioAtLeast(10.0),
+            ),
+            rate(
+                "decode of a private copy vs a plain read of the same bytes (GB/s)",
+                "reader/decode_slice",
                 Some("reader/plain_read"),
                 Metric::Bytes,
                 Target::RatioAtLeast(0.5),
             ),
-            rate("decode in shared memory (events/s)", "reader/decode_shm", None, Metric::Events, Target::None),
             rate(
-                "decode of a private copy vs a plain read (GB/s)",
-                "reader/decode_slice",
+                "decode in shared memory (4-byte atomic loads) vs a plain read of the same bytes (GB/s)",
+                "reader/decode_shm",
                 Some("reader/plain_read"),
                 Metric::Bytes,
                 Target::None,
@@ -363,56 +420,108 @@ fn show(metric: Metric, value: f64) -> String {
 
 /// The target column and, where a target applies and the figures exist, whether it was met and
 /// by how much it was missed (`Err(percent)`).
-fn judge(row: &Row, ours: f64, ratio: Option<f64>) -> (String, Option<Result<(), f64>>) {
+fn judge(target: Target, metric: Metric, ours: f64, ratio: Option<f64>) -> (String, Option<Result<(), f64>>) {
     let miss = |ok: bool, short: f64| if ok { Ok(()) } else { Err(short * 100.0) };
-    match (row.target, ratio) {
-        (Target::RatioAtMost(t), Some(r)) => (format!("≤ {t:.2}×"), Some(miss(r <= t, r / t - 1.0))),
-        (Target::TimesFaster(t), Some(r)) => (format!("≥ {t:.0}× faster"), Some(miss(r * t <= 1.0, r * t - 1.0))),
-        (Target::RatioAtLeast(t), Some(r)) => (format!("≥ {t:.2}×"), Some(miss(r >= t, 1.0 - r / t))),
-        (Target::NsAtMost(t), _) => (format!("≤ {}", show(Metric::Time, t)), Some(miss(ours <= t, ours / t - 1.0))),
-        (Target::RateAtLeast(t), _) => (format!("≥ {}", show(row.metric, t)), Some(miss(ours >= t, 1.0 - ours / t))),
-        (Target::RatioAtMost(_) | Target::TimesFaster(_) | Target::RatioAtLeast(_) | Target::None, _) => {
-            ("(context)".into(), None)
-        }
+    let verdict = match (target, ratio) {
+        (Target::RatioAtMost(t), Some(r)) => Some(miss(r <= t, r / t - 1.0)),
+        (Target::TimesFaster(t), Some(r)) => Some(miss(r * t <= 1.0, r * t - 1.0)),
+        (Target::RatioAtLeast(t), Some(r)) => Some(miss(r >= t, 1.0 - r / t)),
+        (Target::NsAtMost(t), _) => Some(miss(ours <= t, ours / t - 1.0)),
+        (Target::RateAtLeast(t), _) => Some(miss(ours >= t, 1.0 - ours / t)),
+        (Target::RatioAtMost(_) | Target::TimesFaster(_) | Target::RatioAtLeast(_) | Target::None, _) => None,
+    };
+    let text = if verdict.is_some() { target_text(target, metric) } else { "(context)".into() };
+    (text, verdict)
+}
+
+/// A verdict as the result column shows it.
+fn verdict_text(verdict: Result<(), f64>) -> String {
+    match verdict {
+        Ok(()) => "met".into(),
+        // A miss under 1% still shows its size rather than "0%".
+        Err(percent) if percent < 1.0 => format!("**missed by {percent:.1}%**"),
+        Err(percent) => format!("**missed by {percent:.0}%**"),
     }
 }
 
-/// The target column of a row whose figures are missing.
-fn target_text(row: &Row) -> String {
-    match row.target {
+/// The target column.
+fn target_text(target: Target, metric: Metric) -> String {
+    match target {
         Target::RatioAtMost(t) => format!("≤ {t:.2}×"),
         Target::TimesFaster(t) => format!("≥ {t:.0}× faster"),
         Target::RatioAtLeast(t) => format!("≥ {t:.2}×"),
         Target::NsAtMost(t) => format!("≤ {}", show(Metric::Time, t)),
-        Target::RateAtLeast(t) => format!("≥ {}", show(row.metric, t)),
+        Target::RateAtLeast(t) => format!("≥ {}", show(metric, t)),
         Target::None => "(context)".into(),
     }
 }
 
-/// One row of a table; "not measured" where a benchmark did not run (e.g. no tracefs).
-fn render_row(dir: &Path, row: &Row) -> Result<String> {
+/// One row of a criterion table; a target is not judged when `run_load` (the run's, from its
+/// interleaved pairs) was busy.
+fn render_row(dir: &Path, row: &Row, run_load: Option<MachineLoad>) -> Result<String> {
     let value = |id: &str| -> Result<Option<f64>> { Ok(results::read(dir, id)?.and_then(|f| figure(row.metric, &f))) };
     let ours = value(row.ours)?;
     let baseline = row.baseline.map(value).transpose()?;
     let Some(ours) = ours else {
-        return Ok(format!("| {} | not measured | | | {} | not measured |", row.scenario, target_text(row)));
+        let target = target_text(row.target, row.metric);
+        return Ok(format!("| {} | not measured | | | {target} | not measured |", row.scenario));
     };
     let (baseline, ratio) = match baseline {
         None => ("—".to_string(), None),
         Some(None) => ("not measured".to_string(), None),
         Some(Some(base)) => (show(row.metric, base), Some(ours / base)),
     };
-    let (target, verdict) = judge(row, ours, ratio);
+    let (target, verdict) = judge(row.target, row.metric, ours, ratio);
     let result = match verdict {
         None if row.baseline.is_some() && ratio.is_none() => "not measured".to_string(),
         None => String::new(),
-        Some(Ok(())) => "met".into(),
-        // A miss under 1% still shows its size rather than "0%".
-        Some(Err(percent)) if percent < 1.0 => format!("**missed by {percent:.1}%**"),
-        Some(Err(percent)) => format!("**missed by {percent:.0}%**"),
+        Some(_) if run_load.is_some_and(|load| load.busy()) => "busy: not judged".into(),
+        Some(verdict) => verdict_text(verdict),
     };
     let ratio = ratio.map_or_else(|| "—".into(), |r| format!("{r:.3}×"));
     Ok(format!("| {} | {} | {baseline} | {ratio} | {target} | {result} |", row.scenario, show(row.metric, ours)))
+}
+
+/// One row of the interleaved table; "not measured" where the pair did not run.
+fn render_pair(dir: &Path, pair: &Pair) -> Result<String> {
+    let Some(result) = Interleaved::read(dir, pair.name)? else {
+        let target = target_text(pair.target, pair.metric);
+        return Ok(format!("| {} | not measured | | | | | {target} | not measured |", pair.scenario));
+    };
+    // Rates are the inverse of times: per round, the baseline's time over ours.
+    let (ratios, ours, baseline) = match pair.metric {
+        Metric::Time => (result.time_ratios(), median(&result.ours_ns), median(&result.baseline_ns)),
+        Metric::Events | Metric::Bytes => (
+            result.time_ratios().iter().map(|r| 1.0 / r).collect(),
+            1e9 / median(&result.ours_ns),
+            1e9 / median(&result.baseline_ns),
+        ),
+    };
+    let spread = Spread::of(&ratios).with_context(|| format!("interleaved/{}: no rounds", pair.name))?;
+    let (target, verdict) = judge(pair.target, pair.metric, ours, Some(spread.median));
+    let result_text = match verdict {
+        None => String::new(),
+        Some(_) if result.load.busy() => "busy: not judged".into(),
+        Some(verdict) => verdict_text(verdict),
+    };
+    Ok(format!(
+        "| {} | {} | {} | {:.3}× | {:.3}–{:.3} ({:.3}–{:.3}, {} rounds) | {:.1}%, {:.2} | {target} | {result_text} |",
+        pair.scenario,
+        show(pair.metric, ours),
+        show(pair.metric, baseline),
+        spread.median,
+        spread.q1,
+        spread.q3,
+        spread.min,
+        spread.max,
+        ratios.len(),
+        result.load.steal_percent,
+        result.load.load_average,
+    ))
+}
+
+fn median(figures: &[f64]) -> f64 {
+    Spread::of(figures).map_or(f64::NAN, |spread| spread.median)
 }
 
 fn machine() -> String {
@@ -437,22 +546,60 @@ fn machine() -> String {
     format!("{model}, {cores} cores, Linux {}, {}", kernel.trim(), rustc.trim())
 }
 
+/// The machine's load over a run, as its interleaved pairs measured it: the most stolen and the
+/// highest load average of any pair (`None` if no pair ran). The criterion benchmarks record no
+/// load of their own; the pairs run in the middle of a full run, and the load average they read
+/// covers the minute before each.
+fn run_load(dir: &Path) -> Result<Option<MachineLoad>> {
+    let mut worst: Option<MachineLoad> = None;
+    for pair in PAIRS {
+        let Some(result) = Interleaved::read(dir, pair.name)? else { continue };
+        let load = result.load;
+        worst = Some(worst.map_or(load, |w| MachineLoad {
+            steal_percent: w.steal_percent.max(load.steal_percent),
+            load_average: w.load_average.max(load.load_average),
+            cpus: load.cpus,
+        }));
+    }
+    Ok(worst)
+}
+
 fn render(dir: &Path) -> Result<String> {
     if !dir.is_dir() {
         bail!("no results in {} (run `cargo bench -p benches` first)", dir.display());
     }
+    let load = run_load(dir)?;
     let mut out = String::new();
     writeln!(out, "Machine: {}.", machine())?;
+    match load {
+        Some(load) if load.busy() => {
+            writeln!(out, "\nBusy during the run ({load} at worst): targets not judged; run again on a quiet machine.")?
+        }
+        Some(load) => writeln!(out, "\nQuiet enough during the run ({load} at worst): targets judged.")?,
+        None => writeln!(
+            out,
+            "\nThe machine's load was not measured (no interleaved pair ran): targets judged regardless."
+        )?,
+    }
+    writeln!(out, "\n### {PAIRS_TITLE}\n")?;
+    writeln!(out, "| scenario | hyptrace | baseline | ratio | spread: IQR (range) | steal, load | target | result |")?;
+    writeln!(out, "|---|---:|---:|---:|---|---|---|---|")?;
+    for pair in PAIRS {
+        writeln!(out, "{}", render_pair(dir, pair)?)?;
+    }
     for table in TABLES {
         writeln!(out, "\n### {}\n", table.title)?;
         writeln!(out, "| scenario | hyptrace | baseline | ratio | target | result |")?;
         writeln!(out, "|---|---:|---:|---:|---|---|")?;
         for row in table.rows {
-            writeln!(out, "{}", render_row(dir, row)?)?;
+            writeln!(out, "{}", render_row(dir, row, load)?)?;
         }
     }
     Ok(out)
 }
+
+const PAIRS_TITLE: &str =
+    "Targets, measured interleaved (medians over the rounds; steal and load during the pair's rounds)";
 
 const BEGIN: &str = "<!-- perf-report:begin -->";
 const END: &str = "<!-- perf-report:end -->";
