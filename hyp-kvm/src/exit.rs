@@ -32,32 +32,40 @@ pub enum ReadRequest {
     },
 }
 
+/// Port I/O of one element (`in`, `out`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortIo {
+    /// The port.
+    pub port: u16,
+    /// Bytes moved: 1, 2 or 4.
+    pub size: u8,
+    /// `in` or `out`.
+    pub direction: Direction,
+    /// The bytes moved (for an `in`, the host's answer), zero-extended.
+    pub data: u32,
+}
+
+/// An access to guest-physical memory no memory backs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MmioAccess {
+    /// The guest-physical address.
+    pub gpa: u64,
+    /// Bytes moved: 1 to 8.
+    pub len: u8,
+    /// Load or store.
+    pub direction: Direction,
+    /// The bytes moved (for a load, the host's answer), zero-extended.
+    pub data: u64,
+}
+
 /// One VM exit, as the vCPU's thread sees it. Data is little-endian, zero-extended: for a
 /// read, the value the host answered, truncated to the access size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Exit {
     /// Port I/O (`KVM_EXIT_IO`) other than the guest program's done and fault ports.
-    Io {
-        /// The port.
-        port: u16,
-        /// Bytes moved: 1, 2 or 4.
-        size: u8,
-        /// `in` or `out`.
-        direction: Direction,
-        /// The bytes moved.
-        data: u32,
-    },
+    Io(PortIo),
     /// An access to guest-physical memory no memory backs (`KVM_EXIT_MMIO`).
-    Mmio {
-        /// The guest-physical address.
-        gpa: u64,
-        /// Bytes moved: 1 to 8.
-        len: u8,
-        /// Load or store.
-        direction: Direction,
-        /// The bytes moved.
-        data: u64,
-    },
+    Mmio(MmioAccess),
     /// The guest ran `hlt` (`KVM_EXIT_HLT`; KVM has no in-kernel interrupt controller here, so
     /// halts come to user space). Running the vCPU again resumes after the `hlt`.
     Halt,

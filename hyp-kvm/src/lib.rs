@@ -78,7 +78,7 @@ pub mod vcpu;
 pub mod vm;
 
 pub use error::Error;
-pub use exit::{Direction, Exit, ReadRequest, StopReason};
+pub use exit::{Direction, Exit, MmioAccess, PortIo, ReadRequest, StopReason};
 pub use guest::{ExitPlan, GuestFault, Step};
 pub use vcpu::Vcpu;
 pub use vm::Vm;

@@ -6,7 +6,7 @@ use kvm_bindings::{KVM_EXIT_IO, kvm_regs};
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
 
-use crate::exit::{Direction, Exit, ReadRequest, StopReason};
+use crate::exit::{Direction, Exit, MmioAccess, PortIo, ReadRequest, StopReason};
 use crate::guest::{self, GuestFault, abi};
 use crate::{Error, exit_reason};
 
@@ -64,31 +64,40 @@ impl Vcpu {
             return Err(Error::Finished { vcpu: self.index });
         }
         let exit = self.enter(answer);
-        self.finished = !matches!(exit, Ok(Exit::Io { .. } | Exit::Mmio { .. } | Exit::Halt | Exit::Interrupted));
+        self.finished = !matches!(exit, Ok(Exit::Io(_) | Exit::Mmio(_) | Exit::Halt | Exit::Interrupted));
         exit
     }
 
     /// One `KVM_RUN`, its exit turned into an [`Exit`].
     fn enter(&mut self, answer: impl FnOnce(ReadRequest) -> u64) -> Result<Exit, Error> {
         let exit = match self.fd.run() {
-            Ok(VcpuExit::IoOut(port, data)) => Exit::Io {
+            Ok(VcpuExit::IoOut(port, data)) => Exit::Io(PortIo {
                 port,
                 size: access_size(data),
                 direction: Direction::Write,
                 data: little_endian(data) as u32,
-            },
+            }),
             Ok(VcpuExit::IoIn(port, data)) => {
                 let value = answer(ReadRequest::Io { port, size: access_size(data) });
                 fill(data, value);
-                Exit::Io { port, size: access_size(data), direction: Direction::Read, data: little_endian(data) as u32 }
+                let size = access_size(data);
+                Exit::Io(PortIo { port, size, direction: Direction::Read, data: little_endian(data) as u32 })
             }
-            Ok(VcpuExit::MmioWrite(gpa, data)) => {
-                Exit::Mmio { gpa, len: access_size(data), direction: Direction::Write, data: little_endian(data) }
-            }
+            Ok(VcpuExit::MmioWrite(gpa, data)) => Exit::Mmio(MmioAccess {
+                gpa,
+                len: access_size(data),
+                direction: Direction::Write,
+                data: little_endian(data),
+            }),
             Ok(VcpuExit::MmioRead(gpa, data)) => {
                 let value = answer(ReadRequest::Mmio { gpa, len: access_size(data) });
                 fill(data, value);
-                Exit::Mmio { gpa, len: access_size(data), direction: Direction::Read, data: little_endian(data) }
+                Exit::Mmio(MmioAccess {
+                    gpa,
+                    len: access_size(data),
+                    direction: Direction::Read,
+                    data: little_endian(data),
+                })
             }
             Ok(VcpuExit::Hlt) => Exit::Halt,
             Ok(VcpuExit::Intr) => Exit::Interrupted,
@@ -101,14 +110,14 @@ impl Vcpu {
             Err(source) => return Err(Error::Kvm { operation: "KVM_RUN", source }),
         };
         match exit {
-            Exit::Io { port, size, direction, data } => self.port_io(port, size, direction, data),
+            Exit::Io(io) => self.port_io(io),
             other => Ok(other),
         }
     }
 
     /// Checks a port I/O exit moved one element, and turns the guest program's done and fault
     /// reports into [`Exit::Done`] and [`Error::GuestFault`].
-    fn port_io(&mut self, port: u16, size: u8, direction: Direction, data: u32) -> Result<Exit, Error> {
+    fn port_io(&mut self, access: PortIo) -> Result<Exit, Error> {
         let run = self.fd.get_kvm_run();
         debug_assert_eq!(run.exit_reason, KVM_EXIT_IO);
         // SAFETY: the exit reason is KVM_EXIT_IO (this is only called for IoIn/IoOut exits, which
@@ -116,14 +125,14 @@ impl Vcpu {
         // of the union; it is plain integers, valid for any bit pattern.
         let io = unsafe { run.__bindgen_anon_1.io };
         if io.count != 1 {
-            return Ok(Exit::Stopped(StopReason::StringIo { port, size: io.size, count: io.count }));
+            return Ok(Exit::Stopped(StopReason::StringIo { port: access.port, size: io.size, count: io.count }));
         }
-        Ok(match (port, direction) {
-            (abi::DONE_PORT, Direction::Write) => Exit::Done { counter: data },
+        Ok(match (access.port, access.direction) {
+            (abi::DONE_PORT, Direction::Write) => Exit::Done { counter: access.data },
             (abi::FAULT_PORT, Direction::Write) => {
-                return Err(Error::GuestFault { vcpu: self.index, fault: GuestFault::from_code(data) });
+                return Err(Error::GuestFault { vcpu: self.index, fault: GuestFault::from_code(access.data) });
             }
-            _ => Exit::Io { port, size, direction, data },
+            _ => Exit::Io(access),
         })
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_exits, expected_exits, run_all, vm_or_skip};
 use hyp_kvm::guest::abi;
-use hyp_kvm::{Direction, Exit, ExitPlan, Step, StopReason};
+use hyp_kvm::{Direction, Exit, ExitPlan, MmioAccess, PortIo, Step, StopReason};
 
 /// Every step kind, in an order that puts each kind after each other kind somewhere.
 const EVERY_KIND: [Step; 7] = [Step::Out, Step::In, Step::MmioWrite, Step::MmioRead, Step::Halt, Step::Out, Step::Halt];
@@ -42,11 +42,14 @@ fn a_value_read_reaches_the_guest_which_echoes_it() {
     let mut echoes = 0;
     for pair in exits.windows(2) {
         let read = match pair[0] {
-            Exit::Io { port: abi::HYPERCALL_PORT, direction: Direction::Read, data, .. } => data,
-            Exit::Mmio { direction: Direction::Read, data, .. } => data as u32,
+            Exit::Io(PortIo { port: abi::HYPERCALL_PORT, direction: Direction::Read, data, .. }) => data,
+            Exit::Mmio(MmioAccess { direction: Direction::Read, data, .. }) => data as u32,
             _ => continue,
         };
-        assert_eq!(pair[1], Exit::Io { port: abi::ECHO_PORT, size: 4, direction: Direction::Write, data: read });
+        assert_eq!(
+            pair[1],
+            Exit::Io(PortIo { port: abi::ECHO_PORT, size: 4, direction: Direction::Write, data: read })
+        );
         echoes += 1;
     }
     assert_eq!(echoes, 20, "every read was echoed");
@@ -66,7 +69,7 @@ fn a_triple_fault_stops_the_vcpu_with_a_shutdown() {
     let Some((_vm, vcpus)) = vm_or_skip(std::slice::from_ref(&plan)) else { return };
     let runs = run_all(vcpus);
     assert!(runs[0].error.is_none(), "{:?}", runs[0].error);
-    let hypercall = Exit::Io { port: abi::HYPERCALL_PORT, size: 4, direction: Direction::Write, data: 5 };
+    let hypercall = Exit::Io(PortIo { port: abi::HYPERCALL_PORT, size: 4, direction: Direction::Write, data: 5 });
     assert_eq!(runs[0].exits, [hypercall, Exit::Stopped(StopReason::Shutdown)]);
     assert_eq!(StopReason::Shutdown.exit_reason(), kvm_bindings::KVM_EXIT_SHUTDOWN);
     assert_eq!(StopReason::Shutdown.to_string(), "shutdown (triple fault)");

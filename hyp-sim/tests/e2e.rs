@@ -10,11 +10,11 @@
 
 mod common;
 
-use common::{exits_column, int, named, start, string};
+use common::{exits_column, int, named, read_until_hangup, start, string};
 use hyp_sim::events::{COMMON_FIELDS, EventDef, HOST_HCALL, HOST_MEM_ABORT, HOST_SMC, HYP_ENTER, HYP_EXIT, HYP_PRINTK};
 use hyp_sim::guest::{self, GuestExit};
 use hyp_sim::host::clock::monotonic_ns;
-use ring_mmap::{Consumer, Error, Lost, Record, Wakeup};
+use ring_mmap::{Consumer, Lost, Record};
 use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
@@ -139,20 +139,7 @@ fn run(args: &[&str], late: Duration, pause: Duration) -> Vec<(Stream, u64)> {
                 std::thread::sleep(late);
                 let mut stream = Stream::new(cpu, producer);
                 let window = (start_ns, u64::MAX);
-                loop {
-                    match consumer.drain(|r| stream.take(r, window)) {
-                        Ok(_) => {}
-                        Err(Error::Hangup) => break,
-                        Err(e) => panic!("cpu {cpu}: {e}"),
-                    }
-                    if pause.is_zero() {
-                        if consumer.wait(1, Some(Duration::from_millis(20))).expect("wait") == Wakeup::Hangup {
-                            break;
-                        }
-                    } else {
-                        std::thread::sleep(pause);
-                    }
-                }
+                read_until_hangup(&mut consumer, pause, |r| stream.take(r, window));
                 let live = stream.events;
                 consumer.drain_remaining(|r| stream.take(r, window)).expect("drain after hangup");
                 stream.after_hangup = stream.events - live;

@@ -8,10 +8,10 @@
 
 mod common;
 
-use common::{exits_column, int, named, start, string};
+use common::{exits_column, int, named, read_until_hangup, start, string};
 use hyp_kvm::guest::{abi, mmio_address};
 use hyp_sim::events::{COMMON_FIELDS, EventDef, GUEST_HLT, GUEST_MMIO, GUEST_PIO, GUEST_STOP, HYP_ENTER, HYP_EXIT};
-use ring_mmap::{Consumer, Error, Record, Wakeup};
+use ring_mmap::{Consumer, Record};
 use std::collections::VecDeque;
 use std::io::Read;
 use std::path::Path;
@@ -199,16 +199,7 @@ fn run(args: &[&str]) -> (Vec<(Stream, u64)>, String) {
             std::thread::spawn(move || {
                 let mut consumer = Consumer::new(source).expect("consumer");
                 let mut stream = Stream::new(vcpu, producer);
-                loop {
-                    match consumer.drain(|record| stream.take(record)) {
-                        Ok(_) => {}
-                        Err(Error::Hangup) => break,
-                        Err(e) => panic!("vCPU {vcpu}: {e}"),
-                    }
-                    if consumer.wait(1, Some(Duration::from_millis(20))).expect("wait") == Wakeup::Hangup {
-                        break;
-                    }
-                }
+                read_until_hangup(&mut consumer, Duration::ZERO, |record| stream.take(record));
                 consumer.drain_remaining(|record| stream.take(record)).expect("drain after hangup");
                 stream
             })

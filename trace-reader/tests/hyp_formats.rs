@@ -3,7 +3,7 @@
 //! event carried, under the name and in the system the formats give. The offsets the encoder writes at and those the texts state come from one
 //! table; this checks them from the reader's side, with a parser that knows nothing of it.
 
-use hyp_kvm::Direction;
+use hyp_kvm::{Direction, MmioAccess, PortIo};
 use hyp_sim::events::{self, HypEvent, MAX_PAYLOAD};
 use trace_reader::formats::{Formats, Value, decode};
 
@@ -32,7 +32,7 @@ fn every_event() -> Vec<(HypEvent<'static>, Vec<(&'static str, Value)>)> {
         ),
         (HypEvent::Printk("vcpu 3 handled 7 exits"), vec![("msg", Value::Str("vcpu 3 handled 7 exits".into()))]),
         (
-            HypEvent::GuestPio { port: 0x510, size: 4, direction: Direction::Read, value: 0xA500_0007 },
+            HypEvent::GuestPio(PortIo { port: 0x510, size: 4, direction: Direction::Read, data: 0xA500_0007 }),
             vec![
                 ("port", Value::Hex(0x510)),
                 ("size", Value::Unsigned(4)),
@@ -41,7 +41,7 @@ fn every_event() -> Vec<(HypEvent<'static>, Vec<(&'static str, Value)>)> {
             ],
         ),
         (
-            HypEvent::GuestMmio { gpa: 0xf010, len: 8, direction: Direction::Write, data: u64::MAX },
+            HypEvent::GuestMmio(MmioAccess { gpa: 0xf010, len: 8, direction: Direction::Write, data: u64::MAX }),
             vec![
                 ("gpa", Value::Hex(0xf010)),
                 ("len", Value::Unsigned(8)),

@@ -40,6 +40,19 @@ fn run_intervals(events: &[Event]) -> BTreeMap<i64, Vec<(u64, u64)>> {
     intervals
 }
 
+/// Runs `trace-reader COMMAND ARGS` (`command_and_args`) on the kernel's `sched_switch` and
+/// `sched_wakeup` beside `sim`'s hypervisor for two seconds, with the default options (the
+/// kernel's clock, the events' ids and buffers are trace-reader's business), then stops the
+/// guests; returns the stopped `sim` (its directory holds what was written) and the run.
+fn beside_the_scheduler(mut sim: Sim, command_and_args: &[&str]) -> (Sim, std::process::Output) {
+    let socket = sim.socket.to_str().unwrap().to_string();
+    let (command, args) = command_and_args.split_first().expect("a command");
+    let sources = ["--kernel", "-e", "sched:sched_switch", "-e", "sched:sched_wakeup", "--socket", &socket];
+    let out = reader(&[&[*command], &sources[..], &["--duration", "2"], args].concat());
+    sim.finish(Duration::ZERO);
+    (sim, out)
+}
+
 /// The events of `out`, `report` or `stream` output in JSON.
 fn events_of(out: &std::process::Output) -> Vec<Event> {
     String::from_utf8_lossy(&out.stdout)
@@ -104,25 +117,9 @@ fn every_hypervisor_event_lies_inside_a_run_of_its_host_thread() {
         println!("SKIPPED: tracefs is not available here ({e}); the one-timeline test did not run");
         return;
     }
-    let mut sim = Sim::start(2, Mode::Drop, 2000, 256);
+    let sim = Sim::start(2, Mode::Drop, 2000, 256);
     let file = sim.dir.path().join("timeline.dat");
-    let socket = sim.socket.to_str().unwrap().to_string();
-    // The default options: the kernel's clock, the events' ids and buffers are record's business.
-    let recorded = reader(&[
-        "record",
-        "--kernel",
-        "-e",
-        "sched:sched_switch",
-        "-e",
-        "sched:sched_wakeup",
-        "--socket",
-        &socket,
-        "--duration",
-        "2",
-        "-o",
-        file.to_str().unwrap(),
-    ]);
-    sim.finish(Duration::ZERO);
+    let (_sim, recorded) = beside_the_scheduler(sim, &["record", "-o", file.to_str().unwrap()]);
     ok(&recorded);
     let report = reader(&["report", "--format", "json", file.to_str().unwrap()]);
     ok(&report);
@@ -150,23 +147,8 @@ fn stream_merges_the_kernel_and_the_hypervisor_live_on_one_clock() {
         println!("SKIPPED: tracefs is not available here ({e}); the live one-timeline test did not run");
         return;
     }
-    let mut sim = Sim::start(2, Mode::Drop, 2000, 256);
-    let socket = sim.socket.to_str().unwrap().to_string();
-    let streamed = reader(&[
-        "stream",
-        "--kernel",
-        "-e",
-        "sched:sched_switch",
-        "-e",
-        "sched:sched_wakeup",
-        "--socket",
-        &socket,
-        "--duration",
-        "2",
-        "--format",
-        "json",
-    ]);
-    sim.finish(Duration::ZERO);
+    let sim = Sim::start(2, Mode::Drop, 2000, 256);
+    let (_sim, streamed) = beside_the_scheduler(sim, &["stream", "--format", "json"]);
     ok(&streamed);
     let events = events_of(&streamed);
     let placed = check_placement(&events);

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hyp_kvm::guest::{abi, mmio_address};
-use hyp_kvm::{Direction, Error, Exit, ExitPlan, ReadRequest, Step, StopReason, Vcpu, Vm};
+use hyp_kvm::{Direction, Error, Exit, ExitPlan, MmioAccess, PortIo, ReadRequest, Step, StopReason, Vcpu, Vm};
 
 /// Longest any vCPU may take to finish its plan before the test fails instead of hanging.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -93,9 +93,9 @@ pub fn run_all(vcpus: Vec<Vcpu>) -> Vec<Run> {
 /// The exits vCPU `vcpu` must make running `plan` when reads are answered with [`answer_for`]:
 /// up to its first triple fault, if it has one.
 pub fn expected_exits(plan: &ExitPlan, vcpu: usize) -> Vec<Exit> {
-    let hypercall = |direction, data| Exit::Io { port: abi::HYPERCALL_PORT, size: 4, direction, data };
-    let echo = |data| Exit::Io { port: abi::ECHO_PORT, size: 4, direction: Direction::Write, data };
-    let mmio = |direction, data| Exit::Mmio { gpa: mmio_address(vcpu), len: 4, direction, data };
+    let hypercall = |direction, data| Exit::Io(PortIo { port: abi::HYPERCALL_PORT, size: 4, direction, data });
+    let echo = |data| Exit::Io(PortIo { port: abi::ECHO_PORT, size: 4, direction: Direction::Write, data });
+    let mmio = |direction, data| Exit::Mmio(MmioAccess { gpa: mmio_address(vcpu), len: 4, direction, data });
     let mut exits = Vec::new();
     for step in 0..plan.steps() {
         let counter = plan.seed().wrapping_add(step);

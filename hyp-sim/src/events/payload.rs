@@ -5,7 +5,7 @@ use super::{
     COMMON_FIELDS, EVENTS, EventDef, Field, GUEST_HLT, GUEST_MMIO, GUEST_PIO, GUEST_STOP, HOST_HCALL, HOST_MEM_ABORT,
     HOST_SMC, HYP_ENTER, HYP_EXIT, HYP_PRINTK, Kind,
 };
-use hyp_kvm::Direction;
+use hyp_kvm::{Direction, MmioAccess, PortIo};
 
 /// One event as the hypervisor records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,28 +37,10 @@ pub enum HypEvent<'a> {
     },
     /// `hyp_printk` (at most [`STRING_MAX`] bytes kept, the NUL included).
     Printk(&'a str),
-    /// `guest_pio`.
-    GuestPio {
-        /// The port.
-        port: u16,
-        /// Bytes moved: 1, 2 or 4.
-        size: u8,
-        /// `in` or `out`.
-        direction: Direction,
-        /// The bytes moved, zero-extended.
-        value: u32,
-    },
+    /// `guest_pio` (its `value` field is the access's data).
+    GuestPio(PortIo),
     /// `guest_mmio`.
-    GuestMmio {
-        /// The guest-physical address.
-        gpa: u64,
-        /// Bytes moved: 1 to 8.
-        len: u8,
-        /// Load or store.
-        direction: Direction,
-        /// The bytes moved, zero-extended.
-        data: u64,
-    },
+    GuestMmio(MmioAccess),
     /// `guest_hlt`.
     GuestHlt,
     /// `guest_stop` (at most [`STRING_MAX`] bytes of `reason` kept, the NUL included).
@@ -232,16 +214,16 @@ impl HypEvent<'_> {
                 visitor.visit(&HOST_MEM_ABORT, &[Value::Int(esr), Value::Int(addr)])
             }
             HypEvent::Printk(msg) => visitor.visit(&HYP_PRINTK, &[Value::Str(msg)]),
-            HypEvent::GuestPio { port, size, direction, value } => visitor.visit(
+            HypEvent::GuestPio(PortIo { port, size, direction, data }) => visitor.visit(
                 &GUEST_PIO,
                 &[
                     Value::Int(u64::from(port)),
                     Value::Int(u64::from(size)),
                     Value::Int(direction_code(direction)),
-                    Value::Int(u64::from(value)),
+                    Value::Int(u64::from(data)),
                 ],
             ),
-            HypEvent::GuestMmio { gpa, len, direction, data } => visitor.visit(
+            HypEvent::GuestMmio(MmioAccess { gpa, len, direction, data }) => visitor.visit(
                 &GUEST_MMIO,
                 &[Value::Int(gpa), Value::Int(u64::from(len)), Value::Int(direction_code(direction)), Value::Int(data)],
             ),
@@ -284,8 +266,8 @@ mod tests {
             HypEvent::HostSmc { func_id: 0x8400_0000, forwarded: true },
             HypEvent::HostMemAbort { esr: 0x9200_0046, addr: 0xdead_b000 },
             HypEvent::Printk("vcpu 3 handled 7 exits"),
-            HypEvent::GuestPio { port: 0x510, size: 4, direction: Direction::Read, value: 7 },
-            HypEvent::GuestMmio { gpa: 0xf010, len: 4, direction: Direction::Write, data: 9 },
+            HypEvent::GuestPio(PortIo { port: 0x510, size: 4, direction: Direction::Read, data: 7 }),
+            HypEvent::GuestMmio(MmioAccess { gpa: 0xf010, len: 4, direction: Direction::Write, data: 9 }),
             HypEvent::GuestHlt,
             HypEvent::GuestStop { exit_reason: 8, reason: "shutdown (triple fault)" },
         ];
@@ -307,7 +289,7 @@ mod tests {
         let long = "x".repeat(500);
         let n = HypEvent::Printk(&long).encode(0, &mut out);
         assert_eq!(n, HYP_PRINTK.fixed_size() + STRING_MAX, "long messages are cut to fit");
-        let pio = HypEvent::GuestPio { port: 0x511, size: 4, direction: Direction::Write, value: 0xA500_0003 };
+        let pio = HypEvent::GuestPio(PortIo { port: 0x511, size: 4, direction: Direction::Write, data: 0xA500_0003 });
         assert_eq!(pio.encode(0, &mut out), 16);
         let value = u32::from_ne_bytes(out[12..16].try_into().unwrap());
         assert_eq!((u16::from_ne_bytes([out[8], out[9]]), out[10], out[11], value), (0x511, 4, 1, 0xA500_0003));

@@ -9,7 +9,7 @@
 use super::GuestExit;
 use hyp_kvm::guest::abi::MMIO_STRIDE;
 use hyp_kvm::guest::mmio_address;
-use hyp_kvm::{Direction, Error, Exit, ExitPlan, Step};
+use hyp_kvm::{Direction, Error, Exit, ExitPlan, MmioAccess, Step};
 use kvm_bindings::{KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_UNKNOWN};
 
 /// Steps in every guest's plan: the most a plan holds. At the fastest KVM here delivers exits
@@ -72,11 +72,9 @@ impl Stop {
 pub fn outcome(vcpu: usize, result: Result<Exit, Error>) -> Outcome {
     let stop = |exit_reason, reason| Outcome::Stop(Stop { exit_reason, reason });
     match result {
-        Ok(Exit::Io { port, size, direction, data }) => {
-            Outcome::Exit(GuestExit::Pio { port, size, direction, value: data })
-        }
-        Ok(Exit::Mmio { gpa, len, direction, data }) => match outside_register(vcpu, gpa, len, direction) {
-            None => Outcome::Exit(GuestExit::Mmio { gpa, len, direction, data }),
+        Ok(Exit::Io(access)) => Outcome::Exit(GuestExit::Pio(access)),
+        Ok(Exit::Mmio(access)) => match outside_register(vcpu, &access) {
+            None => Outcome::Exit(GuestExit::Mmio(access)),
             Some(reason) => stop(KVM_EXIT_MMIO, reason),
         },
         Ok(Exit::Halt) => Outcome::Exit(GuestExit::Halt),
@@ -90,9 +88,9 @@ pub fn outcome(vcpu: usize, result: Result<Exit, Error>) -> Outcome {
     }
 }
 
-/// Why an MMIO access of `len` bytes at `gpa` by vCPU `vcpu` is not to its register, if it is
-/// not.
-fn outside_register(vcpu: usize, gpa: u64, len: u8, direction: Direction) -> Option<String> {
+/// Why vCPU `vcpu`'s MMIO `access` is not to its register, if it is not.
+fn outside_register(vcpu: usize, access: &MmioAccess) -> Option<String> {
+    let MmioAccess { gpa, len, direction, .. } = *access;
     let start = mmio_address(vcpu);
     let end = start + MMIO_STRIDE;
     let inside = gpa >= start && gpa.checked_add(u64::from(len)).is_some_and(|access_end| access_end <= end);
@@ -108,16 +106,14 @@ fn outside_register(vcpu: usize, gpa: u64, len: u8, direction: Direction) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hyp_kvm::{GuestFault, StopReason};
+    use hyp_kvm::{GuestFault, PortIo, StopReason};
 
     #[test]
     fn real_exits_are_the_hypervisors_exits() {
-        let out = Exit::Io { port: 0x510, size: 4, direction: Direction::Write, data: 7 };
-        let pio = GuestExit::Pio { port: 0x510, size: 4, direction: Direction::Write, value: 7 };
-        assert_eq!(outcome(0, Ok(out)), Outcome::Exit(pio));
-        let load = Exit::Mmio { gpa: mmio_address(1), len: 4, direction: Direction::Read, data: 3 };
-        let mmio = GuestExit::Mmio { gpa: mmio_address(1), len: 4, direction: Direction::Read, data: 3 };
-        assert_eq!(outcome(1, Ok(load)), Outcome::Exit(mmio));
+        let out = PortIo { port: 0x510, size: 4, direction: Direction::Write, data: 7 };
+        assert_eq!(outcome(0, Ok(Exit::Io(out))), Outcome::Exit(GuestExit::Pio(out)));
+        let load = MmioAccess { gpa: mmio_address(1), len: 4, direction: Direction::Read, data: 3 };
+        assert_eq!(outcome(1, Ok(Exit::Mmio(load))), Outcome::Exit(GuestExit::Mmio(load)));
         assert_eq!(outcome(0, Ok(Exit::Halt)), Outcome::Exit(GuestExit::Halt));
         assert_eq!(outcome(0, Ok(Exit::Interrupted)), Outcome::Interrupted);
     }
@@ -140,7 +136,7 @@ mod tests {
     #[test]
     fn an_mmio_access_outside_the_vcpus_register_stops_it() {
         let register = mmio_address(1);
-        let access = |gpa, len| Exit::Mmio { gpa, len, direction: Direction::Write, data: 0 };
+        let access = |gpa, len| Exit::Mmio(MmioAccess { gpa, len, direction: Direction::Write, data: 0 });
         for (gpa, len) in [(register, 8), (register + MMIO_STRIDE - 4, 4)] {
             assert!(matches!(outcome(1, Ok(access(gpa, len))), Outcome::Exit(_)), "{gpa:#x} {len}");
         }

@@ -9,7 +9,7 @@
 pub mod kvm;
 mod sim;
 
-use hyp_kvm::Direction;
+use hyp_kvm::{MmioAccess, PortIo};
 pub use sim::{exit, printk_message};
 
 /// Why a guest exits to the hypervisor.
@@ -38,28 +38,11 @@ pub enum GuestExit<'a> {
     },
     /// The hypervisor prints a message about this exit.
     Printk,
-    /// A KVM guest's port I/O (`in`, `out`).
-    Pio {
-        /// The port.
-        port: u16,
-        /// Bytes moved: 1, 2 or 4.
-        size: u8,
-        /// `in` or `out`.
-        direction: Direction,
-        /// The bytes moved (for an `in`, the hypervisor's answer), zero-extended.
-        value: u32,
-    },
-    /// A KVM guest's access to guest-physical memory no memory backs.
-    Mmio {
-        /// The guest-physical address.
-        gpa: u64,
-        /// Bytes moved: 1 to 8.
-        len: u8,
-        /// Load or store.
-        direction: Direction,
-        /// The bytes moved (for a load, the hypervisor's answer), zero-extended.
-        data: u64,
-    },
+    /// A KVM guest's port I/O (`in`, `out`); for an `in`, the data is the hypervisor's answer.
+    Pio(PortIo),
+    /// A KVM guest's access to guest-physical memory no memory backs; for a load, the data is
+    /// the hypervisor's answer.
+    Mmio(MmioAccess),
     /// A KVM guest ran `hlt`.
     Halt,
     /// A KVM guest's vCPU stopped and does not run again ([`kvm::Stop`]).

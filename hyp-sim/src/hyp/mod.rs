@@ -216,8 +216,8 @@ impl Hyp {
             GuestExit::Smc { func_id, forwarded } => HypEvent::HostSmc { func_id, forwarded },
             GuestExit::MemAbort { esr, addr } => HypEvent::HostMemAbort { esr, addr },
             GuestExit::Printk => HypEvent::Printk(guest::printk_message(cpu, n, &mut text)),
-            GuestExit::Pio { port, size, direction, value } => HypEvent::GuestPio { port, size, direction, value },
-            GuestExit::Mmio { gpa, len, direction, data } => HypEvent::GuestMmio { gpa, len, direction, data },
+            GuestExit::Pio(access) => HypEvent::GuestPio(access),
+            GuestExit::Mmio(access) => HypEvent::GuestMmio(access),
             GuestExit::Halt => HypEvent::GuestHlt,
             GuestExit::Stop { exit_reason, reason } => HypEvent::GuestStop { exit_reason, reason },
         };

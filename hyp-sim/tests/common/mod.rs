@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use hyp_sim::events::Field;
-use ring_mmap::Connection;
+use ring_mmap::{Connection, Consumer, CpuSource, Error, Record, Wakeup};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -69,4 +69,22 @@ pub fn exits_column(report: &str, cpus: usize) -> Vec<u64> {
         .take(cpus)
         .map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("an exits column"))
         .collect()
+}
+
+/// Reads `consumer` live until its producer hangs up, handing every record to `take`: drains,
+/// then waits up to 20 ms for a finished page (or, with a nonzero `pause`, sleeps that long
+/// between drains). What the producer left after hanging up is the caller's to drain.
+pub fn read_until_hangup<S: CpuSource>(consumer: &mut Consumer<S>, pause: Duration, mut take: impl FnMut(Record<'_>)) {
+    loop {
+        match consumer.drain(&mut take) {
+            Ok(_) => {}
+            Err(Error::Hangup) => return,
+            Err(e) => panic!("cpu {}: {e}", consumer.source().cpu()),
+        }
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        } else if consumer.wait(1, Some(Duration::from_millis(20))).expect("wait") == Wakeup::Hangup {
+            return;
+        }
+    }
 }
