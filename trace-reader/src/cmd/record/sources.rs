@@ -1,7 +1,7 @@
 //! What a recording reads: one source, or the kernel and a producer together, each the
 //! sessions that read it and the buffer of the file it fills.
 
-use super::kernel_files::{clock_name, kernel_symbols};
+use super::kernel_files::kernel_symbols;
 use crate::cli::RecordArgs;
 use crate::event_ids::EventIds;
 use crate::formats::Formats;
@@ -99,7 +99,7 @@ pub(super) fn create_file(sources: &[Source], args: &RecordArgs) -> Result<DatWr
             formats.insert(format.clone());
         }
     }
-    let mut info = DatInfo::new(top.sessions[0].subbuf_size, &formats, clock_name(&top.target));
+    let mut info = DatInfo::new(top.sessions[0].subbuf_size, &formats, top.target.trace_clock());
     if let Target::Kernel { tracing } = &top.target {
         kernel_symbols(&mut info, tracing);
     }
