@@ -88,29 +88,29 @@ impl EventText {
 
     /// The event recorded on `cpu` at `ts` with `payload`.
     pub fn line(&mut self, cpu: u32, ts: u64, payload: &[u8]) -> EventLine {
-        let decoded = decode(&self.formats, payload);
-        let comm = self.comm(decoded.pid);
         let id = payload.get(0..2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
-        let known = id.and_then(|id| self.formats.get(id)).map(|f| (f.id, format!("{}:{}", f.system, f.name)));
-        let info = match (&mut self.tep, known) {
-            (Some(tep), Some((id, event))) => match self.refused.get(&id) {
-                Some(why) => self.field_by_field(id, &event, why.clone(), &decoded.fields_text()),
-                None => match tep.info(Record { data: payload, cpu, ts }) {
-                    Ok(text) => one_line(&text),
-                    Err(e) => self.field_by_field(id, &event, e.to_string(), &decoded.fields_text()),
-                },
+        let pid = payload.get(4..8).map_or(-1, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        let comm = self.comm(pid);
+        let format = id.and_then(|id| self.formats.get(id));
+        // Err(why) where libtraceevent could have printed it and did not.
+        let printed = match (&mut self.tep, format) {
+            (Some(tep), Some(f)) => match self.refused.get(&f.id) {
+                Some(why) => Some(Err(why.clone())),
+                None => Some(tep.info(Record { data: payload, cpu, ts }).map_err(|e| e.to_string())),
             },
-            _ => decoded.fields_text(),
+            _ => None,
         };
-        EventLine { name: decoded.name, pid: decoded.pid, comm, info }
-    }
-
-    /// `fields`, after a warning the first time for event `id` (`system:name`) saying `why`.
-    fn field_by_field(&mut self, id: u16, event: &str, why: String, fields: &str) -> String {
-        if self.warned.insert(id) {
-            eprintln!("trace-reader: warning: {event}: {why}; its events are printed field by field");
+        if let (Some(Ok(text)), Some(f)) = (&printed, format) {
+            return EventLine { name: f.name.clone(), pid, comm, info: one_line(text) };
         }
-        fields.to_string()
+        if let (Some(Err(why)), Some(f)) = (printed, format)
+            && self.warned.insert(f.id)
+        {
+            eprintln!("trace-reader: warning: {}:{}: {why}; its events are printed field by field", f.system, f.name);
+        }
+        let decoded = decode(&self.formats, payload);
+        let info = decoded.fields_text();
+        EventLine { name: decoded.name, pid, comm, info }
     }
 }
 

@@ -123,8 +123,10 @@ pub struct Tep {
     /// Bytes the common fields of every parsed event span: libtraceevent finds `common_type`
     /// and `common_pid` with the first event's.
     common: usize,
-    /// A copy of the record being printed, followed by [`extents::PADDING`] zeros.
+    /// A copy of the record being printed, followed by at least [`extents::PADDING`] zeros.
     scratch: Vec<u8>,
+    /// The length of the record copied last: the bytes past it are zeros.
+    dirty: usize,
 }
 
 impl std::fmt::Debug for Tep {
@@ -158,6 +160,7 @@ impl Tep {
             ids: HashSet::new(),
             common: 0,
             scratch: Vec::new(),
+            dirty: 0,
         };
         if tep.seq.buffer.is_null() {
             return Err(Error::Alloc);
@@ -283,9 +286,16 @@ impl Tep {
         if self.ids.is_empty() || data.len() < self.common {
             return Err(Error::TooShort { name: "an event".into(), len: data.len(), need: self.common });
         }
-        self.scratch.clear();
-        self.scratch.extend_from_slice(data);
-        self.scratch.resize(data.len() + extents::PADDING, 0);
+        // The zeros after the record: those past the last record's end are zeros already.
+        let dirty = self.dirty;
+        if self.scratch.len() < data.len() + extents::PADDING {
+            self.scratch.resize(data.len() + extents::PADDING, 0);
+        }
+        self.scratch[..data.len()].copy_from_slice(data);
+        if dirty > data.len() {
+            self.scratch[data.len()..dirty].fill(0);
+        }
+        self.dirty = data.len();
         let mut rec = ffi::TepRecord {
             ts: record.ts,
             offset: 0,

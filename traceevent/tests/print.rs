@@ -85,7 +85,8 @@ fn records_libtraceevent_would_read_past_are_refused() {
     let mut out_of_bounds = d.clone();
     out_of_bounds[32..36].copy_from_slice(&((200u32 << 16) | 36).to_ne_bytes());
     assert!(matches!(info(&mut tep, &out_of_bounds), Err(Error::OutOfBounds { field, .. }) if field == "why"));
-    // A string without its NUL ends at the record's end.
+    // A string without its NUL ends at the record's end, even after a longer record.
+    assert!(info(&mut tep, &wake_record(42, 0, 0, b"abcdefgh-longer\0")).unwrap().ends_with("why=abcdefgh-longer"));
     let unterminated = wake_record(42, 0, 0, b"abc");
     assert_eq!(info(&mut tep, &unterminated).unwrap(), "pid=42 state=R ip=0x0 why=abc");
     let mut unknown = d.clone();
