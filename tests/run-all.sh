@@ -6,8 +6,8 @@
 #       bash tests/run-all.sh        # a quicker pass
 #
 # Needs: the stable toolchain with clippy and rustfmt, the x86_64-unknown-none target, a
-# nightly toolchain with miri and rust-src, cargo-fuzz, a C compiler and trace-cmd: it runs
-# tests/setup.sh first, which installs what is missing.
+# nightly toolchain with miri and rust-src, cargo-fuzz, a C compiler, trace-cmd, libtraceevent
+# and pkg-config: it runs tests/setup.sh first, which installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
@@ -46,7 +46,7 @@ summarize() {
             passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$f" | awk '{s += $4} END {print s + 0}')
             echo "$passed tests passed (proptest model: $PROPTEST_CASES cases; stress: ${HYPTRACE_STRESS_MS} ms per mode)"
             # Headline figures, and any test that could not run here (it says why).
-            grep -E '^(stress |kvm exits|SKIPPED|kernel overwrite|kernel record|trace-cmd report agrees|C consumer|killed producer|drop mode cpu|overwrite mode cpu|crash recovery|second uid|one timeline|live one timeline|kernel setup|KVM cross-check|vCPU [0-9]: [0-9]+ exits)' "$f" \
+            grep -E '^(stress |kvm exits|SKIPPED|kernel overwrite|kernel record|trace-cmd report agrees|C consumer|killed producer|drop mode cpu|overwrite mode cpu|crash recovery|second uid|one timeline|live one timeline|kernel setup|KVM cross-check|report text|vCPU [0-9]: [0-9]+ exits)' "$f" \
                 | sed 's/^/           /' || true
             ;;
         loom) echo "$(grep -Eo 'test result: ok\. [0-9]+ passed' "$f" | awk '{s += $4} END {print s + 0}') loom models (ring and clock latch): every schedule with up to $LOOM_MAX_PREEMPTIONS preemptions explored" ;;

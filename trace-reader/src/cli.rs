@@ -12,12 +12,13 @@ use std::time::Duration;
 /// Reads trace buffers through their memory mappings, zero-copy: those of a hyptrace producer
 /// (such as hyp-sim), found through its control socket, or the Linux kernel's own (tracefs).
 ///
-/// Events print ftrace-style, one per line, merged across CPUs in time order:
+/// Events print one per line, merged across CPUs in time order, as `trace-cmd report` prints
+/// them (their text made by libtraceevent from each event's print format):
 ///
-///   <cpu> [<seconds>.<nanoseconds>] <event>: <field>=<value> ...
+///   <task>-<pid> [<cpu>] <seconds>.<microseconds>: <event>: <text>
 ///
-/// with `<cpu> [LOST <n> EVENTS]` where the buffer lost events. Data goes to stdout,
-/// diagnostics and summaries to stderr.
+/// with `CPU:<cpu> [<n> EVENTS DROPPED]` where the buffer lost events (-t: nanoseconds). Data
+/// goes to stdout, diagnostics and summaries to stderr.
 #[derive(Parser, Debug)]
 #[command(name = "trace-reader", version, about, long_about, after_help = EXAMPLES)]
 pub struct Cli {
@@ -296,6 +297,15 @@ pub struct FormatArgs {
     pub style: Style,
 }
 
+/// The `-t` option of every subcommand that prints events.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct TimeArgs {
+    /// Text: timestamps in seconds with nanoseconds (`trace-cmd report -t`), instead of
+    /// microseconds, rounded, as `trace-cmd report` shows them by default
+    #[arg(short = 't', long = "ns")]
+    pub ns: bool,
+}
+
 /// Arguments of `stream`.
 #[derive(Args, Debug)]
 pub struct StreamArgs {
@@ -308,6 +318,9 @@ pub struct StreamArgs {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Timestamps.
+    #[command(flatten)]
+    pub times: TimeArgs,
     /// When to stop, how often to look.
     #[command(flatten)]
     pub live: LiveArgs,
@@ -322,6 +335,9 @@ pub struct ShowArgs {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Timestamps.
+    #[command(flatten)]
+    pub times: TimeArgs,
 }
 
 /// Arguments of `stats`.
@@ -380,6 +396,9 @@ pub struct RecoverArgs {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Timestamps.
+    #[command(flatten)]
+    pub times: TimeArgs,
     /// CPUs to read.
     #[command(flatten)]
     pub cpus: CpuArgs,
@@ -393,6 +412,9 @@ pub struct ReportArgs {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Timestamps.
+    #[command(flatten)]
+    pub times: TimeArgs,
     /// CPUs to print, of every buffer.
     #[command(flatten)]
     pub cpus: CpuArgs,

@@ -428,11 +428,11 @@ pub fn decode(formats: &Formats, payload: &[u8]) -> Decoded {
 }
 
 impl Decoded {
-    /// `name: field=value field=value`.
-    pub fn text(&self) -> String {
-        let mut out = format!("{}:", self.name);
+    /// `field=value field=value`.
+    pub fn fields_text(&self) -> String {
+        let mut out = String::new();
         for (k, v) in &self.fields {
-            let _ = write!(out, " {k}={v}");
+            let _ = write!(out, "{}{k}={v}", if out.is_empty() { "" } else { " " });
         }
         out
     }
@@ -476,7 +476,7 @@ mod tests {
         formats.insert(f);
         let d = decode(&formats, &payload());
         assert_eq!(d.pid, 7);
-        assert_eq!(d.text(), "host_hcall: id=0xc6000001 delta=-5 tag=[1,2] msg=hi tail=!");
+        assert_eq!(d.fields_text(), "id=0xc6000001 delta=-5 tag=[1,2] msg=hi tail=!");
     }
 
     #[test]

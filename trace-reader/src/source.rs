@@ -37,6 +37,17 @@ pub enum Target {
     },
 }
 
+impl Target {
+    /// The name of the trace clock its timestamps are on: the kernel's from `trace_clock`; a
+    /// producer's are converted to nanoseconds, and trace-cmd shows nanoseconds when no clock is
+    /// named.
+    pub fn trace_clock(&self) -> Option<String> {
+        let Target::Kernel { tracing } = self else { return None };
+        let text = std::fs::read_to_string(tracing.join("trace_clock")).ok()?;
+        crate::tracedat::clock_in_use(&text)
+    }
+}
+
 /// One CPU being consumed.
 #[derive(Debug)]
 pub enum CpuReader {

@@ -103,7 +103,7 @@ fn trace_cmd_finds_the_clock_of_every_buffer() {
 /// `trace-reader report FILE` (text), its events with their buffers, for a file of the buffers
 /// `names` besides the top-level one.
 fn report_buffers(file: &Path, names: &[&str]) -> Vec<BufferEventLine> {
-    let out = reader(&["report", file.to_str().unwrap()]);
+    let out = reader(&["report", "-t", file.to_str().unwrap()]);
     ok(&out);
     lines(&out)
         .iter()

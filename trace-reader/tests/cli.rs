@@ -25,14 +25,14 @@ fn stream_prints_every_event_in_time_order_then_the_table() {
     let mut sim = Sim::start(2, Mode::Drop, 2000, 256);
     let reader = {
         let socket = sim.socket.clone();
-        std::thread::spawn(move || common::reader(&["stream", "--socket", socket.to_str().unwrap()]))
+        std::thread::spawn(move || common::reader(&["stream", "-t", "--socket", socket.to_str().unwrap()]))
     };
     std::thread::sleep(Duration::from_millis(800));
     let exits = sim.finish(Duration::from_secs(2));
     let out = reader.join().unwrap();
     ok(&out);
     let events = parse_ours(&lines(&out));
-    assert!(!lines(&out).iter().any(|l| l.contains("LOST")), "drop mode with a live reader loses nothing");
+    assert!(!lines(&out).iter().any(|l| l.contains("EVENTS DROPPED]")), "drop mode with a live reader loses nothing");
     for (cpu, n) in exits.iter().enumerate() {
         let mine: Vec<_> = events.iter().filter(|e| e.0 == cpu as u32).collect();
         assert_eq!(mine.len() as u64, 3 * n, "cpu {cpu}: every event of every exit");
@@ -72,7 +72,7 @@ fn stream_json_and_cpu_selection() {
 fn show_reads_without_consuming_and_stats_count() {
     let mut sim = Sim::start(2, Mode::Overwrite, 1000, 8);
     std::thread::sleep(Duration::from_millis(300));
-    let shown = sim.reader(&["show"]);
+    let shown = sim.reader(&["show", "-t"]);
     ok(&shown);
     let events = parse_ours(&lines(&shown));
     assert!(events.len() > 50, "{} events shown", events.len());
@@ -80,7 +80,7 @@ fn show_reads_without_consuming_and_stats_count() {
     let stderr = String::from_utf8_lossy(&shown.stderr);
     assert!(stderr.contains("cpu 0: ") && stderr.contains("cpu 1: "), "{stderr}");
     // Nothing was consumed: a second show starts from the same oldest event or later.
-    let again = parse_ours(&lines(&sim.reader(&["show"])));
+    let again = parse_ours(&lines(&sim.reader(&["show", "-t"])));
     assert!(again[0].1 >= events[0].1);
 
     let text = sim.reader(&["stats"]);
@@ -131,7 +131,7 @@ fn record_and_compare_with_trace_cmd(options: &'static [&'static str]) {
         return;
     }
     ok(&out);
-    let ours = reader(&["report", file.to_str().unwrap()]);
+    let ours = reader(&["report", "-t", file.to_str().unwrap()]);
     ok(&ours);
     let ours = parse_ours(&lines(&ours));
     for (cpu, n) in exits.iter().enumerate() {
@@ -176,7 +176,7 @@ fn interrupted_record_leaves_a_valid_file(signal: &str) {
     sim.finish(Duration::ZERO);
     ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted; wrote"));
-    let ours = reader(&["report", file.to_str().unwrap()]);
+    let ours = reader(&["report", "-t", file.to_str().unwrap()]);
     ok(&ours);
     let ours = parse_ours(&lines(&ours));
     assert!(ours.len() > 1000, "{} events recorded flat out", ours.len());
@@ -200,7 +200,7 @@ fn recover_reads_everything_a_dead_producer_left_in_its_directory() {
     let stats: Vec<_> = (0..2).map(|cpu| sim.stats(cpu)).collect();
     drop(sim);
 
-    let out = reader(&["recover", dir_arg]);
+    let out = reader(&["recover", "-t", dir_arg]);
     ok(&out);
     let text = lines(&out);
     let events = parse_ours(&text);
@@ -209,8 +209,8 @@ fn recover_reads_everything_a_dead_producer_left_in_its_directory() {
         assert!(s.overrun > 0, "cpu {cpu} wrapped: {s:?}");
         let recovered = events.iter().filter(|e| e.0 == cpu as u32).count() as u64;
         assert_eq!(recovered, s.entries - s.overrun, "cpu {cpu}: everything not overwritten");
-        let lost = format!("{cpu:>3} [LOST {} EVENTS]", s.overrun);
-        assert_eq!(text.iter().filter(|l| l.contains("[LOST")).filter(|l| **l == lost).count(), 1, "{lost}");
+        let lost = format!("CPU:{cpu} [{} EVENTS DROPPED]", s.overrun);
+        assert_eq!(text.iter().filter(|l| l.contains("EVENTS DROPPED]")).filter(|l| **l == lost).count(), 1, "{lost}");
     }
     // The same directory through the other commands.
     let json = reader(&["stream", "--dir", dir_arg, "--format", "json", "--cpu", "1"]);
@@ -236,7 +236,7 @@ fn recover_salvages_around_a_malformed_page_and_says_so() {
     sim.finish(Duration::ZERO);
     let entries = sim.stats(0).entries;
     drop(sim);
-    let intact = reader(&["recover", dir_arg]);
+    let intact = reader(&["recover", "-t", dir_arg]);
     ok(&intact);
     assert_eq!(parse_ours(&lines(&intact)).len() as u64, entries);
     // The first event header of sub-buffer 2 claims a length past the end of the page.
@@ -246,7 +246,7 @@ fn recover_salvages_around_a_malformed_page_and_says_so() {
     let at = meta_size + 2 * 4096 + 16;
     bytes[at..at + 8].copy_from_slice(&[0, 0, 0, 0, 0xf0, 0xff, 0xff, 0x7f]);
     std::fs::write(&path, &bytes).unwrap();
-    let out = reader(&["recover", dir_arg]);
+    let out = reader(&["recover", "-t", dir_arg]);
     assert!(!out.status.success(), "damage is an error: {out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("warning: cpu 0: page 2 is malformed"), "{stderr}");
@@ -254,7 +254,7 @@ fn recover_salvages_around_a_malformed_page_and_says_so() {
     let text = lines(&out);
     let salvaged = parse_ours(&text).len() as u64;
     assert!(salvaged > entries / 2 && salvaged < entries, "{salvaged} of {entries} events salvaged");
-    assert_eq!(text.iter().filter(|l| l.contains("[LOST")).count(), 1, "the unreadable rest is counted lost");
+    assert_eq!(text.iter().filter(|l| l.contains("EVENTS DROPPED]")).count(), 1, "the unreadable rest is counted lost");
 }
 
 #[test]

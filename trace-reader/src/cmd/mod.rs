@@ -8,8 +8,11 @@ pub mod sources;
 pub mod stats;
 pub mod stream;
 
+use crate::event_text::EventText;
 use crate::live::Tally;
+use crate::output::{Printer, Style, Timestamps};
 use crate::source::Session;
+use crate::symbols::Symbols;
 use crate::table::Row;
 use anyhow::{Context, Result};
 use std::sync::Arc;
@@ -22,6 +25,14 @@ pub fn interrupt_flag() -> Result<Arc<AtomicBool>> {
     let set = flag.clone();
     ctrlc::set_handler(move || set.store(true, Ordering::Relaxed)).context("installing the Ctrl-C handler")?;
     Ok(flag)
+}
+
+/// A printer of `session`'s events as `style` (nanosecond timestamps if `ns`): named with the
+/// kernel's symbols and task names as they are now, for the kernel's buffers.
+pub fn session_printer(session: &Session, style: Style, ns: bool) -> Printer {
+    let symbols = session.tracing().map(Symbols::of_kernel).unwrap_or_default();
+    let events = EventText::new(session.formats.clone(), &symbols, session.subbuf_size);
+    Printer::new(style, Timestamps::new(session.target.trace_clock().as_deref(), ns), events)
 }
 
 /// The error a command whose output is the events it read ends with when it found `problems`

@@ -10,5 +10,10 @@ use std::time::Duration;
 pub fn run(args: &RecoverArgs) -> Result<()> {
     let session = Session::open(&Target::Dir { dir: args.dir.clone() }, &args.cpus.list())?;
     // The producer has gone: the first pass sees the hangup and reads everything it left.
-    super::stream::print(session, args.format.style, LiveOptions { duration: None, interval: Duration::ZERO })
+    super::stream::print(
+        session,
+        args.format.style,
+        args.times.ns,
+        LiveOptions { duration: None, interval: Duration::ZERO },
+    )
 }

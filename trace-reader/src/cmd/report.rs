@@ -1,8 +1,9 @@
 //! `report`: print a trace.dat file, merged across its buffers and CPUs in time order.
 
 use crate::cli::ReportArgs;
+use crate::event_text::EventText;
 use crate::merge::MergedItem;
-use crate::output::{BufferLabel, Printer};
+use crate::output::{BufferLabel, Printer, Timestamps};
 use crate::tracedat::{DatFile, DatPages};
 use anyhow::{Context, Result, bail};
 use ring_core::EventIter;
@@ -72,19 +73,9 @@ impl CpuItems {
     }
 }
 
-/// Trace clocks whose timestamps are nanoseconds, as the kernel's `trace_clocks[]` marks them
-/// (the others, `counter`, `uptime` and `x86-tsc`, count events, jiffies or cycles).
-const NANOSECOND_CLOCKS: [&str; 7] = ["local", "global", "perf", "mono", "mono_raw", "boot", "tai"];
-
 /// Runs `report`.
 pub fn run(args: &ReportArgs) -> Result<()> {
     let file = DatFile::open(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    if let Some(clock) = file.clock.as_deref().filter(|c| !NANOSECOND_CLOCKS.contains(c)) {
-        eprintln!(
-            "trace-reader: {} was recorded with the {clock} clock: its timestamps are shown as if they were nanoseconds",
-            args.file.display()
-        );
-    }
     let nr_cpus = file.buffers.iter().map(|b| b.cpus.len()).max().unwrap_or(0);
     let only = args.cpus.list();
     if let Some(bad) = only.iter().find(|&&c| c as usize >= nr_cpus) {
@@ -108,14 +99,16 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         .iter()
         .map(|b| (file.buffers.len() > 1).then_some(BufferLabel { name: b.name.as_deref(), width }))
         .collect();
-    let mut printer = Printer::new(args.format.style);
+    let events = EventText::new(file.formats.clone(), &file.symbols, file.page_size);
+    let times = Timestamps::new(file.clock.as_deref(), args.times.ns);
+    let mut printer = Printer::new(args.format.style, times, events);
     loop {
         for c in &mut cpus {
             c.fill()?;
         }
         let Some(next) = cpus.iter_mut().filter(|c| c.key().is_some()).min_by_key(|c| c.key()) else { break };
         let item = next.queue.pop_front().expect("a front item");
-        printer.item(&file.formats, labels[next.buffer], &item);
+        printer.item(labels[next.buffer], &item);
     }
     printer.flush();
     if args.stats {

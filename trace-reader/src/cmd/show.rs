@@ -2,7 +2,6 @@
 
 use crate::cli::ShowArgs;
 use crate::merge::{MergedItem, Merger};
-use crate::output::Printer;
 use crate::source::Session;
 use anyhow::{Context, Result, bail};
 use ring_mmap::{Lost, PageLosses};
@@ -43,8 +42,8 @@ pub fn run(args: &ShowArgs) -> Result<()> {
         damage.extend(losses.finish(&counters).into_iter().map(|d| (cpu, d)));
         report.push((cpu, events, snap.pages.len(), snap.discarded));
     }
-    let mut printer = Printer::new(args.format.style);
-    merger.release(true, |item| printer.item(&session.formats, None, &item));
+    let mut printer = super::session_printer(&session, args.format.style, args.times.ns);
+    merger.release(true, |item| printer.item(None, &item));
     printer.flush();
     for (cpu, events, pages, discarded) in report {
         eprint!("cpu {cpu}: {events} events in {pages} pages");

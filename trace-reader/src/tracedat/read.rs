@@ -5,6 +5,7 @@
 use super::buffers::{heading_of, parse_buffer_option};
 use super::{DatError, FLYRECORD, MAGIC, option};
 use crate::formats::{EventFormat, Formats};
+use crate::symbols::Symbols;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
@@ -41,6 +42,8 @@ pub struct DatFile {
     pub page_size: u32,
     /// Event formats, of every buffer.
     pub formats: Formats,
+    /// Kernel symbols, `printk` formats and task names.
+    pub symbols: Symbols,
     /// The trace clock, if the file names it.
     pub clock: Option<String>,
     /// The tool that wrote it, if the file says.
@@ -70,16 +73,6 @@ impl<R: Read> Fields<R> {
         let mut b = vec![0; n as usize];
         self.r.read_exact(&mut b)?;
         Ok(b)
-    }
-
-    /// Moves past `n` bytes without keeping them.
-    fn skip(&mut self, n: u64, what: &str) -> Result<(), DatError> {
-        self.claim(n, what)?;
-        let skipped = std::io::copy(&mut (&mut self.r).take(n), &mut std::io::sink())?;
-        if skipped != n {
-            return Err(DatError::Corrupt(format!("{what}: the file ends inside it")));
-        }
-        Ok(())
     }
 
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DatError> {
@@ -175,11 +168,12 @@ impl DatFile {
             }
         }
         let n = f.u32("kallsyms")?;
-        f.skip(u64::from(n), "kallsyms")?;
+        let kallsyms = f.text(u64::from(n), "kallsyms")?;
         let n = f.u32("printk formats")?;
-        f.skip(u64::from(n), "printk formats")?;
+        let printk_formats = f.text(u64::from(n), "printk formats")?;
         let n = f.u64("saved cmdlines")?;
-        f.skip(n, "saved cmdlines")?;
+        let cmdlines = f.text(n, "saved cmdlines")?;
+        let symbols = Symbols { kallsyms, printk_formats, cmdlines };
         let mut nr_cpus = f.u32("cpu count")?;
         let (mut clock, mut writer, mut named) = (None, None, Vec::new());
         // CPU statistics by buffer: the top-level buffer's, then each heading's.
@@ -237,7 +231,7 @@ impl DatFile {
             let name = Some(name);
             buffers.push(DatBuffer { cpustats: stats_of(&name), name, cpus });
         }
-        Ok(Self { file, page_size, formats, clock, writer, buffers })
+        Ok(Self { file, page_size, formats, symbols, clock, writer, buffers })
     }
 
     /// The pages of `cpu`, in order.

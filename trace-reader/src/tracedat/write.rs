@@ -8,6 +8,7 @@ use super::buffers::{buffer_option, cpustat_heading};
 use super::spool::{Spool, SpoolIo};
 use super::{DatError, FLYRECORD, HEADER_EVENT, MAGIC, VERSION, header_page, option};
 use crate::formats::Formats;
+use crate::symbols::Symbols;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -29,14 +30,8 @@ pub struct DatInfo {
     pub systems: BTreeMap<String, Vec<String>>,
     /// The trace clock's name.
     pub clock: Option<String>,
-    /// Kernel symbols, as `/proc/kallsyms` lists them (empty for a hyptrace producer): what
-    /// trace-cmd names instruction pointers with.
-    pub kallsyms: String,
-    /// tracefs `printk_formats` (empty for a hyptrace producer): the formats `bprint` events
-    /// refer to by address.
-    pub printk_formats: String,
-    /// `saved_cmdlines` text (`pid comm` lines).
-    pub cmdlines: String,
+    /// Kernel symbols, `printk` formats and task names (none for a hyptrace producer).
+    pub symbols: Symbols,
 }
 
 impl DatInfo {
@@ -61,9 +56,7 @@ impl DatInfo {
             ftrace,
             systems,
             clock,
-            kallsyms: String::new(),
-            printk_formats: String::new(),
-            cmdlines: String::new(),
+            symbols: Symbols::default(),
         }
     }
 }
@@ -212,9 +205,9 @@ impl DatWriter {
     }
 
     /// Sets the `saved_cmdlines` text the file will hold (`pid comm` lines), replacing
-    /// [`DatInfo::cmdlines`]: task names are known best once the recording has ended.
+    /// those of [`DatInfo::symbols`]: task names are known best once the recording has ended.
     pub fn set_cmdlines(&mut self, cmdlines: String) {
-        self.info.cmdlines = cmdlines;
+        self.info.symbols.cmdlines = cmdlines;
     }
 
     /// Pages written so far, all buffers' CPUs together.
@@ -376,9 +369,9 @@ fn write_file(
             text64(&mut out, f)?;
         }
     }
-    text32(&mut out, &info.kallsyms)?;
-    text32(&mut out, &info.printk_formats)?;
-    text64(&mut out, &info.cmdlines)?;
+    text32(&mut out, &info.symbols.kallsyms)?;
+    text32(&mut out, &info.symbols.printk_formats)?;
+    text64(&mut out, &info.symbols.cmdlines)?;
     // One CPU count for every buffer's table.
     let nr_cpus = buffers.iter().map(|b| b.spools.len() as u32).max().unwrap_or(0);
     out.write_all(&nr_cpus.to_ne_bytes())?;

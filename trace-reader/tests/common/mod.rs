@@ -156,31 +156,28 @@ pub fn trace_cmd() -> Option<&'static str> {
 /// One event line, parsed: (cpu, ns, name, fields text).
 pub type EventLine = (u32, u64, String, String);
 
-/// Parses our text lines (`  1 [12.000000345] name: fields`); LOST lines are skipped.
+/// Parses our text lines, as `-t` prints them (as `trace-cmd report -t`: `comm-pid [001]
+/// 12.000000345: name: text`); lines of lost events are skipped, any other line fails the test.
 pub fn parse_ours(lines: &[String]) -> Vec<EventLine> {
     lines
         .iter()
-        .filter(|l| !l.contains("[LOST"))
-        .map(|l| {
-            let (cpu, rest) = l.trim_start().split_once(" [").unwrap();
-            let (ts, rest) = rest.split_once("] ").unwrap();
-            let (name, fields) = rest.split_once(':').unwrap();
-            (cpu.parse().unwrap(), ns(ts), name.to_string(), fields.trim().to_string())
-        })
+        .filter(|l| !l.contains(" EVENTS DROPPED]"))
+        .map(|l| parse_line(l).unwrap_or_else(|| panic!("not an event line: {l:?}")))
         .collect()
 }
 
-/// Parses `trace-cmd report -R -t` lines (`comm-pid [001] 12.000000345: name: fields`).
+/// Parses the event lines of `trace-cmd report -t`.
 pub fn parse_trace_cmd(text: &str) -> Vec<EventLine> {
-    text.lines()
-        .filter_map(|l| {
-            let (_, rest) = l.split_once(" [")?;
-            let (cpu, rest) = rest.split_once(']')?;
-            let (ts, rest) = rest.trim_start().split_once(": ")?;
-            let (name, fields) = rest.split_once(':')?;
-            Some((cpu.parse().ok()?, ns(ts), name.trim().to_string(), fields.trim().to_string()))
-        })
-        .collect()
+    text.lines().filter_map(parse_line).collect()
+}
+
+/// An event line (`comm-pid [001] 12.000000345: name: text`) parsed.
+fn parse_line(l: &str) -> Option<EventLine> {
+    let (_, rest) = l.split_once(" [")?;
+    let (cpu, rest) = rest.split_once(']')?;
+    let (ts, rest) = rest.trim_start().split_once(": ")?;
+    let (name, fields) = rest.split_once(':')?;
+    Some((cpu.parse().ok()?, ns(ts), name.trim().to_string(), fields.trim().to_string()))
 }
 
 fn ns(ts: &str) -> u64 {
@@ -189,9 +186,9 @@ fn ns(ts: &str) -> u64 {
     s.parse::<u64>().unwrap() * 1_000_000_000 + n.parse::<u64>().unwrap()
 }
 
-/// Runs `trace-cmd report -R -t FILE` and returns its parsed events.
+/// Runs `trace-cmd report -t FILE` and returns its parsed events.
 pub fn trace_cmd_report(tc: &str, file: &Path) -> Vec<EventLine> {
-    let out = Command::new(tc).args(["report", "-R", "-t"]).arg(file).output().unwrap();
+    let out = Command::new(tc).args(["report", "-t"]).arg(file).output().unwrap();
     assert!(out.status.success(), "trace-cmd report failed: {}", String::from_utf8_lossy(&out.stderr));
     parse_trace_cmd(&String::from_utf8_lossy(&out.stdout))
 }
@@ -212,10 +209,10 @@ pub fn split_buffer<'l>(line: &'l str, names: &[&str]) -> (Option<String>, &'l s
     (None, line.strip_prefix(&" ".repeat(width + 2)).unwrap_or(line))
 }
 
-/// Runs `trace-cmd report -R -t FILE` on a file with the buffers `names` (besides the top-level
+/// Runs `trace-cmd report -t FILE` on a file with the buffers `names` (besides the top-level
 /// one) and returns its events with their buffers.
 pub fn trace_cmd_report_buffers(tc: &str, file: &Path, names: &[&str]) -> Vec<BufferEventLine> {
-    let out = Command::new(tc).args(["report", "-R", "-t"]).arg(file).output().unwrap();
+    let out = Command::new(tc).args(["report", "-t"]).arg(file).output().unwrap();
     assert!(out.status.success(), "trace-cmd report failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout)
         .lines()

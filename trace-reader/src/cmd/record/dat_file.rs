@@ -1,6 +1,6 @@
 //! The trace.dat file a recording writes: its header made from what the sources describe.
 
-use super::kernel_files::{clock_name, kernel_symbols};
+use super::kernel_files::kernel_symbols;
 use crate::cli::RecordArgs;
 use crate::cmd::sources::Source;
 use crate::source::Target;
@@ -17,7 +17,7 @@ pub(super) fn create_file(sources: &[Source], args: &RecordArgs) -> Result<DatWr
             formats.insert(format.clone());
         }
     }
-    let mut info = DatInfo::new(top.sessions[0].subbuf_size, &formats, clock_name(&top.target));
+    let mut info = DatInfo::new(top.sessions[0].subbuf_size, &formats, top.target.trace_clock());
     if let Target::Kernel { tracing } = &top.target {
         kernel_symbols(&mut info, tracing);
     }

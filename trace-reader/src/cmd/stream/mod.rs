@@ -7,7 +7,7 @@ use super::{interrupt_flag, rows};
 use crate::cli::StreamArgs;
 use crate::live::{self, EachRecord, LiveOptions, Stop, Tally};
 use crate::merge::{MergedItem, Merger};
-use crate::output::{Printer, Style};
+use crate::output::Style;
 use crate::source::Session;
 use crate::table;
 use anyhow::Result;
@@ -22,20 +22,21 @@ pub fn run(args: &StreamArgs) -> Result<()> {
     }
     let (target, kernel) = args.source.prepared_target(&args.kernel_setup)?;
     let printed = Session::open(&target, &args.source.cpus.list())
-        .and_then(|session| print(session, args.format.style, args.live.options()));
+        .and_then(|session| print(session, args.format.style, args.times.ns, args.live.options()));
     // Put back (or removed) once the session, which read it, is closed.
     drop(kernel);
     printed
 }
 
-/// Consumes `session` until it stops, printing its events as `format`, then the per-CPU table.
-pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Result<()> {
+/// Consumes `session` until it stops, printing its events as `format` (nanosecond timestamps if
+/// `in_ns`), then the per-CPU table.
+pub fn print(mut session: Session, format: Style, in_ns: bool, options: LiveOptions) -> Result<()> {
     let stop = interrupt_flag()?;
     let cpus: Vec<u32> = session.cpus.iter().map(|c| c.cpu()).collect();
     let clock = session.clock;
     let merger = RefCell::new(Merger::new(cpus.len()));
     let mut tallies = vec![Tally::default(); cpus.len()];
-    let mut printer = Printer::new(format);
+    let mut printer = super::session_printer(&session, format, in_ns);
     let started = Instant::now();
     let finished = live::run(
         &mut session,
@@ -45,8 +46,8 @@ pub fn print(mut session: Session, format: Style, options: LiveOptions) -> Resul
             tallies[cpu_index].count(&record);
             merger.borrow_mut().push(cpu_index, MergedItem::of_record(cpus[cpu_index], record, &clock));
         }),
-        |session, last| {
-            merger.borrow_mut().release(last, |item| printer.item(&session.formats, None, &item));
+        |_, last| {
+            merger.borrow_mut().release(last, |item| printer.item(None, &item));
             printer.flush();
             Ok(())
         },

@@ -6,9 +6,12 @@
 //!   kernel instance  trace_clock := mono ──► reader thread ──┐  each round: its items, and
 //!   producer         CLOCK(mono)         ──► reader thread ──┤  its source's horizon
 //!                                                            ▼
-//!            Merger: a queue per CPU of each source ── releases every item up to the lower
-//!            of the two horizons ──► printed, labelled "hyp: " or blank (the kernel)
-//!   the producer exits, Ctrl-C or --duration ──► both threads stop; all held is printed;
+//!            Merger: a queue per CPU of each source (behind a mutex)
+//!                                                            │ every 20 ms: every item up to
+//!                                                            ▼ the lower of the two horizons
+//!            the main thread prints it, labelled "hyp: " or blank (the kernel), with the
+//!            producer's events numbered after the kernel's, as in a recording of both
+//!   the producer exits, Ctrl-C or --duration ──► both readers stop; all held is printed;
 //!   then a table per source
 //! ```
 //!
@@ -24,11 +27,14 @@
 use super::super::sources::{self, Source};
 use super::super::{interrupt_flag, rows};
 use crate::cli::StreamArgs;
+use crate::event_ids::EventIds;
+use crate::event_text::EventText;
 use crate::formats::Formats;
 use crate::live::{self, EachRecord, Finished, LiveOptions, Stop, Tally};
 use crate::merge::{MergedItem, Merger};
-use crate::output::{BufferLabel, Printer, Style};
+use crate::output::{BufferLabel, Printer, Style, Timestamps};
 use crate::source::{Session, Target};
+use crate::symbols::Symbols;
 use crate::table;
 use anyhow::{Result, anyhow};
 use parking_lot::Mutex;
@@ -40,46 +46,63 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// What the reader threads share: the items not printed yet and where each source stands.
+/// What the reader threads and the printing thread share: the items not printed yet and where
+/// each source stands.
 struct Together {
     merger: Merger,
-    /// Each source's horizon after its last round (0 until its first).
+    /// Each source's horizon after its last round (0 until its first; `u64::MAX` once it has
+    /// stopped).
     horizons: Vec<u64>,
-    printer: Printer,
 }
 
-/// How the items of each source are printed.
+impl Together {
+    /// Takes every item no source can still precede, in time order, with its queue's index.
+    fn releasable(&mut self) -> Vec<(usize, MergedItem)> {
+        let upto = self.horizons.iter().copied().min().unwrap_or(u64::MAX);
+        let mut items = Vec::new();
+        self.merger.release_upto(upto, |queue, item| items.push((queue, item)));
+        items
+    }
+
+    /// Whether every source has stopped.
+    fn finished(&self) -> bool {
+        self.horizons.iter().all(|&h| h == u64::MAX)
+    }
+}
+
+/// Prints items with their buffer's label (the producer's events numbered as a recording of
+/// both numbers them, after the kernel's: [`EventIds`]).
 struct Labelled<'a> {
+    printer: Printer,
     /// For each queue of the merger, the source it belongs to.
     source_of_queue: Vec<usize>,
-    formats: Vec<Formats>,
     labels: Vec<BufferLabel<'a>>,
 }
 
 impl Labelled<'_> {
-    /// Prints every item the merger holds up to `horizon`.
-    fn release(&self, together: &mut Together, horizon: u64) {
-        let Together { merger, printer, .. } = together;
-        merger.release_upto(horizon, |queue, item| {
-            let source = self.source_of_queue[queue];
-            printer.item(&self.formats[source], Some(self.labels[source]), &item);
-        });
-        printer.flush();
+    fn print(&mut self, items: Vec<(usize, MergedItem)>) {
+        for (queue, item) in items {
+            self.printer.item(Some(self.labels[self.source_of_queue[queue]]), &item);
+        }
+        self.printer.flush();
     }
 }
+
+/// How often the printing thread looks for items to print.
+const PRINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Runs `stream` of the kernel and a producer.
 pub fn run(args: &StreamArgs) -> Result<()> {
     // One session per source: the rates a terminal shows need no more readers.
     let (mut sources, kernel) = sources::open(&args.source, &args.kernel_setup, 1)?;
-    let printed = print(&mut sources, args.format.style, args.live.options());
+    let printed = print(&mut sources, args.format.style, args.times.ns, args.live.options());
     // Put back (or removed) once the sources, which read it, are closed.
     drop(kernel);
     printed
 }
 
 /// Reads `sources` until one stops, printing their events merged, then a table per source.
-fn print(sources: &mut [Source], style: Style, options: LiveOptions) -> Result<()> {
+fn print(sources: &mut [Source], style: Style, in_ns: bool, options: LiveOptions) -> Result<()> {
     let clock = shared_clock(sources)?;
     let stop = interrupt_flag()?;
     let mut queues = Vec::new();
@@ -91,16 +114,13 @@ fn print(sources: &mut [Source], style: Style, options: LiveOptions) -> Result<(
     }
     let width = sources.iter().filter_map(|s| s.name.as_ref()).map(String::len).max().unwrap_or(0);
     let names: Vec<Option<String>> = sources.iter().map(|s| s.name.clone()).collect();
-    let labelled = Labelled {
-        formats: sources.iter().map(|s| s.sessions[0].formats.clone()).collect(),
+    let mut labelled = Labelled {
+        printer: printer(sources, style, in_ns),
         labels: names.iter().map(|name| BufferLabel { name: name.as_deref(), width }).collect(),
         source_of_queue,
     };
-    let together = Mutex::new(Together {
-        merger: Merger::new(labelled.source_of_queue.len()),
-        horizons: vec![0; sources.len()],
-        printer: Printer::new(style),
-    });
+    let together =
+        Mutex::new(Together { merger: Merger::new(labelled.source_of_queue.len()), horizons: vec![0; sources.len()] });
     let started = Instant::now();
     let results: Vec<Result<(Finished, Vec<Tally>)>> = std::thread::scope(|scope| {
         let threads: Vec<_> = sources
@@ -108,15 +128,26 @@ fn print(sources: &mut [Source], style: Style, options: LiveOptions) -> Result<(
             .zip(queues)
             .enumerate()
             .map(|(index, (source, queues))| {
-                let reader =
-                    SourceReader { index, queues, together: &together, labelled: &labelled, stop: &stop, clock };
+                let ids = source.ids.as_ref();
+                let reader = SourceReader { index, queues, ids, together: &together, stop: &stop, clock };
                 let session = &mut source.sessions[0];
                 scope.spawn(move || reader.read(session, options))
             })
             .collect();
+        // This thread prints, so that the readers never wait for the terminal.
+        loop {
+            let (items, finished) = {
+                let mut together = together.lock();
+                (together.releasable(), together.finished())
+            };
+            labelled.print(items);
+            if finished {
+                break;
+            }
+            std::thread::sleep(PRINT_INTERVAL);
+        }
         threads.into_iter().map(|t| t.join().unwrap_or_else(|_| Err(anyhow!("a reader thread panicked")))).collect()
     });
-    labelled.release(&mut together.lock(), u64::MAX);
     let secs = started.elapsed().as_secs_f64();
     let mut report = String::new();
     let mut damage = 0;
@@ -136,20 +167,21 @@ fn print(sources: &mut [Source], style: Style, options: LiveOptions) -> Result<(
 }
 
 /// One source's reader thread.
-struct SourceReader<'t, 'l> {
+struct SourceReader<'t> {
     /// The source's index.
     index: usize,
     /// Its CPUs' queues in the merger.
     queues: Range<usize>,
+    /// How its events are numbered in what is printed, where that differs from its own.
+    ids: Option<&'t EventIds>,
     together: &'t Mutex<Together>,
-    labelled: &'t Labelled<'l>,
     /// Set on Ctrl-C, and by the first reader to stop, so that the other stops too.
     stop: &'t AtomicBool,
     /// The clock both sources are on.
     clock: ClockId,
 }
 
-impl SourceReader<'_, '_> {
+impl SourceReader<'_> {
     /// Reads `session` until it or the other source stops.
     fn read(&self, session: &mut Session, options: LiveOptions) -> Result<(Finished, Vec<Tally>)> {
         let cpus: Vec<u32> = session.cpus.iter().map(|c| c.cpu()).collect();
@@ -163,7 +195,10 @@ impl SourceReader<'_, '_> {
             self.stop,
             &mut EachRecord(|cpu_index: usize, record: Record<'_>| {
                 tallies[cpu_index].count(&record);
-                let item = MergedItem::of_record(cpus[cpu_index], record, &clock);
+                let mut item = MergedItem::of_record(cpus[cpu_index], record, &clock);
+                if let (Some(ids), MergedItem::Event { payload, .. }) = (self.ids, &mut item) {
+                    ids.renumber(payload);
+                }
                 round_items.borrow_mut().push((self.queues.start + cpu_index, item));
             }),
             |_, last| {
@@ -178,17 +213,34 @@ impl SourceReader<'_, '_> {
                 // Before the next pass begins (a wait for the doorbell comes first).
                 caught_up = now(self.clock);
                 together.horizons[self.index] = horizon;
-                let upto = together.horizons.iter().copied().min().unwrap_or(u64::MAX);
-                self.labelled.release(&mut together, upto);
                 Ok(())
             },
         );
         // Ordering: Relaxed; the flag carries no data. Whatever ended this source ends the other.
         self.stop.store(true, Ordering::Relaxed);
-        // A source that stopped releases no one: the other's items are printed at its own end.
+        // A source that stopped holds no one back (also when it stopped on an error).
         self.together.lock().horizons[self.index] = u64::MAX;
         Ok((finished?, tallies))
     }
+}
+
+/// The printer of both `sources`' events as `style` (nanosecond timestamps if `in_ns`): every
+/// source's formats as they are numbered together, the kernel's symbols and task names as they
+/// are now.
+fn printer(sources: &[Source], style: Style, in_ns: bool) -> Printer {
+    let mut formats = Formats::default();
+    for format in sources.iter().flat_map(|s| s.formats.iter()) {
+        formats.insert(format.clone());
+    }
+    let kernel = sources.iter().find_map(|s| s.sessions[0].tracing());
+    let symbols = kernel.map(Symbols::of_kernel).unwrap_or_default();
+    let clock = sources.iter().find_map(|s| s.target.trace_clock());
+    Printer::new(style, Timestamps::new(clock.as_deref(), in_ns), EventText::new(formats, &symbols, page_size(sources)))
+}
+
+/// The sources' sub-buffer size (the kernel's).
+fn page_size(sources: &[Source]) -> u32 {
+    sources[0].sessions[0].subbuf_size
 }
 
 /// The clock [`sources::open`] put both `sources` on: the one the producer converts to.

@@ -1,0 +1,243 @@
+//! `trace-reader report` prints a kernel recording as `trace-cmd report` does: a recording of
+//! scheduler, interrupt, system call and KVM events made by `record --kernel -e ...` while a
+//! workload runs (files opened, a KVM guest run), every event line compared with trace-cmd's;
+//! and the task names of its events compared with those of `trace-cmd extract` of an identical
+//! instance. Needs root and tracefs; otherwise skips with a printed reason.
+
+mod common;
+
+use common::{ok, reader, split_buffer, trace_cmd, tracefs_instance};
+use hyp_kvm::{Exit, ExitPlan, Step, Vm};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Held by each test: one kernel recording at a time, so that none records another's work.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The events recorded: `-e` arguments, each of which must be among the kernel's events.
+const EVENTS: [&str; 6] = [
+    "sched:sched_switch",
+    "sched:sched_wakeup",
+    "irq:*",
+    "syscalls:sys_enter_openat",
+    "syscalls:sys_exit_openat",
+    "kvm:*",
+];
+
+/// Whether the kernel has tracefs with every event of [`EVENTS`]; if not, says why `test` is
+/// skipped. In CI they must be there.
+fn kernel_events_or_skip(test: &str) -> Option<PathBuf> {
+    let tracefs = match ring_mmap::kernel::mount_tracefs() {
+        Ok(t) => t,
+        Err(e) => {
+            println!("SKIPPED: tracefs is not available here ({e}); {test} did not run");
+            return None;
+        }
+    };
+    let available = std::fs::read_to_string(tracefs.join("available_events")).unwrap_or_default();
+    for event in EVENTS {
+        let (system, name) = event.split_once(':').unwrap();
+        let found = available
+            .lines()
+            .any(|l| l.split_once(':').is_some_and(|(s, n)| s == system && (name == "*" || n == name)));
+        if !found {
+            assert!(std::env::var_os("CI").is_none(), "the kernel has no {event} events; CI machines have them");
+            println!("SKIPPED: this kernel has no {event} events; {test} did not run");
+            return None;
+        }
+    }
+    Some(tracefs)
+}
+
+/// Starts `trace-reader record --kernel` of [`EVENTS`] (its own tasks too, so that an instance
+/// set up by hand records the same events) into `file`, for `seconds`.
+fn start_recording(file: &Path, seconds: &str) -> Child {
+    let mut args = vec!["record", "--kernel", "--trace-self", "--duration", seconds, "-o", file.to_str().unwrap()];
+    for event in EVENTS {
+        args.extend(["-e", event]);
+    }
+    Command::new(env!("CARGO_BIN_EXE_trace-reader")).args(&args).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Makes events of every kind recorded: opens files (system calls, and the scheduling and
+/// interrupts that come with them) and runs a KVM guest through a few hundred exits.
+fn workload() {
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        for path in ["/proc/self/stat", "/proc/uptime", "/etc/hostname"] {
+            drop(std::fs::read(path));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if !Path::new("/dev/kvm").exists() {
+        assert!(std::env::var_os("CI").is_none(), "/dev/kvm is missing on a CI machine");
+        println!("SKIPPED: /dev/kvm does not exist on this machine: the recording has no KVM exits");
+        return;
+    }
+    let plan = ExitPlan::new(200, 1, &[Step::Out, Step::In, Step::MmioWrite, Step::MmioRead, Step::Halt]).unwrap();
+    let (_vm, mut vcpus) = Vm::new(std::slice::from_ref(&plan)).expect("creating a KVM guest");
+    let vcpu = &mut vcpus[0];
+    loop {
+        match vcpu.run(|_| 0).expect("running the KVM guest") {
+            Exit::Done { .. } => break,
+            _ => continue,
+        }
+    }
+}
+
+/// Lines of `trace-cmd ARGS`' standard output.
+fn trace_cmd_lines(tc: &str, args: &[&str]) -> Vec<String> {
+    let out = Command::new(tc).args(args).output().unwrap();
+    assert!(out.status.success(), "trace-cmd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// The event's name in a report line (`comm-pid [cpu] time: name: text`).
+fn event_name(line: &str) -> Option<&str> {
+    let (_, rest) = line.split_once("]")?;
+    let (_, rest) = rest.split_once(": ")?;
+    Some(rest.split_once(':')?.0.trim())
+}
+
+#[test]
+fn every_kernel_event_prints_as_trace_cmd_report_prints_it() {
+    let _kernel = one_at_a_time();
+    let test = "the report text test";
+    if kernel_events_or_skip(test).is_none() {
+        return;
+    }
+    let Some(tc) = trace_cmd() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kernel.dat");
+    let recording = start_recording(&file, "1.5");
+    std::thread::sleep(Duration::from_millis(400));
+    workload();
+    ok(&recording.wait_with_output().unwrap());
+    let path = file.to_str().unwrap();
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for (ours, theirs) in
+        [(vec!["report", path], vec!["report", path]), (vec!["report", "-t", path], vec!["report", "-t", path])]
+    {
+        let out = reader(&ours);
+        ok(&out);
+        let ours: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        // trace-cmd starts with the file's CPU count, a line trace-reader does not print.
+        let theirs: Vec<String> =
+            trace_cmd_lines(tc, &theirs).into_iter().filter(|l| !l.starts_with("cpus=")).collect();
+        let differences: Vec<_> = ours.iter().zip(&theirs).filter(|(a, b)| a != b).collect();
+        assert!(differences.is_empty(), "{} lines differ, the first: {:#?}", differences.len(), &differences[..1]);
+        assert_eq!(ours.len(), theirs.len(), "as many lines as trace-cmd");
+        kinds.clear();
+        for line in &ours {
+            let system = match event_name(line).expect("an event line") {
+                "sched_switch" | "sched_wakeup" => "sched",
+                n if n.starts_with("irq") || n.starts_with("softirq") => "irq",
+                n if n.starts_with("sys_") => "syscalls",
+                n if n.starts_with("kvm") => "kvm",
+                _ => "other",
+            };
+            *kinds.entry(system.to_string()).or_default() += 1;
+        }
+    }
+    for system in ["sched", "irq", "syscalls"] {
+        assert!(kinds.get(system).is_some_and(|&n| n > 0), "{system} events recorded: {kinds:?}");
+    }
+    if Path::new("/dev/kvm").exists() {
+        assert!(kinds.get("kvm").is_some_and(|&n| n > 0), "kvm events recorded: {kinds:?}");
+    }
+    let total: usize = kinds.values().sum();
+    println!("report text: {total} kernel events {kinds:?}, 0 lines differ from trace-cmd report (-t and not)");
+}
+
+/// One event of a report: its CPU, task, name and text (timestamps differ between instances).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Event {
+    cpu: u32,
+    comm: String,
+    name: String,
+    text: String,
+}
+
+/// Parses a report line of `trace-cmd report -t` or `trace-reader report -t`.
+fn parse_event(line: &str) -> Option<Event> {
+    let (task, rest) = line.split_once(" [")?;
+    let (comm, _pid) = task.trim_start().rsplit_once('-')?;
+    let (cpu, rest) = rest.split_once(']')?;
+    let (_ts, rest) = rest.trim_start().split_once(": ")?;
+    let (name, text) = rest.split_once(':')?;
+    Some(Event {
+        cpu: cpu.parse().ok()?,
+        comm: comm.to_string(),
+        name: name.trim().to_string(),
+        text: text.trim().to_string(),
+    })
+}
+
+#[test]
+fn task_names_are_those_trace_cmd_extract_gives() {
+    let _kernel = one_at_a_time();
+    let test = "the task names test";
+    if kernel_events_or_skip(test).is_none() {
+        return;
+    }
+    let Some(tc) = trace_cmd() else { return };
+    let name = format!("trace-reader-test-names-{}", std::process::id());
+    let Some(twin) = tracefs_instance(&name, test) else { return };
+    // The twin instance records the same events from before the recording starts.
+    for event in EVENTS {
+        let (system, event) = event.split_once(':').unwrap();
+        let path = match event {
+            "*" => twin.path().join("events").join(system).join("enable"),
+            _ => twin.path().join("events").join(system).join(event).join("enable"),
+        };
+        std::fs::write(path, "1").unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ours.dat");
+    let recording = start_recording(&file, "1.5");
+    std::thread::sleep(Duration::from_millis(400));
+    workload();
+    ok(&recording.wait_with_output().unwrap());
+    std::fs::write(twin.path().join("tracing_on"), "0").unwrap();
+    let extracted = dir.path().join("theirs.dat");
+    trace_cmd_lines(tc, &["extract", "-k", "-B", &name, "-o", extracted.to_str().unwrap()]);
+    let theirs: Vec<Event> = trace_cmd_lines(tc, &["report", "-t", extracted.to_str().unwrap()])
+        .iter()
+        .filter_map(|l| match split_buffer(l, &[&name]) {
+            (Some(_), rest) => parse_event(rest),
+            (None, _) => None,
+        })
+        .collect();
+    let out = reader(&["report", "-t", file.to_str().unwrap()]);
+    ok(&out);
+    let ours: Vec<Event> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| parse_event(l).expect("an event line")).collect();
+    // Each CPU's events in the twin, from the same events on: ours are among them in order.
+    let (mut matched, mut mismatches) = (0usize, Vec::new());
+    let cpus: std::collections::BTreeSet<u32> = ours.iter().map(|e| e.cpu).collect();
+    for cpu in cpus {
+        let twin_events: Vec<&Event> = theirs.iter().filter(|e| e.cpu == cpu).collect();
+        let mut at = 0;
+        for event in ours.iter().filter(|e| e.cpu == cpu) {
+            let same = |e: &&Event| e.name == event.name && e.text == event.text;
+            let Some(found) = twin_events[at..].iter().take(500).position(same) else { continue };
+            at += found + 1;
+            matched += 1;
+            if twin_events[at - 1].comm != event.comm {
+                mismatches.push((event.clone(), twin_events[at - 1].comm.clone()));
+            }
+        }
+    }
+    let named = ours.iter().filter(|e| e.comm != "<...>").count();
+    assert!(named * 2 > ours.len(), "most events' tasks are named: {named} of {}", ours.len());
+    assert!(matched * 10 >= ours.len() * 9, "{matched} of {} events found in the twin instance", ours.len());
+    assert!(mismatches.is_empty(), "{} task names differ, the first: {:?}", mismatches.len(), mismatches.first());
+    println!("report text: task names of {matched} kernel events as trace-cmd extract gives them, 0 mismatches");
+}
