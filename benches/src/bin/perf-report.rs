@@ -409,6 +409,25 @@ const TABLES: &[Table] = &[
             ),
         ],
     },
+    Table {
+        title: "End to end on KVM: `hyp-sim --guest kvm --rate 0` on every vCPU → `trace-reader record`, drop mode, 256 × 4 KiB per CPU (exits/s, events/s)",
+        rows: &[
+            rate(
+                "real guest exits/s, all vCPUs, recorded vs the KVM guests alone (no consumer)",
+                "end_to_end/kvm_record_exits",
+                Some("end_to_end/kvm_alone"),
+                Metric::Events,
+                Target::None,
+            ),
+            rate(
+                "events/s reaching the file vs events/s the exits produced (1.000×: zero loss)",
+                "end_to_end/kvm_record_recorded",
+                Some("end_to_end/kvm_record_produced"),
+                Metric::Events,
+                Target::RatioAtLeast(1.0),
+            ),
+        ],
+    },
 ];
 
 /// A row's figure from a result: time per event, or the rate its metric names.
