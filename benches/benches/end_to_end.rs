@@ -18,6 +18,14 @@
 //! - `record_lossless_64KiB_timeshared`: the same search with the reader threads scheduled like
 //!   any other thread (no `--realtime`), when the others had it: what real-time scheduling buys.
 //!
+//! - `kvm_alone`: hyp-sim's real KVM guests (`--guest kvm`) flat out on every vCPU with no
+//!   consumer (overwrite mode, 256 × 4 KiB sub-buffers), in guest exits/s: the baseline.
+//! - `kvm_record_exits`: the same guests flat out in drop mode, recorded; the guest exits/s.
+//! - `kvm_record_produced` and `kvm_record_recorded`: of that trial, the events/s the exits
+//!   produced (committed or dropped) and the events/s reaching the file: equal when nothing was
+//!   lost (checked from both processes' reports, as the lossless searches check, and printed).
+//!   Skipped, with the reason printed, where KVM cannot run.
+//!
 //! - `store_new_pages` and `store_rewrite`: 256 MiB written into a new file in the trials'
 //!   directory, then over the same file again: what storing through the page cache costs there,
 //!   which `--direct-io` avoids.
@@ -31,7 +39,7 @@ use anyhow::{Context, Result};
 use criterion::Throughput;
 use hyptrace_benches::command_line::{self, Run};
 use hyptrace_benches::pipeline::{self, Binaries, RecordOptions, Recorded, Workload};
-use hyptrace_benches::{cpus, results, storage};
+use hyptrace_benches::{cpus, kvm_guest, results, skipped, storage};
 use std::path::Path;
 use std::time::Duration;
 
@@ -55,6 +63,10 @@ fn plan() -> Option<Plan> {
         "producer_alone",
         "store_new_pages",
         "store_rewrite",
+        "kvm_alone",
+        "kvm_record_exits",
+        "kvm_record_produced",
+        "kvm_record_recorded",
     ];
     Some(match command_line::run_of("end_to_end", &names)? {
         Run::Quick => Plan { trial: Duration::from_millis(500), bisection_steps: 3 },
@@ -65,6 +77,11 @@ fn plan() -> Option<Plan> {
 fn report(id: &str, events_per_sec: f64, detail: &str) -> Result<()> {
     println!("end_to_end/{id:<20} {:>8.3} M events/s   {detail}", events_per_sec / 1e6);
     results::write(&results::criterion_dir(), "end_to_end", id, 1e9 / events_per_sec, Throughput::Elements(1))
+}
+
+fn report_exits(id: &str, exits_per_sec: f64, detail: &str) -> Result<()> {
+    println!("end_to_end/{id:<20} {:>8.1} k exits/s   {detail}", exits_per_sec / 1e3);
+    results::write(&results::criterion_dir(), "end_to_end", id, 1e9 / exits_per_sec, Throughput::Elements(1))
 }
 
 fn describe(trial: &Recorded) -> String {
@@ -129,6 +146,28 @@ impl Search<'_> {
     }
 }
 
+/// The KVM guests flat out on every vCPU, `base`'s buffers: alone in overwrite mode, then in
+/// drop mode recorded with `opts`; skipped, with the reason printed, where KVM cannot run.
+fn kvm_guests(bins: &Binaries, base: Workload, opts: RecordOptions, scratch: &Path) -> Result<()> {
+    if let Err(why) = kvm_guest::available() {
+        skipped::skip("end_to_end/kvm_*", &why);
+        return Ok(());
+    }
+    let kvm = Workload { guest: "kvm", ..base };
+    println!("end_to_end: KVM guests, {} x {} KiB sub-buffers per CPU", kvm.nr_subbufs, kvm.subbuf_size / 1024);
+    let cpus = f64::from(kvm.cpus);
+    let alone = pipeline::produce_alone(bins, &Workload { mode: "overwrite", ..kvm }, scratch)?;
+    let exits = alone.events_per_sec() / EVENTS_PER_EXIT;
+    let detail = format!("{} vCPUs flat out, {:.1} k exits/s each, no consumer", kvm.cpus, exits / cpus / 1e3);
+    report_exits("kvm_alone", exits, &detail)?;
+    let trial = pipeline::record(bins, &kvm, opts, scratch)?;
+    let exits = trial.produced.events_per_sec() / EVENTS_PER_EXIT;
+    report_exits("kvm_record_exits", exits, &format!("{:.1} k exits/s each, recorded", exits / cpus / 1e3))?;
+    report("kvm_record_produced", trial.produced.events_per_sec(), "produced by the exits")?;
+    let verdict = if trial.lossless() { "lossless" } else { "LOST EVENTS" };
+    report("kvm_record_recorded", trial.events_per_sec(), &format!("{}: {verdict}", describe(&trial)))
+}
+
 fn main() -> Result<()> {
     let Some(plan) = plan() else { return Ok(()) };
     let bins = Binaries::locate()?;
@@ -136,6 +175,7 @@ fn main() -> Result<()> {
     let opts = RecordOptions::best_for(scratch.path());
     println!("end_to_end: recording into {} with {:?}", scratch.path().display(), opts.args());
     let base = Workload {
+        guest: "sim",
         cpus: cpus::available() as u32,
         rate: 0,
         mode: "drop",
@@ -170,5 +210,5 @@ fn main() -> Result<()> {
         println!("  flat out: {}", describe(&flat));
         search.report(work, timeshared, flat, "record_lossless_64KiB_timeshared")?;
     }
-    Ok(())
+    kvm_guests(&bins, base, opts, scratch.path())
 }

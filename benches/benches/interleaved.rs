@@ -13,6 +13,14 @@
 //!   256 × 4 KiB per CPU (skipped, with the reason printed, where LTTng cannot run).
 //! - `scaling_2_vs_1`: two writer threads pinned to CPUs 0 and 1, each on a buffer of its own,
 //!   against one (aggregate time per event; only with two CPUs or more).
+//! - `kvm_exits`: a real KVM guest's exits (`hyptrace_benches::kvm_guest`: one vCPU on this
+//!   thread, hyp-sim's hypervisor handling every exit) in three sides of one loop: traced by
+//!   hyptrace (1 MiB, overwrite, no reader), untraced, and untraced by hyptrace but traced by
+//!   the kernel's KVM tracepoints (`hyptrace_benches::tracefs::KvmTracepoints`) into a tracefs
+//!   instance of 1 MiB per CPU, in 311 rounds of 5 ms batches (`--quick`: 111 of 1.25 ms).
+//!   Stored as two pairs, time per exit: `kvm_exits_traced_vs_untraced` and
+//!   `kvm_exits_traced_vs_kernel_tracepoints` (skipped, with the reason printed, where KVM
+//!   cannot run; the second where tracefs cannot).
 //!
 //! Not a criterion benchmark: its results go to `interleaved/NAME.json` under criterion's
 //! directory, for `perf-report`. `--quick` runs fewer, shorter rounds; name filters select pairs.
@@ -20,12 +28,14 @@
 
 use anyhow::Result;
 use hyptrace_benches::floor::Floor;
-use hyptrace_benches::interleaved::{Interleaved, Plan, Spread, per_event};
+use hyptrace_benches::interleaved::{Interleaved, Plan, Rounds, Spread, per_event};
+use hyptrace_benches::kvm_guest::KvmGuest;
 use hyptrace_benches::payload::{Record, payload};
-use hyptrace_benches::tracefs::RawMarker;
+use hyptrace_benches::tracefs::{KvmTracepoints, RawMarker};
 use hyptrace_benches::writer_buffer::megabyte;
 use hyptrace_benches::{command_line, cpus, pinned_writers, results, skipped};
 use ring_core::{Clock, CounterClock, CycleClock, Mode};
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 /// Bytes the floor and rtrb hold, as hyptrace's buffers do.
@@ -38,10 +48,22 @@ const PAIRS: &[&str] = &[
     "tsc_16B_vs_trace_marker_raw",
     "tsc_16B_vs_lttng_ust",
     "scaling_2_vs_1",
+    "kvm_exits",
 ];
 
+/// What an entry of [`PAIRS`] measured: its pairs, each with the name it is stored under.
+type Measured = Vec<(String, Interleaved)>;
+
+/// Measures the pairs of entry `name` with `plan`, or says why it cannot run here.
+fn measure(name: &str, plan: Plan) -> Result<Measured, String> {
+    if name == "kvm_exits" {
+        return kvm_exits(plan);
+    }
+    Ok(vec![(name.to_string(), measure_pair(name, plan)?)])
+}
+
 /// Measures pair `name` with `plan`, or says why it cannot run here.
-fn measure(name: &str, plan: Plan) -> Result<Interleaved, String> {
+fn measure_pair(name: &str, plan: Plan) -> Result<Interleaved, String> {
     let tsc = megabyte(Mode::Overwrite, CycleClock);
     let tsc_writer = || {
         let writer = tsc.writer().expect("the benchmark is the buffer's only writer");
@@ -98,6 +120,55 @@ fn measure(name: &str, plan: Plan) -> Result<Interleaved, String> {
     })
 }
 
+/// A KVM guest's exits traced by hyptrace, untraced, and traced by the kernel's KVM tracepoints
+/// instead, in one loop; the pair against the kernel is left out, with the reason printed, where
+/// its tracepoints cannot be recorded here.
+fn kvm_exits(plan: Plan) -> Result<Measured, String> {
+    // Exits are tens of microseconds, each a system call and a trip through the guest, and the
+    // VM's other work hits one batch of them more often than a batch of writes: batches of a
+    // quarter the length, ten times as many rounds (5 ms, 311 in a full run, 5 s in all), whose
+    // median ignores the rounds a preemption hit.
+    let plan = Plan { rounds: 10 * plan.rounds + 1, batch: plan.batch / 4 };
+    let guest = RefCell::new(KvmGuest::start()?);
+    let traced_exits = Cell::new(0);
+    let mut traced = |exits| {
+        let mut guest = guest.borrow_mut();
+        guest.set_tracing(true);
+        let took = guest.run(exits);
+        guest.set_tracing(false);
+        traced_exits.set(traced_exits.get() + exits);
+        took
+    };
+    let mut untraced = |exits| guest.borrow_mut().run(exits);
+    let kernel = match KvmTracepoints::open("interleaved") {
+        Ok(kernel) => kernel,
+        Err(why) => {
+            skipped::skip("interleaved/kvm_exits_traced_vs_kernel_tracepoints", &why);
+            let rounds = Rounds::measure(plan, &mut [&mut traced, &mut untraced]);
+            return Ok(vec![("kvm_exits_traced_vs_untraced".into(), rounds.pair(0, 1))]);
+        }
+    };
+    let kernel_exits = Cell::new(0);
+    let mut by_kernel = |exits| {
+        kernel.set(true);
+        let took = guest.borrow_mut().run(exits);
+        kernel.set(false);
+        kernel_exits.set(kernel_exits.get() + exits);
+        took
+    };
+    let rounds = Rounds::measure(plan, &mut [&mut traced, &mut untraced, &mut by_kernel]);
+    let per_exit = |events: u64, exits: u64| events as f64 / exits.max(1) as f64;
+    println!(
+        "interleaved/kvm_exits: {:.2} events recorded per exit by hyptrace, {:.2} by the kernel's tracepoints",
+        per_exit(guest.borrow().recorded(), traced_exits.get()),
+        per_exit(kernel.recorded(), kernel_exits.get()),
+    );
+    Ok(vec![
+        ("kvm_exits_traced_vs_untraced".into(), rounds.pair(0, 1)),
+        ("kvm_exits_traced_vs_kernel_tracepoints".into(), rounds.pair(0, 2)),
+    ])
+}
+
 /// `ours` against the LTTng-UST tracepoint, recorded by a session of this benchmark's own.
 #[cfg(lttng_ust)]
 fn lttng_ust(plan: Plan, ours: impl FnMut(u64) -> Duration) -> Result<Interleaved, String> {
@@ -138,15 +209,17 @@ fn main() -> Result<()> {
     cpus::pin_or_warn(0);
     let dir = results::criterion_dir();
     for name in selected {
-        let result = match measure(name, plan) {
-            Ok(result) => result,
+        let measured = match measure(name, plan) {
+            Ok(measured) => measured,
             Err(why) => {
                 skipped::skip(&format!("interleaved/{name}"), &why);
                 continue;
             }
         };
-        report(name, &result);
-        result.write(&dir, name)?;
+        for (name, result) in measured {
+            report(&name, &result);
+            result.write(&dir, &name)?;
+        }
     }
     Ok(())
 }

@@ -41,6 +41,7 @@ fn main() -> Result<()> {
     let bins = Binaries::locate()?;
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let work = Workload {
+        guest: "sim",
         cpus: cpus::available() as u32,
         rate: 0,
         mode: "overwrite",

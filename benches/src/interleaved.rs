@@ -2,7 +2,8 @@
 //! batches in one loop (ours first in even rounds, the baseline first in odd ones), so that
 //! whatever else the machine does in a given second weighs on both sides alike. Each round gives
 //! one ratio; the figure is their median with its spread, beside the machine's load during the
-//! rounds ([`MachineLoad`]).
+//! rounds ([`MachineLoad`]). More than two workloads are measured in one loop the same way
+//! ([`Rounds`]), each pair of them then judged as a pair.
 //!
 //! The result of a pair, [`Interleaved`], is kept as JSON in `interleaved/NAME.json` under
 //! criterion's directory, where `perf-report` reads it.
@@ -48,30 +49,13 @@ pub struct Interleaved {
 
 impl Interleaved {
     /// Runs `plan` on a pair: `ours(n)` and `baseline(n)` each record `n` events and say how long
-    /// that took. Both are run once to find how many events fill a batch, and once more to warm
-    /// up, before the rounds.
+    /// that took ([`Rounds::measure`] of the two).
     pub fn measure(
         plan: Plan,
         mut ours: impl FnMut(u64) -> Duration,
         mut baseline: impl FnMut(u64) -> Duration,
     ) -> Self {
-        let ours_batch = events_per_batch(&mut ours, plan.batch);
-        let baseline_batch = events_per_batch(&mut baseline, plan.batch);
-        ours(ours_batch);
-        baseline(baseline_batch);
-        let meter = LoadMeter::start();
-        let (mut ours_ns, mut baseline_ns) = (Vec::new(), Vec::new());
-        let ns_per_event = |took: Duration, events: u64| took.as_nanos() as f64 / events as f64;
-        for round in 0..plan.rounds {
-            if round % 2 == 0 {
-                ours_ns.push(ns_per_event(ours(ours_batch), ours_batch));
-                baseline_ns.push(ns_per_event(baseline(baseline_batch), baseline_batch));
-            } else {
-                baseline_ns.push(ns_per_event(baseline(baseline_batch), baseline_batch));
-                ours_ns.push(ns_per_event(ours(ours_batch), ours_batch));
-            }
-        }
-        Self { ours_ns, baseline_ns, load: meter.finish() }
+        Rounds::measure(plan, &mut [&mut ours, &mut baseline]).pair(0, 1)
     }
 
     /// Each round's ratio of our time per event to the baseline's (below 1: ours is faster).
@@ -101,6 +85,46 @@ impl Interleaved {
     }
 }
 
+/// What the rounds of several sides measured, all in one loop: each side's time per event in
+/// every round, and the machine's load meanwhile. Any two of the sides make a pair
+/// ([`Rounds::pair`]), so that three workloads measured together give two pairs sharing a side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rounds {
+    /// Per side, its time per event in each round, in nanoseconds.
+    pub ns: Vec<Vec<f64>>,
+    /// The machine's load during the rounds.
+    pub load: MachineLoad,
+}
+
+impl Rounds {
+    /// Runs `plan` on `sides`: each `side(n)` records `n` events and says how long that took.
+    /// Each is run once to find how many events fill a batch, and once more to warm up, before
+    /// the rounds. Round `r` runs every side once, starting from side `r` modulo their number
+    /// and going on in turn, so that each side goes first as often as the others (of two: ours
+    /// first in even rounds, the baseline in odd ones).
+    pub fn measure(plan: Plan, sides: &mut [&mut dyn FnMut(u64) -> Duration]) -> Self {
+        let batches: Vec<u64> = sides.iter_mut().map(|side| events_per_batch(side, plan.batch)).collect();
+        for (side, &events) in sides.iter_mut().zip(&batches) {
+            side(events);
+        }
+        let meter = LoadMeter::start();
+        let mut ns = vec![Vec::with_capacity(plan.rounds); sides.len()];
+        for round in 0..plan.rounds {
+            for turn in 0..sides.len() {
+                let side = (round + turn) % sides.len();
+                let events = batches[side];
+                ns[side].push(sides[side](events).as_nanos() as f64 / events as f64);
+            }
+        }
+        Self { ns, load: meter.finish() }
+    }
+
+    /// Side `ours` against side `baseline`, as a pair.
+    pub fn pair(&self, ours: usize, baseline: usize) -> Interleaved {
+        Interleaved { ours_ns: self.ns[ours].clone(), baseline_ns: self.ns[baseline].clone(), load: self.load }
+    }
+}
+
 fn path(dir: &Path, name: &str) -> PathBuf {
     dir.join("interleaved").join(format!("{name}.json"))
 }
@@ -121,7 +145,7 @@ pub fn per_event(mut record: impl FnMut(u64)) -> impl FnMut(u64) -> Duration {
 
 /// How many events `side` records in about `batch`: grows a trial batch fourfold until it takes
 /// a quarter of `batch` at least, then scales it up.
-fn events_per_batch(side: &mut impl FnMut(u64) -> Duration, batch: Duration) -> u64 {
+fn events_per_batch(side: &mut dyn FnMut(u64) -> Duration, batch: Duration) -> u64 {
     let mut events = 1000u64;
     loop {
         let took = side(events);
@@ -202,5 +226,24 @@ mod tests {
         assert_eq!(result.baseline_ns, vec![1000.0; 3]);
         // Calibration (a, b), warm-up (a, b), then rounds a b, b a, a b.
         assert_eq!(order.into_inner().into_iter().collect::<String>(), "abababbaab");
+    }
+
+    #[test]
+    fn three_sides_take_turns_going_first_and_pair_up() {
+        let order = std::cell::RefCell::new(String::new());
+        let side = |name: char, micros: u64| {
+            let order = &order;
+            move |events: u64| {
+                order.borrow_mut().push(name);
+                Duration::from_micros(events * micros)
+            }
+        };
+        let (mut a, mut b, mut c) = (side('a', 1), side('b', 2), side('c', 4));
+        let plan = Plan { rounds: 3, batch: Duration::from_millis(4) };
+        let rounds = Rounds::measure(plan, &mut [&mut a, &mut b, &mut c]);
+        // Calibration (a, b, c), warm-up (a, b, c), then rounds abc, bca, cab.
+        assert_eq!(order.into_inner(), "abcabcabcbcacab");
+        let pair = rounds.pair(2, 0);
+        assert_eq!((pair.ours_ns, pair.baseline_ns), (vec![4000.0; 3], vec![1000.0; 3]));
     }
 }

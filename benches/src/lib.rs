@@ -1,7 +1,8 @@
 //! What hyptrace's benchmarks share: the floor and the record every peer stores
 //! ([`floor`], [`payload`]), the buffer the writer benchmarks write into ([`writer_buffer`]) and
-//! the threads of the scaling one ([`pinned_writers`]), the peers that need setting up (the
-//! kernel's [`tracefs`], an LTTng session: [`lttng`]), CPU pinning ([`cpus`]), the criterion
+//! the threads of the scaling one ([`pinned_writers`]), a real KVM guest traced by hyp-sim's
+//! hypervisor ([`kvm_guest`]), the peers that need setting up (the kernel's [`tracefs`] and its
+//! KVM tracepoints, an LTTng session: [`lttng`]), CPU pinning ([`cpus`]), the criterion
 //! settings every benchmark runs with ([`settings`]), criterion's result files ([`results`]),
 //! ratios measured interleaved ([`interleaved`]) with the machine's load meanwhile
 //! ([`machine_load`]), the processes of the end-to-end benchmark ([`pipeline`]) with what its
@@ -16,6 +17,7 @@ pub mod command_line;
 pub mod cpus;
 pub mod floor;
 pub mod interleaved;
+pub mod kvm_guest;
 pub mod lttng;
 #[cfg(lttng_ust)]
 pub mod lttng_probe;

@@ -46,6 +46,8 @@ impl Binaries {
 /// How hyp-sim runs in a trial.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Workload {
+    /// `sim` (simulated guests) or `kvm` (real guests on KVM, as fast as KVM delivers exits).
+    pub guest: &'static str,
     /// vCPUs, one buffer each.
     pub cpus: u32,
     /// Guest exits per second per vCPU (three events each); 0 runs flat out.
@@ -243,6 +245,8 @@ pub fn record(bins: &Binaries, work: &Workload, opts: RecordOptions, scratch: &P
 fn spawn_hyp_sim(bins: &Binaries, work: &Workload, socket: &Path, linger: f64, extra: &[&str]) -> Result<Child> {
     let _ = std::fs::remove_file(socket);
     Command::new(&bins.hyp_sim)
+        .arg("--guest")
+        .arg(work.guest)
         .arg("--cpus")
         .arg(work.cpus.to_string())
         .arg("--rate")

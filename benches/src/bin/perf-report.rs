@@ -134,6 +134,18 @@ const PAIRS: &[Pair] = &[
         metric: Metric::Events,
         target: Target::RatioAtLeast(1.9),
     },
+    Pair {
+        scenario: "real KVM exits/s of a vCPU, each traced by hyptrace (3 events), vs untraced",
+        name: "kvm_exits_traced_vs_untraced",
+        metric: Metric::Events,
+        target: Target::RatioAtLeast(0.99),
+    },
+    Pair {
+        scenario: "real KVM exits/s of a vCPU traced by hyptrace vs by the kernel's KVM tracepoints in a tracefs instance",
+        name: "kvm_exits_traced_vs_kernel_tracepoints",
+        metric: Metric::Events,
+        target: Target::RatioAtLeast(1.0),
+    },
 ];
 
 const TABLES: &[Table] = &[
@@ -397,6 +409,25 @@ const TABLES: &[Table] = &[
             ),
         ],
     },
+    Table {
+        title: "End to end on KVM: `hyp-sim --guest kvm --rate 0` on every vCPU → `trace-reader record`, drop mode, 256 × 4 KiB per CPU (exits/s, events/s)",
+        rows: &[
+            rate(
+                "real guest exits/s, all vCPUs, recorded vs the KVM guests alone (no consumer)",
+                "end_to_end/kvm_record_exits",
+                Some("end_to_end/kvm_alone"),
+                Metric::Events,
+                Target::None,
+            ),
+            rate(
+                "events/s reaching the file vs events/s the exits produced (1.000×: zero loss)",
+                "end_to_end/kvm_record_recorded",
+                Some("end_to_end/kvm_record_produced"),
+                Metric::Events,
+                Target::RatioAtLeast(1.0),
+            ),
+        ],
+    },
 ];
 
 /// A row's figure from a result: time per event, or the rate its metric names.
@@ -413,6 +444,7 @@ fn show(metric: Metric, value: f64) -> String {
     match metric {
         Metric::Time if value >= 1000.0 => format!("{:.2} µs", value / 1000.0),
         Metric::Time => format!("{value:.2} ns"),
+        Metric::Events if value < 1e6 => format!("{:.1} k/s", value / 1e3),
         Metric::Events => format!("{:.1} M/s", value / 1e6),
         Metric::Bytes => format!("{:.2} GB/s", value / 1e9),
     }
