@@ -225,13 +225,28 @@ proptest! {
         let m = Machine::new();
         // Pages the hypervisor was ever given (by a LOAD that succeeded).
         let mut donated = [false; RAM_PAGES as usize];
+        let mut donate = |descs: &[CpuDesc]| {
+            for d in descs {
+                for range in [(d.meta_addr, d.meta_len), (d.data_addr, d.data_len)] {
+                    for page in (range.0 - m.ram) / PAGE..(range.0 - m.ram + range.1) / PAGE {
+                        donated[page as usize] = true;
+                    }
+                }
+            }
+        };
+        // The descriptor last written to the scratch page, which an arbitrary LOAD reads.
+        let mut in_scratch: Vec<CpuDesc> = Vec::new();
         for s in &steps {
             match s {
                 Step::Call(c, a) => {
                     let mut args = *a;
                     // Relative page numbers become addresses in RAM, to reach the interesting paths.
                     if *c == call::LOAD { args[0] = m.scratch; args[1] %= 512; }
-                    let _ = m.hyp.hvc(*c, args);
+                    // A LOAD that succeeds donates what the descriptor in the scratch page names
+                    // (or part of it: what counts as donated is then a superset).
+                    if m.hyp.hvc(*c, args).status == 0 && *c == call::LOAD {
+                        donate(&in_scratch);
+                    }
                 }
                 Step::Load { cpus, nr_subbufs, mode } => {
                     let header = DescHeader::new(cpus.len() as u32, 4096, *nr_subbufs, *mode);
@@ -241,14 +256,9 @@ proptest! {
                         data_addr: m.ram + data * PAGE, data_len: data_pages * PAGE,
                     }).collect();
                     if m.load(&header, &descs).status == 0 {
-                        for d in &descs {
-                            for range in [(d.meta_addr, d.meta_len), (d.data_addr, d.data_len)] {
-                                for page in (range.0 - m.ram) / PAGE..(range.0 - m.ram + range.1) / PAGE {
-                                    donated[page as usize] = true;
-                                }
-                            }
-                        }
+                        donate(&descs);
                     }
+                    in_scratch = descs;
                 }
                 Step::Exits { cpu, n } => {
                     m.hyp.hvc(call::ENABLE, [1, 0, 0, 0]);
