@@ -173,8 +173,8 @@ fn lttng_peer(plan: &Plan, layout: Subbufs, scratch: &Path) -> Result<Option<f64
 }
 
 #[cfg(not(lttng_ust))]
-fn lttng_peer(_: &Plan, _: Subbufs, _: &Path) -> Result<Option<f64>> {
-    skipped::skip("end_to_end/lttng_*", lttng::NOT_BUILT);
+fn lttng_peer(_: &Plan, layout: Subbufs, _: &Path) -> Result<Option<f64>> {
+    skipped::skip(&format!("end_to_end/lttng_*_{}", layout_name(layout)), lttng::NOT_BUILT);
     Ok(None)
 }
 
