@@ -15,6 +15,15 @@
 //!   the events/s reaching the file at that rate. The search halves the rate until a trial loses
 //!   nothing, then bisects between that rate and the lowest that lost. A flat-out trial that lost
 //!   nothing is the lossless figure itself.
+//! - `lttng_flat_out_{4,64}KiB` and `lttng_lossless_{4,64}KiB`: LTTng-UST's peers of those two,
+//!   measured right after hyptrace's with the same layout (`hyptrace_benches::lttng_pipeline`):
+//!   one writer thread per CPU in this process recording `hyptrace_bench:payload_16B` (the same
+//!   16-byte payload), paced as hyp-sim paces its vCPUs, for the same trial length, into a
+//!   discard-mode session with per-UID buffers laid out alike, its consumer daemon writing the
+//!   trace into the same directory as it records; events counted in the trace with babeltrace2,
+//!   discarded ones from the channel's statistic. A trial is lossless when the trace holds every
+//!   event emitted and none was discarded; the lossless rate is searched for as hyptrace's is,
+//!   below the flat-out trial's rate. Skipped, with the reason printed, where LTTng cannot run.
 //! - `record_lossless_64KiB_timeshared`: the same search with the reader threads scheduled like
 //!   any other thread (no `--realtime`), when the others had it: what real-time scheduling buys.
 //!
@@ -38,6 +47,8 @@
 use anyhow::{Context, Result};
 use criterion::Throughput;
 use hyptrace_benches::command_line::{self, Run};
+use hyptrace_benches::lossless_search::{self, Trial};
+use hyptrace_benches::lttng::{self, Subbufs};
 use hyptrace_benches::pipeline::{self, Binaries, RecordOptions, Recorded, Workload};
 use hyptrace_benches::{cpus, kvm_guest, results, skipped, storage};
 use std::path::Path;
@@ -60,6 +71,10 @@ fn plan() -> Option<Plan> {
         "record_flat_out_64KiB",
         "record_lossless_64KiB",
         "record_lossless_64KiB_timeshared",
+        "lttng_flat_out_4KiB",
+        "lttng_lossless_4KiB",
+        "lttng_flat_out_64KiB",
+        "lttng_lossless_64KiB",
         "producer_alone",
         "store_new_pages",
         "store_rewrite",
@@ -84,16 +99,8 @@ fn report_exits(id: &str, exits_per_sec: f64, detail: &str) -> Result<()> {
     results::write(&results::criterion_dir(), "end_to_end", id, 1e9 / exits_per_sec, Throughput::Elements(1))
 }
 
-fn describe(trial: &Recorded) -> String {
-    let produced: u64 = trial.produced.cpus.iter().map(|c| c.entries + c.dropped).sum();
-    format!("{produced} events produced, {} recorded, {} lost", trial.read(), trial.lost())
-}
-
 /// Bytes the storage figures write (each pass).
 const STORED: usize = 256 << 20;
-
-/// Most halvings of the rate while looking for one that loses nothing.
-const MAX_HALVINGS: u32 = 8;
 
 /// What every lossless search needs besides its workload and recorder options.
 struct Search<'a> {
@@ -105,45 +112,70 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
-    /// The highest per-vCPU exit rate below the ceiling at which a recording loses nothing,
-    /// and that trial: the rate is halved until a trial loses nothing, then bisected between
-    /// that rate and the lowest that lost, `plan.bisection_steps` times. `None` if even the
-    /// lowest rate tried lost events.
+    /// The highest per-vCPU exit rate below the ceiling at which a recording of `work` with
+    /// `opts` loses nothing, and that trial ([`lossless_search::highest_lossless`]).
     fn lossless(&self, work: Workload, opts: RecordOptions) -> Result<Option<Recorded>> {
-        let (mut low, mut high) = (0, self.ceiling);
-        let mut best = None;
-        let (mut halvings, mut steps) = (0, 0);
-        while steps < self.plan.bisection_steps && halvings < MAX_HALVINGS {
-            let rate = if best.is_none() { high / 2 } else { (low + high) / 2 };
-            let trial = pipeline::record(self.bins, &Workload { rate, ..work }, opts, self.scratch)?;
-            println!("  {rate:>9} exits/s per vCPU: {}", describe(&trial));
-            if trial.lossless() {
-                low = rate;
-                best = Some(trial);
-            } else {
-                high = rate;
-            }
-            if best.is_none() {
-                halvings += 1;
-            } else {
-                steps += 1;
-            }
-        }
-        Ok(best)
+        lossless_search::highest_lossless(self.ceiling, self.plan.bisection_steps, "exits/s per vCPU", |rate| {
+            pipeline::record(self.bins, &Workload { rate, ..work }, opts, self.scratch)
+        })
     }
 
     /// Reports as `id` the lossless figure of `work` recorded with `opts`, given its flat-out
-    /// trial: that trial if it lost nothing, else [`Search::lossless`]'s.
-    fn report(&self, work: Workload, opts: RecordOptions, flat: Recorded, id: &str) -> Result<()> {
-        let best = if flat.lossless() { Some(flat) } else { self.lossless(work, opts)? };
-        match best {
-            Some(trial) => report(id, trial.events_per_sec(), &describe(&trial)),
-            None => {
-                println!("end_to_end/{id}: every rate tried lost events; not measured");
-                Ok(())
-            }
+    /// trial ([`report_lossless`]); the events/s, if found.
+    fn report(&self, work: Workload, opts: RecordOptions, flat: Recorded, id: &str) -> Result<Option<f64>> {
+        report_lossless(id, flat, || self.lossless(work, opts))
+    }
+}
+
+/// Reports as `id` a recording's lossless figure given its flat-out trial: that trial if it lost
+/// nothing, else the one `search` finds; the events/s, `None` if every rate tried lost events.
+fn report_lossless<T: Trial>(id: &str, flat: T, search: impl FnOnce() -> Result<Option<T>>) -> Result<Option<f64>> {
+    let best = if flat.lossless() { Some(flat) } else { search()? };
+    match best {
+        Some(trial) => {
+            report(id, trial.events_per_sec(), &trial.describe())?;
+            Ok(Some(trial.events_per_sec()))
+        }
+        None => {
+            println!("end_to_end/{id}: every rate tried lost events; not measured");
+            Ok(None)
         }
     }
+}
+
+/// The two layouts of 1 MiB per CPU every recording is measured with: sub-buffers, their size
+/// and the name the figures carry.
+const LAYOUTS: [Subbufs; 2] = [Subbufs { size: 4096, count: 256 }, Subbufs { size: 65536, count: 16 }];
+
+/// A layout's name in the figures' ids: `4KiB`, `64KiB`.
+fn layout_name(layout: Subbufs) -> String {
+    format!("{}KiB", layout.size / 1024)
+}
+
+/// LTTng-UST's flat-out and lossless figures with `layout`, the lossless rate searched as
+/// hyptrace's is, below the flat-out trial's ([`lttng_pipeline`]); the lossless events/s, if
+/// found.
+#[cfg(lttng_ust)]
+fn lttng_peer(plan: &Plan, layout: Subbufs, scratch: &Path) -> Result<Option<f64>> {
+    use hyptrace_benches::lttng_pipeline::{self, LttngWorkload};
+    let name = layout_name(layout);
+    let threads = cpus::available();
+    let work = LttngWorkload { threads, rate: 0, subbufs: layout, duration: plan.trial };
+    println!("end_to_end: LTTng-UST, {threads} writer threads, per-UID {} x {name} sub-buffers per CPU", layout.count);
+    let flat = lttng_pipeline::record(&work, scratch)?;
+    report(&format!("lttng_flat_out_{name}"), flat.events_per_sec(), &flat.describe())?;
+    let ceiling = flat.emitted_per_sec_per_thread(threads);
+    report_lossless(&format!("lttng_lossless_{name}"), flat, || {
+        lossless_search::highest_lossless(ceiling, plan.bisection_steps, "events/s per thread", |rate| {
+            lttng_pipeline::record(&LttngWorkload { rate, ..work }, scratch)
+        })
+    })
+}
+
+#[cfg(not(lttng_ust))]
+fn lttng_peer(_: &Plan, layout: Subbufs, _: &Path) -> Result<Option<f64>> {
+    skipped::skip(&format!("end_to_end/lttng_*_{}", layout_name(layout)), lttng::NOT_BUILT);
+    Ok(None)
 }
 
 /// The KVM guests flat out on every vCPU, `base`'s buffers: alone in overwrite mode, then in
@@ -165,7 +197,7 @@ fn kvm_guests(bins: &Binaries, base: Workload, opts: RecordOptions, scratch: &Pa
     report_exits("kvm_record_exits", exits, &format!("{:.1} k exits/s each, recorded", exits / cpus / 1e3))?;
     report("kvm_record_produced", trial.produced.events_per_sec(), "produced by the exits")?;
     let verdict = if trial.lossless() { "lossless" } else { "LOST EVENTS" };
-    report("kvm_record_recorded", trial.events_per_sec(), &format!("{}: {verdict}", describe(&trial)))
+    report("kvm_record_recorded", trial.events_per_sec(), &format!("{}: {verdict}", trial.describe()))
 }
 
 fn main() -> Result<()> {
@@ -194,20 +226,30 @@ fn main() -> Result<()> {
     }
     let ceiling = (alone.events_per_sec() / EVENTS_PER_EXIT / f64::from(base.cpus)) as u64;
     let search = Search { bins: &bins, plan: &plan, scratch: scratch.path(), ceiling };
-    for (subbuf_size, nr_subbufs, name) in [(4096, 256, "4KiB"), (65536, 16, "64KiB")] {
-        let work = Workload { subbuf_size, nr_subbufs, ..base };
-        println!("end_to_end: {nr_subbufs} x {name} sub-buffers per CPU");
+    let lttng = lttng::available();
+    if let Err(why) = &lttng {
+        skipped::skip("end_to_end/lttng_*", why);
+    }
+    for layout in LAYOUTS {
+        let name = layout_name(layout);
+        let work = Workload { subbuf_size: layout.size, nr_subbufs: layout.count, ..base };
+        println!("end_to_end: {} x {name} sub-buffers per CPU", layout.count);
         let flat = pipeline::record(&bins, &work, opts, scratch.path())?;
-        report(&format!("record_flat_out_{name}"), flat.events_per_sec(), &describe(&flat))?;
-        let id = format!("record_lossless_{name}");
-        search.report(work, opts, flat, &id)?;
+        report(&format!("record_flat_out_{name}"), flat.events_per_sec(), &flat.describe())?;
+        let ours = search.report(work, opts, flat, &format!("record_lossless_{name}"))?;
+        // LTTng right after hyptrace with the same layout, so both see the machine alike.
+        if lttng.is_ok()
+            && let (Some(ours), Some(theirs)) = (ours, lttng_peer(&plan, layout, scratch.path())?)
+        {
+            println!("end_to_end: lossless with {name} sub-buffers, hyptrace vs LTTng-UST: {:.2}x", ours / theirs);
+        }
     }
     if opts.realtime {
         let work = Workload { subbuf_size: 65536, nr_subbufs: 16, ..base };
         println!("end_to_end: 16 x 64KiB sub-buffers per CPU, reader threads timeshared (no --realtime)");
         let timeshared = RecordOptions { realtime: false, ..opts };
         let flat = pipeline::record(&bins, &work, timeshared, scratch.path())?;
-        println!("  flat out: {}", describe(&flat));
+        println!("  flat out: {}", flat.describe());
         search.report(work, timeshared, flat, "record_lossless_64KiB_timeshared")?;
     }
     kvm_guests(&bins, base, opts, scratch.path())

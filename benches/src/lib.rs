@@ -5,8 +5,9 @@
 //! KVM tracepoints, an LTTng session: [`lttng`]), CPU pinning ([`cpus`]), the criterion
 //! settings every benchmark runs with ([`settings`]), criterion's result files ([`results`]),
 //! ratios measured interleaved ([`interleaved`]) with the machine's load meanwhile
-//! ([`machine_load`]), the processes of the end-to-end benchmark ([`pipeline`]) with what its
-//! file system charges for storing ([`storage`]), the command line of the benchmarks that run
+//! ([`machine_load`]), the processes of the end-to-end benchmark ([`pipeline`]), its LTTng-UST
+//! peer (`lttng_pipeline`) and the search for their lossless rates ([`lossless_search`]), with
+//! what its file system charges for storing ([`storage`]), the command line of the benchmarks that run
 //! without criterion's harness ([`command_line`]), and saying a benchmark was skipped
 //! ([`skipped`]).
 //!
@@ -18,7 +19,10 @@ pub mod cpus;
 pub mod floor;
 pub mod interleaved;
 pub mod kvm_guest;
+pub mod lossless_search;
 pub mod lttng;
+#[cfg(lttng_ust)]
+pub mod lttng_pipeline;
 #[cfg(lttng_ust)]
 pub mod lttng_probe;
 pub mod machine_load;

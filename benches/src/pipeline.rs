@@ -3,6 +3,7 @@
 //! reporting its own counters on exit. [`Binaries::locate`] finds (or builds) the release
 //! binaries; [`produce_alone`] and [`record`] run one trial and parse both reports.
 
+use crate::lossless_search::Trial;
 use anyhow::{Context, Result, bail, ensure};
 use rustix::io::Errno;
 use std::path::{Path, PathBuf};
@@ -145,11 +146,6 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    /// Events written to the file per second of the guests' run.
-    pub fn events_per_sec(&self) -> f64 {
-        self.read() as f64 / self.produced.secs
-    }
-
     /// Events written to the file.
     pub fn read(&self) -> u64 {
         self.cpus.iter().map(|c| c.read).sum()
@@ -164,10 +160,22 @@ impl Recorded {
         let missing: u64 = p.iter().zip(&self.cpus).map(|(p, r)| p.entries.saturating_sub(r.read)).sum();
         producer.max(reported) + missing
     }
+}
+
+impl Trial for Recorded {
+    /// Events written to the file per second of the guests' run.
+    fn events_per_sec(&self) -> f64 {
+        self.read() as f64 / self.produced.secs
+    }
 
     /// True if every event the guests produced reached the file, by both reports.
-    pub fn lossless(&self) -> bool {
+    fn lossless(&self) -> bool {
         self.produced.cpus.len() == self.cpus.len() && self.lost() == 0 && !self.cpus.iter().any(|c| c.lost_unknown)
+    }
+
+    fn describe(&self) -> String {
+        let produced: u64 = self.produced.cpus.iter().map(|c| c.entries + c.dropped).sum();
+        format!("{produced} events produced, {} recorded, {} lost", self.read(), self.lost())
     }
 }
 

@@ -410,6 +410,39 @@ const TABLES: &[Table] = &[
         ],
     },
     Table {
+        title: "End to end vs LTTng-UST: the lossless rates of the same run, 1 MiB per CPU laid out alike (events/s)",
+        rows: &[
+            rate(
+                "256 × 4 KiB sub-buffers: hyptrace recorded with zero loss vs LTTng-UST (per-UID, discard mode, consumer daemon to disk) with zero loss",
+                "end_to_end/record_lossless_4KiB",
+                Some("end_to_end/lttng_lossless_4KiB"),
+                Metric::Events,
+                Target::RatioAtLeast(3.0),
+            ),
+            rate(
+                "16 × 64 KiB sub-buffers: hyptrace recorded with zero loss vs LTTng-UST with zero loss",
+                "end_to_end/record_lossless_64KiB",
+                Some("end_to_end/lttng_lossless_64KiB"),
+                Metric::Events,
+                Target::RatioAtLeast(3.0),
+            ),
+            rate(
+                "256 × 4 KiB: recorded flat out, lost or not: hyptrace vs LTTng-UST",
+                "end_to_end/record_flat_out_4KiB",
+                Some("end_to_end/lttng_flat_out_4KiB"),
+                Metric::Events,
+                Target::None,
+            ),
+            rate(
+                "16 × 64 KiB: recorded flat out, lost or not: hyptrace vs LTTng-UST",
+                "end_to_end/record_flat_out_64KiB",
+                Some("end_to_end/lttng_flat_out_64KiB"),
+                Metric::Events,
+                Target::None,
+            ),
+        ],
+    },
+    Table {
         title: "End to end on KVM: `hyp-sim --guest kvm --rate 0` on every vCPU → `trace-reader record`, drop mode, 256 × 4 KiB per CPU (exits/s, events/s)",
         rows: &[
             rate(

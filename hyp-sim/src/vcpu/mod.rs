@@ -1,9 +1,9 @@
 //! vCPU threads: each runs a guest on one physical CPU, handing its exits to the hypervisor at a
-//! set rate or as fast as it can (`pace`): the simulated guest's here ([`run`]), a KVM guest's
+//! set rate or as fast as it can ([`pace`]): the simulated guest's here ([`run`]), a KVM guest's
 //! in [`kvm`].
 
 pub mod kvm;
-mod pace;
+pub mod pace;
 
 use crate::guest;
 use crate::hyp::Hyp;
@@ -21,7 +21,7 @@ pub struct Workload {
 }
 
 /// Exits made between two looks at the clock: a few microseconds of exits at full speed.
-const BATCH: u64 = 256;
+pub const BATCH: u64 = 256;
 
 /// How a vCPU thread's run went.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! Pacing a vCPU's exits to a rate: the one schedule both kinds of vCPU thread keep.
+//! Pacing a vCPU's exits to a rate: the one schedule both kinds of vCPU thread keep, and that
+//! benchmarks pacing another tracer's writers to a rate keep too.
 
 use std::time::{Duration, Instant};
 
