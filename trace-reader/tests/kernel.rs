@@ -120,20 +120,25 @@ fn record_sets_up_an_instance_of_its_own_and_leaves_itself_out() {
         let file = dir.path().join("setup.dat");
         let args = [&["record", "--kernel", "-e", "raw_syscalls:sys_ent*"][..], extra];
         let args = [&args.concat()[..], &["--duration", "0.5", "-o", file.to_str().unwrap()]].concat();
-        let recorded = Command::new(env!("CARGO_BIN_EXE_trace-reader")).args(&args).output().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_trace-reader"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Its own instance is named after it, and its main thread (whose id is the process's)
+        // after it too: other trace-readers this machine runs meanwhile are not its business.
+        let pid = child.id();
+        let recorded = child.wait_with_output().unwrap();
         ok(&recorded);
-        let pid = String::from_utf8_lossy(&recorded.stderr).to_string();
-        let leftover = std::fs::read_dir(tracefs.join("instances"))
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|name| name.starts_with("trace-reader-") && !name.starts_with("trace-reader-test"))
-            .count();
+        let stderr = String::from_utf8_lossy(&recorded.stderr).to_string();
+        let leftover = usize::from(tracefs.join("instances").join(format!("trace-reader-{pid}")).exists());
         let out = Command::new(tc).args(["report", "-R"]).arg(&file).output().unwrap();
         assert!(out.status.success(), "trace-cmd report failed: {}", String::from_utf8_lossy(&out.stderr));
         let report = String::from_utf8_lossy(&out.stdout).to_string();
         let events = report.lines().filter(|l| l.contains("sys_enter:")).count();
-        let own = report.lines().filter(|l| l.trim_start().starts_with("trace-reader-")).count();
-        (events, own, leftover, pid)
+        let own = report.lines().filter(|l| l.trim_start().starts_with(&format!("trace-reader-{pid} "))).count();
+        (events, own, leftover, stderr)
     };
     let (events, own, leftover, stderr) = own_events(&[]);
     assert!(events > 0, "the chosen events were recorded: {stderr}");
