@@ -53,6 +53,21 @@ fn beside_the_scheduler(mut sim: Sim, command_and_args: &[&str]) -> (Sim, std::p
     (sim, out)
 }
 
+/// Instances trace-reader made (`trace-reader-<pid>`) whose process has gone: it should have
+/// removed them.
+fn leaked_instances() -> Vec<String> {
+    let tracefs = std::path::Path::new(ring_mmap::kernel::TRACEFS);
+    let Ok(instances) = std::fs::read_dir(tracefs.join("instances")) else { return Vec::new() };
+    instances
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| {
+            name.strip_prefix("trace-reader-")
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .collect()
+}
+
 /// The events of `out`, `report` or `stream` output in JSON.
 fn events_of(out: &std::process::Output) -> Vec<Event> {
     String::from_utf8_lossy(&out.stdout)
@@ -121,6 +136,7 @@ fn every_hypervisor_event_lies_inside_a_run_of_its_host_thread() {
     let file = sim.dir.path().join("timeline.dat");
     let (_sim, recorded) = beside_the_scheduler(sim, &["record", "-o", file.to_str().unwrap()]);
     ok(&recorded);
+    assert_eq!(leaked_instances(), Vec::<String>::new(), "record removes its kernel instance");
     let report = reader(&["report", "--format", "json", file.to_str().unwrap()]);
     ok(&report);
     let events = events_of(&report);
@@ -150,6 +166,7 @@ fn stream_merges_the_kernel_and_the_hypervisor_live_on_one_clock() {
     let sim = Sim::start(2, Mode::Drop, 2000, 256);
     let (_sim, streamed) = beside_the_scheduler(sim, &["stream", "--format", "json"]);
     ok(&streamed);
+    assert_eq!(leaked_instances(), Vec::<String>::new(), "stream removes its kernel instance");
     let events = events_of(&streamed);
     let placed = check_placement(&events);
     // Live, the order across sources is exact up to the moment an event stamped before a pass

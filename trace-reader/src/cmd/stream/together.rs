@@ -96,7 +96,9 @@ pub fn run(args: &StreamArgs) -> Result<()> {
     // One session per source: the rates a terminal shows need no more readers.
     let (mut sources, kernel) = sources::open(&args.source, &args.kernel_setup, 1)?;
     let printed = print(&mut sources, args.format.style, args.times.ns, args.live.options());
-    // Put back (or removed) once the sources, which read it, are closed.
+    // Put back (or removed) once the sources, which read it, are closed: an instance whose
+    // buffers are still open cannot be removed.
+    drop(sources);
     drop(kernel);
     printed
 }
