@@ -10,12 +10,11 @@
 
 mod common;
 
-use common::{exits_column, int, named, read_until_hangup, start, string};
+use common::{finish_run, int, named, read_until_hangup, start, string};
 use hyp_sim::events::{COMMON_FIELDS, EventDef, HOST_HCALL, HOST_MEM_ABORT, HOST_SMC, HYP_ENTER, HYP_EXIT, HYP_PRINTK};
 use hyp_sim::guest::{self, GuestExit};
 use hyp_sim::host::clock::monotonic_ns;
 use ring_mmap::{Consumer, Lost, Record};
-use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 
@@ -129,7 +128,7 @@ fn run(args: &[&str], late: Duration, pause: Duration) -> Vec<(Stream, u64)> {
     let socket = dir.path().join("sock");
     let start_ns = monotonic_ns();
     let seed = SEED.to_string();
-    let (mut child, conn) = start(&socket, &[&["--cpus", "2", "--seed", &seed], args].concat());
+    let (child, conn) = start(&socket, &[&["--cpus", "2", "--seed", &seed], args].concat());
     let readers: Vec<_> = (0..2)
         .map(|cpu| {
             let source = conn.open_cpu(cpu).expect("open_cpu");
@@ -149,13 +148,7 @@ fn run(args: &[&str], late: Duration, pause: Duration) -> Vec<(Stream, u64)> {
             })
         })
         .collect();
-    let streams: Vec<Stream> = readers.into_iter().map(|r| r.join().expect("consumer panicked")).collect();
-    let mut report = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut report).unwrap();
-    assert!(child.wait().unwrap().success(), "hyp-sim failed:\n{report}");
-    let exits = exits_column(&report, 2);
-    println!("{}", report.trim_end());
-    streams.into_iter().zip(exits).collect()
+    finish_run(child, readers).0
 }
 
 #[test]

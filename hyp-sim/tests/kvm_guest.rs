@@ -8,12 +8,11 @@
 
 mod common;
 
-use common::{exits_column, int, named, read_until_hangup, start, string};
+use common::{finish_run, int, named, read_until_hangup, start, string};
 use hyp_kvm::guest::{abi, mmio_address};
 use hyp_sim::events::{COMMON_FIELDS, EventDef, GUEST_HLT, GUEST_MMIO, GUEST_PIO, GUEST_STOP, HYP_ENTER, HYP_EXIT};
 use ring_mmap::{Consumer, Record};
 use std::collections::VecDeque;
-use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -191,7 +190,7 @@ fn run(args: &[&str]) -> (Vec<(Stream, u64)>, String) {
     // consumer threads are scheduled beside two vCPU threads running flat out.
     let common = ["--guest", "kvm", "--cpus", "2", "--rate", "0", "--duration", "1", "--mode", "drop"];
     let more = ["--nr-subbufs", "4096", "--seed", &seed, "--hypercall-priority", "normal"];
-    let (mut child, conn) = start(&socket, &[&common[..], &more, args].concat());
+    let (child, conn) = start(&socket, &[&common[..], &more, args].concat());
     let readers: Vec<_> = (0..2)
         .map(|vcpu| {
             let source = conn.open_cpu(vcpu).expect("open_cpu");
@@ -205,13 +204,7 @@ fn run(args: &[&str]) -> (Vec<(Stream, u64)>, String) {
             })
         })
         .collect();
-    let streams: Vec<Stream> = readers.into_iter().map(|r| r.join().expect("a consumer panicked")).collect();
-    let mut report = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut report).unwrap();
-    assert!(child.wait().unwrap().success(), "hyp-sim failed:\n{report}");
-    println!("{}", report.trim_end());
-    let exits = exits_column(&report, 2);
-    (streams.into_iter().zip(exits).collect(), report)
+    finish_run(child, readers)
 }
 
 #[test]

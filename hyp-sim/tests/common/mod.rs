@@ -7,9 +7,11 @@
 
 use hyp_sim::events::Field;
 use ring_mmap::{Connection, Consumer, CpuSource, Error, Record, Wakeup};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Starts hyp-sim serving `socket` with `args`, its stderr piped, and connects to it.
@@ -87,4 +89,17 @@ pub fn read_until_hangup<S: CpuSource>(consumer: &mut Consumer<S>, pause: Durati
             return;
         }
     }
+}
+
+/// Waits for the consumer threads `readers`, one per CPU, and for hyp-sim (`child`, its stderr
+/// piped), which must succeed; returns what each reader returned with the exits hyp-sim reports
+/// for its CPU, and hyp-sim's report (also printed).
+pub fn finish_run<T>(mut child: Child, readers: Vec<JoinHandle<T>>) -> (Vec<(T, u64)>, String) {
+    let streams: Vec<T> = readers.into_iter().map(|r| r.join().expect("a consumer panicked")).collect();
+    let mut report = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut report).unwrap();
+    assert!(child.wait().unwrap().success(), "hyp-sim failed:\n{report}");
+    println!("{}", report.trim_end());
+    let exits = exits_column(&report, streams.len());
+    (streams.into_iter().zip(exits).collect(), report)
 }

@@ -50,9 +50,7 @@ impl Sim {
     /// recording sees every exit). `None` where this machine has no `/dev/kvm`, having printed
     /// `SKIPPED: …` (in CI, where the machines have KVM, its absence fails the test instead).
     pub fn start_kvm(cpus: u32, mode: Mode, rate: u64, nr_subbufs: u32, test: &str) -> Option<Self> {
-        if !Path::new("/dev/kvm").exists() {
-            assert!(std::env::var_os("CI").is_none(), "/dev/kvm is missing on a CI machine; {test} must run there");
-            println!("SKIPPED: /dev/kvm does not exist on this machine: {test} did not run");
+        if !kvm_or_skip(test) {
             return None;
         }
         let mut sim = Self::boot(cpus, mode, nr_subbufs, Backing::Memfd);
@@ -180,7 +178,7 @@ fn parse_line(l: &str) -> Option<EventLine> {
     Some((cpu.parse().ok()?, ns(ts), name.trim().to_string(), fields.trim().to_string()))
 }
 
-fn ns(ts: &str) -> u64 {
+pub fn ns(ts: &str) -> u64 {
     let (s, n) = ts.split_once('.').unwrap();
     assert_eq!(n.len(), 9, "nanosecond timestamps: {ts}");
     s.parse::<u64>().unwrap() * 1_000_000_000 + n.parse::<u64>().unwrap()
@@ -241,4 +239,15 @@ pub fn tracefs_instance(name: &str, test: &str) -> Option<TracefsInstance> {
             None
         }
     }
+}
+
+/// Whether this machine has `/dev/kvm`; where it has not, says that `what` is not tested. In CI
+/// (`CI` set) its absence fails: the machines CI runs on have KVM.
+pub fn kvm_or_skip(what: &str) -> bool {
+    if Path::new("/dev/kvm").exists() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "/dev/kvm is missing on a CI machine; {what} must run there");
+    println!("SKIPPED: /dev/kvm does not exist on this machine: {what} not tested");
+    false
 }
