@@ -90,3 +90,13 @@ pub fn open(
 fn system_name(formats: &Formats) -> String {
     formats.iter().map(|f| f.system.clone()).min().unwrap_or_else(|| "producer".to_string())
 }
+
+/// Every source's event formats in one table, as they are numbered together (a producer's after
+/// the kernel's: [`EventIds`]).
+pub fn formats_together(sources: &[Source]) -> Formats {
+    let mut formats = Formats::default();
+    for format in sources.iter().flat_map(|s| s.formats.iter()) {
+        formats.insert(format.clone());
+    }
+    formats
+}

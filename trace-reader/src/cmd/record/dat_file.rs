@@ -2,7 +2,7 @@
 
 use super::kernel_files::kernel_symbols;
 use crate::cli::RecordArgs;
-use crate::cmd::sources::Source;
+use crate::cmd::sources::{self, Source};
 use crate::source::Target;
 use crate::tracedat::{BufferSpec, DatInfo, DatWriter, SpoolIo};
 use anyhow::{Context, Result};
@@ -11,12 +11,7 @@ use anyhow::{Context, Result};
 /// every source's formats, the kernel's symbols, a buffer per source.
 pub(super) fn create_file(sources: &[Source], args: &RecordArgs) -> Result<DatWriter> {
     let top = &sources[0];
-    let mut formats = top.formats.clone();
-    for source in &sources[1..] {
-        for format in source.formats.iter() {
-            formats.insert(format.clone());
-        }
-    }
+    let formats = sources::formats_together(sources);
     let mut info = DatInfo::new(top.sessions[0].subbuf_size, &formats, top.target.trace_clock());
     if let Target::Kernel { tracing } = &top.target {
         kernel_symbols(&mut info, tracing);

@@ -29,7 +29,6 @@ use super::super::{interrupt_flag, rows};
 use crate::cli::StreamArgs;
 use crate::event_ids::EventIds;
 use crate::event_text::EventText;
-use crate::formats::Formats;
 use crate::live::{self, EachRecord, Finished, LiveOptions, Stop, Tally};
 use crate::merge::{MergedItem, Merger};
 use crate::output::{BufferLabel, Printer, Style, Timestamps};
@@ -230,10 +229,7 @@ impl SourceReader<'_> {
 /// source's formats as they are numbered together, the kernel's symbols and task names as they
 /// are now.
 fn printer(sources: &[Source], style: Style, in_ns: bool) -> Printer {
-    let mut formats = Formats::default();
-    for format in sources.iter().flat_map(|s| s.formats.iter()) {
-        formats.insert(format.clone());
-    }
+    let formats = sources::formats_together(sources);
     let kernel = sources.iter().find_map(|s| s.sessions[0].tracing());
     let symbols = kernel.map(Symbols::of_kernel).unwrap_or_default();
     let clock = sources.iter().find_map(|s| s.target.trace_clock());
