@@ -120,7 +120,7 @@ fn record_sets_up_an_instance_of_its_own_and_leaves_itself_out() {
         let file = dir.path().join("setup.dat");
         let args = [&["record", "--kernel", "-e", "raw_syscalls:sys_ent*"][..], extra];
         let args = [&args.concat()[..], &["--duration", "0.5", "-o", file.to_str().unwrap()]].concat();
-        let child = Command::new(env!("CARGO_BIN_EXE_trace-reader"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trace-reader"))
             .args(&args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -129,6 +129,11 @@ fn record_sets_up_an_instance_of_its_own_and_leaves_itself_out() {
         // Its own instance is named after it, and its main thread (whose id is the process's)
         // after it too: other trace-readers this machine runs meanwhile are not its business.
         let pid = child.id();
+        // System calls of a task other than trace-reader, made while it records: a quiet machine
+        // may make none of its own in half a second.
+        while child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let recorded = child.wait_with_output().unwrap();
         ok(&recorded);
         let stderr = String::from_utf8_lossy(&recorded.stderr).to_string();
