@@ -8,6 +8,9 @@
 //! ([`crate::client::DEFAULT_ANSWER_SPIN`], 10 µs: an awake server on another CPU answers within a
 //! few), before either sleeps.
 //!
+//! A server answering from the CPUs its client consumes does not poll at all (see
+//! [`ClientWindows`]): the consumer it would wait for runs there too.
+//!
 //! The windows are short, and spent spinning in place rather than yielding, for reasons
 //! measured with hyp-sim and `trace-reader record` on that machine. A longer client window keeps
 //! a server that shares its CPU from answering and takes CPU from the writers: with 100 µs, 9-18%
@@ -45,7 +48,8 @@ impl PollWindow {
 /// a window before one is tried again.
 const SKIP_AFTER_MISS: u32 = 7;
 
-/// The server's polling windows for one client: one after each request, while they pay.
+/// The server's polling windows for one client: one after each request, while they pay, and
+/// none once the server answers from the client's CPUs.
 ///
 /// A consumer's requests come in bursts: while it drains, one request per page, each soon after
 /// the last answer if its pages are small (a few microseconds to copy 4 KiB), later than any
@@ -53,11 +57,21 @@ const SKIP_AFTER_MISS: u32 = 7;
 /// wakeup). A window that closes before the next request costs its whole length in CPU for
 /// nothing, so after one does, the next [`SKIP_AFTER_MISS`] requests get none and then one is
 /// tried again. No window follows a request that sends the client to sleep on its doorbell.
+///
+/// A server thread moved to the CPUs its client consumes ([`crate::ServerOptions::on_consumed_cpus`])
+/// shares them with a consumer that reads each CPU from that CPU, as `trace-reader` does: polling
+/// there would keep that consumer from sending the very request polled for (at the same
+/// real-time priority it cannot take the CPU from the poller; below it, it waits the whole
+/// window) and takes the CPU from the writers besides, while the round trip it would save is two
+/// switches on one CPU, with no other CPU to wake. Such a thread never polls
+/// ([`ClientWindows::beside_client`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ClientWindows {
     current: Option<PollWindow>,
     /// Requests to go without a window.
     skip: u32,
+    /// The server runs on the client's CPUs: no windows.
+    beside_client: bool,
 }
 
 impl ClientWindows {
@@ -73,11 +87,17 @@ impl ClientWindows {
         }
     }
 
+    /// The server now runs on the CPUs its client consumes: it answers and sleeps from now on.
+    pub(crate) fn beside_client(&mut self) {
+        self.beside_client = true;
+        self.current = None;
+    }
+
     /// Its request was answered: poll `length` for the next one unless `sleeps` (the client
-    /// sleeps on its doorbell now) or windows are not paying.
+    /// sleeps on its doorbell now), the server runs beside the client, or windows are not paying.
     pub(crate) fn answered(&mut self, length: Duration, sleeps: bool) {
         self.current = None;
-        if sleeps || length.is_zero() {
+        if sleeps || length.is_zero() || self.beside_client {
             return;
         }
         if self.skip > 0 {
@@ -114,6 +134,21 @@ mod tests {
         assert!(w.open().is_none(), "a client that sleeps on its doorbell gets no window");
         w.answered(Duration::ZERO, false);
         assert!(w.open().is_none(), "a zero length never polls");
+    }
+
+    #[test]
+    fn a_server_beside_its_client_never_polls() {
+        let long = Duration::from_secs(60);
+        let mut w = ClientWindows::default();
+        w.answered(long, false);
+        assert!(w.open().is_some(), "a window after a request, on another CPU");
+        w.beside_client();
+        assert!(w.open().is_none(), "the open window ends when the server moves beside its client");
+        for _ in 0..2 * SKIP_AFTER_MISS {
+            w.request();
+            w.answered(long, false);
+            assert!(w.open().is_none(), "no window on the client's CPUs");
+        }
     }
 
     #[test]

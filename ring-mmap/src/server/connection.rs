@@ -150,6 +150,7 @@ impl Client {
         let cpus = self.shared.owners.owned_by(self.id);
         if cpus != self.placed_on && crate::affinity::run_on(&cpus).is_ok_and(|on| !on.is_empty()) {
             self.placed_on = cpus;
+            self.windows.beside_client();
         }
     }
 }

@@ -83,13 +83,16 @@ pub const MAX_CLIENTS: usize = 64;
 /// producer never polls: a window only follows a request; none follows a WAIT answered "armed"
 /// (the client sleeps on its doorbell: its burst is over), and a client whose requests come
 /// later than the window gets one only now and then ([`crate::poll_window`]'s `ClientWindows`).
+/// A connection served from the CPUs its client consumes ([`ServerOptions::on_consumed_cpus`])
+/// never polls: its consumer runs there too, and would wait for the poller to stop.
 pub const DEFAULT_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// How a server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Keep polling without sleeping this long after serving a client's request, unless that
-    /// request armed its doorbell (0: always sleep).
+    /// request armed its doorbell or the connection is served from its client's CPUs
+    /// ([`ServerOptions::on_consumed_cpus`]) (0: always sleep).
     pub spin: std::time::Duration,
     /// Serve under real-time scheduling where the process may ([`crate::realtime`]): for a
     /// producer that stands in for a hypervisor, whose hypercalls never wait for the host's
@@ -99,7 +102,8 @@ pub struct ServerOptions {
     /// its thread moves there when it begins consuming one. For a producer whose buffer `n` is
     /// written on CPU `n` (as a hypervisor's are, for its physical CPUs) and a consumer reading
     /// each CPU from that CPU: a hypervisor runs a hypercall on the CPU that makes it, so the
-    /// swap answers without waking another CPU.
+    /// swap answers without waking another CPU. A connection served there does not poll for
+    /// its client's next request ([`ServerOptions::spin`]): it answers and sleeps.
     pub on_consumed_cpus: bool,
     /// How many requests each connection may have served ([`crate::request_budget`]): beyond
     /// it, the connection's requests wait, so that no client can take more than a share of a
