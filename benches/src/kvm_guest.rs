@@ -6,7 +6,7 @@
 //! (the `ENABLE` hypercall), so that the same guest measures its exits traced and untraced.
 
 use hyp_kvm::{Step, Vcpu, Vm};
-use hyp_sim::guest::kvm::{Outcome, answer, outcome, plans};
+use hyp_sim::guest::kvm::{Misbehaving, Outcome, answer, outcome, plans};
 use hyp_sim::host::{Host, HostConfig};
 use ring_core::{Config, Geometry, Mode};
 use ring_mmap::Backing;
@@ -26,7 +26,7 @@ pub fn available() -> Result<(), String> {
 
 /// A VM of one vCPU running [`PATTERN`], or why there is none.
 fn vm() -> Result<(Vm, Vcpu), String> {
-    let plans = plans(1, 0, &PATTERN, &[]).map_err(|e| e.to_string())?;
+    let plans = plans(1, 0, &PATTERN, Misbehaving::default()).map_err(|e| e.to_string())?;
     let (vm, mut vcpus) = Vm::new(&plans).map_err(|e| e.to_string())?;
     Ok((vm, vcpus.pop().expect("one plan, one vCPU")))
 }

@@ -124,6 +124,7 @@ pub fn assemble(layout: &Layout) -> Result<Assembled, Box<dyn Error>> {
                 asm.lidt(ptr(NULL_IDT_ADDRESS))?;
                 asm.ud2()?;
             }
+            STEP_SPIN => asm.jmp(*handler)?,
             other => unreachable!("step code {other} has no handler"),
         }
         advance(&mut asm, next_step, done)?;

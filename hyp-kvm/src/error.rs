@@ -62,6 +62,18 @@ pub enum Error {
         /// What the guest found wrong.
         fault: GuestFault,
     },
+    /// The signal that stops a vCPU inside its guest ([`crate::VcpuStop`]) could not be set up.
+    #[error("installing the handler of SIGRTMIN, which stops vCPUs inside their guests, failed: {reason}")]
+    KickSignal {
+        /// Why it failed.
+        reason: String,
+    },
+    /// A vCPU was stopped but its thread stayed inside `KVM_RUN` through a second of signals.
+    #[error("vCPU {vcpu} did not leave its guest when stopped; its thread is still in KVM_RUN")]
+    StillInGuest {
+        /// The vCPU.
+        vcpu: usize,
+    },
     /// The vCPU was run after it finished (done, a guest fault, a stop, or a failed run).
     #[error("vCPU {vcpu} has finished and does not run again; create a new VM to run more")]
     Finished {

@@ -75,8 +75,9 @@ pub enum Exit {
         /// The counter after the last step: `seed + steps`, wrapping.
         counter: u32,
     },
-    /// `KVM_RUN` returned early because a signal arrived (`EINTR`, or `KVM_EXIT_INTR`); the
-    /// guest did nothing the host must handle. Run again to go on.
+    /// `KVM_RUN` returned early because a signal arrived (`EINTR`, or `KVM_EXIT_INTR`), or the
+    /// vCPU is stopped ([`crate::VcpuStop`]) and was not entered; the guest did nothing the host
+    /// must handle. Run again to go on, unless the vCPU was stopped.
     Interrupted,
     /// The guest can't go on: the vCPU does not run again.
     Stopped(StopReason),

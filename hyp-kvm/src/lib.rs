@@ -67,6 +67,7 @@
 //! - [`vm`]: creating the VM, its memory and its vCPUs.
 //! - [`vcpu`]: running a vCPU and decoding its exits.
 //! - [`exit`]: the exits, reads and stop reasons.
+//! - [`stop`]: stopping a vCPU from another thread, inside its guest or not.
 //! - [`guest`]: the guest program's contract and parameters.
 //! - [`error`]: what can go wrong.
 
@@ -74,11 +75,13 @@ pub mod error;
 pub mod exit;
 mod exit_reason;
 pub mod guest;
+pub mod stop;
 pub mod vcpu;
 pub mod vm;
 
 pub use error::Error;
 pub use exit::{Direction, Exit, MmioAccess, PortIo, ReadRequest, StopReason};
 pub use guest::{ExitPlan, GuestFault, Step};
+pub use stop::VcpuStop;
 pub use vcpu::Vcpu;
 pub use vm::Vm;

@@ -8,6 +8,7 @@ use vm_memory::GuestMemoryMmap;
 
 use crate::exit::{Direction, Exit, MmioAccess, PortIo, ReadRequest, StopReason};
 use crate::guest::{self, GuestFault, abi};
+use crate::stop::{StopState, VcpuStop};
 use crate::{Error, exit_reason};
 
 /// The value of RFLAGS at start: only the always-one bit 1, so interrupts are off.
@@ -20,6 +21,8 @@ pub struct Vcpu {
     fd: VcpuFd,
     index: usize,
     finished: bool,
+    /// Whether it is stopped, and the thread inside its guest, shared with its [`VcpuStop`]s.
+    stop: Arc<StopState>,
     /// Keeps guest memory mapped while KVM can still run this vCPU in it.
     _memory: Arc<GuestMemoryMmap>,
 }
@@ -45,7 +48,7 @@ impl Vcpu {
             ..Default::default()
         };
         fd.set_regs(&regs).map_err(kvm("KVM_SET_REGS"))?;
-        Ok(Vcpu { fd, index, finished: false, _memory: memory })
+        Ok(Vcpu { fd, index, finished: false, stop: Arc::default(), _memory: memory })
     }
 
     /// This vCPU's index in its VM (its KVM vCPU id).
@@ -53,12 +56,19 @@ impl Vcpu {
         self.index
     }
 
+    /// A handle that stops this vCPU from another thread, even while it runs a guest that never
+    /// exits ([`crate::stop`]).
+    pub fn stopper(&self) -> VcpuStop {
+        VcpuStop::new(self.stop.clone(), self.index)
+    }
+
     /// Runs the guest until its next exit and returns it. A read (`in`, an MMIO load) is
     /// answered with what `answer` returns for it, truncated to the access size, which the guest
     /// sees when the vCPU next runs; `answer` is not called for other exits.
     ///
     /// After [`Exit::Done`], [`Exit::Stopped`] or an error the vCPU has finished: running it
-    /// again is [`Error::Finished`].
+    /// again is [`Error::Finished`]. Once a [`VcpuStop`] stopped it, every run returns
+    /// [`Exit::Interrupted`] at once, without entering the guest.
     pub fn run(&mut self, answer: impl FnOnce(ReadRequest) -> u64) -> Result<Exit, Error> {
         if self.finished {
             return Err(Error::Finished { vcpu: self.index });
@@ -70,7 +80,8 @@ impl Vcpu {
 
     /// One `KVM_RUN`, its exit turned into an [`Exit`].
     fn enter(&mut self, answer: impl FnOnce(ReadRequest) -> u64) -> Result<Exit, Error> {
-        let exit = match self.fd.run() {
+        let Some(result) = self.stop.in_guest(|| self.fd.run()) else { return Ok(Exit::Interrupted) };
+        let exit = match result {
             Ok(VcpuExit::IoOut(port, data)) => Exit::Io(PortIo {
                 port,
                 size: access_size(data),

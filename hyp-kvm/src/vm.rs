@@ -34,6 +34,8 @@ impl Vm {
     /// Fails with [`Error::Unavailable`] when `/dev/kvm` cannot be opened or KVM refuses to
     /// create a VM.
     pub fn new(plans: &[ExitPlan]) -> Result<(Vm, Vec<Vcpu>), Error> {
+        // Before any vCPU exists, so that a `VcpuStop` never signals a thread without it.
+        crate::stop::install_handler()?;
         let kvm =
             Kvm::new().map_err(|error| Error::Unavailable { reason: format!("cannot open /dev/kvm: {error}") })?;
         let max = abi::MAX_VCPUS.min(kvm.get_max_vcpus());

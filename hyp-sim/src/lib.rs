@@ -43,10 +43,11 @@
 //! one-writer-per-CPU path as the simulated guests. The guest is untrusted: whatever it does
 //! (a triple fault, a bad parameter block, an MMIO access outside its register, `KVM_RUN`
 //! failing) stops only its own vCPU, traced. The run ends through the stop flag, looked at
-//! before every entry into the guest: hyp-kvm's guest program exits every few instructions, so
-//! every `KVM_RUN` returns within microseconds. A vCPU thread still inside its guest 2 s after
-//! the run ended (a guest running without exits) is not waited for: the report says so and the
-//! process exits. Each guest's plan has 2^32-1 steps ([`guest::kvm::PLAN_STEPS`]), more than
+//! before every entry into the guest (hyp-kvm's guest program exits every few instructions, so
+//! `KVM_RUN` returns within microseconds), and each vCPU's [`hyp_kvm::VcpuStop`], which makes a
+//! thread inside a guest that never exits (`--spin`) leave it: a signal interrupts its
+//! `KVM_RUN`. A vCPU thread still inside its guest 2 s later (KVM kept it there through the
+//! signals) is not waited for: the report says so and the process exits. Each guest's plan has 2^32-1 steps ([`guest::kvm::PLAN_STEPS`]), more than
 //! 14 hours at full speed.
 //!
 //! - [`platform`]: the machine both domains are given: CPUs, RAM, interrupt lines.

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
-use hyp_kvm::{Step, Vcpu, Vm};
+use hyp_kvm::{Step, Vcpu, VcpuStop, Vm};
 use hyp_sim::guest;
 use hyp_sim::host::{Host, HostConfig};
 use hyp_sim::hyp::Hyp;
@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long the vCPU threads have to end once the run has: a thread still inside the guest
-/// then (a guest running without exits) is left, and the process exits without it.
+/// How long the vCPU threads have to end once the run has and each KVM vCPU was stopped: a
+/// thread still inside its guest then (KVM kept it in `KVM_RUN` through the signals that stop
+/// it) is left, and the process exits without it.
 const VCPU_END_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -109,6 +110,11 @@ struct Args {
     /// guest_stop) while the others go on
     #[arg(long, value_delimiter = ',')]
     triple_fault: Vec<u32>,
+    /// With --guest kvm: make these vCPUs' guests loop without exits after one round of their
+    /// exit pattern (comma-separated vCPU numbers), as a guest that never exits does; the run
+    /// still ends on time: its end stops each vCPU inside its guest
+    #[arg(long, value_delimiter = ',')]
+    spin: Vec<u32>,
     /// Guest exits per second per vCPU, each recording three events; 0 runs as fast as possible
     /// (with --guest kvm: as fast as KVM delivers them)
     #[arg(long, default_value_t = 1000)]
@@ -215,8 +221,8 @@ fn run(args: Args) -> Result<()> {
     // The KVM guests' VM, made first: a machine without KVM is refused before anything starts.
     let kvm_vcpus = match args.guest {
         GuestArg::Sim => {
-            if args.exits.is_some() || !args.triple_fault.is_empty() {
-                bail!("--exits and --triple-fault are for KVM guests: add --guest kvm");
+            if args.exits.is_some() || !args.triple_fault.is_empty() || !args.spin.is_empty() {
+                bail!("--exits, --triple-fault and --spin are for KVM guests: add --guest kvm");
             }
             None
         }
@@ -273,6 +279,8 @@ fn run(args: Args) -> Result<()> {
     let workload = Workload { rate: args.rate, seed: args.seed };
     let start = Instant::now();
     let spawn = |cpu, body| spawn_vcpu(cpu, &host, &stop, body);
+    // What stops the KVM vCPUs inside their guests when the run ends.
+    let stoppers: Vec<VcpuStop> = kvm_vcpus.iter().flat_map(|(_vm, vcpus)| vcpus.iter().map(Vcpu::stopper)).collect();
     let vcpus: Vec<JoinHandle<VcpuRun>> = match kvm_vcpus {
         None => (0..nr_cpus)
             .map(|cpu| {
@@ -314,6 +322,13 @@ fn run(args: Args) -> Result<()> {
     // Ordering: Relaxed; the flag carries no data: the vCPU threads' loads are its partners, and
     // joining them orders what they did before this thread goes on.
     stop.store(true, Ordering::Relaxed);
+    // A vCPU thread inside its guest looks at the flag only once the guest exits: a guest that
+    // never does is stopped there.
+    for stopper in &stoppers {
+        if let Err(e) = stopper.stop() {
+            eprintln!("hyp-sim: {e}");
+        }
+    }
     let runs = end_vcpus(vcpus);
     let elapsed = start.elapsed();
     host.set_tracing(false)?;
@@ -344,11 +359,14 @@ fn awaits_reading(host: &Host, server: &Server, cpu: u32) -> bool {
 fn kvm_vm(args: &Args, nr_cpus: u32) -> Result<(Vm, Vec<Vcpu>)> {
     let seed =
         u32::try_from(args.seed).context("with --guest kvm, --seed is the guests' 32-bit counter: 0 to 2^32-1")?;
-    if let Some(vcpu) = args.triple_fault.iter().find(|&&vcpu| vcpu >= nr_cpus) {
-        bail!("--triple-fault {vcpu}: there are only vCPUs 0 to {}", nr_cpus - 1);
+    for (option, vcpus) in [("--triple-fault", &args.triple_fault), ("--spin", &args.spin)] {
+        if let Some(vcpu) = vcpus.iter().find(|&&vcpu| vcpu >= nr_cpus) {
+            bail!("{option} {vcpu}: there are only vCPUs 0 to {}", nr_cpus - 1);
+        }
     }
     let pattern: Vec<Step> = args.exits.as_deref().unwrap_or(&DEFAULT_EXITS).iter().map(|kind| kind.step()).collect();
-    let plans = guest::kvm::plans(nr_cpus, seed, &pattern, &args.triple_fault)?;
+    let misbehaving = guest::kvm::Misbehaving { triple_fault: &args.triple_fault, spin: &args.spin };
+    let plans = guest::kvm::plans(nr_cpus, seed, &pattern, misbehaving)?;
     // Its errors are one line each, saying what to do (KVM missing is `Unavailable`).
     Ok(Vm::new(&plans)?)
 }

@@ -247,6 +247,34 @@ fn a_triple_faulting_guest_stops_its_vcpu_alone_and_says_why() {
     assert_ne!(faulted.task, running.task, "each vCPU's events name its own thread");
 }
 
+/// A guest that loops without exits keeps its vCPU thread inside `KVM_RUN`: the run's end
+/// stops it there, and the run ends on time with every vCPU accounted for.
+#[test]
+fn a_guest_that_never_exits_is_stopped_when_the_run_ends() {
+    if !kvm_or_skip("a KVM guest that never exits under hyp-sim") {
+        return;
+    }
+    let started = Instant::now();
+    let (streams, report) = run(&["--spin", "1"]);
+    let took = started.elapsed();
+    let (running, running_exits) = &streams[0];
+    assert!(*running_exits > 1000, "vCPU 0 went on: {running_exits} exits");
+    assert!(running.stop.is_none(), "{report}");
+    let (spinning, spinning_exits) = &streams[1];
+    // One round of the pattern (seven exits), then none while the guest loops.
+    assert_eq!(*spinning_exits, 7, "{report}");
+    assert_eq!(spinning.pos, 3 * spinning_exits);
+    assert!(spinning.stop.is_none(), "stopped by the run's end, not by the guest: {:?}", spinning.stop);
+    for vcpu in 0..2 {
+        assert!(report.contains(&format!("hyp-sim: vcpu{vcpu} ran until the run ended")), "{report}");
+    }
+    assert!(!report.contains("still in its guest"), "{report}");
+    // The 1 s run and its reading, well short of the 2 s hyp-sim would wait for a vCPU thread
+    // that stayed in its guest.
+    assert!(took < Duration::from_millis(2500), "the run took {took:?}");
+    println!("a vCPU looping in its guest was stopped at the run's end: the run took {took:?}");
+}
+
 #[test]
 fn without_kvm_hyp_sim_says_so_in_one_line() {
     // /dev/kvm hidden behind an empty /dev in a mount namespace of this process's own.

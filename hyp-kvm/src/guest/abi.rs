@@ -62,8 +62,11 @@ pub const STEP_HALT: u8 = 4;
 /// `ud2`: the invalid-opcode exception, the general-protection fault and the double fault its
 /// delivery raises each find no entry, which is a triple fault: the guest shuts down.
 pub const STEP_TRIPLE_FAULT: u8 = 5;
+/// Step code: jump to itself, for good: the guest runs without another exit until the host
+/// stops its vCPU.
+pub const STEP_SPIN: u8 = 6;
 /// Number of step codes; a pattern entry at or above it is a fault.
-pub const STEP_COUNT: u8 = 6;
+pub const STEP_COUNT: u8 = 7;
 
 /// Guest-physical address of the 6-byte IDT descriptor (limit 0, base 0) the triple-fault step
 /// loads: the start of guest memory, which the host leaves zero.

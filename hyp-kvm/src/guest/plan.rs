@@ -24,6 +24,9 @@ pub enum Step {
     /// down, one [`crate::Exit::Stopped`] exit with [`crate::StopReason::Shutdown`], and the vCPU
     /// does not run again. A misbehaving guest, on purpose.
     TripleFault,
+    /// A loop without exits: the guest stays in `KVM_RUN` until its vCPU is stopped
+    /// ([`crate::VcpuStop`]), and no step after it runs. A misbehaving guest, on purpose.
+    Spin,
 }
 
 impl Step {
@@ -36,6 +39,7 @@ impl Step {
             Step::MmioRead => abi::STEP_MMIO_READ,
             Step::Halt => abi::STEP_HALT,
             Step::TripleFault => abi::STEP_TRIPLE_FAULT,
+            Step::Spin => abi::STEP_SPIN,
         }
     }
 }

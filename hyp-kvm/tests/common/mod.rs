@@ -91,7 +91,7 @@ pub fn run_all(vcpus: Vec<Vcpu>) -> Vec<Run> {
 }
 
 /// The exits vCPU `vcpu` must make running `plan` when reads are answered with [`answer_for`]:
-/// up to its first triple fault, if it has one.
+/// up to its first triple fault or spin, if it has one (after a spin, none until it is stopped).
 pub fn expected_exits(plan: &ExitPlan, vcpu: usize) -> Vec<Exit> {
     let hypercall = |direction, data| Exit::Io(PortIo { port: abi::HYPERCALL_PORT, size: 4, direction, data });
     let echo = |data| Exit::Io(PortIo { port: abi::ECHO_PORT, size: 4, direction: Direction::Write, data });
@@ -117,6 +117,7 @@ pub fn expected_exits(plan: &ExitPlan, vcpu: usize) -> Vec<Exit> {
                 exits.push(Exit::Stopped(StopReason::Shutdown));
                 return exits;
             }
+            Step::Spin => return exits,
         }
     }
     exits.push(Exit::Done { counter: plan.seed().wrapping_add(plan.steps()) });

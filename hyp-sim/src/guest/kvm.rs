@@ -18,15 +18,27 @@ use kvm_bindings::{KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_UNKNOWN};
 /// (`guest_stop`, "done: ...").
 pub const PLAN_STEPS: u32 = u32::MAX;
 
+/// The vCPUs whose guests misbehave on purpose, after one round of their exit pattern.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Misbehaving<'a> {
+    /// These triple fault, which stops their vCPUs.
+    pub triple_fault: &'a [u32],
+    /// These loop without exits until the run ends, which stops their vCPUs inside the guest
+    /// ([`hyp_kvm::VcpuStop`]).
+    pub spin: &'a [u32],
+}
+
 /// The plans of `vcpus` vCPUs: vCPU `n` runs `pattern` over and over, step `i` carrying the
-/// counter `seed + i`; a vCPU listed in `triple_fault` has a triple fault after its pattern, so
-/// it stops after one round of it.
-pub fn plans(vcpus: u32, seed: u32, pattern: &[Step], triple_fault: &[u32]) -> Result<Vec<ExitPlan>, Error> {
+/// counter `seed + i`, except those `misbehaving` names, which misbehave after one round of it.
+pub fn plans(vcpus: u32, seed: u32, pattern: &[Step], misbehaving: Misbehaving<'_>) -> Result<Vec<ExitPlan>, Error> {
     (0..vcpus)
         .map(|vcpu| {
             let mut steps = pattern.to_vec();
-            if triple_fault.contains(&vcpu) {
+            if misbehaving.triple_fault.contains(&vcpu) {
                 steps.push(Step::TripleFault);
+            }
+            if misbehaving.spin.contains(&vcpu) {
+                steps.push(Step::Spin);
             }
             ExitPlan::new(PLAN_STEPS, seed, &steps)
         })
@@ -152,13 +164,15 @@ mod tests {
     }
 
     #[test]
-    fn plans_repeat_the_pattern_and_triple_fault_where_asked() {
-        let made = plans(3, 9, &[Step::Out, Step::Halt], &[1]).unwrap();
+    fn plans_repeat_the_pattern_and_misbehave_where_asked() {
+        let misbehaving = Misbehaving { triple_fault: &[1], spin: &[2] };
+        let made = plans(3, 9, &[Step::Out, Step::Halt], misbehaving).unwrap();
         assert_eq!(made.len(), 3);
         assert_eq!(made[0].pattern(), [Step::Out, Step::Halt]);
         assert_eq!(made[1].pattern(), [Step::Out, Step::Halt, Step::TripleFault]);
+        assert_eq!(made[2].pattern(), [Step::Out, Step::Halt, Step::Spin]);
         assert!(made.iter().all(|plan| plan.seed() == 9 && plan.steps() == PLAN_STEPS));
-        let no_room = plans(1, 0, &[Step::Out; 16], &[0]);
+        let no_room = plans(1, 0, &[Step::Out; 16], Misbehaving { triple_fault: &[0], spin: &[] });
         assert!(matches!(no_room, Err(Error::PatternLength { len: 17, .. })), "no room for the triple fault");
     }
 }

@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// KVM could not run it, or it ran its whole plan) has that traced as its last exit
 /// (`guest_stop`), is named on stderr with the reason, and ends this thread; other vCPUs go on.
 ///
-/// `stop` is looked at before every entry into the guest. That is enough to end the run
-/// promptly: hyp-kvm's guest program exits every few instructions, so each `KVM_RUN` returns
-/// within microseconds.
+/// `stop` is looked at before every entry into the guest: hyp-kvm's guest program exits every
+/// few instructions, so each `KVM_RUN` returns within microseconds. A guest that makes no exit
+/// is left through the vCPU's [`hyp_kvm::VcpuStop`], which whoever ends the run uses after
+/// setting `stop`: `KVM_RUN` returns interrupted and this loop sees `stop`.
 pub fn run(hyp: &Hyp, cpu: u32, mut vcpu: Vcpu, rate: u64, stop: &AtomicBool) -> VcpuRun {
     pin_to(cpu);
     let task = current_task();

@@ -55,7 +55,7 @@ impl Sim {
         }
         let mut sim = Self::boot(cpus, mode, nr_subbufs, Backing::Memfd);
         let pattern = [Step::Out, Step::In, Step::MmioWrite, Step::MmioRead, Step::Halt];
-        let plans = hyp_sim::guest::kvm::plans(cpus, 1, &pattern, &[]).expect("plans");
+        let plans = hyp_sim::guest::kvm::plans(cpus, 1, &pattern, Default::default()).expect("plans");
         let (_vm, vcpus) = hyp_kvm::Vm::new(&plans).unwrap_or_else(|e| panic!("creating the VM: {e}"));
         sim.vcpus = vcpus
             .into_iter()
