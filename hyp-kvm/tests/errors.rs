@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{kvm_or_skip, run_all, vm_or_skip};
+use common::{run_all, vm_or_skip};
 use hyp_kvm::guest::{abi, params_address};
 use hyp_kvm::{Error, Exit, ExitPlan, GuestFault, Step, Vm};
 use vm_memory::{Bytes, GuestAddress};
@@ -82,7 +82,7 @@ fn the_host_refuses_bad_plans_and_vcpu_counts() {
     assert!(matches!(ExitPlan::new(1, 0, &[]), Err(Error::PatternLength { len: 0, .. })));
     let too_long = [Step::Out; abi::PATTERN_MAX_LEN + 1];
     assert!(matches!(ExitPlan::new(1, 0, &too_long), Err(Error::PatternLength { len: 17, .. })));
-    if !kvm_or_skip("refusing a VM of no or too many vCPUs") {
+    if !test_capabilities::kvm("refusing a VM of no or too many vCPUs") {
         return;
     }
     assert!(matches!(Vm::new(&[]), Err(Error::VcpuCount { requested: 0, .. })));

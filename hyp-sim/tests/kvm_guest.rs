@@ -13,22 +13,10 @@ use hyp_kvm::guest::{abi, mmio_address};
 use hyp_sim::events::{COMMON_FIELDS, EventDef, GUEST_HLT, GUEST_MMIO, GUEST_PIO, GUEST_STOP, HYP_ENTER, HYP_EXIT};
 use ring_mmap::{Consumer, Record};
 use std::collections::VecDeque;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SEED: u32 = 0x7000_0000;
-
-/// Whether this machine has `/dev/kvm`; where it has not, says which test (`what`) is skipped.
-/// In CI (`CI` set) its absence fails: the machines CI runs on have KVM.
-fn kvm_or_skip(what: &str) -> bool {
-    if Path::new("/dev/kvm").exists() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "/dev/kvm is missing on a CI machine; {what} must run there");
-    println!("SKIPPED: /dev/kvm does not exist on this machine: {what} not tested");
-    false
-}
 
 /// hyp-sim's default exit pattern for KVM guests (`--exits`), step by step.
 #[derive(Debug, Clone, Copy)]
@@ -209,7 +197,7 @@ fn run(args: &[&str]) -> (Vec<(Stream, u64)>, String) {
 
 #[test]
 fn every_real_exit_is_traced_with_the_planned_fields_and_nothing_is_lost() {
-    if !kvm_or_skip("hyp-sim tracing KVM guests") {
+    if !test_capabilities::kvm("hyp-sim tracing KVM guests") {
         return;
     }
     let started = Instant::now();
@@ -228,7 +216,7 @@ fn every_real_exit_is_traced_with_the_planned_fields_and_nothing_is_lost() {
 
 #[test]
 fn a_triple_faulting_guest_stops_its_vcpu_alone_and_says_why() {
-    if !kvm_or_skip("a misbehaving KVM guest under hyp-sim") {
+    if !test_capabilities::kvm("a misbehaving KVM guest under hyp-sim") {
         return;
     }
     let (streams, report) = run(&["--triple-fault", "1"]);
@@ -251,7 +239,7 @@ fn a_triple_faulting_guest_stops_its_vcpu_alone_and_says_why() {
 /// stops it there, and the run ends on time with every vCPU accounted for.
 #[test]
 fn a_guest_that_never_exits_is_stopped_when_the_run_ends() {
-    if !kvm_or_skip("a KVM guest that never exits under hyp-sim") {
+    if !test_capabilities::kvm("a KVM guest that never exits under hyp-sim") {
         return;
     }
     let started = Instant::now();
@@ -292,7 +280,10 @@ fn without_kvm_hyp_sim_says_so_in_one_line() {
     let out = match out {
         Ok(out) if !String::from_utf8_lossy(&out.stderr).starts_with("unshare:") => out,
         other => {
-            println!("SKIPPED: no mount namespace to hide /dev/kvm in ({other:?}): hyp-sim without KVM not tested");
+            test_capabilities::skip(
+                format_args!("no mount namespace to hide /dev/kvm in ({other:?})"),
+                "hyp-sim without KVM",
+            );
             return;
         }
     };
@@ -304,7 +295,7 @@ fn without_kvm_hyp_sim_says_so_in_one_line() {
 
 #[test]
 fn a_killed_hyp_sim_leaves_its_kvm_guests_exits_recoverable() {
-    if !kvm_or_skip("post-mortem reading of a killed hyp-sim's KVM guests") {
+    if !test_capabilities::kvm("post-mortem reading of a killed hyp-sim's KVM guests") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

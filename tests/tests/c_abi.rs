@@ -24,7 +24,7 @@ fn compile(dir: &Path) -> Option<PathBuf> {
         Ok(s) if s.success() => Some(exe),
         Ok(s) => panic!("abi_consumer.c does not compile ({s})"),
         Err(e) => {
-            eprintln!("SKIPPED: no C compiler ('cc'): {e}");
+            test_capabilities::skip(format_args!("no C compiler ('cc'): {e}"), "the C consumer's test");
             None
         }
     }

@@ -7,24 +7,21 @@
 #![cfg(not(loom))]
 
 use hyptrace_tests::payload;
-use ring_mmap::kernel::mount_tracefs;
 use ring_mmap::{Consumer, CpuSource, KernelCpu, Lost, Record, TracefsInstance};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Tracefs, or `None` (with the reason printed) if it cannot be had here.
 fn tracefs() -> Option<PathBuf> {
-    match mount_tracefs() {
-        Ok(dir) if dir.join("instances").is_dir() => Some(dir),
-        Ok(dir) => {
-            eprintln!("SKIPPED: {} has no instances/ directory", dir.display());
-            None
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: tracefs is not available: {e}");
-            None
-        }
+    let dir = test_capabilities::tracefs("the kernel backend's test")?;
+    if !dir.join("instances").is_dir() {
+        test_capabilities::skip(
+            format_args!("{} has no instances/ directory", dir.display()),
+            "the kernel backend's test",
+        );
+        return None;
     }
+    Some(dir)
 }
 
 /// A fresh instance with `buffer_kb` per CPU, waking pollers on any data.

@@ -82,8 +82,7 @@ fn line_of(child: &mut Child) -> String {
 
 #[test]
 fn the_socket_refuses_other_users() {
-    if !rustix::process::geteuid().is_root() {
-        println!("SKIPPED: the second-uid socket test needs root to run a client as nobody");
+    if !test_capabilities::root("the second-uid socket test", "run a client as nobody") {
         return;
     }
     // Everything the other user needs to reach, in a directory it may enter: a copy of the
@@ -107,8 +106,7 @@ fn the_socket_refuses_other_users() {
 
 #[test]
 fn a_producer_running_as_another_user_is_not_trusted() {
-    if !rustix::process::geteuid().is_root() {
-        println!("SKIPPED: the untrusted-producer test needs root to run a listener as nobody");
+    if !test_capabilities::root("the untrusted-producer test", "run a listener as nobody") {
         return;
     }
     // The socket file is root's, in root's private directory: only the listener is another
@@ -166,15 +164,13 @@ fn socket_directories_others_could_write_to_are_refused() {
     chmod(&dir, 0o1777);
     Connection::connect(&socket).expect("our socket file in a sticky directory");
     chmod(&dir, 0o700);
-    if rustix::process::geteuid().is_root() {
+    if test_capabilities::root("the socket directory given to another user", "chown it to nobody") {
         std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).expect("chown");
         untrusted(Unsafety::OwnedBy { owner: NOBODY, euid: 0 });
         std::os::unix::fs::chown(&dir, Some(0), Some(0)).expect("chown");
         chmod(&dir, 0o1777);
         std::os::unix::fs::lchown(&socket, Some(NOBODY), Some(NOBODY)).expect("chown");
         untrusted(Unsafety::ForeignSocket { owner: NOBODY });
-    } else {
-        println!("SKIPPED: giving the socket directory to another user needs root");
     }
 }
 
@@ -313,11 +309,7 @@ fn names_in(dir: &Path) -> Vec<String> {
 }
 
 fn skip_unless_root(what: &str) -> bool {
-    let root = rustix::process::geteuid().is_root();
-    if !root {
-        println!("SKIPPED: {what} needs root (to chown files to nobody)");
-    }
-    !root
+    !test_capabilities::root(what, "chown files to nobody")
 }
 
 #[test]

@@ -127,7 +127,10 @@ fn record_and_compare_with_trace_cmd(options: &'static [&'static str]) {
     let out = recorder.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if let Some(refusal) = ["does not take O_DIRECT", "taking SCHED_FIFO"].iter().find(|r| stderr.contains(*r)) {
-        println!("SKIPPED: this machine refuses {options:?} ({refusal}): {stderr}");
+        test_capabilities::skip(
+            format_args!("this machine refuses {options:?} ({refusal}): {stderr}"),
+            "recording with them",
+        );
         return;
     }
     ok(&out);

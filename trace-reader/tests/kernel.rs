@@ -106,13 +106,7 @@ fn a_task_started_during_the_recording_is_named() {
 #[test]
 fn record_sets_up_an_instance_of_its_own_and_leaves_itself_out() {
     let _kernel = one_at_a_time();
-    let tracefs = match ring_mmap::kernel::mount_tracefs() {
-        Ok(t) => t,
-        Err(e) => {
-            println!("SKIPPED: tracefs is not available here ({e}); the kernel setup test did not run");
-            return;
-        }
-    };
+    let Some(tracefs) = test_capabilities::tracefs("the kernel setup test") else { return };
     let Some(tc) = trace_cmd() else { return };
     let dir = tempfile::tempdir().unwrap();
     // How many system calls were recorded, and how many of them trace-reader's own, per run.
@@ -158,8 +152,7 @@ fn record_sets_up_an_instance_of_its_own_and_leaves_itself_out() {
 #[test]
 fn kernel_choices_that_cannot_work_are_refused_with_what_to_do() {
     let _kernel = one_at_a_time();
-    if let Err(e) = ring_mmap::kernel::mount_tracefs() {
-        println!("SKIPPED: tracefs is not available here ({e}); the kernel setup errors test did not run");
+    if test_capabilities::tracefs("the kernel setup errors test").is_none() {
         return;
     }
     let refused = |args: &[&str]| {

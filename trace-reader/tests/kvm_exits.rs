@@ -156,10 +156,7 @@ fn is_read_completion(e: &Event) -> bool {
 /// Records hyp-sim's KVM guests in `mode` beside the kernel's KVM events and checks every exit;
 /// `None` if a capability is missing.
 fn cross_check(mode: Mode) -> Option<BTreeMap<i64, u64>> {
-    if let Err(e) = ring_mmap::kernel::mount_tracefs() {
-        println!("SKIPPED: tracefs is not available here ({e}); the KVM cross-check did not run");
-        return None;
-    }
+    test_capabilities::tracefs("the KVM cross-check")?;
     let mut sim = Sim::start_kvm(2, mode, RATE, 256, "the KVM cross-check")?;
     let file = sim.dir.path().join("kvm.dat");
     let recording = Command::new(env!("CARGO_BIN_EXE_trace-reader"))

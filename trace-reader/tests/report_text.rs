@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{kvm_or_skip, ns, ok, reader, split_buffer, trace_cmd, tracefs_instance};
+use common::{ns, ok, reader, split_buffer, trace_cmd, tracefs_instance};
 use hyp_kvm::{Exit, ExitPlan, Step, Vm};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,16 +31,10 @@ const EVENTS: [&str; 6] = [
     "kvm:*",
 ];
 
-/// Whether the kernel has tracefs with every event of [`EVENTS`]; if not, says why `test` is
-/// skipped. In CI they must be there.
+/// Whether the kernel has tracefs with every event of [`EVENTS`]; if not, `test` is skipped
+/// ([`test_capabilities`]).
 fn kernel_events_or_skip(test: &str) -> Option<PathBuf> {
-    let tracefs = match ring_mmap::kernel::mount_tracefs() {
-        Ok(t) => t,
-        Err(e) => {
-            println!("SKIPPED: tracefs is not available here ({e}); {test} did not run");
-            return None;
-        }
-    };
+    let tracefs = test_capabilities::tracefs(test)?;
     let available = std::fs::read_to_string(tracefs.join("available_events")).unwrap_or_default();
     for event in EVENTS {
         let (system, name) = event.split_once(':').unwrap();
@@ -48,8 +42,7 @@ fn kernel_events_or_skip(test: &str) -> Option<PathBuf> {
             .lines()
             .any(|l| l.split_once(':').is_some_and(|(s, n)| s == system && (name == "*" || n == name)));
         if !found {
-            assert!(std::env::var_os("CI").is_none(), "the kernel has no {event} events; CI machines have them");
-            println!("SKIPPED: this kernel has no {event} events; {test} did not run");
+            test_capabilities::skip(format_args!("this kernel has no {event} events"), test);
             return None;
         }
     }
@@ -76,7 +69,7 @@ fn workload() {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    if !kvm_or_skip("KVM exits in the recording") {
+    if !test_capabilities::kvm("KVM exits in the recording") {
         return;
     }
     let plan = ExitPlan::new(200, 1, &[Step::Out, Step::In, Step::MmioWrite, Step::MmioRead, Step::Halt]).unwrap();

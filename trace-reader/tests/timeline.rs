@@ -128,8 +128,7 @@ fn check_placement(events: &[Event]) -> usize {
 
 #[test]
 fn every_hypervisor_event_lies_inside_a_run_of_its_host_thread() {
-    if let Err(e) = ring_mmap::kernel::mount_tracefs() {
-        println!("SKIPPED: tracefs is not available here ({e}); the one-timeline test did not run");
+    if test_capabilities::tracefs("the one-timeline test").is_none() {
         return;
     }
     let sim = Sim::start(2, Mode::Drop, 2000, 256);
@@ -159,8 +158,7 @@ fn every_hypervisor_event_lies_inside_a_run_of_its_host_thread() {
 
 #[test]
 fn stream_merges_the_kernel_and_the_hypervisor_live_on_one_clock() {
-    if let Err(e) = ring_mmap::kernel::mount_tracefs() {
-        println!("SKIPPED: tracefs is not available here ({e}); the live one-timeline test did not run");
+    if test_capabilities::tracefs("the live one-timeline test").is_none() {
         return;
     }
     let sim = Sim::start(2, Mode::Drop, 2000, 256);

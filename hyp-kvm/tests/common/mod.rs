@@ -4,7 +4,6 @@
 // Each test binary includes this module and uses only part of it.
 #![allow(dead_code)]
 
-use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -15,21 +14,10 @@ use hyp_kvm::{Direction, Error, Exit, ExitPlan, MmioAccess, PortIo, ReadRequest,
 /// Longest any vCPU may take to finish its plan before the test fails instead of hanging.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Whether this machine has `/dev/kvm`; where it has not, says which test (`what`) is skipped.
-/// In CI (`CI` set) its absence fails: the machines CI runs on have KVM.
-pub fn kvm_or_skip(what: &str) -> bool {
-    if Path::new("/dev/kvm").exists() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "/dev/kvm is missing on a CI machine; {what} must run there");
-    println!("SKIPPED: /dev/kvm does not exist on this machine: {what} not tested");
-    false
-}
-
 /// The VM for `plans`, or `None` (having printed `SKIPPED: …`) where this machine has no
 /// `/dev/kvm`. Where `/dev/kvm` exists, KVM must work: any error fails the test.
 pub fn vm_or_skip(plans: &[ExitPlan]) -> Option<(Vm, Vec<Vcpu>)> {
-    if !kvm_or_skip("a KVM guest's exits") {
+    if !test_capabilities::kvm("a KVM guest's exits") {
         return None;
     }
     Some(Vm::new(plans).unwrap_or_else(|error| panic!("creating the VM: {error}")))

@@ -363,7 +363,10 @@ mod tests {
         let info = DatInfo::new(4096, &formats, Some("mono".into()));
         let mut w = match DatWriter::create(&path, info, &[BufferSpec::top(3, &[0, 2])], io) {
             Err(DatError::DirectIo { dir, source }) => {
-                println!("SKIPPED: {} refuses O_DIRECT ({source})", dir.display());
+                test_capabilities::skip(
+                    format_args!("{} refuses O_DIRECT ({source})", dir.display()),
+                    "reading a direct file",
+                );
                 return;
             }
             w => w.unwrap(),

@@ -237,7 +237,8 @@ mod tests {
                 let mut spool = match Spool::create(dir.path(), size, io) {
                     Ok(spool) => spool,
                     Err(DatError::DirectIo { dir, source }) => {
-                        println!("SKIPPED: direct spools: {} refuses O_DIRECT: {source}", dir.display());
+                        let missing = format_args!("{} refuses O_DIRECT: {source}", dir.display());
+                        test_capabilities::skip(missing, "direct spools");
                         continue;
                     }
                     Err(e) => panic!("{io:?}: {e}"),

@@ -50,7 +50,7 @@ impl Sim {
     /// recording sees every exit). `None` where this machine has no `/dev/kvm`, having printed
     /// `SKIPPED: …` (in CI, where the machines have KVM, its absence fails the test instead).
     pub fn start_kvm(cpus: u32, mode: Mode, rate: u64, nr_subbufs: u32, test: &str) -> Option<Self> {
-        if !kvm_or_skip(test) {
+        if !test_capabilities::kvm(test) {
             return None;
         }
         let mut sim = Self::boot(cpus, mode, nr_subbufs, Backing::Memfd);
@@ -139,16 +139,9 @@ pub fn ok(out: &Output) {
     assert!(out.status.success(), "trace-reader failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
 }
 
-/// `trace-cmd` if installed; in CI (`CI` set) its absence fails the test, elsewhere it skips
-/// with a printed reason.
+/// `trace-cmd` if installed (else the check against it is skipped: [`test_capabilities`]).
 pub fn trace_cmd() -> Option<&'static str> {
-    let found = Command::new("trace-cmd").arg("--version").output().is_ok();
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "trace-cmd is not installed (.ci/run installs it)");
-        println!("SKIPPED: trace-cmd is not installed; the trace.dat check against it did not run");
-        return None;
-    }
-    Some("trace-cmd")
+    test_capabilities::program("trace-cmd", "the trace.dat check against trace-cmd").then_some("trace-cmd")
 }
 
 /// One event line, parsed: (cpu, ns, name, fields text).
@@ -221,33 +214,12 @@ pub fn trace_cmd_report_buffers(tc: &str, file: &Path, names: &[&str]) -> Vec<Bu
         .collect()
 }
 
-/// A new tracefs instance `name` (tracefs mounted first if it is not yet); `None`, with the
-/// reason printed as what skipped `test`, where this machine has no tracefs or lets us create
-/// no instance.
+/// A new tracefs instance `name` (tracefs mounted first if it is not yet); `None`, `test`
+/// skipped ([`test_capabilities`]), where this machine has no tracefs or lets us create no
+/// instance.
 pub fn tracefs_instance(name: &str, test: &str) -> Option<TracefsInstance> {
-    let tracefs = match ring_mmap::kernel::mount_tracefs() {
-        Ok(t) => t,
-        Err(e) => {
-            println!("SKIPPED: tracefs is not available here ({e}); {test} did not run");
-            return None;
-        }
-    };
-    match TracefsInstance::create(&tracefs, name) {
-        Ok(instance) => Some(instance),
-        Err(e) => {
-            println!("SKIPPED: cannot create a tracefs instance ({e}); {test} did not run");
-            None
-        }
-    }
-}
-
-/// Whether this machine has `/dev/kvm`; where it has not, says that `what` is not tested. In CI
-/// (`CI` set) its absence fails: the machines CI runs on have KVM.
-pub fn kvm_or_skip(what: &str) -> bool {
-    if Path::new("/dev/kvm").exists() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "/dev/kvm is missing on a CI machine; {what} must run there");
-    println!("SKIPPED: /dev/kvm does not exist on this machine: {what} not tested");
-    false
+    let tracefs = test_capabilities::tracefs(test)?;
+    TracefsInstance::create(&tracefs, name)
+        .map_err(|e| test_capabilities::skip(format_args!("cannot create a tracefs instance ({e})"), test))
+        .ok()
 }
