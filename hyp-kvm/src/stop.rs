@@ -17,8 +17,8 @@
 //! The signal can land after the vCPU thread looked at `stopped` but before it entered
 //! `KVM_RUN`: its handler (which does nothing) runs then, and `KVM_RUN` starts as if nothing
 //! happened. So the stopper sends it again every millisecond until the thread has left the
-//! guest. It only signals a thread that is between the two locked sections above, so the thread
-//! exists while it is signalled.
+//! guest. It only signals a thread between the two locked sections above, which cannot end
+//! while the stopper holds the lock: the second section runs even when `KVM_RUN` unwinds.
 //!
 //! The signal is `SIGRTMIN` (the lowest real-time signal the C library leaves to programs), as in
 //! Firecracker; its handler is installed once per process, when the first [`crate::Vm`] is made.
@@ -83,9 +83,17 @@ impl StopState {
             // SAFETY: `pthread_self` has no preconditions and always succeeds.
             state.in_guest = Some(unsafe { libc::pthread_self() });
         }
-        let result = enter();
-        self.lock().in_guest = None;
-        Some(result)
+        let _leaving = LeaveGuest(self);
+        Some(enter())
+    }
+}
+
+/// Clears the thread inside the guest when `StopState::in_guest` ends, returning or unwinding.
+struct LeaveGuest<'s>(&'s StopState);
+
+impl Drop for LeaveGuest<'_> {
+    fn drop(&mut self) {
+        self.0.lock().in_guest = None;
     }
 }
 
@@ -114,8 +122,8 @@ impl VcpuStop {
                 state.stopped = true;
                 let Some(thread) = state.in_guest else { return Ok(()) };
                 // SAFETY: `thread` is inside `StopState::in_guest`, between setting `in_guest`
-                // and clearing it, which it cannot do while this lock is held: it is a live
-                // thread. The signal's handler is installed (`Vm::new` did it before any vCPU
+                // and clearing it (in `LeaveGuest::drop`, which runs even when `KVM_RUN`
+                // unwinds), which it cannot do while this lock is held: it is a live thread. The signal's handler is installed (`Vm::new` did it before any vCPU
                 // existed) and does nothing.
                 unsafe { libc::pthread_kill(thread, kick_signal()) };
             }

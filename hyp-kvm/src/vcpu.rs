@@ -67,8 +67,9 @@ impl Vcpu {
     /// sees when the vCPU next runs; `answer` is not called for other exits.
     ///
     /// After [`Exit::Done`], [`Exit::Stopped`] or an error the vCPU has finished: running it
-    /// again is [`Error::Finished`]. Once a [`VcpuStop`] stopped it, every run returns
-    /// [`Exit::Interrupted`] at once, without entering the guest.
+    /// again is [`Error::Finished`]. Once a [`VcpuStop`] stopped a vCPU that had not finished,
+    /// every run returns [`Exit::Interrupted`] at once, without entering the guest: a caller
+    /// that loops on `Interrupted` looks at its own reason to stop, as hyp-sim's vCPU threads do.
     pub fn run(&mut self, answer: impl FnOnce(ReadRequest) -> u64) -> Result<Exit, Error> {
         if self.finished {
             return Err(Error::Finished { vcpu: self.index });

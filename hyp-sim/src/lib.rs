@@ -47,8 +47,8 @@
 //! `KVM_RUN` returns within microseconds), and each vCPU's [`hyp_kvm::VcpuStop`], which makes a
 //! thread inside a guest that never exits (`--spin`) leave it: a signal interrupts its
 //! `KVM_RUN`. A vCPU thread still inside its guest 2 s later (KVM kept it there through the
-//! signals) is not waited for: the report says so and the process exits. Each guest's plan has 2^32-1 steps ([`guest::kvm::PLAN_STEPS`]), more than
-//! 14 hours at full speed.
+//! signals) is not waited for: the report says so and the process exits. Each guest's plan has
+//! 2^32-1 steps ([`guest::kvm::PLAN_STEPS`]), more than 14 hours at full speed.
 //!
 //! - [`platform`]: the machine both domains are given: CPUs, RAM, interrupt lines.
 //! - [`hyp`]: the hypervisor and its hypercalls; [`hyp::desc`] the load descriptor and its

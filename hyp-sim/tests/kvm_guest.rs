@@ -257,9 +257,9 @@ fn a_guest_that_never_exits_is_stopped_when_the_run_ends() {
         assert!(report.contains(&format!("hyp-sim: vcpu{vcpu} ran until the run ended")), "{report}");
     }
     assert!(!report.contains("still in its guest"), "{report}");
-    // The 1 s run and its reading, well short of the 2 s hyp-sim would wait for a vCPU thread
-    // that stayed in its guest.
-    assert!(took < Duration::from_millis(2500), "the run took {took:?}");
+    // The 1 s run and its reading, short of the 1 s + 2 s it takes when hyp-sim waits for a vCPU
+    // thread that stayed in its guest.
+    assert!(took < Duration::from_millis(2900), "the run took {took:?}");
     println!("a vCPU looping in its guest was stopped at the run's end: the run took {took:?}");
 }
 

@@ -57,7 +57,8 @@ pub fn answer(exit_number: u64) -> u64 {
 pub enum Outcome {
     /// An exit the hypervisor handles; the vCPU runs on.
     Exit(GuestExit<'static>),
-    /// `KVM_RUN` returned for a signal: the guest did nothing, and the vCPU runs on.
+    /// `KVM_RUN` returned for a signal, or was not entered because the vCPU was stopped
+    /// ([`hyp_kvm::VcpuStop`]): the guest did nothing. The vCPU runs on unless it was stopped.
     Interrupted,
     /// The vCPU stopped and does not run again.
     Stop(Stop),
