@@ -88,6 +88,8 @@ pub struct Connection {
     hello: HelloBody,
     geometry: Geometry,
     path: PathBuf,
+    /// The producer's process id, as this process's pid namespace sees it (`SO_PEERCRED`).
+    producer_pid: u32,
 }
 
 impl Connection {
@@ -121,7 +123,8 @@ impl Connection {
         };
         let geometry = check_hello(&hello)?;
         let hangup = socket.lock().fd.try_clone().map_err(|e| Error::Io { what: "dup", source: e })?;
-        Ok(Arc::new(Self { socket, hangup, hello, geometry, path: path.to_path_buf() }))
+        let producer_pid = peer.pid.as_raw_nonzero().get().unsigned_abs();
+        Ok(Arc::new(Self { socket, hangup, hello, geometry, path: path.to_path_buf(), producer_pid }))
     }
 
     /// Sets how long to poll for an answer before sleeping (0: sleep at once).
@@ -132,6 +135,12 @@ impl Connection {
     /// What the producer exports.
     pub fn hello(&self) -> &HelloBody {
         &self.hello
+    }
+
+    /// The producer's process id in this process's pid namespace (from `SO_PEERCRED` when it
+    /// connected): where its threads' names are, in `/proc/PID/task/`.
+    pub fn producer_pid(&self) -> u32 {
+        self.producer_pid
     }
 
     /// The per-CPU buffers' geometry.

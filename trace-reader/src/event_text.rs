@@ -34,6 +34,17 @@ pub struct EventText {
     refused: HashMap<u16, String>,
     /// Ids of the events printed field by field, with a warning, so far.
     warned: HashSet<u16>,
+    /// The running producer whose threads the events name, if they come from one live.
+    live_producer: Option<LiveProducer>,
+}
+
+/// A running producer whose threads are named from `/proc` as its events come.
+#[derive(Debug)]
+struct LiveProducer {
+    /// Its process id, in this pid namespace.
+    pid: u32,
+    /// The thread ids looked up so far, named or not: each is looked up once.
+    looked_up: HashSet<i32>,
 }
 
 impl EventText {
@@ -69,7 +80,16 @@ impl EventText {
                 None
             }
         };
-        Self { formats, tep, refused, warned: HashSet::new() }
+        Self { formats, tep, refused, warned: HashSet::new(), live_producer: None }
+    }
+
+    /// Also names the threads of the running producer `pid` (in this pid namespace), if there
+    /// is one, that the events name and the symbols do not, from `/proc` (see
+    /// [`crate::symbols::producer_thread_name`]), each when its first event comes: for events
+    /// read live from that producer, whose threads exist while they make them.
+    pub fn naming_threads_of(mut self, producer: Option<u32>) -> Self {
+        self.live_producer = producer.map(|pid| LiveProducer { pid, looked_up: HashSet::new() });
+        self
     }
 
     /// The event formats.
@@ -78,11 +98,28 @@ impl EventText {
     }
 
     /// The name of task `pid`.
-    pub fn comm(&self, pid: i32) -> String {
+    pub fn comm(&mut self, pid: i32) -> String {
+        self.look_up(pid);
         match &self.tep {
             Some(tep) => tep.comm(pid),
             None if pid == 0 => "<idle>".to_string(),
             None => "<...>".to_string(),
+        }
+    }
+
+    /// Names `pid` from `/proc` if it is a thread of the live producer the symbols do not name,
+    /// the first time it is asked for.
+    fn look_up(&mut self, pid: i32) {
+        let (Some(producer), Some(tep)) = (&mut self.live_producer, &mut self.tep) else { return };
+        if pid <= 0 || !producer.looked_up.insert(pid) || tep.comm(pid) != "<...>" {
+            return;
+        }
+        if let Some(name) = crate::symbols::producer_thread_name(producer.pid, pid) {
+            // The list is `pid comm` lines: a newline in a thread's name would end its line.
+            let name = name.replace('\n', "?");
+            if let Err(e) = tep.parse_saved_cmdlines(&format!("{pid} {name}\n")) {
+                eprintln!("trace-reader: warning: naming task {pid} {name}: {e}");
+            }
         }
     }
 

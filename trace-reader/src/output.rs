@@ -141,7 +141,7 @@ fn text(events: &mut EventText, times: Timestamps, item: &MergedItem) -> String 
 }
 
 /// An item as a JSON object.
-fn json(events: &EventText, item: &MergedItem) -> serde_json::Value {
+fn json(events: &mut EventText, item: &MergedItem) -> serde_json::Value {
     match item {
         MergedItem::Event { cpu, ns, payload } => {
             let d = decode(events.formats(), payload);

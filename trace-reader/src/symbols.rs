@@ -1,6 +1,7 @@
 //! What names a recording's addresses and tasks: the kernel's symbols, its `printk` formats (of
 //! `bprint` events) and its task names. A trace.dat file holds them; a live kernel source reads
-//! them from `/proc/kallsyms` and tracefs; a hyptrace producer has none.
+//! them from `/proc/kallsyms` and tracefs. A hyptrace producer exports none, but while it runs
+//! the host threads its events name are its own, named in `/proc` ([`producer_thread_name`]).
 
 use std::path::Path;
 
@@ -30,6 +31,15 @@ impl Symbols {
 /// The kernel's task names now (`saved_cmdlines`), for its buffer at `tracing`.
 pub fn task_names(tracing: &Path) -> String {
     read_or_warn(&tracefs_root(tracing).join("saved_cmdlines"))
+}
+
+/// The name of thread `tid` of the running producer process `producer` (a pid in this process's
+/// pid namespace), from `/proc/PRODUCER/task/TID/comm`; `None` if `tid` is not one of its
+/// threads as this namespace sees them (it ended, or the producer numbers its threads in another
+/// pid namespace), so a number that means another task here is never given its name.
+pub fn producer_thread_name(producer: u32, tid: i32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{producer}/task/{tid}/comm")).ok()?;
+    Some(comm.trim_end_matches('\n').to_string())
 }
 
 /// The tracefs root above `tracing`: where the files every instance shares live (an instance

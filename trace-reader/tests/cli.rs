@@ -65,6 +65,9 @@ fn stream_json_and_cpu_selection() {
     assert!(
         objs.iter().any(|o| o["event"] == "host_hcall" || o["event"] == "host_smc" || o["event"] == "host_mem_abort")
     );
+    // Every event names the host thread that ran vCPU 1, by its name in the running hyp-sim.
+    let tid = objs[0]["pid"].as_i64().expect("a pid");
+    assert!(objs.iter().all(|o| o["pid"] == tid && o["comm"] == "vcpu1"), "{}", objs[0]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped after --duration"));
 }
 

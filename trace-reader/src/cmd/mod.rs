@@ -28,10 +28,12 @@ pub fn interrupt_flag() -> Result<Arc<AtomicBool>> {
 }
 
 /// A printer of `session`'s events as `style` (nanosecond timestamps if `ns`): named with the
-/// kernel's symbols and task names as they are now, for the kernel's buffers.
+/// kernel's symbols and task names as they are now, for the kernel's buffers; a running
+/// producer's threads named as they are in `/proc`.
 pub fn session_printer(session: &Session, style: Style, ns: bool) -> Printer {
     let symbols = session.tracing().map(Symbols::of_kernel).unwrap_or_default();
     let events = EventText::new(session.formats.clone(), &symbols, session.subbuf_size);
+    let events = events.naming_threads_of(session.connection.as_ref().map(|c| c.producer_pid()));
     Printer::new(style, Timestamps::new(session.target.trace_clock().as_deref(), ns), events)
 }
 

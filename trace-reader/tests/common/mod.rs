@@ -32,13 +32,17 @@ impl Sim {
         Self::start_in(cpus, mode, rate, nr_subbufs, Backing::Memfd)
     }
 
-    /// [`Sim::start`] with the buffers in `backing`.
+    /// [`Sim::start`] with the buffers in `backing`. The vCPU threads are named `vcpuN`, as
+    /// hyp-sim names them.
     pub fn start_in(cpus: u32, mode: Mode, rate: u64, nr_subbufs: u32, backing: Backing) -> Self {
         let mut sim = Self::boot(cpus, mode, nr_subbufs, backing);
         sim.vcpus = (0..cpus)
             .map(|cpu| {
                 let (host, stop) = (sim.host.clone(), sim.stop.clone());
-                std::thread::spawn(move || vcpu::run(host.hyp(), cpu, Workload { rate, seed: 7 }, &stop))
+                std::thread::Builder::new()
+                    .name(format!("vcpu{cpu}"))
+                    .spawn(move || vcpu::run(host.hyp(), cpu, Workload { rate, seed: 7 }, &stop))
+                    .expect("a vCPU thread")
             })
             .collect();
         sim

@@ -227,13 +227,15 @@ impl SourceReader<'_> {
 
 /// The printer of both `sources`' events as `style` (nanosecond timestamps if `in_ns`): every
 /// source's formats as they are numbered together, the kernel's symbols and task names as they
-/// are now.
+/// are now, and the producer's threads the kernel does not name as they are in `/proc`.
 fn printer(sources: &[Source], style: Style, in_ns: bool) -> Printer {
     let formats = sources::formats_together(sources);
     let kernel = sources.iter().find_map(|s| s.sessions[0].tracing());
     let symbols = kernel.map(Symbols::of_kernel).unwrap_or_default();
     let clock = sources.iter().find_map(|s| s.target.trace_clock());
-    Printer::new(style, Timestamps::new(clock.as_deref(), in_ns), EventText::new(formats, &symbols, page_size(sources)))
+    let producer = sources.iter().find_map(|s| s.sessions[0].connection.as_ref()).map(|c| c.producer_pid());
+    let events = EventText::new(formats, &symbols, page_size(sources)).naming_threads_of(producer);
+    Printer::new(style, Timestamps::new(clock.as_deref(), in_ns), events)
 }
 
 /// The sources' sub-buffer size (the kernel's).
