@@ -114,12 +114,10 @@ impl EventText {
         if pid <= 0 || !producer.looked_up.insert(pid) || tep.comm(pid) != "<...>" {
             return;
         }
-        if let Some(name) = crate::symbols::producer_thread_name(producer.pid, pid) {
-            // The list is `pid comm` lines: a newline in a thread's name would end its line.
-            let name = name.replace('\n', "?");
-            if let Err(e) = tep.parse_saved_cmdlines(&format!("{pid} {name}\n")) {
-                eprintln!("trace-reader: warning: naming task {pid} {name}: {e}");
-            }
+        if let Some(name) = crate::symbols::producer_thread_name(producer.pid, pid)
+            && let Err(e) = tep.parse_saved_cmdlines(&format!("{pid} {name}\n"))
+        {
+            eprintln!("trace-reader: warning: naming task {pid} {name}: {e}");
         }
     }
 

@@ -34,12 +34,24 @@ pub fn task_names(tracing: &Path) -> String {
 }
 
 /// The name of thread `tid` of the running producer process `producer` (a pid in this process's
-/// pid namespace), from `/proc/PRODUCER/task/TID/comm`; `None` if `tid` is not one of its
+/// pid namespace), from `/proc/PRODUCER/task/TID/comm` (a newline in it made `?`); `None` if `tid` is not one of its
 /// threads as this namespace sees them (it ended, or the producer numbers its threads in another
 /// pid namespace), so a number that means another task here is never given its name.
 pub fn producer_thread_name(producer: u32, tid: i32) -> Option<String> {
     let comm = std::fs::read_to_string(format!("/proc/{producer}/task/{tid}/comm")).ok()?;
-    Some(comm.trim_end_matches('\n').to_string())
+    // Task names are listed as `tid name` lines: a newline inside a name would end its line.
+    Some(comm.trim_end_matches('\n').replace('\n', "?"))
+}
+
+/// The threads of the running producer process `producer` (a pid in this process's pid
+/// namespace) and their names, as `saved_cmdlines` lists tasks (`tid name` lines), from
+/// `/proc/PRODUCER/task/`; the threads it has now (none if it has ended).
+pub fn producer_thread_names(producer: u32) -> Vec<(i32, String)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{producer}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(|task| task.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|tid| Some((tid, producer_thread_name(producer, tid)?)))
+        .collect()
 }
 
 /// The tracefs root above `tracing`: where the files every instance shares live (an instance

@@ -153,6 +153,15 @@ fn record_and_compare_with_trace_cmd(options: &'static [&'static str]) {
         let b: Vec<_> = theirs.iter().filter(|e| e.0 == cpu).collect();
         assert_eq!(a, b, "cpu {cpu}");
     }
+    // Each event names the producer's thread that made it, by name: vCPU N's thread is vcpuN.
+    let report = std::process::Command::new(tc).args(["report", "-t"]).arg(&file).output().unwrap();
+    let report = String::from_utf8_lossy(&report.stdout);
+    for cpu in 0..exits.len() {
+        let events = report.lines().filter(|l| l.contains(&format!("[{cpu:03}]")));
+        assert!(
+            events.clone().count() > 0 && events.clone().all(|l| l.trim_start().starts_with(&format!("vcpu{cpu}-")))
+        );
+    }
     println!("trace-cmd report agrees on {} recorded events", theirs.len());
 }
 

@@ -18,13 +18,15 @@
 //!   producer         CLOCK(mono)         ──► sessions ──► spools of buffer "hyp"
 //!                                              │            (event ids renumbered)
 //!                    the producer exits ───────┴──► every reader stops; the file is written:
-//!                    one header (formats of both, kallsyms, task names read at the end),
+//!                    one header (formats of both, kallsyms, task names: the kernel's
+//!                    read at the end, the producer's threads seen while it ran),
 //!                    then each buffer's CPUs
 //! ```
 
 mod dat_file;
 mod kernel_files;
 mod progress;
+mod thread_names;
 mod writing;
 
 use super::sources::{self, Source};
@@ -43,6 +45,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::ScopedJoinHandle;
 use std::time::Duration;
+use thread_names::ProducerThreads;
 use writing::{Destination, Recording, record_session};
 
 /// Moves the calling reader thread to `SCHED_FIFO`, and has it sleep at once for the answers of
@@ -94,7 +97,8 @@ fn record(mut sources: Vec<Source>, args: &RecordArgs) -> Result<()> {
     let progress: Vec<Progress> = sources.iter().flat_map(|s| &s.sessions).map(|_| Progress::default()).collect();
     let line = ProgressLine::new(&progress, u64::from(page_size));
     let spools = spools_by_session(&mut writer, &sources)?;
-    let results = read_sessions(&mut sources, spools, page_size, options, &stop, &line);
+    let mut threads = ProducerThreads::of(&sources);
+    let results = read_sessions(&mut sources, spools, page_size, options, &stop, &line, &mut threads);
     let secs = line.finish();
     let mut outcome = Outcome::collect(&sources, results, secs)?;
     // A reader that failed after others (or itself) had read pages: what was read is kept, in
@@ -106,7 +110,7 @@ fn record(mut sources: Vec<Source>, args: &RecordArgs) -> Result<()> {
         return Err(e);
     }
     let pages = writer.pages();
-    if let Some(names) = sources.iter().find_map(|s| kernel_task_names(&s.target)) {
+    if let Some(names) = threads.with_kernel_names(sources.iter().find_map(|s| kernel_task_names(&s.target))) {
         writer.set_cmdlines(names);
     }
     let size = finish_file(writer, &outcome.rows, &args.output)?;
@@ -138,20 +142,21 @@ fn read_sessions(
     options: ReaderOptions,
     stop: &AtomicBool,
     line: &ProgressLine<'_>,
+    threads: &mut ProducerThreads,
 ) -> Vec<SessionResult> {
     let sessions = sources.iter_mut().flat_map(|Source { sessions, ids, .. }| {
         let to = Destination { page_size, ids: ids.as_ref() };
         sessions.iter_mut().map(move |session| (session, to))
     });
     std::thread::scope(|scope| {
-        let mut threads = Vec::new();
+        let mut readers = Vec::new();
         let mut failed = None;
         for (i, (((session, to), spools), progress)) in sessions.zip(spools).zip(line.progress).enumerate() {
             let spawned = std::thread::Builder::new()
                 .name(format!("record-{i}"))
                 .spawn_scoped(scope, move || read_session(session, Recording { spools, to, stop, progress }, options));
             match spawned {
-                Ok(thread) => threads.push(thread),
+                Ok(thread) => readers.push(thread),
                 Err(e) => {
                     // Ordering: Relaxed; the flag carries no data.
                     stop.store(true, Ordering::Relaxed);
@@ -160,19 +165,28 @@ fn read_sessions(
                 }
             }
         }
-        let mut results = join_showing(threads, line);
+        let mut results = join_showing(readers, line, threads);
         results.extend(failed.map(Err));
         results
     })
 }
 
-/// Waits for every thread, showing progress on `line` meanwhile: what each returned.
-fn join_showing(threads: Vec<ScopedJoinHandle<'_, SessionResult>>, line: &ProgressLine<'_>) -> Vec<SessionResult> {
-    while !threads.iter().all(|t| t.is_finished()) {
+/// Waits for every reader thread, showing progress on `line` and looking at the producer's
+/// `threads` meanwhile: what each reader returned.
+fn join_showing(
+    readers: Vec<ScopedJoinHandle<'_, SessionResult>>,
+    line: &ProgressLine<'_>,
+    threads: &mut ProducerThreads,
+) -> Vec<SessionResult> {
+    loop {
+        threads.look();
+        if readers.iter().all(|t| t.is_finished()) {
+            break;
+        }
         line.show();
         std::thread::sleep(Duration::from_millis(100));
     }
-    threads.into_iter().map(|t| t.join().unwrap_or_else(|_| Err(anyhow!("a reader thread panicked")))).collect()
+    readers.into_iter().map(|t| t.join().unwrap_or_else(|_| Err(anyhow!("a reader thread panicked")))).collect()
 }
 
 /// A reader thread: runs where `options` say, then records `session` into `spools`. On an
