@@ -373,6 +373,12 @@ impl Session {
         Ok(Self { target, connection: None, cpus, formats, clock: ClockParams::IDENTITY, subbuf_size, nr_cpus })
     }
 
+    /// The process id of the producer this session reads live, in this pid namespace (where its
+    /// threads are named in `/proc`); `None` for the kernel and a dead producer's directory.
+    pub fn producer_pid(&self) -> Option<u32> {
+        self.connection.as_ref().map(|connection| connection.producer_pid())
+    }
+
     /// The tracefs directory, for a kernel target.
     pub fn tracing(&self) -> Option<&std::path::Path> {
         match &self.target {

@@ -34,9 +34,10 @@ pub fn task_names(tracing: &Path) -> String {
 }
 
 /// The name of thread `tid` of the running producer process `producer` (a pid in this process's
-/// pid namespace), from `/proc/PRODUCER/task/TID/comm` (a newline in it made `?`); `None` if `tid` is not one of its
-/// threads as this namespace sees them (it ended, or the producer numbers its threads in another
-/// pid namespace), so a number that means another task here is never given its name.
+/// pid namespace), from `/proc/PRODUCER/task/TID/comm` (a newline in it made `?`); `None` if
+/// `tid` is not one of its threads as this namespace sees them (it ended, or the producer numbers
+/// its threads in another pid namespace), so a number that means another task here is never
+/// given its name.
 pub fn producer_thread_name(producer: u32, tid: i32) -> Option<String> {
     let comm = std::fs::read_to_string(format!("/proc/{producer}/task/{tid}/comm")).ok()?;
     // Task names are listed as `tid name` lines: a newline inside a name would end its line.

@@ -33,7 +33,7 @@ pub fn interrupt_flag() -> Result<Arc<AtomicBool>> {
 pub fn session_printer(session: &Session, style: Style, ns: bool) -> Printer {
     let symbols = session.tracing().map(Symbols::of_kernel).unwrap_or_default();
     let events = EventText::new(session.formats.clone(), &symbols, session.subbuf_size);
-    let events = events.naming_threads_of(session.connection.as_ref().map(|c| c.producer_pid()));
+    let events = events.naming_threads_of(session.producer_pid());
     Printer::new(style, Timestamps::new(session.target.trace_clock().as_deref(), ns), events)
 }
 

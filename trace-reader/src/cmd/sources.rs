@@ -91,6 +91,12 @@ fn system_name(formats: &Formats) -> String {
     formats.iter().map(|f| f.system.clone()).min().unwrap_or_else(|| "producer".to_string())
 }
 
+/// The process id of the producer among `sources` read live, if there is one
+/// ([`Session::producer_pid`]).
+pub fn producer_pid(sources: &[Source]) -> Option<u32> {
+    sources.iter().find_map(|source| source.sessions[0].producer_pid())
+}
+
 /// Every source's event formats in one table, as they are numbered together (a producer's after
 /// the kernel's: [`EventIds`]).
 pub fn formats_together(sources: &[Source]) -> Formats {

@@ -4,7 +4,7 @@
 //! as task names beside the kernel's (a thread that begins and ends between two looks goes
 //! unnamed; the kernel's name wins for a task both name).
 
-use super::sources::Source;
+use super::sources::{self, Source};
 use crate::symbols::producer_thread_names;
 use std::collections::BTreeMap;
 
@@ -19,8 +19,7 @@ pub(super) struct ProducerThreads {
 impl ProducerThreads {
     /// For the producer among `sources`, if one is recorded live.
     pub(super) fn of(sources: &[Source]) -> Self {
-        let producer = sources.iter().find_map(|s| s.sessions[0].connection.as_ref()).map(|c| c.producer_pid());
-        Self { producer, names: BTreeMap::new() }
+        Self { producer: sources::producer_pid(sources), names: BTreeMap::new() }
     }
 
     /// Adds the threads the producer has now.

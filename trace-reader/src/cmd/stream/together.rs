@@ -233,8 +233,8 @@ fn printer(sources: &[Source], style: Style, in_ns: bool) -> Printer {
     let kernel = sources.iter().find_map(|s| s.sessions[0].tracing());
     let symbols = kernel.map(Symbols::of_kernel).unwrap_or_default();
     let clock = sources.iter().find_map(|s| s.target.trace_clock());
-    let producer = sources.iter().find_map(|s| s.sessions[0].connection.as_ref()).map(|c| c.producer_pid());
-    let events = EventText::new(formats, &symbols, page_size(sources)).naming_threads_of(producer);
+    let events =
+        EventText::new(formats, &symbols, page_size(sources)).naming_threads_of(sources::producer_pid(sources));
     Printer::new(style, Timestamps::new(clock.as_deref(), in_ns), events)
 }
 
