@@ -23,14 +23,24 @@ summary=()
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 
+# How long one part may run: a part that hangs fails with its log shown (libtest names a test
+# running over 60 s) instead of holding CI until its own limit. The slowest part, Miri, takes
+# about 10 minutes.
+part_limit="${HYPTRACE_PART_LIMIT_SECONDS:-1500}"
+
 # Runs a part, keeps its output in $log/NAME.log, shows the output if it fails.
 part() {
     local name=$1
     shift
     local start=$SECONDS
     echo "== $name: $*" >&2
-    if ! "$@" >"$log/$name.log" 2>&1; then
+    local status=0
+    timeout --kill-after=30 "$part_limit" "$@" >"$log/$name.log" 2>&1 || status=$?
+    if [ "$status" -ne 0 ]; then
         cat "$log/$name.log" >&2
+        if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+            echo "TIMED OUT: $name ran over ${part_limit} s; the log above names what was still running" >&2
+        fi
         echo "FAILED: $name" >&2
         exit 1
     fi
