@@ -63,7 +63,7 @@ pub enum Error {
         fault: GuestFault,
     },
     /// The signal that stops a vCPU inside its guest ([`crate::VcpuStop`]) could not be set up.
-    #[error("installing the handler of SIGRTMIN, which stops vCPUs inside their guests, failed: {reason}")]
+    #[error("setting up SIGRTMIN, the signal that stops vCPUs inside their guests, failed: {reason}")]
     KickSignal {
         /// Why it failed.
         reason: String,

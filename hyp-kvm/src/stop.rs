@@ -21,7 +21,8 @@
 //! while the stopper holds the lock: the second section runs even when `KVM_RUN` unwinds.
 //!
 //! The signal is `SIGRTMIN` (the lowest real-time signal the C library leaves to programs), as in
-//! Firecracker; its handler is installed once per process, when the first [`crate::Vm`] is made.
+//! Firecracker; its handler is installed once per process, when the first [`crate::Vm`] is made,
+//! and each thread unblocks it the first time it enters a guest.
 //! It is installed without `SA_RESTART`, but is only ever sent to a thread inside `Vcpu::run`.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -74,18 +75,35 @@ impl StopState {
 
     /// Runs `enter` (one `KVM_RUN`) as the calling thread's stay in the guest, where a stop can
     /// reach it; `None`, without running it, once the vCPU is stopped.
-    pub(crate) fn in_guest<T>(&self, enter: impl FnOnce() -> T) -> Option<T> {
+    pub(crate) fn in_guest<T>(&self, enter: impl FnOnce() -> T) -> Result<Option<T>, Error> {
+        accept_kicks_here()?;
         {
             let mut state = self.lock();
             if state.stopped {
-                return None;
+                return Ok(None);
             }
             // SAFETY: `pthread_self` has no preconditions and always succeeds.
             state.in_guest = Some(unsafe { libc::pthread_self() });
         }
         let _leaving = LeaveGuest(self);
-        Some(enter())
+        Ok(Some(enter()))
     }
+}
+
+/// Unblocks the kick signal in the calling thread, the first time it enters a guest. A thread
+/// starts with its creator's signal mask, and programs often block signals in their threads (so
+/// that one thread of their own takes them): a blocked kick would stay pending without
+/// interrupting `KVM_RUN`, and the vCPU could not be stopped.
+fn accept_kicks_here() -> Result<(), Error> {
+    thread_local! {
+        static ACCEPTS_KICKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if !ACCEPTS_KICKS.get() {
+        vmm_sys_util::signal::unblock_signal(kick_signal())
+            .map_err(|error| Error::KickSignal { reason: error.to_string() })?;
+        ACCEPTS_KICKS.set(true);
+    }
+    Ok(())
 }
 
 /// Clears the thread inside the guest when `StopState::in_guest` ends, returning or unwinding.

@@ -81,7 +81,7 @@ impl Vcpu {
 
     /// One `KVM_RUN`, its exit turned into an [`Exit`].
     fn enter(&mut self, answer: impl FnOnce(ReadRequest) -> u64) -> Result<Exit, Error> {
-        let Some(result) = self.stop.in_guest(|| self.fd.run()) else { return Ok(Exit::Interrupted) };
+        let Some(result) = self.stop.in_guest(|| self.fd.run())? else { return Ok(Exit::Interrupted) };
         let exit = match result {
             Ok(VcpuExit::IoOut(port, data)) => Exit::Io(PortIo {
                 port,
