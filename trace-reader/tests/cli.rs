@@ -213,7 +213,7 @@ fn recover_reads_everything_a_dead_producer_left_in_its_directory() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("a running producer is using"), "{refused:?}");
     sim.finish(Duration::ZERO);
     let stats: Vec<_> = (0..2).map(|cpu| sim.stats(cpu)).collect();
-    drop(sim);
+    sim.exit();
 
     let out = reader(&["recover", "-t", dir_arg]);
     ok(&out);
@@ -250,7 +250,7 @@ fn recover_salvages_around_a_malformed_page_and_says_so() {
     std::thread::sleep(Duration::from_millis(200));
     sim.finish(Duration::ZERO);
     let entries = sim.stats(0).entries;
-    drop(sim);
+    sim.exit();
     let intact = reader(&["recover", "-t", dir_arg]);
     ok(&intact);
     assert_eq!(parse_ours(&lines(&intact)).len() as u64, entries);

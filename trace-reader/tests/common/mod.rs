@@ -24,6 +24,8 @@ pub struct Sim {
     server: Option<Server>,
     stop: Arc<AtomicBool>,
     vcpus: Vec<JoinHandle<u64>>,
+    /// The directory of its buffer files, if they are in one.
+    dir_backing: Option<PathBuf>,
 }
 
 impl Sim {
@@ -85,6 +87,10 @@ impl Sim {
     fn boot(cpus: u32, mode: Mode, nr_subbufs: u32, backing: Backing) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("hyp.sock");
+        let dir_backing = match &backing {
+            Backing::Dir { path, .. } => Some(path.clone()),
+            _ => None,
+        };
         let config = HostConfig {
             nr_cpus: cpus,
             buffer: Config { geometry: Geometry::new(4096, nr_subbufs).unwrap(), mode },
@@ -93,7 +99,7 @@ impl Sim {
         let host = Arc::new(Host::boot(config).expect("booting the hypervisor"));
         let server = Server::start(&socket, host.clone()).expect("serving");
         let stop = Arc::new(AtomicBool::new(false));
-        Self { dir, socket, host, server: Some(server), stop, vcpus: Vec::new() }
+        Self { dir, socket, host, server: Some(server), stop, vcpus: Vec::new(), dir_backing }
     }
 
     /// Stops the guests, lets consumers drain for up to `linger`, then stops serving (consumers
@@ -110,6 +116,29 @@ impl Sim {
         }
         drop(self.server.take());
         exits
+    }
+
+    /// Ends the producer as its process's exit would: once this returns, no process holds its
+    /// buffer files (in a directory) locked, and a reader takes them for a dead producer's.
+    /// Another test thread that starts a program while the files are open gives it copies of
+    /// their descriptors, which it holds until it has started (they close on exec): a busy
+    /// machine can make that last a while, so this waits, up to 10 s, for the locks to go.
+    pub fn exit(self) {
+        let dir = self.dir_backing.clone();
+        drop(self);
+        let Some(dir) = dir else { return };
+        for entry in std::fs::read_dir(&dir).expect("the buffer directory") {
+            let path = entry.expect("a directory entry").path();
+            if !path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("cpu")) {
+                continue;
+            }
+            let file = std::fs::File::open(&path).expect("a buffer file");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while file.try_lock().is_err() {
+                assert!(Instant::now() < deadline, "{} stays locked after its producer ended", path.display());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     }
 
     /// CPU `cpu`'s exact counters, from the hypervisor.
