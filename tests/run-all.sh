@@ -23,10 +23,30 @@ summary=()
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 
-# How long one part may run: a part that hangs fails with its log shown (libtest names a test
-# running over 60 s) instead of holding CI until its own limit. The slowest part, Miri, takes
-# about 10 minutes.
+# How long one part may run. A part that runs past it is stopped, and fails showing its log
+# (libtest names each test running over 60 s) and what its processes were doing
+# (tests/show-hang.sh), instead of holding CI until CI's own limit ends it without a word. The
+# slowest part, Miri, takes about 10 minutes.
 part_limit="${HYPTRACE_PART_LIMIT_SECONDS:-1500}"
+
+# Runs "${@:2}", its output to file $1, for at most $part_limit seconds. Past that, shows (on
+# stderr) what its processes are doing and kills them: status 124. timeout(1) puts itself and
+# the command in a process group of their own, and ends it should this shell not.
+bounded() {
+    local output=$1
+    shift
+    timeout --kill-after=10 $((part_limit + 60)) "$@" >"$output" 2>&1 &
+    local group=$! start=$SECONDS
+    while kill -0 "$group" 2>/dev/null; do
+        if [ $((SECONDS - start)) -ge "$part_limit" ]; then
+            bash tests/show-hang.sh "$group" >&2
+            kill -KILL -- "-$group" 2>/dev/null
+            return 124
+        fi
+        sleep 1
+    done
+    wait "$group"
+}
 
 # Runs a part, keeps its output in $log/NAME.log, shows the output if it fails.
 part() {
@@ -35,11 +55,11 @@ part() {
     local start=$SECONDS
     echo "== $name: $*" >&2
     local status=0
-    timeout --kill-after=30 "$part_limit" "$@" >"$log/$name.log" 2>&1 || status=$?
+    bounded "$log/$name.log" "$@" 2>"$log/$name.hang" || status=$?
     if [ "$status" -ne 0 ]; then
-        cat "$log/$name.log" >&2
+        cat "$log/$name.log" "$log/$name.hang" >&2
         if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
-            echo "TIMED OUT: $name ran over ${part_limit} s; the log above names what was still running" >&2
+            echo "TIMED OUT: $name ran over ${part_limit} s: above, its log and what its processes were doing" >&2
         fi
         echo "FAILED: $name" >&2
         exit 1
