@@ -70,7 +70,13 @@ mod tests {
                 })
                 .unwrap();
             started.wait();
-            threads.look();
+            // A listing of /proc/PID/task made while other threads of the process come and go
+            // (other tests' threads do) may miss one: record looks again at every progress tick,
+            // and so does this.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !threads.names.values().any(|name| name == "named-thread") && std::time::Instant::now() < deadline {
+                threads.look();
+            }
             stop.wait();
         });
         assert!(threads.names.values().any(|name| name == "named-thread"), "{:?}", threads.names);
