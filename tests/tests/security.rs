@@ -23,7 +23,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,21 +63,33 @@ fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-/// A child process, killed when this goes.
-struct Killed(Child);
+/// A child process whose standard output is piped, killed when this goes.
+struct Killed {
+    child: Child,
+    /// Its standard output, buffered once for every line read: a reader made per line could
+    /// take the next line into its buffer and lose it.
+    said: BufReader<ChildStdout>,
+}
 
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Killed {
+    fn new(mut child: Child) -> Self {
+        let said = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Self { child, said }
+    }
+
+    /// The next line of its standard output, trimmed.
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.said.read_line(&mut line).expect("reading");
+        line.trim().to_string()
     }
 }
 
-/// Reads one line of `child`'s standard output.
-fn line_of(child: &mut Child) -> String {
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().expect("piped stdout")).read_line(&mut line).expect("reading");
-    line.trim().to_string()
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
@@ -125,8 +137,8 @@ fn a_producer_running_as_another_user_is_not_trusted() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("running foreign-listener");
-    let mut listener = Killed(child);
-    assert_eq!(line_of(&mut listener.0), "listening");
+    let mut listener = Killed::new(child);
+    assert_eq!(listener.line(), "listening");
 
     let started = Instant::now();
     let refused = Connection::connect(&path);
@@ -220,9 +232,9 @@ fn a_buffer_file_truncated_under_a_live_consumer_is_an_error_not_a_crash() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawning test-producer");
-    let mut producer = Killed(child);
-    assert_eq!(line_of(&mut producer.0), "ready");
-    assert_eq!(line_of(&mut producer.0), "done");
+    let mut producer = Killed::new(child);
+    assert_eq!(producer.line(), "ready");
+    assert_eq!(producer.line(), "done");
     let connection = Connection::connect(&socket).expect("connect");
     let mut consumer = Consumer::new(connection.open_cpu(0).expect("open_cpu")).expect("consumer");
     let mut events = 0;
