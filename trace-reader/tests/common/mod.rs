@@ -134,7 +134,7 @@ impl Sim {
             }
             let file = std::fs::File::open(&path).expect("a buffer file");
             let deadline = Instant::now() + Duration::from_secs(10);
-            while file.try_lock().is_err() {
+            while rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err() {
                 assert!(Instant::now() < deadline, "{} stays locked after its producer ended", path.display());
                 std::thread::sleep(Duration::from_millis(5));
             }
