@@ -21,7 +21,11 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 summary=()
 log=$(mktemp -d)
-trap 'rm -rf "$log"' EXIT
+# The process group of the part running now, if any: it ends with this script, however that ends
+# (Ctrl-C reaches only this shell: the part runs in a group of its own).
+running=
+trap 'rm -rf "$log"; [ -z "$running" ] || kill -KILL -- "-$running" 2>/dev/null' EXIT
+trap 'exit 130' INT TERM
 
 # How long one part may run. A part that runs past it is stopped, and fails showing its log
 # (libtest names each test running over 60 s) and what its processes were doing
@@ -30,22 +34,28 @@ trap 'rm -rf "$log"' EXIT
 part_limit="${HYPTRACE_PART_LIMIT_SECONDS:-1500}"
 
 # Runs "${@:2}", its output to file $1, for at most $part_limit seconds. Past that, shows (on
-# stderr) what its processes are doing and kills them: status 124. timeout(1) puts itself and
-# the command in a process group of their own, and ends it should this shell not.
+# stderr) what its processes are doing, kills them and sets timed_out. timeout(1) puts itself
+# and the command in a process group of their own, and ends it should this shell not.
+timed_out=
 bounded() {
     local output=$1
     shift
-    timeout --kill-after=10 $((part_limit + 60)) "$@" >"$output" 2>&1 &
-    local group=$! start=$SECONDS
-    while kill -0 "$group" 2>/dev/null; do
+    timeout --kill-after=10 $((part_limit + 600)) "$@" >"$output" 2>&1 &
+    running=$!
+    local start=$SECONDS status=0
+    while kill -0 "$running" 2>/dev/null; do
         if [ $((SECONDS - start)) -ge "$part_limit" ]; then
-            bash tests/show-hang.sh "$group" >&2
-            kill -KILL -- "-$group" 2>/dev/null
-            return 124
+            timed_out=1
+            timeout 300 bash tests/show-hang.sh "$running" >&2 || true
+            kill -KILL -- "-$running" 2>/dev/null
+            running=
+            return 1
         fi
         sleep 1
     done
-    wait "$group"
+    wait "$running" || status=$?
+    running=
+    return "$status"
 }
 
 # Runs a part, keeps its output in $log/NAME.log, shows the output if it fails.
@@ -54,11 +64,9 @@ part() {
     shift
     local start=$SECONDS
     echo "== $name: $*" >&2
-    local status=0
-    bounded "$log/$name.log" "$@" 2>"$log/$name.hang" || status=$?
-    if [ "$status" -ne 0 ]; then
+    if ! bounded "$log/$name.log" "$@" 2>"$log/$name.hang"; then
         cat "$log/$name.log" "$log/$name.hang" >&2
-        if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        if [ -n "$timed_out" ]; then
             echo "TIMED OUT: $name ran over ${part_limit} s: above, its log and what its processes were doing" >&2
         fi
         echo "FAILED: $name" >&2

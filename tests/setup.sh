@@ -4,9 +4,10 @@
 # trace.dat files trace-reader records), libtraceevent, its plugins and pkg-config (which
 # trace-reader prints events with, as trace-cmd does; the build needs them), LTTng (lttng-tools,
 # lttng-ust's headers, babeltrace2: the peer tracer of the benchmarks, whose tracepoint provider
-# the benches crate builds), clippy and rustfmt, the x86_64-unknown-none target (the no_std
-# build), a nightly toolchain with Miri, and cargo-fuzz. What is there already is left alone, so
-# running it again costs a few seconds.
+# the benches crate builds), gdb (the backtraces tests/show-hang.sh prints of a part that ran past
+# its time), clippy and rustfmt, the x86_64-unknown-none target (the no_std build), a nightly
+# toolchain with Miri, and cargo-fuzz. What is there already is left alone, so running it again
+# costs a few seconds.
 set -euo pipefail
 
 missing=()
@@ -18,6 +19,7 @@ command -v babeltrace2 >/dev/null 2>&1 || missing+=(babeltrace2)
 [ -e /usr/include/lttng/tracepoint.h ] || [ -e "/usr/include/$(uname -m)-linux-gnu/lttng/tracepoint.h" ] ||
     missing+=(liblttng-ust-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v gdb >/dev/null 2>&1 || missing+=(gdb)
 pkg-config --exists libtraceevent 2>/dev/null || missing+=(libtraceevent-dev)
 compgen -G "/usr/lib/*/traceevent/plugins/plugin_sched_switch.so" >/dev/null || missing+=(libtraceevent1-plugin)
 if [ ${#missing[@]} -gt 0 ]; then

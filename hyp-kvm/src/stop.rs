@@ -93,7 +93,9 @@ impl StopState {
 /// Unblocks the kick signal in the calling thread, the first time it enters a guest. A thread
 /// starts with its creator's signal mask, and programs often block signals in their threads (so
 /// that one thread of their own takes them): a blocked kick would stay pending without
-/// interrupting `KVM_RUN`, and the vCPU could not be stopped.
+/// interrupting `KVM_RUN`, and the vCPU could not be stopped. (A thread that blocks it again
+/// afterwards cannot be stopped inside its guest: `VcpuStop::stop` says so with
+/// `Error::StillInGuest`.)
 fn accept_kicks_here() -> Result<(), Error> {
     thread_local! {
         static ACCEPTS_KICKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };

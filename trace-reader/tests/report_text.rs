@@ -201,10 +201,15 @@ fn task_names_are_those_trace_cmd_extract_gives() {
     let file = dir.path().join("ours.dat");
     let recording = start_recording(&file, "1.5");
     std::thread::sleep(Duration::from_millis(400));
-    let recorder_threads: Vec<u32> = std::fs::read_dir(format!("/proc/{}/task", recording.id()))
-        .map(|tasks| tasks.filter_map(|task| task.ok()?.file_name().to_str()?.parse().ok()).collect())
-        .unwrap_or_default();
+    let recorder = recording.id();
+    let threads_of_recorder = || -> Vec<u32> {
+        std::fs::read_dir(format!("/proc/{recorder}/task"))
+            .map(|tasks| tasks.filter_map(|task| task.ok()?.file_name().to_str()?.parse().ok()).collect())
+            .unwrap_or_default()
+    };
+    let mut recorder_threads = threads_of_recorder();
     workload();
+    recorder_threads.extend(threads_of_recorder());
     ok(&recording.wait_with_output().unwrap());
     std::fs::write(twin.path().join("tracing_on"), "0").unwrap();
     let extracted = dir.path().join("theirs.dat");

@@ -123,7 +123,10 @@ impl Sim {
     /// Another test thread that starts a program while the files are open gives it copies of
     /// their descriptors, which it holds until it has started (they close on exec): a busy
     /// machine can make that last a while, so this waits, up to 10 s, for the locks to go.
-    pub fn exit(self) {
+    pub fn exit(mut self) {
+        if !self.vcpus.is_empty() {
+            self.finish(Duration::ZERO);
+        }
         let dir = self.dir_backing.clone();
         drop(self);
         let Some(dir) = dir else { return };

@@ -76,6 +76,7 @@ mod tests {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             while !threads.names.values().any(|name| name == "named-thread") && std::time::Instant::now() < deadline {
                 threads.look();
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
             stop.wait();
         });
