@@ -203,9 +203,8 @@ fn task_names_are_those_trace_cmd_extract_gives() {
     std::thread::sleep(Duration::from_millis(400));
     let recorder = recording.id();
     let threads_of_recorder = || -> Vec<u32> {
-        std::fs::read_dir(format!("/proc/{recorder}/task"))
-            .map(|tasks| tasks.filter_map(|task| task.ok()?.file_name().to_str()?.parse().ok()).collect())
-            .unwrap_or_default()
+        let threads = trace_reader::symbols::producer_thread_names(recorder);
+        threads.into_iter().filter_map(|(tid, _name)| u32::try_from(tid).ok()).collect()
     };
     let mut recorder_threads = threads_of_recorder();
     workload();

@@ -118,11 +118,12 @@ impl Sim {
         exits
     }
 
-    /// Ends the producer as its process's exit would: once this returns, no process holds its
-    /// buffer files (in a directory) locked, and a reader takes them for a dead producer's.
-    /// Another test thread that starts a program while the files are open gives it copies of
-    /// their descriptors, which it holds until it has started (they close on exec): a busy
-    /// machine can make that last a while, so this waits, up to 10 s, for the locks to go.
+    /// Ends the producer as its process's exit would: once this returns, a reader takes its
+    /// buffer directory (if its buffers are in one) for a dead producer's, as `recover` does
+    /// ([`ring_mmap::BufferDir::open`]). Another test thread that starts a program while the
+    /// files are open gives it copies of their descriptors, and so of their locks, which it holds
+    /// until it has started (they close on exec): a busy machine can make that last a while, so
+    /// this waits, up to 10 s, for the locks to go.
     pub fn exit(mut self) {
         if !self.vcpus.is_empty() {
             self.finish(Duration::ZERO);
@@ -130,17 +131,10 @@ impl Sim {
         let dir = self.dir_backing.clone();
         drop(self);
         let Some(dir) = dir else { return };
-        for entry in std::fs::read_dir(&dir).expect("the buffer directory") {
-            let path = entry.expect("a directory entry").path();
-            if !path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("cpu")) {
-                continue;
-            }
-            let file = std::fs::File::open(&path).expect("a buffer file");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err() {
-                assert!(Instant::now() < deadline, "{} stays locked after its producer ended", path.display());
-                std::thread::sleep(Duration::from_millis(5));
-            }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Err(ring_mmap::Error::ProducerAlive(path)) = ring_mmap::BufferDir::open(&dir) {
+            assert!(Instant::now() < deadline, "{} stays locked after its producer ended", path.display());
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
